@@ -1,0 +1,74 @@
+"""ice-stun-turn: a Cython-accelerated STUN / TURN / ICE toolkit.
+
+The compiled codec (``Message``, the attribute classes, ChannelData framing)
+sits at the bottom; protocol machines and asyncio adapters build on it.
+"""
+
+from ice import constants
+from ice._codec import (
+    PACKET_CHANNEL_DATA,
+    PACKET_DTLS,
+    PACKET_RTP,
+    PACKET_STUN,
+    PACKET_UNKNOWN,
+    PACKET_ZRTP,
+    Attribute,
+    IntegrityKey,
+    Message,
+    classify,
+    decode_channel_data,
+    encode_channel_data,
+    is_channel_data,
+    is_stun,
+    new_transaction_id,
+    stream_frame_length,
+)
+from ice._errors import DecodeError, Error, FingerprintError, IntegrityError, StunError
+from ice.attrs import *  # noqa: F403 - the attribute classes are public API
+from ice.attrs import __all__ as _attrs_all
+from ice.constants import *  # noqa: F403 - message types, enums
+from ice.constants import __all__ as _constants_all
+from ice.credentials import (
+    long_term_key,
+    opaque_string,
+    saslprep,
+    short_term_key,
+    turn_rest_credentials,
+    userhash,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PACKET_CHANNEL_DATA",
+    "PACKET_DTLS",
+    "PACKET_RTP",
+    "PACKET_STUN",
+    "PACKET_UNKNOWN",
+    "PACKET_ZRTP",
+    "Attribute",
+    "DecodeError",
+    "Error",
+    "FingerprintError",
+    "IntegrityError",
+    "IntegrityKey",
+    "Message",
+    "StunError",
+    "__version__",
+    "classify",
+    "constants",
+    "decode_channel_data",
+    "encode_channel_data",
+    "is_channel_data",
+    "is_stun",
+    "long_term_key",
+    "new_transaction_id",
+    "opaque_string",
+    "saslprep",
+    "short_term_key",
+    "stream_frame_length",
+    "turn_rest_credentials",
+    "userhash",
+    *_attrs_all,
+    *_constants_all,
+]

@@ -1,0 +1,469 @@
+# Attribute shapes: address, XOR address, text, bytes, 32/64-bit integer,
+# flag, address family and error code. A concrete attribute is a subclass
+# that sets TYPE (and, for text and bytes, the size limits of its RFC); all
+# encoding and strict decoding lives here, once.
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.object cimport PyObject, PyTypeObject
+from cpython.unicode cimport PyUnicode_DecodeUTF8
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from libc.string cimport memcmp, memcpy
+
+from ice._codec cimport (
+    FAMILY_IPV4,
+    FAMILY_IPV6,
+    Attribute,
+    Message,
+    decode_text,
+    format_ip,
+    parse_ip,
+)
+
+from ice._errors import DecodeError
+from ice.constants import default_reason
+
+cdef tuple _NO_ARGS = ()
+
+
+cdef object new_instance(type cls):
+    """cls.__new__(cls) without a Python-level call (get_from runs per message)."""
+    return (<PyTypeObject *>cls).tp_new(cls, <PyObject *>_NO_ARGS, NULL)
+
+
+cdef uint16_t attr_type_of(object cls) except? 0:
+    return cls.TYPE
+
+
+cdef Py_ssize_t find_value(Message msg, uint16_t attr_type, const uint8_t **value) noexcept:
+    """Length of the first attribute of attr_type (value set to it), or -1."""
+    cdef Py_ssize_t i = msg._find(attr_type)
+    if i < 0:
+        return -1
+    value[0] = msg._buf + msg._attrs[i].offset
+    return msg._attrs[i].length
+
+
+cdef inline uint16_t load16(const uint8_t *p) noexcept nogil:
+    return (<uint16_t>p[0] << 8) | p[1]
+
+
+cdef inline uint32_t load32(const uint8_t *p) noexcept nogil:
+    return (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | p[3]
+
+
+cdef inline void store32(uint8_t *p, uint32_t v) noexcept nogil:
+    p[0] = <uint8_t>(v >> 24)
+    p[1] = <uint8_t>(v >> 16)
+    p[2] = <uint8_t>(v >> 8)
+    p[3] = <uint8_t>v
+
+
+cdef str _name(object obj):
+    return type(obj).__name__
+
+
+# ---------------------------------------------------------------- addresses
+
+cdef class AddressAttribute(Attribute):
+    """A transport address: family, IP and port (RFC 8489 14.1 MAPPED-ADDRESS shape)."""
+
+    def __init__(self, host, int port):
+        if port < 0 or port > 0xFFFF:
+            raise ValueError(f"port {port} is outside 0-65535")
+        self.family = parse_ip(host, self._ip)
+        self.port = port
+        self._host = host if type(host) is str and self.family == FAMILY_IPV4 else None
+
+    cdef bint _xored(self) noexcept:
+        return False
+
+    @property
+    def host(self):
+        """The IP address as text ('192.0.2.1', '2001:db8::1')."""
+        if self._host is None:
+            self._host = format_ip(self.family, self._ip)
+        return self._host
+
+    @property
+    def packed(self):
+        """The IP address in network byte order (4 or 16 bytes)."""
+        return PyBytes_FromStringAndSize(<char *>self._ip, 4 if self.family == FAMILY_IPV4 else 16)
+
+    @property
+    def address(self):
+        """(host, port), as the socket module wants it."""
+        return (self.host, self.port)
+
+    cdef int _apply(self, Message msg) except -1:
+        return msg._add_address(attr_type_of(self), self.family, self._ip, <uint16_t>self.port,
+                                self._xored())
+
+    @classmethod
+    def get_from(cls, Message msg not None):
+        """The first such attribute in msg, or None; DecodeError if it is malformed."""
+        cdef AddressAttribute attr = new_instance(cls)
+        cdef int family
+        cdef uint16_t port
+        if msg._get_address(attr_type_of(cls), &family, attr._ip, &port, attr._xored()) == 1:
+            return None
+        attr.family = family
+        attr.port = port
+        return attr
+
+    def __eq__(self, other):
+        if type(other) is not type(self):
+            return NotImplemented
+        cdef AddressAttribute o = <AddressAttribute>other
+        return (o.family == self.family and o.port == self.port
+                and memcmp(o._ip, self._ip, 4 if self.family == FAMILY_IPV4 else 16) == 0)
+
+    def __hash__(self):
+        return hash((type(self), self.packed, self.port))
+
+    def __repr__(self):
+        return f"{_name(self)}(host={self.host!r}, port={self.port})"
+
+
+cdef class XorAddressAttribute(AddressAttribute):
+    """A transport address XORed with the magic cookie and transaction ID (RFC 8489 14.2)."""
+
+    cdef bint _xored(self) noexcept:
+        return True
+
+
+# ---------------------------------------------------------------- text and bytes
+
+cdef class TextAttribute(Attribute):
+    """UTF-8 text of bounded size (USERNAME, REALM, NONCE, SOFTWARE, ...).
+
+    The wire bytes are kept as they came, so a value is echoed back exactly
+    (a NONCE, say) even before anybody looks at it as text.
+    MAX_BYTES and MAX_CHARS are the limits of the attribute's RFC.
+    """
+
+    MAX_BYTES = 763
+    MAX_CHARS = 128
+
+    def __init__(self, value):
+        cdef bytes raw
+        if isinstance(value, str):
+            raw = (<str>value).encode("utf-8")
+            if len(<str>value) > self.MAX_CHARS:
+                raise ValueError(
+                    f"{_name(self)} is at most {self.MAX_CHARS} characters, not {len(value)}"
+                )
+        elif isinstance(value, (bytes, bytearray, memoryview)):
+            raw = bytes(value)
+        else:
+            raise TypeError(f"{_name(self)} takes str or bytes, not {type(value).__name__}")
+        if len(raw) > self.MAX_BYTES:
+            raise ValueError(f"{_name(self)} is at most {self.MAX_BYTES} bytes, not {len(raw)}")
+        self.raw = raw
+
+    @property
+    def value(self):
+        """The text; DecodeError if the peer sent bytes that are not UTF-8."""
+        return decode_text(<const uint8_t *>PyBytes_AS_STRING(self.raw), len(self.raw),
+                           _name(self))
+
+    cdef int _apply(self, Message msg) except -1:
+        return msg._add_raw(attr_type_of(self), <const uint8_t *>PyBytes_AS_STRING(self.raw),
+                            len(self.raw))
+
+    @classmethod
+    def get_from(cls, Message msg not None):
+        """The first such attribute in msg, or None; DecodeError if it is too long."""
+        cdef const uint8_t *p
+        cdef Py_ssize_t n = find_value(msg, attr_type_of(cls), &p)
+        if n < 0:
+            return None
+        if n > cls.MAX_BYTES:
+            raise DecodeError(f"{cls.__name__} is at most {cls.MAX_BYTES} bytes, not {n}")
+        cdef TextAttribute attr = new_instance(cls)
+        attr.raw = PyBytes_FromStringAndSize(<const char *>p, n)
+        return attr
+
+    def __eq__(self, other):
+        if type(other) is not type(self):
+            return NotImplemented
+        return (<TextAttribute>other).raw == self.raw
+
+    def __hash__(self):
+        return hash((type(self), self.raw))
+
+    def __str__(self):
+        return self.value
+
+    def __repr__(self):
+        try:
+            return f"{_name(self)}({self.value!r})"
+        except DecodeError:
+            return f"{_name(self)}({self.raw!r})"
+
+
+cdef class BytesAttribute(Attribute):
+    """Opaque bytes; SIZE fixes the length when the RFC does (0: any length)."""
+
+    SIZE = 0
+
+    def __init__(self, value):
+        cdef bytes raw = bytes(value)
+        cdef Py_ssize_t size = self.SIZE
+        if size and len(raw) != size:
+            raise ValueError(f"{_name(self)} is {size} bytes, not {len(raw)}")
+        if len(raw) > 0xFFFF:
+            raise ValueError(f"{_name(self)} is at most 65,535 bytes, not {len(raw)}")
+        self.value = raw
+
+    cdef int _apply(self, Message msg) except -1:
+        return msg._add_raw(attr_type_of(self), <const uint8_t *>PyBytes_AS_STRING(self.value),
+                            len(self.value))
+
+    @classmethod
+    def get_from(cls, Message msg not None):
+        """The first such attribute in msg, or None; DecodeError on a wrong size."""
+        cdef const uint8_t *p
+        cdef Py_ssize_t n = find_value(msg, attr_type_of(cls), &p)
+        cdef Py_ssize_t size
+        if n < 0:
+            return None
+        size = cls.SIZE
+        if size and n != size:
+            raise DecodeError(f"{cls.__name__} is {size} bytes, not {n}")
+        cdef BytesAttribute attr = new_instance(cls)
+        attr.value = PyBytes_FromStringAndSize(<const char *>p, n)
+        return attr
+
+    def __eq__(self, other):
+        if type(other) is not type(self):
+            return NotImplemented
+        return (<BytesAttribute>other).value == self.value
+
+    def __hash__(self):
+        return hash((type(self), self.value))
+
+    def __repr__(self):
+        return f"{_name(self)}({self.value!r})"
+
+
+# ---------------------------------------------------------------- integers and flags
+
+cdef class Uint32Attribute(Attribute):
+    """A 32-bit unsigned integer (PRIORITY, LIFETIME, CONNECTION-ID)."""
+
+    def __init__(self, value):
+        if not 0 <= value <= 0xFFFFFFFF:
+            raise ValueError(f"{_name(self)} is a 32-bit unsigned value, not {value}")
+        self.value = value
+
+    cdef int _apply(self, Message msg) except -1:
+        cdef uint8_t raw[4]
+        store32(raw, self.value)
+        return msg._add_raw(attr_type_of(self), raw, 4)
+
+    @classmethod
+    def get_from(cls, Message msg not None):
+        """The first such attribute in msg, or None; DecodeError unless it is 4 bytes."""
+        cdef const uint8_t *p
+        cdef Py_ssize_t n = find_value(msg, attr_type_of(cls), &p)
+        if n < 0:
+            return None
+        if n != 4:
+            raise DecodeError(f"{cls.__name__} is 4 bytes, not {n}")
+        cdef Uint32Attribute attr = new_instance(cls)
+        attr.value = load32(p)
+        return attr
+
+    def __int__(self):
+        return self.value
+
+    def __eq__(self, other):
+        if type(other) is not type(self):
+            return NotImplemented
+        return (<Uint32Attribute>other).value == self.value
+
+    def __hash__(self):
+        return hash((type(self), self.value))
+
+    def __repr__(self):
+        return f"{_name(self)}({self.value})"
+
+
+cdef class Uint64Attribute(Attribute):
+    """A 64-bit unsigned integer (the ICE-CONTROLLING/CONTROLLED tie-breaker)."""
+
+    def __init__(self, value):
+        if not 0 <= value <= 0xFFFFFFFFFFFFFFFF:
+            raise ValueError(f"{_name(self)} is a 64-bit unsigned value, not {value}")
+        self.value = value
+
+    cdef int _apply(self, Message msg) except -1:
+        cdef uint8_t raw[8]
+        store32(raw, <uint32_t>(self.value >> 32))
+        store32(raw + 4, <uint32_t>self.value)
+        return msg._add_raw(attr_type_of(self), raw, 8)
+
+    @classmethod
+    def get_from(cls, Message msg not None):
+        """The first such attribute in msg, or None; DecodeError unless it is 8 bytes."""
+        cdef const uint8_t *p
+        cdef Py_ssize_t n = find_value(msg, attr_type_of(cls), &p)
+        if n < 0:
+            return None
+        if n != 8:
+            raise DecodeError(f"{cls.__name__} is 8 bytes, not {n}")
+        cdef Uint64Attribute attr = new_instance(cls)
+        attr.value = (<uint64_t>load32(p) << 32) | load32(p + 4)
+        return attr
+
+    def __int__(self):
+        return self.value
+
+    def __eq__(self, other):
+        if type(other) is not type(self):
+            return NotImplemented
+        return (<Uint64Attribute>other).value == self.value
+
+    def __hash__(self):
+        return hash((type(self), self.value))
+
+    def __repr__(self):
+        return f"{_name(self)}({self.value})"
+
+
+cdef class FlagAttribute(Attribute):
+    """An attribute whose presence is its meaning (USE-CANDIDATE, DONT-FRAGMENT)."""
+
+    cdef int _apply(self, Message msg) except -1:
+        msg._append(attr_type_of(self), 0)
+        return 0
+
+    @classmethod
+    def get_from(cls, Message msg not None):
+        """An instance when msg carries the flag, else None; DecodeError unless it is empty."""
+        cdef const uint8_t *p
+        cdef Py_ssize_t n = find_value(msg, attr_type_of(cls), &p)
+        if n < 0:
+            return None
+        if n != 0:
+            raise DecodeError(f"{cls.__name__} has no value, but {n} bytes came")
+        return new_instance(cls)
+
+    def __eq__(self, other):
+        if type(other) is not type(self):
+            return NotImplemented
+        return True
+
+    def __hash__(self):
+        return hash(type(self))
+
+    def __repr__(self):
+        return f"{_name(self)}()"
+
+
+cdef class FamilyAttribute(Attribute):
+    """An address family byte and 3 reserved bytes (REQUESTED-ADDRESS-FAMILY shape)."""
+
+    def __init__(self, int family):
+        if family != FAMILY_IPV4 and family != FAMILY_IPV6:
+            raise ValueError(f"address family {family} is neither IPv4 (1) nor IPv6 (2)")
+        self.family = family
+
+    cdef int _apply(self, Message msg) except -1:
+        cdef uint8_t raw[4]
+        raw[0] = <uint8_t>self.family
+        raw[1] = raw[2] = raw[3] = 0
+        return msg._add_raw(attr_type_of(self), raw, 4)
+
+    @classmethod
+    def get_from(cls, Message msg not None):
+        """The first such attribute in msg, or None; DecodeError if it is malformed."""
+        cdef const uint8_t *p
+        cdef Py_ssize_t n = find_value(msg, attr_type_of(cls), &p)
+        if n < 0:
+            return None
+        if n != 4:
+            raise DecodeError(f"{cls.__name__} is 4 bytes, not {n}")
+        if p[0] != FAMILY_IPV4 and p[0] != FAMILY_IPV6:
+            raise DecodeError(f"address family 0x{p[0]:02x} is neither IPv4 (1) nor IPv6 (2)")
+        cdef FamilyAttribute attr = new_instance(cls)
+        attr.family = p[0]
+        return attr
+
+    def __eq__(self, other):
+        if type(other) is not type(self):
+            return NotImplemented
+        return (<FamilyAttribute>other).family == self.family
+
+    def __hash__(self):
+        return hash((type(self), self.family))
+
+    def __repr__(self):
+        return f"{_name(self)}({self.family})"
+
+
+# ---------------------------------------------------------------- error codes
+
+cdef class ErrorCodeShape(Attribute):
+    """Class/number and a UTF-8 reason (ERROR-CODE, RFC 8489 14.8).
+
+    The first byte is reserved in ERROR-CODE and carries the address family
+    in ADDRESS-ERROR-CODE, whose class overrides _keeps_first_byte().
+    """
+
+    def __init__(self, int code, reason=None):
+        if code < 300 or code > 699:
+            raise ValueError(f"an error code is 300-699, not {code}")
+        if reason is None:
+            reason = default_reason(code)
+        self.code = code
+        self.reason = reason
+        self._reason_raw = (<str>reason).encode("utf-8")
+        if len(self._reason_raw) > 763 or len(reason) > 128:
+            raise ValueError("an error reason is at most 128 characters and 763 bytes")
+
+    cdef int _apply(self, Message msg) except -1:
+        cdef Py_ssize_t n = len(self._reason_raw)
+        cdef uint8_t *p = msg._append(attr_type_of(self), 4 + n)
+        p[0] = self._first
+        p[1] = 0
+        p[2] = <uint8_t>(self.code // 100)
+        p[3] = <uint8_t>(self.code % 100)
+        memcpy(p + 4, PyBytes_AS_STRING(self._reason_raw), n)
+        return 0
+
+    cdef bint _keeps_first_byte(self) noexcept:
+        return False
+
+    @classmethod
+    def get_from(cls, Message msg not None):
+        """The first such attribute in msg, or None; DecodeError if it is malformed."""
+        cdef const uint8_t *p
+        cdef Py_ssize_t n = find_value(msg, attr_type_of(cls), &p)
+        if n < 0:
+            return None
+        if n < 4:
+            raise DecodeError(f"{cls.__name__} is at least 4 bytes, not {n}")
+        if n > 4 + 763:
+            raise DecodeError(f"{cls.__name__} reason is at most 763 bytes, not {n - 4}")
+        cdef int klass = p[2] & 0x07
+        if klass < 3 or klass > 6 or p[3] > 99:
+            raise DecodeError(f"{cls.__name__} class {klass} number {p[3]} is not a 300-699 code")
+        cdef ErrorCodeShape attr = new_instance(cls)
+        attr.code = klass * 100 + p[3]
+        attr._reason_raw = PyBytes_FromStringAndSize(<const char *>p + 4, n - 4)
+        attr.reason = decode_text(p + 4, n - 4, f"{cls.__name__} reason")
+        attr._first = p[0] if attr._keeps_first_byte() else 0
+        return attr
+
+    def __eq__(self, other):
+        if type(other) is not type(self):
+            return NotImplemented
+        cdef ErrorCodeShape o = <ErrorCodeShape>other
+        return o.code == self.code and o.reason == self.reason and o._first == self._first
+
+    def __hash__(self):
+        return hash((type(self), self.code, self.reason, self._first))
+
+    def __repr__(self):
+        return f"{_name(self)}({self.code}, {self.reason!r})"

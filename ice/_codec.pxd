@@ -1,0 +1,77 @@
+# C-level surface of the compiled codec, for the attribute modules that
+# cimport it. Everything here is also reachable from Python through the
+# methods of Message (see _codec.pyi).
+
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+
+
+cdef extern from "_sha.h":
+    ctypedef struct ice_hmac_sha1_key:
+        pass
+    ctypedef struct ice_hmac_sha256_key:
+        pass
+
+
+cdef enum:
+    HEADER_SIZE = 20
+    INLINE_BUFFER = 192   # bytes stored inside the object before malloc is needed
+    INLINE_ATTRS = 12     # index entries stored inside the object
+    FAMILY_IPV4 = 0x01
+    FAMILY_IPV6 = 0x02
+
+
+ctypedef struct AttrRef:
+    uint16_t type
+    uint16_t length
+    uint32_t offset       # where the value starts in the buffer
+
+
+cdef class IntegrityKey:
+    """A key with its HMAC inner/outer states precomputed (SHA-1, and SHA-256 on demand)."""
+    cdef readonly bytes key
+    cdef ice_hmac_sha1_key _sha1
+    cdef ice_hmac_sha256_key _sha256
+    cdef bint _sha256_ready
+    cdef ice_hmac_sha256_key *sha256_state(self) noexcept
+
+
+cdef IntegrityKey as_integrity_key(object key)
+
+
+cdef class Message:
+    cdef uint8_t *_buf
+    cdef Py_ssize_t _size
+    cdef Py_ssize_t _capacity
+    cdef AttrRef *_attrs
+    cdef Py_ssize_t _nattrs
+    cdef Py_ssize_t _attrs_capacity
+    cdef uint8_t _inline_buf[INLINE_BUFFER]
+    cdef AttrRef _inline_attrs[INLINE_ATTRS]
+    # What the tail of the message already seals: 0 nothing, 1 MESSAGE-INTEGRITY,
+    # 2 MESSAGE-INTEGRITY-SHA256, 3 FINGERPRINT. Attributes after a seal are
+    # ignored by receivers (RFC 8489 14.5-14.7), so adding one is refused.
+    cdef int _seal
+
+    cdef int _reserve_bytes(self, Py_ssize_t extra) except -1
+    cdef int _push_ref(self, uint16_t attr_type, Py_ssize_t offset, Py_ssize_t length) except -1
+    cdef uint8_t *_append(self, uint16_t attr_type, Py_ssize_t length) except NULL
+    cdef int _add_raw(self, uint16_t attr_type, const uint8_t *value, Py_ssize_t length) except -1
+    cdef Py_ssize_t _find(self, uint16_t attr_type) noexcept
+    cdef int _parse(self, const uint8_t *data, Py_ssize_t length) except -1
+    cdef void _set_length(self, Py_ssize_t body) noexcept
+    cdef int _add_address(self, uint16_t attr_type, int family, const uint8_t *ip,
+                          uint16_t port, bint xored) except -1
+    cdef int _get_address(self, uint16_t attr_type, int *family, uint8_t *ip,
+                          uint16_t *port, bint xored) except -1
+    cdef int _add_integrity_sha1(self, IntegrityKey key) except -1
+    cdef int _add_integrity_sha256(self, IntegrityKey key, Py_ssize_t length) except -1
+    cdef int _add_fingerprint(self) except -1
+
+
+cdef class Attribute:
+    cdef int _apply(self, Message msg) except -1
+
+
+cdef int parse_ip(object host, uint8_t *out) except 0
+cdef str format_ip(int family, const uint8_t *ip)
+cdef str decode_text(const uint8_t *data, Py_ssize_t length, str what)

@@ -1,0 +1,1021 @@
+# The STUN / ChannelData wire codec (RFC 8489, RFC 8656 section 12).
+#
+# A Message owns one buffer holding the encoded message exactly as it goes
+# on the wire, plus an index of (type, offset, length) for its attributes.
+# Adding an attribute appends to the buffer and keeps the header length in
+# step, so bytes(msg) is a copy, never a serialisation. MESSAGE-INTEGRITY(-SHA256)
+# and FINGERPRINT are computed over the buffer in place, with the length field
+# patched to the value RFC 8489 sections 14.5-14.7 prescribe while hashing.
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.buffer cimport PyBUF_SIMPLE, PyObject_GetBuffer, PyBuffer_Release
+from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
+from cpython.unicode cimport PyUnicode_DecodeUTF8
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from libc.string cimport memcmp, memcpy, memset
+
+from ice._crc cimport crc32_update
+
+import os
+import socket
+
+from ice._errors import DecodeError, FingerprintError, IntegrityError
+
+
+cdef extern from "_sha.h":
+    void ice_hmac_sha1_init(ice_hmac_sha1_key *k, const uint8_t *key, size_t key_len) nogil
+    void ice_hmac_sha256_init(ice_hmac_sha256_key *k, const uint8_t *key, size_t key_len) nogil
+    void ice_hmac_sha1(const ice_hmac_sha1_key *k, const uint8_t *msg, size_t length,
+                       uint8_t *out) nogil
+    void ice_hmac_sha256(const ice_hmac_sha256_key *k, const uint8_t *msg, size_t length,
+                         uint8_t *out) nogil
+    int ice_sha_hardware() nogil
+    void ice_sha_force_portable(int on) nogil
+    int ice_ct_compare(const uint8_t *a, const uint8_t *b, size_t length) nogil
+
+
+cdef enum:
+    MAGIC_COOKIE = 0x2112A442
+    MAX_BODY = 0xFFFF
+    ATTR_MESSAGE_INTEGRITY = 0x0008
+    ATTR_MESSAGE_INTEGRITY_SHA256 = 0x001C
+    ATTR_FINGERPRINT = 0x8028
+    SEAL_NONE = 0
+    SEAL_SHA1 = 1
+    SEAL_SHA256 = 2
+    SEAL_FINGERPRINT = 3
+    POOL_SIZE = 12 * 128
+    KEY_CACHE_LIMIT = 1024
+
+cdef uint32_t FINGERPRINT_XOR = 0x5354554E
+
+# Comprehension-required attributes (< 0x8000) this package understands, as a
+# bitmap over 0x00-0x3F: every one registered by RFC 8489, 8656, 6062, 8445
+# and 5780 lies in that range. Anything else below 0x8000 is reported by
+# Message.unknown_attributes so a server can answer 420.
+cdef uint64_t KNOWN_REQUIRED = 0
+for _known in (0x01, 0x03, 0x06, 0x08, 0x09, 0x0A, 0x0C, 0x0D, 0x12, 0x13, 0x14, 0x15, 0x16,
+               0x17, 0x18, 0x19, 0x1A, 0x1C, 0x1D, 0x1E, 0x20, 0x22, 0x24, 0x25, 0x26, 0x27,
+               0x2A):
+    KNOWN_REQUIRED |= (<uint64_t>1) << _known
+del _known
+
+# RFC 7983 first-byte ranges for demultiplexing one UDP port.
+cdef enum:
+    PACKET_STUN = 0
+    PACKET_ZRTP = 1
+    PACKET_DTLS = 2
+    PACKET_CHANNEL_DATA = 3
+    PACKET_RTP = 4
+    PACKET_UNKNOWN = 5
+
+_urandom = os.urandom
+_inet_pton = socket.inet_pton
+_inet_ntop = socket.inet_ntop
+_AF_INET6 = socket.AF_INET6
+
+
+# ---------------------------------------------------------------- byte order
+
+cdef inline uint16_t load16(const uint8_t *p) noexcept nogil:
+    return (<uint16_t>p[0] << 8) | p[1]
+
+
+cdef inline uint32_t load32(const uint8_t *p) noexcept nogil:
+    return (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | p[3]
+
+
+cdef inline void store16(uint8_t *p, uint16_t v) noexcept nogil:
+    p[0] = <uint8_t>(v >> 8)
+    p[1] = <uint8_t>v
+
+
+cdef inline void store32(uint8_t *p, uint32_t v) noexcept nogil:
+    p[0] = <uint8_t>(v >> 24)
+    p[1] = <uint8_t>(v >> 16)
+    p[2] = <uint8_t>(v >> 8)
+    p[3] = <uint8_t>v
+
+
+cdef inline Py_ssize_t padded(Py_ssize_t n) noexcept nogil:
+    return (n + 3) & ~3
+
+
+# ---------------------------------------------------------------- buffers
+
+cdef inline int acquire(object data, Py_buffer *view, str what) except -1:
+    try:
+        PyObject_GetBuffer(data, view, PyBUF_SIMPLE)
+    except TypeError:
+        raise TypeError(f"{what} takes a bytes-like object, not {type(data).__name__}") from None
+    return 0
+
+
+# ---------------------------------------------------------------- message type
+
+cpdef int message_type(int method, int cls) except -1:
+    """Compose a message type from a 12-bit method and a 2-bit class (RFC 8489 section 5)."""
+    if method < 0 or method > 0xFFF:
+        raise ValueError(f"method 0x{method:x} does not fit in 12 bits")
+    if cls < 0 or cls > 3:
+        raise ValueError(f"class {cls} is not one of 0-3")
+    return compose_type(method, cls)
+
+
+cdef inline uint16_t compose_type(uint16_t method, uint16_t cls) noexcept nogil:
+    return ((method & 0x000F) | ((method & 0x0070) << 1) | ((method & 0x0F80) << 2)
+            | ((cls & 1) << 4) | ((cls & 2) << 7))
+
+
+cdef inline uint16_t type_method(uint16_t t) noexcept nogil:
+    return (t & 0x000F) | ((t >> 1) & 0x0070) | ((t >> 2) & 0x0F80)
+
+
+cdef inline uint16_t type_class(uint16_t t) noexcept nogil:
+    return ((t >> 4) & 1) | ((t >> 7) & 2)
+
+
+# ---------------------------------------------------------------- transaction IDs
+
+# os.urandom costs ~450 ns a call; transaction IDs are drawn from a pool
+# refilled from it 128 IDs at a time. The pool is dropped in a forked child
+# so parent and child never hand out the same IDs.
+cdef uint8_t _pool[POOL_SIZE]
+cdef Py_ssize_t _pool_pos = POOL_SIZE
+
+
+cdef int fill_transaction_id(uint8_t *out) except -1:
+    global _pool_pos
+    cdef bytes fresh
+    if _pool_pos + 12 > POOL_SIZE:
+        fresh = _urandom(POOL_SIZE)
+        memcpy(_pool, PyBytes_AS_STRING(fresh), POOL_SIZE)
+        _pool_pos = 0
+    memcpy(out, _pool + _pool_pos, 12)
+    memset(_pool + _pool_pos, 0, 12)
+    _pool_pos += 12
+    return 0
+
+
+def _drop_transaction_id_pool():
+    global _pool_pos
+    memset(_pool, 0, POOL_SIZE)
+    _pool_pos = POOL_SIZE
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_transaction_id_pool)
+
+
+def new_transaction_id():
+    """96 random bits from the operating system's CSPRNG (RFC 8489 section 6)."""
+    cdef uint8_t tid[12]
+    fill_transaction_id(tid)
+    return PyBytes_FromStringAndSize(<char *>tid, 12)
+
+
+# ---------------------------------------------------------------- integrity keys
+
+cdef class IntegrityKey:
+    """A MESSAGE-INTEGRITY key with its HMAC states computed once.
+
+    ICE and TURN sign every message of a session with one key, so the two
+    SHA compressions that RFC 2104 spends on the padded key are paid once
+    here instead of on every message.
+    """
+
+    def __init__(self, key):
+        if isinstance(key, str):
+            raise TypeError(
+                "an integrity key is bytes: use ice.short_term_key(password) or "
+                "ice.long_term_key(username, realm, password)"
+            )
+        self.key = bytes(key)
+        ice_hmac_sha1_init(&self._sha1, <const uint8_t *>PyBytes_AS_STRING(self.key),
+                           len(self.key))
+        self._sha256_ready = False
+
+    cdef ice_hmac_sha256_key *sha256_state(self) noexcept:
+        if not self._sha256_ready:
+            ice_hmac_sha256_init(&self._sha256, <const uint8_t *>PyBytes_AS_STRING(self.key),
+                                 len(self.key))
+            self._sha256_ready = True
+        return &self._sha256
+
+    def __repr__(self):
+        return f"<IntegrityKey {len(self.key)} bytes>"
+
+    def __eq__(self, other):
+        if isinstance(other, IntegrityKey):
+            return self.key == (<IntegrityKey>other).key
+        return NotImplemented
+
+    def __hash__(self):
+        return hash(self.key)
+
+
+cdef dict _key_cache = {}
+
+
+cdef IntegrityKey as_integrity_key(object key):
+    """The cached IntegrityKey for a bytes key (or the IntegrityKey itself)."""
+    if type(key) is IntegrityKey:
+        return <IntegrityKey>key
+    cdef object found = _key_cache.get(key) if type(key) is bytes else None
+    if found is not None:
+        return <IntegrityKey>found
+    cdef IntegrityKey made = IntegrityKey(key)
+    if len(_key_cache) >= KEY_CACHE_LIMIT:
+        _key_cache.clear()
+    _key_cache[made.key] = made
+    return made
+
+
+def hmac_sha1(key, data):
+    """HMAC-SHA1 through the compiled path (exposed for tests)."""
+    cdef IntegrityKey k = as_integrity_key(key)
+    cdef bytes raw = _as_bytes(data)
+    cdef uint8_t out[20]
+    ice_hmac_sha1(&k._sha1, <const uint8_t *>PyBytes_AS_STRING(raw), len(raw), out)
+    return PyBytes_FromStringAndSize(<char *>out, 20)
+
+
+def hmac_sha256(key, data):
+    """HMAC-SHA256 through the compiled path (exposed for tests)."""
+    cdef IntegrityKey k = as_integrity_key(key)
+    cdef bytes raw = _as_bytes(data)
+    cdef uint8_t out[32]
+    ice_hmac_sha256(k.sha256_state(), <const uint8_t *>PyBytes_AS_STRING(raw), len(raw), out)
+    return PyBytes_FromStringAndSize(<char *>out, 32)
+
+
+cdef bytes _as_bytes(object data):
+    return data if type(data) is bytes else bytes(data)
+
+
+def sha_hardware():
+    """True when HMAC runs on the CPU's SHA instructions."""
+    return ice_sha_hardware() != 0
+
+
+def sha_force_portable(bint on):
+    """Pin the portable C SHA path (tests compare it with the hardware one)."""
+    ice_sha_force_portable(1 if on else 0)
+
+
+# ---------------------------------------------------------------- addresses
+
+cdef int parse_ipv4(str host, uint8_t *out) noexcept:
+    """Dotted-quad fast path; 0 when host is not one."""
+    cdef Py_ssize_t n = len(host), i
+    cdef Py_UCS4 c
+    cdef int part = 0, value = 0, digits = 0
+    if n < 7 or n > 15:
+        return 0
+    for i in range(n):
+        c = host[i]
+        if c == '.':
+            if digits == 0 or part == 3:
+                return 0
+            out[part] = <uint8_t>value
+            part += 1
+            value = 0
+            digits = 0
+        elif '0' <= c <= '9':
+            if digits and value == 0:
+                return 0  # leading zeros are ambiguous (octal in some parsers)
+            value = value * 10 + (<int>c - 48)
+            digits += 1
+            if value > 255:
+                return 0
+        else:
+            return 0
+    if part != 3 or digits == 0:
+        return 0
+    out[3] = <uint8_t>value
+    return 1
+
+
+cdef int parse_ip(object host, uint8_t *out) except 0:
+    """Write the address into out (4 or 16 bytes); return FAMILY_IPV4/FAMILY_IPV6."""
+    cdef bytes packed
+    if type(host) is str:
+        if parse_ipv4(<str>host, out):
+            return FAMILY_IPV4
+        if ":" in host:
+            try:
+                packed = _inet_pton(_AF_INET6, host)
+            except (OSError, ValueError):
+                pass
+            else:
+                memcpy(out, PyBytes_AS_STRING(packed), 16)
+                return FAMILY_IPV6
+        raise ValueError(f"{host!r} is not an IPv4 or IPv6 address")
+    packed_attr = getattr(host, "packed", None)  # ipaddress.IPv4Address / IPv6Address
+    if type(packed_attr) is bytes and len(packed_attr) in (4, 16):
+        memcpy(out, PyBytes_AS_STRING(packed_attr), len(packed_attr))
+        return FAMILY_IPV4 if len(packed_attr) == 4 else FAMILY_IPV6
+    raise TypeError(f"an IP address is a str or an ipaddress object, not {type(host).__name__}")
+
+
+cdef str format_ip(int family, const uint8_t *ip):
+    cdef char text[16]
+    cdef int n = 0, i, v
+    if family == FAMILY_IPV6:
+        return _inet_ntop(_AF_INET6, PyBytes_FromStringAndSize(<const char *>ip, 16))
+    for i in range(4):
+        v = ip[i]
+        if v >= 100:
+            text[n] = <char>(48 + v // 100)
+            n += 1
+        if v >= 10:
+            text[n] = <char>(48 + (v // 10) % 10)
+            n += 1
+        text[n] = <char>(48 + v % 10)
+        n += 1
+        if i < 3:
+            text[n] = b'.'
+            n += 1
+    return PyUnicode_DecodeUTF8(text, n, NULL)
+
+
+cdef str decode_text(const uint8_t *data, Py_ssize_t length, str what):
+    try:
+        return PyUnicode_DecodeUTF8(<const char *>data, length, NULL)
+    except UnicodeDecodeError as exc:
+        raise DecodeError(f"{what} is not valid UTF-8: {exc.reason}") from None
+
+
+# ---------------------------------------------------------------- Message
+
+cdef class Attribute:
+    """Base of the typed attributes: value classes with add_to(msg) and get_from(msg)."""
+
+    cdef int _apply(self, Message msg) except -1:
+        raise NotImplementedError(f"{type(self).__name__} cannot be added to a message")
+
+    def add_to(self, Message msg not None):
+        """Append this attribute to msg."""
+        self._apply(msg)
+
+
+cdef class Message:
+    """A STUN message: one owned buffer plus an index of its attributes."""
+
+    def __cinit__(self):
+        self._buf = self._inline_buf
+        self._capacity = INLINE_BUFFER
+        self._attrs = self._inline_attrs
+        self._attrs_capacity = INLINE_ATTRS
+        self._nattrs = 0
+        self._size = HEADER_SIZE
+        self._seal = SEAL_NONE
+        memset(self._buf, 0, HEADER_SIZE)
+        store32(self._buf + 4, MAGIC_COOKIE)
+
+    def __init__(self, int type=0x0001, transaction_id=None):
+        self.type = type
+        if transaction_id is None:
+            fill_transaction_id(self._buf + 8)
+        else:
+            self.transaction_id = transaction_id
+
+    def __dealloc__(self):
+        if self._buf != self._inline_buf:
+            PyMem_Free(self._buf)
+        if self._attrs != self._inline_attrs:
+            PyMem_Free(self._attrs)
+
+    # -- construction
+
+    @classmethod
+    def build(cls, int type, *setters, transaction_id=None):
+        """Message(type) with each setter's add_to(msg) applied in order."""
+        cdef Message msg = Message.__new__(Message)
+        msg.type = type
+        if transaction_id is None:
+            fill_transaction_id(msg._buf + 8)
+        else:
+            msg.transaction_id = transaction_id
+        for setter in setters:
+            if isinstance(setter, Attribute):
+                (<Attribute>setter)._apply(msg)
+            else:
+                setter.add_to(msg)
+        return msg
+
+    @staticmethod
+    def decode(data):
+        """Decode one STUN message from any bytes-like object; raises DecodeError."""
+        cdef Message msg = Message.__new__(Message)
+        msg.parse(data)
+        return msg
+
+    def parse(self, data):
+        """Replace this message with one decoded from data, reusing the buffer."""
+        cdef Py_buffer view
+        acquire(data, &view, "Message.decode")
+        try:
+            self._parse(<const uint8_t *>view.buf, view.len)
+        except BaseException:
+            self._size = HEADER_SIZE
+            self._nattrs = 0
+            self._seal = SEAL_NONE
+            self._set_length(0)
+            raise
+        finally:
+            PyBuffer_Release(&view)
+
+    cdef int _parse(self, const uint8_t *data, Py_ssize_t n) except -1:
+        cdef Py_ssize_t body, pos, length, step
+        cdef uint16_t attr_type
+        cdef int seal = SEAL_NONE
+        self._nattrs = 0
+        self._size = HEADER_SIZE
+        self._seal = SEAL_NONE
+        if n < HEADER_SIZE:
+            raise DecodeError(f"{n} bytes is shorter than the 20-byte STUN header")
+        if data[0] & 0xC0:
+            raise DecodeError("the two most significant bits of a STUN message must be zero")
+        if load32(data + 4) != MAGIC_COOKIE:
+            raise DecodeError("no magic cookie: not an RFC 5389/8489 STUN message")
+        body = load16(data + 2)
+        if body & 3:
+            raise DecodeError(f"message length {body} is not a multiple of 4")
+        if HEADER_SIZE + body != n:
+            raise DecodeError(
+                f"header announces {body} bytes of attributes but {n - HEADER_SIZE} follow it"
+            )
+        if n > self._capacity:
+            self._reserve_bytes(n - self._size)
+        memcpy(self._buf, data, n)
+        self._size = n
+        pos = HEADER_SIZE
+        while pos < n:
+            if n - pos < 4:
+                raise DecodeError(f"truncated attribute header at offset {pos}")
+            attr_type = load16(self._buf + pos)
+            length = load16(self._buf + pos + 2)
+            step = 4 + padded(length)
+            if pos + step > n:
+                raise DecodeError(
+                    f"attribute 0x{attr_type:04x} at offset {pos} claims {length} bytes, "
+                    f"past the end of the message"
+                )
+            if seal == SEAL_FINGERPRINT:
+                raise DecodeError("FINGERPRINT must be the last attribute")
+            if attr_type == ATTR_FINGERPRINT:
+                if length != 4:
+                    raise DecodeError(f"FINGERPRINT is 4 bytes, not {length}")
+                seal = SEAL_FINGERPRINT
+                self._push_ref(attr_type, pos + 4, length)
+            elif attr_type == ATTR_MESSAGE_INTEGRITY:
+                if length != 20:
+                    raise DecodeError(f"MESSAGE-INTEGRITY is 20 bytes, not {length}")
+                if seal == SEAL_NONE:
+                    seal = SEAL_SHA1
+                    self._push_ref(attr_type, pos + 4, length)
+            elif attr_type == ATTR_MESSAGE_INTEGRITY_SHA256:
+                if length < 16 or length > 32 or length & 3:
+                    raise DecodeError(
+                        f"MESSAGE-INTEGRITY-SHA256 is 16 to 32 bytes in steps of 4, not {length}"
+                    )
+                if seal < SEAL_SHA256:
+                    seal = SEAL_SHA256
+                    self._push_ref(attr_type, pos + 4, length)
+            elif seal == SEAL_NONE:
+                self._push_ref(attr_type, pos + 4, length)
+            # else: after MESSAGE-INTEGRITY(-SHA256), RFC 8489 14.5/14.6 say ignore it.
+            pos += step
+        self._seal = seal
+        return 0
+
+    # -- buffer management
+
+    cdef int _reserve_bytes(self, Py_ssize_t extra) except -1:
+        cdef Py_ssize_t need = self._size + extra
+        cdef Py_ssize_t capacity
+        cdef uint8_t *grown
+        if need <= self._capacity:
+            return 0
+        capacity = max(need, 2 * self._capacity)
+        if self._buf == self._inline_buf:
+            grown = <uint8_t *>PyMem_Malloc(capacity)
+            if grown != NULL:
+                memcpy(grown, self._buf, self._size)
+        else:
+            grown = <uint8_t *>PyMem_Realloc(self._buf, capacity)
+        if grown == NULL:
+            raise MemoryError()
+        self._buf = grown
+        self._capacity = capacity
+        return 0
+
+    cdef int _push_ref(self, uint16_t attr_type, Py_ssize_t offset, Py_ssize_t length) except -1:
+        cdef Py_ssize_t capacity
+        cdef AttrRef *grown
+        if self._nattrs == self._attrs_capacity:
+            capacity = 2 * self._attrs_capacity
+            if self._attrs == self._inline_attrs:
+                grown = <AttrRef *>PyMem_Malloc(capacity * sizeof(AttrRef))
+                if grown != NULL:
+                    memcpy(grown, self._attrs, self._nattrs * sizeof(AttrRef))
+            else:
+                grown = <AttrRef *>PyMem_Realloc(self._attrs, capacity * sizeof(AttrRef))
+            if grown == NULL:
+                raise MemoryError()
+            self._attrs = grown
+            self._attrs_capacity = capacity
+        self._attrs[self._nattrs].type = attr_type
+        self._attrs[self._nattrs].offset = <uint32_t>offset
+        self._attrs[self._nattrs].length = <uint16_t>length
+        self._nattrs += 1
+        return 0
+
+    cdef void _set_length(self, Py_ssize_t body) noexcept:
+        store16(self._buf + 2, <uint16_t>body)
+
+    cdef uint8_t *_append(self, uint16_t attr_type, Py_ssize_t length) except NULL:
+        """Append an attribute header and zeroed padding; return where the value goes."""
+        cdef Py_ssize_t step = 4 + padded(length)
+        cdef uint8_t *p
+        if length > 0xFFFF or self._size - HEADER_SIZE + step > MAX_BODY:
+            raise ValueError("a STUN message cannot carry more than 65,535 bytes of attributes")
+        if self._seal != SEAL_NONE:
+            if self._seal == SEAL_FINGERPRINT or not (
+                attr_type == ATTR_FINGERPRINT
+                or (attr_type == ATTR_MESSAGE_INTEGRITY_SHA256 and self._seal == SEAL_SHA1)
+            ):
+                raise ValueError(
+                    f"cannot add attribute 0x{attr_type:04x}: the message is already sealed by "
+                    f"{('MESSAGE-INTEGRITY', 'MESSAGE-INTEGRITY-SHA256', 'FINGERPRINT')[self._seal - 1]}"
+                )
+        if self._size + step > self._capacity:
+            self._reserve_bytes(step)
+        p = self._buf + self._size
+        store16(p, attr_type)
+        store16(p + 2, <uint16_t>length)
+        store32(p + step - 4, 0)  # padding (and the last value word, overwritten next)
+        self._push_ref(attr_type, self._size + 4, length)
+        self._size += step
+        self._set_length(self._size - HEADER_SIZE)
+        return p + 4
+
+    cdef int _add_raw(self, uint16_t attr_type, const uint8_t *value, Py_ssize_t length) except -1:
+        cdef uint8_t *p = self._append(attr_type, length)
+        if length:
+            memcpy(p, value, length)
+        return 0
+
+    cdef Py_ssize_t _find(self, uint16_t attr_type) noexcept:
+        cdef Py_ssize_t i
+        for i in range(self._nattrs):
+            if self._attrs[i].type == attr_type:
+                return i
+        return -1
+
+    # -- header
+
+    @property
+    def type(self):
+        """The 14-bit message type (method and class interleaved)."""
+        return load16(self._buf)
+
+    @type.setter
+    def type(self, int value):
+        if value < 0 or value > 0x3FFF:
+            raise ValueError(f"message type 0x{value:x} does not fit in 14 bits")
+        store16(self._buf, <uint16_t>value)
+
+    @property
+    def method(self):
+        """The 12-bit method (1 = Binding, 3 = Allocate, ...)."""
+        return type_method(load16(self._buf))
+
+    @property
+    def cls(self):
+        """The class: 0 request, 1 indication, 2 success response, 3 error response."""
+        return type_class(load16(self._buf))
+
+    @property
+    def transaction_id(self):
+        """The 96-bit transaction ID as 12 bytes."""
+        return PyBytes_FromStringAndSize(<char *>self._buf + 8, 12)
+
+    @transaction_id.setter
+    def transaction_id(self, value):
+        cdef bytes tid = _as_bytes(value)
+        if len(tid) != 12:
+            raise ValueError(f"a transaction ID is 12 bytes, not {len(tid)}")
+        memcpy(self._buf + 8, PyBytes_AS_STRING(tid), 12)
+
+    def new_transaction_id(self):
+        """Give this message a fresh random transaction ID."""
+        fill_transaction_id(self._buf + 8)
+
+    @property
+    def length(self):
+        """The header's length field: bytes of attributes after the header."""
+        return self._size - HEADER_SIZE
+
+    # -- attributes
+
+    def add(self, int attr_type, value):
+        """Append a raw attribute value (padding is added)."""
+        cdef bytes raw = _as_bytes(value)
+        if attr_type < 0 or attr_type > 0xFFFF:
+            raise ValueError(f"attribute type 0x{attr_type:x} does not fit in 16 bits")
+        self._add_raw(<uint16_t>attr_type, <const uint8_t *>PyBytes_AS_STRING(raw), len(raw))
+
+    def get(self, int attr_type):
+        """The value of the first attribute of that type, or None."""
+        cdef Py_ssize_t i
+        for i in range(self._nattrs):
+            if self._attrs[i].type == attr_type:
+                return PyBytes_FromStringAndSize(
+                    <char *>self._buf + self._attrs[i].offset, self._attrs[i].length
+                )
+        return None
+
+    def get_all(self, int attr_type):
+        """The values of every attribute of that type, in order."""
+        cdef Py_ssize_t i
+        return [
+            PyBytes_FromStringAndSize(<char *>self._buf + self._attrs[i].offset,
+                                      self._attrs[i].length)
+            for i in range(self._nattrs) if self._attrs[i].type == attr_type
+        ]
+
+    def __contains__(self, int attr_type):
+        return self._find(<uint16_t>attr_type) >= 0 if 0 <= attr_type <= 0xFFFF else False
+
+    @property
+    def attributes(self):
+        """Every indexed attribute as (type, value) in wire order."""
+        cdef Py_ssize_t i
+        return [
+            (self._attrs[i].type,
+             PyBytes_FromStringAndSize(<char *>self._buf + self._attrs[i].offset,
+                                       self._attrs[i].length))
+            for i in range(self._nattrs)
+        ]
+
+    def __len__(self):
+        return self._size
+
+    @property
+    def unknown_attributes(self):
+        """Comprehension-required attribute types this codec does not know (for a 420)."""
+        cdef Py_ssize_t i
+        cdef uint16_t t
+        cdef list unknown = []
+        for i in range(self._nattrs):
+            t = self._attrs[i].type
+            if t < 0x8000 and not (t < 64 and (KNOWN_REQUIRED >> t) & 1):
+                if t not in unknown:
+                    unknown.append(t)
+        return tuple(unknown)
+
+    def reset(self):
+        """Drop every attribute; keep the type and transaction ID."""
+        self._size = HEADER_SIZE
+        self._nattrs = 0
+        self._seal = SEAL_NONE
+        self._set_length(0)
+
+    def copy(self):
+        """An independent copy of this message."""
+        cdef Message other = Message.__new__(Message)
+        if self._size > other._capacity:
+            other._reserve_bytes(self._size - other._size)
+        memcpy(other._buf, self._buf, self._size)
+        other._size = self._size
+        other._seal = self._seal
+        cdef Py_ssize_t i
+        for i in range(self._nattrs):
+            other._push_ref(self._attrs[i].type, self._attrs[i].offset, self._attrs[i].length)
+        return other
+
+    def __bytes__(self):
+        return PyBytes_FromStringAndSize(<char *>self._buf, self._size)
+
+    def __eq__(self, other):
+        if not isinstance(other, Message):
+            return NotImplemented
+        cdef Message o = <Message>other
+        return o._size == self._size and memcmp(o._buf, self._buf, self._size) == 0
+
+    __hash__ = None
+
+    def __repr__(self):
+        from ice.constants import AttrType, Method, MessageClass  # repr only: not a hot path
+
+        def name(enum, value):
+            try:
+                return enum(value).name
+            except ValueError:
+                return f"0x{value:04x}"
+
+        attrs = ", ".join(name(AttrType, t) for t, _ in self.attributes)
+        return (
+            f"<Message {name(Method, self.method)} {name(MessageClass, self.cls)} "
+            f"tid={self.transaction_id.hex()} [{attrs}]>"
+        )
+
+    # -- addresses
+
+    cdef int _add_address(self, uint16_t attr_type, int family, const uint8_t *ip,
+                          uint16_t port, bint xored) except -1:
+        cdef Py_ssize_t ip_len = 4 if family == FAMILY_IPV4 else 16
+        cdef uint8_t *p = self._append(attr_type, 4 + ip_len)
+        cdef uint64_t a, b, ka, kb
+        cdef uint32_t v4
+        p[0] = 0
+        p[1] = <uint8_t>family
+        if not xored:
+            store16(p + 2, port)
+            memcpy(p + 4, ip, ip_len)
+        elif family == FAMILY_IPV4:
+            store16(p + 2, port ^ <uint16_t>(MAGIC_COOKIE >> 16))
+            v4 = load32(ip) ^ MAGIC_COOKIE
+            store32(p + 4, v4)
+        else:
+            store16(p + 2, port ^ <uint16_t>(MAGIC_COOKIE >> 16))
+            # cookie || transaction ID is bytes 4..19 of the header: XOR 64 bits at a time.
+            memcpy(&a, ip, 8)
+            memcpy(&b, ip + 8, 8)
+            memcpy(&ka, self._buf + 4, 8)
+            memcpy(&kb, self._buf + 12, 8)
+            a ^= ka
+            b ^= kb
+            memcpy(p + 4, &a, 8)
+            memcpy(p + 12, &b, 8)
+        return 0
+
+    cdef int _get_address(self, uint16_t attr_type, int *family, uint8_t *ip,
+                          uint16_t *port, bint xored) except -1:
+        """0 found, 1 absent; DecodeError when the value is malformed."""
+        cdef Py_ssize_t i = self._find(attr_type)
+        cdef const uint8_t *p
+        cdef Py_ssize_t length
+        cdef uint64_t a, b, ka, kb
+        if i < 0:
+            return 1
+        p = self._buf + self._attrs[i].offset
+        length = self._attrs[i].length
+        if length < 4:
+            raise DecodeError(f"address attribute 0x{attr_type:04x} is {length} bytes")
+        family[0] = p[1]
+        if p[1] == FAMILY_IPV4:
+            if length != 8:
+                raise DecodeError(f"IPv4 address attribute is 8 bytes, not {length}")
+        elif p[1] == FAMILY_IPV6:
+            if length != 20:
+                raise DecodeError(f"IPv6 address attribute is 20 bytes, not {length}")
+        else:
+            raise DecodeError(f"address family 0x{p[1]:02x} is neither IPv4 (1) nor IPv6 (2)")
+        port[0] = load16(p + 2)
+        if not xored:
+            memcpy(ip, p + 4, length - 4)
+            return 0
+        port[0] ^= <uint16_t>(MAGIC_COOKIE >> 16)
+        if p[1] == FAMILY_IPV4:
+            store32(ip, load32(p + 4) ^ MAGIC_COOKIE)
+        else:
+            memcpy(&a, p + 4, 8)
+            memcpy(&b, p + 12, 8)
+            memcpy(&ka, self._buf + 4, 8)
+            memcpy(&kb, self._buf + 12, 8)
+            a ^= ka
+            b ^= kb
+            memcpy(ip, &a, 8)
+            memcpy(ip + 8, &b, 8)
+        return 0
+
+    # -- integrity and fingerprint
+
+    cdef int _add_integrity_sha1(self, IntegrityKey key) except -1:
+        cdef Py_ssize_t start = self._size
+        cdef uint8_t *p = self._append(ATTR_MESSAGE_INTEGRITY, 20)
+        # The header length already counts the new attribute, as RFC 8489 14.5 wants.
+        ice_hmac_sha1(&key._sha1, self._buf, start, p)
+        self._seal = SEAL_SHA1
+        return 0
+
+    cdef int _add_integrity_sha256(self, IntegrityKey key, Py_ssize_t length) except -1:
+        cdef uint8_t digest[32]
+        cdef Py_ssize_t start = self._size
+        if length < 16 or length > 32 or length & 3:
+            raise ValueError(f"MESSAGE-INTEGRITY-SHA256 is 16 to 32 bytes in steps of 4, not {length}")
+        cdef uint8_t *p = self._append(ATTR_MESSAGE_INTEGRITY_SHA256, length)
+        ice_hmac_sha256(key.sha256_state(), self._buf, start, digest)
+        memcpy(p, digest, length)
+        self._seal = SEAL_SHA256
+        return 0
+
+    cdef int _add_fingerprint(self) except -1:
+        cdef Py_ssize_t start = self._size
+        cdef uint8_t *p = self._append(ATTR_FINGERPRINT, 4)
+        store32(p, crc32_update(0, self._buf, start) ^ FINGERPRINT_XOR)
+        self._seal = SEAL_FINGERPRINT
+        return 0
+
+    def add_integrity(self, key):
+        """Append MESSAGE-INTEGRITY (HMAC-SHA1) with key (bytes or IntegrityKey)."""
+        self._add_integrity_sha1(as_integrity_key(key))
+
+    def add_integrity_sha256(self, key, Py_ssize_t length=32):
+        """Append MESSAGE-INTEGRITY-SHA256, optionally truncated to length bytes."""
+        self._add_integrity_sha256(as_integrity_key(key), length)
+
+    def add_fingerprint(self):
+        """Append FINGERPRINT (CRC-32 of the message XOR 0x5354554e)."""
+        self._add_fingerprint()
+
+    def check_integrity(self, key):
+        """Verify MESSAGE-INTEGRITY; raises IntegrityError when absent or wrong."""
+        cdef IntegrityKey k = as_integrity_key(key)
+        cdef Py_ssize_t i = self._find(ATTR_MESSAGE_INTEGRITY)
+        cdef uint8_t digest[20]
+        cdef uint32_t offset
+        cdef uint16_t saved
+        if i < 0:
+            raise IntegrityError("the message has no MESSAGE-INTEGRITY")
+        offset = self._attrs[i].offset
+        saved = load16(self._buf + 2)
+        self._set_length(offset + 20 - HEADER_SIZE)
+        ice_hmac_sha1(&k._sha1, self._buf, offset - 4, digest)
+        store16(self._buf + 2, saved)
+        if ice_ct_compare(digest, self._buf + offset, 20) != 0:
+            raise IntegrityError("MESSAGE-INTEGRITY does not match the key")
+
+    def check_integrity_sha256(self, key):
+        """Verify MESSAGE-INTEGRITY-SHA256; raises IntegrityError when absent or wrong."""
+        cdef IntegrityKey k = as_integrity_key(key)
+        cdef Py_ssize_t i = self._find(ATTR_MESSAGE_INTEGRITY_SHA256)
+        cdef uint8_t digest[32]
+        cdef uint32_t offset
+        cdef uint16_t saved, length
+        if i < 0:
+            raise IntegrityError("the message has no MESSAGE-INTEGRITY-SHA256")
+        offset = self._attrs[i].offset
+        length = self._attrs[i].length
+        saved = load16(self._buf + 2)
+        self._set_length(offset + length - HEADER_SIZE)
+        ice_hmac_sha256(k.sha256_state(), self._buf, offset - 4, digest)
+        store16(self._buf + 2, saved)
+        if ice_ct_compare(digest, self._buf + offset, length) != 0:
+            raise IntegrityError("MESSAGE-INTEGRITY-SHA256 does not match the key")
+
+    def check_fingerprint(self):
+        """Verify FINGERPRINT; raises FingerprintError when absent or wrong."""
+        cdef Py_ssize_t i = self._find(ATTR_FINGERPRINT)
+        cdef uint32_t offset
+        if i < 0:
+            raise FingerprintError("the message has no FINGERPRINT")
+        offset = self._attrs[i].offset
+        if crc32_update(0, self._buf, offset - 4) ^ FINGERPRINT_XOR != load32(self._buf + offset):
+            raise FingerprintError("FINGERPRINT does not match the message")
+
+
+# ---------------------------------------------------------------- demultiplexing
+
+globals().update(
+    PACKET_STUN=PACKET_STUN, PACKET_ZRTP=PACKET_ZRTP, PACKET_DTLS=PACKET_DTLS,
+    PACKET_CHANNEL_DATA=PACKET_CHANNEL_DATA, PACKET_RTP=PACKET_RTP, PACKET_UNKNOWN=PACKET_UNKNOWN,
+)
+
+cdef int classify_bytes(const uint8_t *p, Py_ssize_t n) noexcept nogil:
+    cdef uint8_t first
+    if n == 0:
+        return PACKET_UNKNOWN
+    first = p[0]
+    if first <= 3:
+        return PACKET_STUN if n >= HEADER_SIZE and load32(p + 4) == MAGIC_COOKIE else PACKET_UNKNOWN
+    if 16 <= first <= 19:
+        return PACKET_ZRTP
+    if 20 <= first <= 63:
+        return PACKET_DTLS
+    if 64 <= first <= 79:
+        return PACKET_CHANNEL_DATA if n >= 4 else PACKET_UNKNOWN
+    if 128 <= first <= 191:
+        return PACKET_RTP
+    return PACKET_UNKNOWN
+
+
+def classify(data):
+    """Which protocol a datagram on a shared port carries (RFC 7983 first byte).
+
+    Returns one of PACKET_STUN, PACKET_ZRTP, PACKET_DTLS, PACKET_CHANNEL_DATA,
+    PACKET_RTP, PACKET_UNKNOWN. STUN also needs the magic cookie, so a
+    first byte of 0-3 without it is PACKET_UNKNOWN.
+    """
+    cdef Py_buffer view
+    acquire(data, &view, "classify")
+    cdef int kind = classify_bytes(<const uint8_t *>view.buf, view.len)
+    PyBuffer_Release(&view)
+    return kind
+
+
+def is_stun(data):
+    """True for a datagram that looks like STUN: first bits 00, a cookie, length fits."""
+    cdef Py_buffer view
+    acquire(data, &view, "is_stun")
+    cdef const uint8_t *p = <const uint8_t *>view.buf
+    cdef bint found = (view.len >= HEADER_SIZE and p[0] <= 3 and load32(p + 4) == MAGIC_COOKIE
+                       and HEADER_SIZE + load16(p + 2) == view.len)
+    PyBuffer_Release(&view)
+    return found
+
+
+def is_channel_data(data):
+    """True for a datagram that looks like TURN ChannelData (RFC 8656 section 12.4)."""
+    cdef Py_buffer view
+    acquire(data, &view, "is_channel_data")
+    cdef const uint8_t *p = <const uint8_t *>view.buf
+    cdef bint found = view.len >= 4 and 0x40 <= p[0] <= 0x4F and 4 + load16(p + 2) <= view.len
+    PyBuffer_Release(&view)
+    return found
+
+
+def stream_frame_length(data):
+    """Bytes the next STUN or ChannelData frame occupies at the start of a stream buffer.
+
+    Returns None while fewer than 4 bytes are there (the length is not known
+    yet). ChannelData over TCP/TLS is padded to 4 bytes (RFC 8656 12.5).
+    Raises DecodeError when the stream carries neither.
+    """
+    cdef Py_buffer view
+    acquire(data, &view, "stream_frame_length")
+    cdef const uint8_t *p = <const uint8_t *>view.buf
+    cdef Py_ssize_t n = view.len
+    cdef uint8_t first = p[0] if n else 0
+    cdef Py_ssize_t length = load16(p + 2) if n >= 4 else 0
+    PyBuffer_Release(&view)
+    if n < 4:
+        return None
+    if first <= 3:
+        return HEADER_SIZE + length
+    if 0x40 <= first <= 0x4F:
+        return 4 + padded(length)
+    raise DecodeError(f"stream byte 0x{first:02x} starts neither STUN nor ChannelData")
+
+
+# ---------------------------------------------------------------- ChannelData
+
+def encode_channel_data(int number, data, bint stream=False):
+    """ChannelData framing (RFC 8656 12.4); stream=True pads to 4 bytes for TCP/TLS."""
+    if number < 0x4000 or number > 0x4FFF:
+        raise ValueError(f"channel number 0x{number:x} is outside 0x4000-0x4FFF")
+    cdef Py_buffer view
+    acquire(data, &view, "encode_channel_data")
+    cdef Py_ssize_t n = view.len
+    cdef Py_ssize_t total = 4 + (padded(n) if stream else n)
+    cdef bytes out
+    cdef uint8_t *p
+    try:
+        if n > 0xFFFF:
+            raise ValueError(f"ChannelData carries at most 65,535 bytes, not {n}")
+        out = PyBytes_FromStringAndSize(NULL, total)
+        p = <uint8_t *>PyBytes_AS_STRING(out)
+        store16(p, <uint16_t>number)
+        store16(p + 2, <uint16_t>n)
+        memcpy(p + 4, view.buf, n)
+        memset(p + 4 + n, 0, total - 4 - n)
+    finally:
+        PyBuffer_Release(&view)
+    return out
+
+
+def decode_channel_data(data, bint stream=False):
+    """(channel number, payload) from one ChannelData message; raises DecodeError.
+
+    Over UDP the datagram may carry up to 3 bytes of padding after the
+    payload (RFC 8656 12.5 lets senders add it); over a stream (stream=True)
+    the padding must be there, as the frame length is rounded up to 4.
+    """
+    cdef Py_buffer view
+    acquire(data, &view, "decode_channel_data")
+    cdef const uint8_t *p = <const uint8_t *>view.buf
+    cdef Py_ssize_t n = view.len
+    cdef Py_ssize_t length
+    cdef uint16_t number
+    try:
+        if n < 4:
+            raise DecodeError(f"{n} bytes is shorter than the 4-byte ChannelData header")
+        number = load16(p)
+        if number < 0x4000 or number > 0x4FFF:
+            raise DecodeError(f"channel number 0x{number:04x} is outside 0x4000-0x4FFF")
+        length = load16(p + 2)
+        if 4 + length > n:
+            raise DecodeError(f"ChannelData announces {length} bytes but carries {n - 4}")
+        if stream and n != 4 + padded(length):
+            raise DecodeError(
+                f"a stream ChannelData frame of {length} bytes is {4 + padded(length)} bytes "
+                f"long, not {n}"
+            )
+        if not stream and n > 4 + padded(length):
+            raise DecodeError(f"{n - 4 - length} bytes trail a {length}-byte ChannelData payload")
+        return number, PyBytes_FromStringAndSize(<const char *>p + 4, length)
+    finally:
+        PyBuffer_Release(&view)

@@ -1,0 +1,53 @@
+"""Build the compiled codec. Everything else about the package is in pyproject.toml.
+
+ICE_ANNOTATE=1 pip install -e .   also writes cython -a HTML next to each .pyx
+ICE_DEBUG=1                       turns bounds checks back on for debugging
+"""
+
+import os
+import sys
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+ANNOTATE = os.environ.get("ICE_ANNOTATE") == "1"
+DEBUG = os.environ.get("ICE_DEBUG") == "1"
+
+# Compiler directives live here and nowhere else.
+DIRECTIVES = {
+    "language_level": 3,
+    "boundscheck": DEBUG,
+    "wraparound": DEBUG,
+    "initializedcheck": DEBUG,
+    "cdivision": True,
+    "embedsignature": True,
+    "freethreading_compatible": False,
+}
+
+if sys.platform == "win32":
+    CFLAGS = ["/O2"]
+else:
+    CFLAGS = ["-O3", "-fno-strict-aliasing"] + (["-UNDEBUG", "-O1", "-g"] if DEBUG else [])
+
+EXTENSIONS = [
+    Extension("ice._crc", ["ice/_crc.pyx"], extra_compile_args=CFLAGS),
+    Extension("ice._attrs_base", ["ice/_attrs_base.pyx"], extra_compile_args=CFLAGS),
+    Extension("ice._attrs_stun", ["ice/_attrs_stun.pyx"], extra_compile_args=CFLAGS),
+    Extension("ice._attrs_turn", ["ice/_attrs_turn.pyx"], extra_compile_args=CFLAGS),
+    Extension(
+        "ice._codec",
+        ["ice/_codec.pyx", "ice/_sha.c"],
+        depends=["ice/_sha.h", "ice/_crc.pxd", "ice/_codec.pxd"],
+        include_dirs=["ice"],
+        extra_compile_args=CFLAGS,
+    ),
+]
+
+setup(
+    ext_modules=cythonize(
+        EXTENSIONS,
+        compiler_directives=DIRECTIVES,
+        annotate=ANNOTATE,
+        include_path=["."],
+    ),
+)
