@@ -53,6 +53,7 @@ import unicodedata
 from collections.abc import Callable
 from typing import Final, Literal
 
+from ice._errors import Error
 from ice.constants import PasswordAlgorithmId
 
 __all__ = [
@@ -79,7 +80,7 @@ Prep = Literal["compat", "opaquestring", "saslprep", "none"]
 # --------------------------------------------------------------------------
 
 
-class PreparationError(ValueError):
+class PreparationError(Error, ValueError):
     """A string that the preparation profile (OpaqueString or SASLprep) refuses."""
 
 
@@ -337,8 +338,7 @@ def _check_freeform(s: str, i: int) -> None:
     category = unicodedata.category(c)
     if category == "Cn":
         raise UnassignedCodePointError(
-            f"OpaqueString refuses U+{cp:04X}: unassigned in Unicode "
-            f"{unicodedata.unidata_version}"
+            f"OpaqueString refuses U+{cp:04X}: unassigned in Unicode {unicodedata.unidata_version}"
         )
     if 0x21 <= cp <= 0x7E:
         return
@@ -355,7 +355,9 @@ def _check_freeform(s: str, i: int) -> None:
             f"OpaqueString prohibits {_describe(c)}: a default-ignorable code point"
         )
     if category == "Cc":
-        raise ProhibitedCharacterError(f"OpaqueString prohibits {_describe(c)}: a control character")
+        raise ProhibitedCharacterError(
+            f"OpaqueString prohibits {_describe(c)}: a control character"
+        )
     if unicodedata.normalize("NFKC", c) != c:  # HasCompat
         return
     if category in _LETTER_DIGITS or category in _FREEFORM_OTHER:
