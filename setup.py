@@ -48,6 +48,7 @@ setup(
         EXTENSIONS,
         compiler_directives=DIRECTIVES,
         annotate=ANNOTATE,
+        force=ANNOTATE,  # an annotate build re-runs Cython so every .html is written
         include_path=["."],
     ),
 )

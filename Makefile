@@ -1,0 +1,24 @@
+# Developer shortcuts; CI uses .ci/run.
+.PHONY: build annotate test bench lint clean
+
+build:
+	python setup.py build_ext --inplace -q
+
+# cython -a: HTML next to each .pyx; hot loops should show white (pure C).
+annotate:
+	ICE_ANNOTATE=1 python setup.py build_ext --inplace -q --force
+	@ls ice/*.html
+
+test: build
+	pytest -q
+
+bench: build
+	pytest bench -q --benchmark-json=bench/results/latest.json
+	python bench/compare.py bench/results/latest.json
+
+lint:
+	ruff check ice tests bench fuzz
+	mypy --strict ice
+
+clean:
+	rm -rf build ice/*.so ice/_codec.c ice/_crc.c ice/_attrs_*.c ice/*.html
