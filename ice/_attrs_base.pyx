@@ -22,6 +22,9 @@ from ice._codec cimport (
 from ice._errors import DecodeError
 from ice.constants import default_reason
 
+# code -> (reason, its UTF-8), so ErrorCodeAttribute(438) costs no encoding.
+cdef dict _default_reasons = {}
+
 cdef tuple _NO_ARGS = ()
 
 
@@ -414,9 +417,14 @@ cdef class ErrorCodeShape(Attribute):
     def __init__(self, int code, reason=None):
         if code < 300 or code > 699:
             raise ValueError(f"an error code is 300-699, not {code}")
-        if reason is None:
-            reason = default_reason(code)
         self.code = code
+        if reason is None:
+            cached = _default_reasons.get(code)
+            if cached is None:
+                text = default_reason(code)
+                cached = _default_reasons[code] = (text, text.encode("utf-8"))
+            self.reason, self._reason_raw = <tuple>cached
+            return
         self.reason = reason
         self._reason_raw = (<str>reason).encode("utf-8")
         if len(self._reason_raw) > 763 or len(reason) > 128:
