@@ -553,12 +553,19 @@ cdef class Message:
         if self._size + step > self._capacity:
             self._reserve_bytes(step)
         p = self._buf + self._size
+        if step > 4:
+            store32(p + step - 4, 0)  # padding, and the last value word the caller overwrites
         store16(p, attr_type)
         store16(p + 2, <uint16_t>length)
-        store32(p + step - 4, 0)  # padding (and the last value word, overwritten next)
         self._push_ref(attr_type, self._size + 4, length)
         self._size += step
         self._set_length(self._size - HEADER_SIZE)
+        if attr_type == ATTR_FINGERPRINT:
+            self._seal = SEAL_FINGERPRINT
+        elif attr_type == ATTR_MESSAGE_INTEGRITY_SHA256:
+            self._seal = SEAL_SHA256
+        elif attr_type == ATTR_MESSAGE_INTEGRITY:
+            self._seal = SEAL_SHA1
         return p + 4
 
     cdef int _add_raw(self, uint16_t attr_type, const uint8_t *value, Py_ssize_t length) except -1:
@@ -623,8 +630,13 @@ cdef class Message:
     def add(self, int attr_type, value):
         """Append a raw attribute value (padding is added)."""
         cdef bytes raw = _as_bytes(value)
+        cdef Py_ssize_t n = len(raw)
         if attr_type < 0 or attr_type > 0xFFFF:
             raise ValueError(f"attribute type 0x{attr_type:x} does not fit in 16 bits")
+        if (attr_type == ATTR_MESSAGE_INTEGRITY and n != 20
+                or attr_type == ATTR_MESSAGE_INTEGRITY_SHA256 and (n < 16 or n > 32 or n & 3)
+                or attr_type == ATTR_FINGERPRINT and n != 4):
+            raise ValueError(f"{n} bytes is not a valid length for attribute 0x{attr_type:04x}")
         self._add_raw(<uint16_t>attr_type, <const uint8_t *>PyBytes_AS_STRING(raw), len(raw))
 
     def get(self, int attr_type):
@@ -799,7 +811,6 @@ cdef class Message:
         cdef uint8_t *p = self._append(ATTR_MESSAGE_INTEGRITY, 20)
         # The header length already counts the new attribute, as RFC 8489 14.5 wants.
         ice_hmac_sha1(&key._sha1, self._buf, start, p)
-        self._seal = SEAL_SHA1
         return 0
 
     cdef int _add_integrity_sha256(self, IntegrityKey key, Py_ssize_t length) except -1:
@@ -810,14 +821,12 @@ cdef class Message:
         cdef uint8_t *p = self._append(ATTR_MESSAGE_INTEGRITY_SHA256, length)
         ice_hmac_sha256(key.sha256_state(), self._buf, start, digest)
         memcpy(p, digest, length)
-        self._seal = SEAL_SHA256
         return 0
 
     cdef int _add_fingerprint(self) except -1:
         cdef Py_ssize_t start = self._size
         cdef uint8_t *p = self._append(ATTR_FINGERPRINT, 4)
         store32(p, crc32_update(0, self._buf, start) ^ FINGERPRINT_XOR)
-        self._seal = SEAL_FINGERPRINT
         return 0
 
     def add_integrity(self, key):
