@@ -1,0 +1,393 @@
+"""Malformed input: every row must raise exactly the expected exception.
+
+Structure errors are ice.DecodeError (a ValueError) from Message.parse or
+from an attribute's get_from / value; a wrong seal is ice.FingerprintError
+or ice.IntegrityError from the check methods. After each row, the same
+Message object must still decode a valid message completely.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import struct
+from collections.abc import Callable
+
+import pytest
+
+import ice
+from ice import Message
+from ice.attrs import BY_TYPE
+from ice.constants import MAGIC_COOKIE, AttrType
+
+TID = bytes(range(100, 112))
+KEY = b"malformed key"
+
+VALID = bytes(
+    Message.build(
+        ice.BINDING_REQUEST,
+        ice.Username("valid"),
+        ice.Software("still works"),
+        ice.XorMappedAddress("192.0.2.1", 32853),
+        ice.MessageIntegrity(KEY),
+        ice.Fingerprint(),
+        transaction_id=TID,
+    )
+)
+VALID_ATTRIBUTES = Message.decode(VALID).attributes
+
+
+def attr(attr_type: int, value: bytes) -> bytes:
+    """One attribute, padded with zeros."""
+    return struct.pack(">HH", attr_type, len(value)) + value + bytes(-len(value) % 4)
+
+
+def stun(body: bytes, length: int | None = None, head: bytes = b"\x00\x01") -> bytes:
+    """A header (length from body unless given) followed by body."""
+    size = len(body) if length is None else length
+    return head + struct.pack(">HI", size, MAGIC_COOKIE) + TID + body
+
+
+def flip(data: bytes, index: int) -> bytes:
+    out = bytearray(data)
+    out[index] ^= 0x01
+    return bytes(out)
+
+
+# --- what each row does with its bytes ------------------------------------------------
+
+Action = Callable[[Message, bytes], object]
+
+
+def parse(msg: Message, data: bytes) -> None:
+    msg.parse(data)
+
+
+def get(cls: type) -> Action:
+    def action(msg: Message, data: bytes) -> object:
+        msg.parse(data)
+        return cls.get_from(msg)
+
+    return action
+
+
+def value(cls: type) -> Action:
+    def action(msg: Message, data: bytes) -> object:
+        msg.parse(data)
+        return cls.get_from(msg).value
+
+    return action
+
+
+def check_fingerprint(msg: Message, data: bytes) -> None:
+    msg.parse(data)
+    msg.check_fingerprint()
+
+
+def check_integrity(msg: Message, data: bytes) -> None:
+    msg.parse(data)
+    msg.check_integrity(KEY)
+
+
+def check_integrity_sha256(msg: Message, data: bytes) -> None:
+    msg.parse(data)
+    msg.check_integrity_sha256(KEY)
+
+
+def channel_data(stream: bool) -> Action:
+    return lambda msg, data: ice.decode_channel_data(data, stream=stream)
+
+
+def stream_frame(msg: Message, data: bytes) -> object:
+    return ice.stream_frame_length(data)
+
+
+D, F, I = ice.DecodeError, ice.FingerprintError, ice.IntegrityError
+XMA = ice.XorMappedAddress
+A = AttrType
+
+
+def row(id: str, data: bytes, action: Action, expected: type[Exception]) -> object:
+    return pytest.param(data, action, expected, id=id)
+
+
+def bad(
+    id: str, attr_type: int, raw: bytes, cls: type, how: Callable[[type], Action] = get
+) -> object:
+    """A well-framed message whose one attribute has a malformed value."""
+    return row(id, stun(attr(attr_type, raw)), how(cls), ice.DecodeError)
+
+
+def framing(id: str, attr_type: int, raw: bytes) -> object:
+    """A message with one attribute that the decoder itself must refuse."""
+    return row(id, stun(attr(attr_type, raw)), parse, ice.DecodeError)
+
+
+ROWS = [
+    # --- header
+    row("empty", b"", parse, D),
+    *(row(f"header-{n}-bytes", VALID[:n], parse, D) for n in range(1, 20)),
+    row("top-bit-0x80", b"\x80" + VALID[1:], parse, D),
+    row("top-bit-0x40", b"\x40" + VALID[1:], parse, D),
+    row("top-bits-0xc0", b"\xc0" + VALID[1:], parse, D),
+    row("bad-cookie", VALID[:7] + b"\x43" + VALID[8:], parse, D),
+    row("rfc3489-no-cookie", VALID[:4] + bytes(4) + VALID[8:], parse, D),
+    row("length-not-multiple-of-4", stun(b"\x80\x22\x00\x00\x00\x00", length=6), parse, D),
+    row("length-1", stun(b"x", length=1), parse, D),
+    row("length-larger-than-data", stun(attr(A.SOFTWARE, b"abcd"), length=12), parse, D),
+    row("length-larger-no-body", stun(b"", length=4), parse, D),
+    row("length-smaller-than-data", stun(attr(A.SOFTWARE, b"abcd"), length=4), parse, D),
+    row("length-zero-with-body", stun(attr(A.SOFTWARE, b"abcd"), length=0), parse, D),
+    row("trailing-byte", VALID + b"\x00", parse, D),
+    # --- attribute framing. A body is a multiple of 4 and so is every padded
+    # attribute, so a truncated attribute header or padding cut off by the end
+    # always shows up as a length that is not a multiple of 4 (or a value past
+    # the end); either way a DecodeError.
+    row("attribute-header-truncated", stun(b"\x80\x22", length=2), parse, D),
+    row("attribute-value-past-end", stun(b"\x80\x22\x00\x08abcd"), parse, D),
+    row("attribute-value-0xffff", stun(b"\x80\x22\xff\xffabcd"), parse, D),
+    row("second-attribute-past-end", stun(attr(A.SOFTWARE, b"a") + b"\x00\x06\x00\x05"), parse, D),
+    row("padding-past-end", stun(b"\x80\x22\x00\x05abcde"), parse, D),
+    # --- FINGERPRINT
+    row(
+        "fingerprint-not-last",
+        stun(attr(A.FINGERPRINT, bytes(4)) + attr(A.SOFTWARE, b"x")),
+        parse,
+        D,
+    ),
+    row("fingerprint-twice", stun(attr(A.FINGERPRINT, bytes(4)) * 2), parse, D),
+    *(framing(f"fingerprint-length-{n}", A.FINGERPRINT, bytes(n)) for n in (0, 3, 5, 8)),
+    row("fingerprint-wrong-crc", flip(VALID, len(VALID) - 1), check_fingerprint, F),
+    row("fingerprint-over-changed-body", flip(VALID, 24), check_fingerprint, F),
+    row("fingerprint-absent", stun(attr(A.SOFTWARE, b"x")), check_fingerprint, F),
+    # --- MESSAGE-INTEGRITY(-SHA256)
+    *(
+        framing(f"message-integrity-length-{n}", A.MESSAGE_INTEGRITY, bytes(n))
+        for n in (0, 16, 19, 21, 32)
+    ),
+    *(
+        framing(f"mi-sha256-length-{n}", A.MESSAGE_INTEGRITY_SHA256, bytes(n))
+        for n in (0, 12, 15, 18, 33, 36)
+    ),
+    row("message-integrity-wrong-mac", flip(VALID, len(VALID) - 9), check_integrity, I),
+    row("message-integrity-over-changed-body", flip(VALID, 24), check_integrity, I),
+    row("message-integrity-absent", stun(attr(A.SOFTWARE, b"x")), check_integrity, I),
+    row("mi-sha256-absent", VALID, check_integrity_sha256, I),
+    row(
+        "mi-sha256-wrong-mac",
+        stun(attr(A.MESSAGE_INTEGRITY_SHA256, bytes(32))),
+        check_integrity_sha256,
+        I,
+    ),
+    # --- addresses
+    *(
+        bad(
+            f"address-family-{family}",
+            A.XOR_MAPPED_ADDRESS,
+            bytes([0, family, 0, 0]) + bytes(4),
+            XMA,
+        )
+        for family in (0, 3, 0xFF)
+    ),
+    bad("ipv4-with-ipv6-length", A.XOR_MAPPED_ADDRESS, b"\x00\x01" + bytes(18), XMA),
+    bad("ipv6-with-ipv4-length", A.XOR_MAPPED_ADDRESS, b"\x00\x02" + bytes(6), XMA),
+    bad("ipv4-truncated", A.XOR_MAPPED_ADDRESS, b"\x00\x01" + bytes(4), XMA),
+    bad("ipv6-truncated", A.XOR_MAPPED_ADDRESS, b"\x00\x02" + bytes(17), XMA),
+    bad("address-2-bytes", A.XOR_MAPPED_ADDRESS, b"\x00\x01", XMA),
+    bad("address-empty", A.XOR_MAPPED_ADDRESS, b"", XMA),
+    bad("mapped-address-family-3", A.MAPPED_ADDRESS, b"\x00\x03" + bytes(6), ice.MappedAddress),
+    bad("xor-peer-address-truncated", A.XOR_PEER_ADDRESS, b"\x00\x01\x00", ice.XorPeerAddress),
+    # --- ERROR-CODE
+    bad("error-code-class-2", A.ERROR_CODE, b"\x00\x00\x02\x00", ice.ErrorCodeAttribute),
+    bad("error-code-class-7", A.ERROR_CODE, b"\x00\x00\x07\x00", ice.ErrorCodeAttribute),
+    bad("error-code-number-100", A.ERROR_CODE, b"\x00\x00\x04\x64", ice.ErrorCodeAttribute),
+    bad("error-code-number-255", A.ERROR_CODE, b"\x00\x00\x04\xff", ice.ErrorCodeAttribute),
+    bad("error-code-3-bytes", A.ERROR_CODE, b"\x00\x00\x04", ice.ErrorCodeAttribute),
+    bad("error-code-empty", A.ERROR_CODE, b"", ice.ErrorCodeAttribute),
+    bad(
+        "error-code-reason-not-utf8",
+        A.ERROR_CODE,
+        b"\x00\x00\x04\x01\xff\xfe",
+        ice.ErrorCodeAttribute,
+    ),
+    bad(
+        "address-error-code-class-2",
+        A.ADDRESS_ERROR_CODE,
+        b"\x01\x00\x02\x00",
+        ice.AddressErrorCode,
+    ),
+    # --- fixed-size values
+    bad("unknown-attributes-odd-3", A.UNKNOWN_ATTRIBUTES, b"\x00\x01\x00", ice.UnknownAttributes),
+    bad("unknown-attributes-odd-1", A.UNKNOWN_ATTRIBUTES, b"\x00", ice.UnknownAttributes),
+    bad("channel-number-0x3fff", A.CHANNEL_NUMBER, b"\x3f\xff\x00\x00", ice.ChannelNumber),
+    bad("channel-number-0x5000", A.CHANNEL_NUMBER, b"\x50\x00\x00\x00", ice.ChannelNumber),
+    bad("channel-number-2-bytes", A.CHANNEL_NUMBER, b"\x40\x00", ice.ChannelNumber),
+    bad("lifetime-3-bytes", A.LIFETIME, bytes(3), ice.Lifetime),
+    bad("lifetime-8-bytes", A.LIFETIME, bytes(8), ice.Lifetime),
+    bad("priority-2-bytes", A.PRIORITY, bytes(2), ice.Priority),
+    bad("ice-controlling-4-bytes", A.ICE_CONTROLLING, bytes(4), ice.IceControlling),
+    bad("userhash-31-bytes", A.USERHASH, bytes(31), ice.UserHash),
+    bad("userhash-33-bytes", A.USERHASH, bytes(33), ice.UserHash),
+    bad("reservation-token-7-bytes", A.RESERVATION_TOKEN, bytes(7), ice.ReservationToken),
+    bad("even-port-2-bytes", A.EVEN_PORT, b"\x80\x00", ice.EvenPort),
+    bad("even-port-empty", A.EVEN_PORT, b"", ice.EvenPort),
+    bad("use-candidate-with-value", A.USE_CANDIDATE, b"\x01", ice.UseCandidate),
+    bad("dont-fragment-with-value", A.DONT_FRAGMENT, bytes(4), ice.DontFragment),
+    bad("requested-transport-1-byte", A.REQUESTED_TRANSPORT, b"\x11", ice.RequestedTransport),
+    bad(
+        "requested-family-3",
+        A.REQUESTED_ADDRESS_FAMILY,
+        b"\x03\x00\x00\x00",
+        ice.RequestedAddressFamily,
+    ),
+    bad("icmp-4-bytes", A.ICMP, bytes(4), ice.Icmp),
+    # --- text
+    bad("username-513-bytes", A.USERNAME, b"u" * 513, ice.Username),
+    bad("realm-764-bytes", A.REALM, b"r" * 764, ice.Realm),
+    bad("software-not-utf8", A.SOFTWARE, b"ok \xff\xfe", ice.Software, value),
+    bad("username-truncated-utf8", A.USERNAME, "\u30de".encode()[:2], ice.Username, value),
+    # --- password algorithms
+    bad(
+        "password-algorithms-truncated-entry",
+        A.PASSWORD_ALGORITHMS,
+        b"\x00\x02",
+        ice.PasswordAlgorithms,
+    ),
+    bad(
+        "password-algorithms-params-past-end",
+        A.PASSWORD_ALGORITHMS,
+        b"\x00\x02\x00\x08abcd",
+        ice.PasswordAlgorithms,
+    ),
+    bad(
+        "password-algorithms-unpadded-params",
+        A.PASSWORD_ALGORITHMS,
+        b"\x00\x02\x00\x01a",
+        ice.PasswordAlgorithms,
+    ),
+    bad(
+        "password-algorithm-length-mismatch",
+        A.PASSWORD_ALGORITHM,
+        b"\x00\x02\x00\x04",
+        ice.PasswordAlgorithm,
+    ),
+    bad("password-algorithm-2-bytes", A.PASSWORD_ALGORITHM, b"\x00\x02", ice.PasswordAlgorithm),
+    # --- ChannelData
+    row("channel-data-empty", b"", channel_data(False), D),
+    row("channel-data-3-bytes", b"\x40\x00\x00", channel_data(False), D),
+    row("channel-data-number-0x3fff", b"\x3f\xff\x00\x01x", channel_data(False), D),
+    row("channel-data-number-0x5000", b"\x50\x00\x00\x01x", channel_data(False), D),
+    row("channel-data-stun-bytes", VALID, channel_data(False), D),
+    row("channel-data-length-past-end", b"\x40\x00\x00\x05abcd", channel_data(False), D),
+    row("channel-data-udp-4-trailing", b"\x40\x00\x00\x01x" + bytes(7), channel_data(False), D),
+    row("channel-data-stream-unpadded", b"\x40\x00\x00\x01x", channel_data(True), D),
+    row("channel-data-stream-overlong", b"\x40\x00\x00\x01x" + bytes(7), channel_data(True), D),
+    row("stream-frame-rtp", b"\x80\x00\x00\x00", stream_frame, D),
+    row("stream-frame-dtls", b"\x16\xfe\xfd\x00", stream_frame, D),
+]
+
+
+def _assert_still_decodes(msg: Message) -> None:
+    msg.parse(VALID)
+    assert bytes(msg) == VALID
+    assert msg.attributes == VALID_ATTRIBUTES
+    assert ice.XorMappedAddress.get_from(msg) == ice.XorMappedAddress("192.0.2.1", 32853)
+    msg.check_integrity(KEY)
+    msg.check_fingerprint()
+    assert ice.decode_channel_data(b"\x40\x01\x00\x02ok") == (0x4001, b"ok")
+
+
+@pytest.mark.parametrize(("data", "action", "expected"), ROWS)
+def test_malformed(data: bytes, action: Action, expected: type[Exception]) -> None:
+    msg = Message.decode(VALID)  # the object the row decodes into already holds a message
+
+    with pytest.raises(Exception) as caught:
+        action(msg, data)
+
+    assert type(caught.value) is expected, repr(caught.value)
+    assert isinstance(caught.value, ice.Error)
+    if expected is ice.DecodeError:
+        assert isinstance(caught.value, ValueError)
+    _assert_still_decodes(msg)
+
+
+def test_decode_error_is_a_value_error() -> None:
+    assert issubclass(ice.DecodeError, ValueError)
+    assert issubclass(ice.DecodeError, ice.Error)
+    assert not issubclass(ice.IntegrityError, ValueError)
+    assert not issubclass(ice.FingerprintError, ValueError)
+
+
+def test_every_truncation_is_a_decode_error() -> None:
+    msg = Message()
+    for n in range(len(VALID)):
+        with pytest.raises(ice.DecodeError):
+            msg.parse(VALID[:n])
+    _assert_still_decodes(msg)
+
+
+def test_every_wrong_length_field_is_a_decode_error() -> None:
+    msg = Message()
+    right = len(VALID) - 20
+    for length in [*range(0, 0x200), 0xFFFC, 0xFFFF]:
+        data = VALID[:2] + struct.pack(">H", length) + VALID[4:]
+        if length == right:
+            msg.parse(data)
+        else:
+            with pytest.raises(ice.DecodeError):
+                msg.parse(data)
+    _assert_still_decodes(msg)
+
+
+def _read_everything(msg: Message) -> None:
+    """Look at every attribute through every typed class, as a server might."""
+    for cls in BY_TYPE.values():
+        try:
+            found = cls.get_from(msg)
+            if isinstance(found, ice.TextAttribute):
+                _ = found.value
+        except ice.DecodeError:
+            pass
+    _ = msg.unknown_attributes
+    for check in (msg.check_fingerprint, lambda: msg.check_integrity(KEY)):
+        with contextlib.suppress(ice.FingerprintError, ice.IntegrityError):
+            check()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_mutated_messages_raise_only_decode_errors(seed: int) -> None:
+    # Deterministic mutations of a valid message (bytes flipped, cut, or
+    # attribute lengths rewritten): decoding and reading any attribute either
+    # works or raises ice.DecodeError, never anything else.
+    rng = random.Random(seed)
+    base = bytes(
+        Message.build(
+            ice.ALLOCATE_REQUEST,
+            ice.RequestedTransport(),
+            ice.Lifetime(600),
+            ice.ErrorCodeAttribute(438),
+            ice.UnknownAttributes([0x7FFF]),
+            ice.ChannelNumber(0x4001),
+            ice.XorPeerAddress("2001:db8::1", 3478),
+            ice.PasswordAlgorithms(),
+            ice.EvenPort(reserve=True),
+            ice.Nonce("n"),
+            ice.MessageIntegrity(KEY),
+            ice.Fingerprint(),
+            transaction_id=TID,
+        )
+    )
+    msg = Message()
+    for _ in range(500):
+        data = bytearray(base)
+        for _ in range(rng.randint(1, 4)):
+            index = rng.randrange(20, len(data))
+            data[index] = rng.randrange(256)
+        if rng.random() < 0.2:
+            del data[rng.randrange(len(data)) :]
+        try:
+            msg.parse(bytes(data))
+        except ice.DecodeError:
+            continue
+        _read_everything(msg)
+    _assert_still_decodes(msg)

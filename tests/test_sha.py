@@ -1,0 +1,114 @@
+"""HMAC-SHA1 / HMAC-SHA256 of ice/_sha.c (through ice._codec's test hooks),
+checked against the standard library and the RFC 2202 / RFC 4231 vectors on
+both the hardware (SHA-NI / ARMv8) path and the portable C path."""
+
+import hmac
+import random
+from collections.abc import Iterator
+
+import pytest
+
+from ice import _codec
+
+HMACS = {"sha1": _codec.hmac_sha1, "sha256": _codec.hmac_sha256}
+KEY_LENGTHS = [0, 1, 20, 32, 63, 64, 65, 100, 200]
+
+
+@pytest.fixture(params=["hardware", "portable"])
+def path(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run the test on one code path; always leave the default path selected."""
+    _codec.sha_force_portable(False)
+    if request.param == "hardware" and not _codec.sha_hardware():
+        pytest.skip("this CPU has no SHA extensions")
+    _codec.sha_force_portable(request.param == "portable")
+    try:
+        assert _codec.sha_hardware() is (request.param == "hardware")
+        yield request.param
+    finally:
+        _codec.sha_force_portable(False)
+
+
+@pytest.mark.parametrize("alg", sorted(HMACS))
+def test_matches_hmac_digest(path: str, alg: str) -> None:
+    rng = random.Random(f"{alg}-{path}")
+    for key_len in KEY_LENGTHS:
+        key = rng.randbytes(key_len)
+        # every tail length (0..63) several times over, plus a few long messages
+        for n in [*range(301), 1000, 4096, 10_000]:
+            data = rng.randbytes(n)
+            assert HMACS[alg](key, data) == hmac.digest(key, data, alg), (key_len, n)
+
+
+# (key, data, HMAC-SHA1 from RFC 2202, HMAC-SHA256 from RFC 4231 or None)
+VECTORS = [
+    (
+        b"\x0b" * 20,
+        b"Hi There",
+        "b617318655057264e28bc0b6fb378c8ef146be00",
+        "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7",
+    ),
+    (
+        b"Jefe",
+        b"what do ya want for nothing?",
+        "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79",
+        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+    ),
+    (
+        b"\xaa" * 20,
+        b"\xdd" * 50,
+        "125d7342b9ac11cd91a39af48aa17b4f63f175d3",
+        "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe",
+    ),
+    (
+        bytes(range(1, 26)),
+        b"\xcd" * 50,
+        "4c9007f4026250c6bc8414f9bf50c86c2d7235da",
+        "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b",
+    ),
+    (
+        b"\x0c" * 20,
+        b"Test With Truncation",
+        "4c1a03424b55e07fe7f27be1d58bb9324a9a5a04",
+        None,  # RFC 4231 publishes only the 128-bit truncation (below)
+    ),
+    (  # long keys are hashed first
+        b"\xaa" * 80,
+        b"Test Using Larger Than Block-Size Key - Hash Key First",
+        "aa4ae5e15272d00e95705637ce8a3b55ed402112",
+        None,
+    ),
+    (
+        b"\xaa" * 80,
+        b"Test Using Larger Than Block-Size Key and Larger Than One Block-Size Data",
+        "e8e99d0f45237d786d6bbaa7965c7808bbff1a91",
+        None,
+    ),
+    (
+        b"\xaa" * 131,
+        b"Test Using Larger Than Block-Size Key - Hash Key First",
+        None,
+        "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54",
+    ),
+    (
+        b"\xaa" * 131,
+        b"This is a test using a larger than block-size key and a larger than block-size "
+        b"data. The key needs to be hashed before being used by the HMAC algorithm.",
+        None,
+        "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2",
+    ),
+]
+
+
+@pytest.mark.parametrize(("key", "data", "sha1", "sha256"), VECTORS)
+def test_rfc_vectors(
+    path: str, key: bytes, data: bytes, sha1: str | None, sha256: str | None
+) -> None:
+    if sha1 is not None:
+        assert _codec.hmac_sha1(key, data).hex() == sha1
+    if sha256 is not None:
+        assert _codec.hmac_sha256(key, data).hex() == sha256
+
+
+def test_rfc4231_truncated(path: str) -> None:
+    digest = _codec.hmac_sha256(b"\x0c" * 20, b"Test With Truncation")
+    assert digest[:16].hex() == "a3b6167473100ee06e0c796c2955552b"
