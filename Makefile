@@ -13,6 +13,7 @@ test: build
 	pytest -q
 
 bench: build
+	mkdir -p bench/results
 	pytest bench -q --benchmark-json=bench/results/latest.json
 	python bench/compare.py bench/results/latest.json
 

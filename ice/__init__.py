@@ -23,6 +23,9 @@ from ice._codec import (
     new_transaction_id,
     stream_frame_length,
 )
+from ice._codec import (
+    message_type as _compiled_message_type,
+)
 from ice._errors import DecodeError, Error, FingerprintError, IntegrityError, StunError
 from ice.attrs import *  # noqa: F403 - the attribute classes are public API
 from ice.attrs import __all__ as _attrs_all
@@ -36,6 +39,9 @@ from ice.credentials import (
     turn_rest_credentials,
     userhash,
 )
+
+# The compiled twin of constants.message_type: the same bit layout, ~7x faster.
+message_type = _compiled_message_type
 
 __version__ = "0.1.0"
 

@@ -7,6 +7,7 @@ from ice._codec cimport Attribute, Message
 
 
 cdef object new_instance(type cls)
+cdef Py_ssize_t class_int(object cls, str name) except -1
 cdef uint16_t attr_type_of(object cls) except? 0
 cdef Py_ssize_t find_value(Message msg, uint16_t attr_type, const uint8_t **value) noexcept
 
@@ -49,7 +50,7 @@ cdef class FamilyAttribute(Attribute):
 
 cdef class ErrorCodeShape(Attribute):
     cdef readonly int code
-    cdef readonly str reason
+    cdef object _reason      # str, decoded from _reason_raw on first use
     cdef bytes _reason_raw
     cdef uint8_t _first      # reserved in ERROR-CODE, the family in ADDRESS-ERROR-CODE
     cdef bint _keeps_first_byte(self) noexcept

@@ -33,8 +33,26 @@ cdef object new_instance(type cls):
     return (<PyTypeObject *>cls).tp_new(cls, <PyObject *>_NO_ARGS, NULL)
 
 
+cdef extern from "Python.h":
+    # The type-attribute lookup CPython itself uses (with its method cache):
+    # a few ns, where getattr(cls, "TYPE") costs ~20 on every add_to/get_from.
+    PyObject *_PyType_Lookup(PyTypeObject *type, object name)
+
+cdef str _TYPE = "TYPE"
+
+
+cdef Py_ssize_t class_int(object cls, str name) except -1:
+    """An int class attribute (TYPE, MAX_BYTES, SIZE) of cls, or of obj's class."""
+    if not isinstance(cls, type):
+        cls = type(cls)
+    cdef PyObject *found = _PyType_Lookup(<PyTypeObject *>cls, name)
+    if found == NULL:
+        raise TypeError(f"{(<type>cls).__name__} does not define {name}")
+    return <object>found
+
+
 cdef uint16_t attr_type_of(object cls) except? 0:
-    return cls.TYPE
+    return <uint16_t>class_int(cls, _TYPE)
 
 
 cdef Py_ssize_t find_value(Message msg, uint16_t attr_type, const uint8_t **value) noexcept:
@@ -151,7 +169,7 @@ cdef class TextAttribute(Attribute):
         cdef bytes raw
         if isinstance(value, str):
             raw = (<str>value).encode("utf-8")
-            if len(<str>value) > self.MAX_CHARS:
+            if len(<str>value) > class_int(self, "MAX_CHARS"):
                 raise ValueError(
                     f"{_name(self)} is at most {self.MAX_CHARS} characters, not {len(value)}"
                 )
@@ -159,15 +177,14 @@ cdef class TextAttribute(Attribute):
             raw = bytes(value)
         else:
             raise TypeError(f"{_name(self)} takes str or bytes, not {type(value).__name__}")
-        if len(raw) > self.MAX_BYTES:
+        if len(raw) > class_int(self, "MAX_BYTES"):
             raise ValueError(f"{_name(self)} is at most {self.MAX_BYTES} bytes, not {len(raw)}")
         self.raw = raw
 
     @property
     def value(self):
         """The text; DecodeError if the peer sent bytes that are not UTF-8."""
-        return decode_text(<const uint8_t *>PyBytes_AS_STRING(self.raw), len(self.raw),
-                           _name(self))
+        return decode_text(<const uint8_t *>PyBytes_AS_STRING(self.raw), len(self.raw), self)
 
     cdef int _apply(self, Message msg) except -1:
         return msg._add_raw(attr_type_of(self), <const uint8_t *>PyBytes_AS_STRING(self.raw),
@@ -180,7 +197,7 @@ cdef class TextAttribute(Attribute):
         cdef Py_ssize_t n = find_value(msg, attr_type_of(cls), &p)
         if n < 0:
             return None
-        if n > cls.MAX_BYTES:
+        if n > class_int(cls, "MAX_BYTES"):
             raise DecodeError(f"{cls.__name__} is at most {cls.MAX_BYTES} bytes, not {n}")
         cdef TextAttribute attr = new_instance(cls)
         attr.raw = PyBytes_FromStringAndSize(<const char *>p, n)
@@ -211,7 +228,7 @@ cdef class BytesAttribute(Attribute):
 
     def __init__(self, value):
         cdef bytes raw = bytes(value)
-        cdef Py_ssize_t size = self.SIZE
+        cdef Py_ssize_t size = class_int(self, "SIZE")
         if size and len(raw) != size:
             raise ValueError(f"{_name(self)} is {size} bytes, not {len(raw)}")
         if len(raw) > 0xFFFF:
@@ -230,7 +247,7 @@ cdef class BytesAttribute(Attribute):
         cdef Py_ssize_t size
         if n < 0:
             return None
-        size = cls.SIZE
+        size = class_int(cls, "SIZE")
         if size and n != size:
             raise DecodeError(f"{cls.__name__} is {size} bytes, not {n}")
         cdef BytesAttribute attr = new_instance(cls)
@@ -423,9 +440,9 @@ cdef class ErrorCodeShape(Attribute):
             if cached is None:
                 text = default_reason(code)
                 cached = _default_reasons[code] = (text, text.encode("utf-8"))
-            self.reason, self._reason_raw = <tuple>cached
+            self._reason, self._reason_raw = <tuple>cached
             return
-        self.reason = reason
+        self._reason = reason
         self._reason_raw = (<str>reason).encode("utf-8")
         if len(self._reason_raw) > 763 or len(reason) > 128:
             raise ValueError("an error reason is at most 128 characters and 763 bytes")
@@ -442,6 +459,14 @@ cdef class ErrorCodeShape(Attribute):
 
     cdef bint _keeps_first_byte(self) noexcept:
         return False
+
+    @property
+    def reason(self):
+        """The reason phrase; DecodeError if the peer sent bytes that are not UTF-8."""
+        if self._reason is None:
+            self._reason = decode_text(<const uint8_t *>PyBytes_AS_STRING(self._reason_raw),
+                                       len(self._reason_raw), self)
+        return self._reason
 
     @classmethod
     def get_from(cls, Message msg not None):
@@ -460,7 +485,7 @@ cdef class ErrorCodeShape(Attribute):
         cdef ErrorCodeShape attr = new_instance(cls)
         attr.code = klass * 100 + p[3]
         attr._reason_raw = PyBytes_FromStringAndSize(<const char *>p + 4, n - 4)
-        attr.reason = decode_text(p + 4, n - 4, f"{cls.__name__} reason")
+        attr._reason = decode_text(p + 4, n - 4, cls)  # strict: a bad reason is a bad message
         attr._first = p[0] if attr._keeps_first_byte() else 0
         return attr
 
@@ -468,10 +493,11 @@ cdef class ErrorCodeShape(Attribute):
         if type(other) is not type(self):
             return NotImplemented
         cdef ErrorCodeShape o = <ErrorCodeShape>other
-        return o.code == self.code and o.reason == self.reason and o._first == self._first
+        return (o.code == self.code and o._reason_raw == self._reason_raw
+                and o._first == self._first)
 
     def __hash__(self):
-        return hash((type(self), self.code, self.reason, self._first))
+        return hash((type(self), self.code, self._reason_raw, self._first))
 
     def __repr__(self):
         return f"{_name(self)}({self.code}, {self.reason!r})"

@@ -51,6 +51,7 @@ cdef class Message:
     # 2 MESSAGE-INTEGRITY-SHA256, 3 FINGERPRINT. Attributes after a seal are
     # ignored by receivers (RFC 8489 14.5-14.7), so adding one is refused.
     cdef int _seal
+    cdef Py_ssize_t _exports  # live buffer views of _buf: it must not move meanwhile
 
     cdef int _reserve_bytes(self, Py_ssize_t extra) except -1
     cdef int _push_ref(self, uint16_t attr_type, Py_ssize_t offset, Py_ssize_t length) except -1
@@ -58,6 +59,7 @@ cdef class Message:
     cdef int _add_raw(self, uint16_t attr_type, const uint8_t *value, Py_ssize_t length) except -1
     cdef Py_ssize_t _find(self, uint16_t attr_type) noexcept
     cdef int _parse(self, const uint8_t *data, Py_ssize_t length) except -1
+    cdef int _parse_object(self, object data) except -1
     cdef void _set_length(self, Py_ssize_t body) noexcept
     cdef int _add_address(self, uint16_t attr_type, int family, const uint8_t *ip,
                           uint16_t port, bint xored) except -1
@@ -74,4 +76,4 @@ cdef class Attribute:
 
 cdef int parse_ip(object host, uint8_t *out) except 0
 cdef str format_ip(int family, const uint8_t *ip)
-cdef str decode_text(const uint8_t *data, Py_ssize_t length, str what)
+cdef str decode_text(const uint8_t *data, Py_ssize_t length, object owner)

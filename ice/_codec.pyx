@@ -8,11 +8,19 @@
 # patched to the value RFC 8489 sections 14.5-14.7 prescribe while hashing.
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
-from cpython.buffer cimport PyBUF_SIMPLE, PyObject_GetBuffer, PyBuffer_Release
+from cpython.buffer cimport (
+    PyBUF_FORMAT,
+    PyBUF_ND,
+    PyBUF_SIMPLE,
+    PyBUF_STRIDES,
+    PyBUF_WRITABLE,
+    PyBuffer_Release,
+    PyObject_GetBuffer,
+)
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
-from libc.string cimport memcmp, memcpy, memset
+from libc.string cimport memcmp, memcpy, memmove, memset
 
 from ice._crc cimport crc32_update
 
@@ -339,11 +347,13 @@ cdef str format_ip(int family, const uint8_t *ip):
     return PyUnicode_DecodeUTF8(text, n, NULL)
 
 
-cdef str decode_text(const uint8_t *data, Py_ssize_t length, str what):
+cdef str decode_text(const uint8_t *data, Py_ssize_t length, object owner):
+    """UTF-8 text of an attribute; DecodeError names owner (a class or instance) if invalid."""
     try:
         return PyUnicode_DecodeUTF8(<const char *>data, length, NULL)
     except UnicodeDecodeError as exc:
-        raise DecodeError(f"{what} is not valid UTF-8: {exc.reason}") from None
+        name = (owner if isinstance(owner, type) else type(owner)).__name__
+        raise DecodeError(f"{name} is not valid UTF-8: {exc.reason}") from None
 
 
 # ---------------------------------------------------------------- Message
@@ -392,7 +402,9 @@ cdef class Message:
     def build(cls, int type, *setters, transaction_id=None):
         """Message(type) with each setter's add_to(msg) applied in order."""
         cdef Message msg = Message.__new__(Message)
-        msg.type = type
+        if type < 0 or type > 0x3FFF:
+            raise ValueError(f"message type 0x{type:x} does not fit in 14 bits")
+        store16(msg._buf, <uint16_t>type)
         if transaction_id is None:
             fill_transaction_id(msg._buf + 8)
         else:
@@ -408,11 +420,14 @@ cdef class Message:
     def decode(data):
         """Decode one STUN message from any bytes-like object; raises DecodeError."""
         cdef Message msg = Message.__new__(Message)
-        msg.parse(data)
+        msg._parse_object(data)
         return msg
 
     def parse(self, data):
         """Replace this message with one decoded from data, reusing the buffer."""
+        self._parse_object(data)
+
+    cdef int _parse_object(self, object data) except -1:
         cdef Py_buffer view
         acquire(data, &view, "Message.decode")
         try:
@@ -425,6 +440,7 @@ cdef class Message:
             raise
         finally:
             PyBuffer_Release(&view)
+        return 0
 
     cdef int _parse(self, const uint8_t *data, Py_ssize_t n) except -1:
         cdef Py_ssize_t body, pos, length, step
@@ -448,7 +464,7 @@ cdef class Message:
             )
         if n > self._capacity:
             self._reserve_bytes(n - self._size)
-        memcpy(self._buf, data, n)
+        memmove(self._buf, data, n)  # data may be this very buffer (msg.parse(msg))
         self._size = n
         pos = HEADER_SIZE
         while pos < n:
@@ -498,6 +514,8 @@ cdef class Message:
         cdef uint8_t *grown
         if need <= self._capacity:
             return 0
+        if self._exports:
+            raise BufferError("cannot grow a Message while a memoryview of it is alive")
         capacity = max(need, 2 * self._capacity)
         if self._buf == self._inline_buf:
             grown = <uint8_t *>PyMem_Malloc(capacity)
@@ -708,8 +726,28 @@ cdef class Message:
             other._push_ref(self._attrs[i].type, self._attrs[i].offset, self._attrs[i].length)
         return other
 
-    def __bytes__(self):
-        return PyBytes_FromStringAndSize(<char *>self._buf, self._size)
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        # Read-only view of the wire bytes: sock.sendto(msg, addr) and bytes(msg)
+        # copy straight from the owned buffer.
+        if flags & PyBUF_WRITABLE:
+            raise BufferError("a Message exposes a read-only buffer")
+        view.buf = self._buf
+        view.obj = self
+        view.len = self._size
+        view.readonly = 1
+        view.itemsize = 1
+        view.format = NULL
+        if flags & PyBUF_FORMAT:
+            view.format = b"B"
+        view.ndim = 1
+        view.shape = &view.len if flags & PyBUF_ND else NULL
+        view.strides = &view.itemsize if flags & PyBUF_STRIDES else NULL
+        view.suboffsets = NULL
+        view.internal = NULL
+        self._exports += 1
+
+    def __releasebuffer__(self, Py_buffer *view):
+        self._exports -= 1
 
     def __eq__(self, other):
         if not isinstance(other, Message):

@@ -11,7 +11,9 @@
  * Every block function has the signature
  *     void f(uint32_t *state, const uint8_t *data, size_t nblocks)
  * and processes nblocks consecutive 64-byte blocks, so the hardware paths
- * keep the state in registers across a multi-block message. Nothing here
+ * keep the state in registers across a multi-block message. Each path also
+ * has an HMAC function (the SHA-NI one keeps the state in registers from the
+ * first block to the digest, which is what makes short messages fast). Nothing here
  * allocates; all buffers are on the stack and fixed size (no VLAs).
  */
 #include "_sha.h"
@@ -65,6 +67,9 @@
 #endif
 
 typedef void (*ice_blocks_fn)(uint32_t *state, const uint8_t *data, size_t nblocks);
+/* HMAC from precomputed inner / outer chaining states. */
+typedef void (*ice_hmac_fn)(const uint32_t *inner, const uint32_t *outer, const uint8_t *msg,
+                            size_t len, uint8_t *out);
 
 /* ------------------------------------------------------------------ */
 /* 1. Helpers                                                          */
@@ -275,6 +280,45 @@ static void sha256_blocks_portable(uint32_t *state, const uint8_t *data, size_t 
     }
 }
 
+/* HMAC over any block function: used by the portable and ARM paths. The
+ * SHA-NI path has its own register-resident version below. */
+ICE_INLINE void hmac_generic(ice_blocks_fn f, const uint32_t *inner, const uint32_t *outer,
+                             size_t words, const uint8_t *msg, size_t len, uint8_t *out)
+{
+    uint32_t st[8];
+    uint8_t blk[64];
+    size_t full = len & ~(size_t)63, i;
+
+    /* inner: H((K ^ ipad) || msg), the key block already folded in */
+    memcpy(st, inner, words * 4);
+    if (full)
+        f(st, msg, full >> 6);
+    md_final(f, st, msg, full, len - full, (uint64_t)len + 64);
+
+    /* outer: H((K ^ opad) || inner digest), exactly one block */
+    memset(blk, 0, sizeof blk);
+    for (i = 0; i < words; i++)
+        store_be32(blk + 4 * i, st[i]);
+    blk[4 * words] = 0x80;
+    store_be64(blk + 56, (uint64_t)(64 + 4 * words) * 8);
+    memcpy(st, outer, words * 4);
+    f(st, blk, 1);
+    for (i = 0; i < words; i++)
+        store_be32(out + 4 * i, st[i]);
+}
+
+static void hmac_sha1_portable(const uint32_t *inner, const uint32_t *outer, const uint8_t *msg,
+                               size_t len, uint8_t *out)
+{
+    hmac_generic(sha1_blocks_portable, inner, outer, 5, msg, len, out);
+}
+
+static void hmac_sha256_portable(const uint32_t *inner, const uint32_t *outer, const uint8_t *msg,
+                                 size_t len, uint8_t *out)
+{
+    hmac_generic(sha256_blocks_portable, inner, outer, 8, msg, len, out);
+}
+
 /* ------------------------------------------------------------------ */
 /* 3. x86 SHA-NI                                                       */
 /* ------------------------------------------------------------------ */
@@ -292,9 +336,64 @@ static void sha256_blocks_portable(uint32_t *state, const uint8_t *data, size_t 
 #    define ICE_TARGET_X86
 #  endif
 
+#if defined(_MSC_VER)
+#  define ICE_NI_INLINE static __forceinline
+#else
+#  define ICE_NI_INLINE static inline
+#endif
+
+/* pshufb masks: reverse all 16 bytes (SHA-1 keeps W0 in the top lane), or
+ * each 32-bit word (SHA-256 keeps W0 in the bottom lane). */
+#define NI_BSWAP128 _mm_set_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+#define NI_BSWAP32 _mm_set_epi8(12, 13, 14, 15, 8, 9, 10, 11, 4, 5, 6, 7, 0, 1, 2, 3)
+
+/* Tail handling in registers. The final block is assembled from 16-byte
+ * loads of the message itself rather than from a stack buffer written
+ * piecewise (which costs a store-forwarding stall per load). */
+static const uint8_t NI_SHIFT_TAB[32] = {
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+    0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80,
+    0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80,
+};
+static const uint8_t NI_PAD_TAB[32] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
+/* Bytes [o, o+16) of "tail || 0x80 || zeros", where tail = p[0:t] and
+ * last16 points at the 16 bytes that end where the tail ends. */
+ICE_TARGET_X86
+ICE_NI_INLINE __m128i ni_tail_chunk(const uint8_t *p, size_t t, size_t o, const uint8_t *last16)
+{
+    size_t r;
+    if (o + 16 <= t)
+        return _mm_loadu_si128((const __m128i *)(p + o));
+    if (o > t)
+        return _mm_setzero_si128();
+    r = t - o; /* 0..15 message bytes, then the 0x80 byte */
+    return _mm_or_si128(
+        _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)last16),
+                         _mm_loadu_si128((const __m128i *)(NI_SHIFT_TAB + 16 - r))),
+        _mm_loadu_si128((const __m128i *)(NI_PAD_TAB + 16 - r)));
+}
+
+/* The 16 bytes ending at msg + len: in place when len >= 16, otherwise
+ * right-aligned in the caller's zeroed 16-byte buffer. */
+ICE_TARGET_X86
+ICE_NI_INLINE const uint8_t *ni_last16(const uint8_t *msg, size_t len, uint8_t small[16])
+{
+    if (len >= 16)
+        return msg + len - 16;
+    memset(small, 0, 16);
+    if (len)
+        memcpy(small + 16 - len, msg, len);
+    return small;
+}
+
 /* SHA-1: ABCD lives in one register (A in the top lane), E in the top lane
- * of another. Group i covers rounds 4i..4i+3; the message vector of group i
- * is m[i % 4], and the schedule for group i+1..i+3 is advanced alongside. */
+ * of another (the other lanes stay zero). Group i covers rounds 4i..4i+3;
+ * its message vector is m[i % 4], and the schedule for groups i+1..i+3 is
+ * advanced alongside. */
 #define NI1_RND(e, en, m, fn) \
     e = _mm_sha1nexte_epu32(e, m); \
     en = abcd; \
@@ -308,57 +407,102 @@ static void sha256_blocks_portable(uint32_t *state, const uint8_t *data, size_t 
 #define NI1_G2(fn) NI1_RND(e0, e1, m2, fn); NI1_MSG2(m3, m2); NI1_MSG1(m1, m2); NI1_XOR(m0, m2)
 #define NI1_G3(fn) NI1_RND(e1, e0, m3, fn); NI1_MSG2(m0, m3); NI1_MSG1(m2, m3); NI1_XOR(m1, m3)
 
+/* One block; m0..m3 are the block's words already byte-swapped. */
+ICE_TARGET_X86
+ICE_NI_INLINE void ni1_compress(__m128i *abcd_io, __m128i *e0_io, __m128i m0, __m128i m1, __m128i m2,
+                                __m128i m3)
+{
+    const __m128i abcd_save = *abcd_io, e0_save = *e0_io;
+    __m128i abcd = abcd_save, e0 = e0_save, e1;
+
+    /* groups 0-3: the schedule is still filling up */
+    e0 = _mm_add_epi32(e0, m0);
+    e1 = abcd;
+    abcd = _mm_sha1rnds4_epu32(abcd, e0, 0);
+    NI1_RND(e1, e0, m1, 0); NI1_MSG1(m0, m1);
+    NI1_RND(e0, e1, m2, 0); NI1_MSG1(m1, m2); NI1_XOR(m0, m2);
+    NI1_G3(0);
+    /* groups 4-16: steady state */
+    NI1_G0(0);
+    NI1_G1(1);
+    NI1_G2(1);
+    NI1_G3(1);
+    NI1_G0(1);
+    NI1_G1(1);
+    NI1_G2(2);
+    NI1_G3(2);
+    NI1_G0(2);
+    NI1_G1(2);
+    NI1_G2(2);
+    NI1_G3(3);
+    NI1_G0(3);
+    /* groups 17-19: the schedule drains */
+    NI1_RND(e1, e0, m1, 3); NI1_MSG2(m2, m1); NI1_XOR(m3, m1);
+    NI1_RND(e0, e1, m2, 3); NI1_MSG2(m3, m2);
+    NI1_RND(e1, e0, m3, 3);
+
+    *e0_io = _mm_sha1nexte_epu32(e0, e0_save);
+    *abcd_io = _mm_add_epi32(abcd, abcd_save);
+}
+
+#define NI1_LOAD(p, off) _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)((p) + (off))), bswap)
+
 ICE_TARGET_X86
 static void sha1_blocks_shani(uint32_t *state, const uint8_t *data, size_t nblocks)
 {
-    const __m128i bswap = _mm_set_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    __m128i abcd, e0, e1, m0, m1, m2, m3, abcd_save, e0_save;
+    const __m128i bswap = NI_BSWAP128;
+    __m128i abcd = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)state), 0x1B);
+    __m128i e0 = _mm_set_epi32((int)state[4], 0, 0, 0);
 
-    abcd = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)state), 0x1B);
-    e0 = _mm_set_epi32((int)state[4], 0, 0, 0);
-
-    while (nblocks--) {
-        abcd_save = abcd;
-        e0_save = e0;
-
-        m0 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(data + 0)), bswap);
-        m1 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(data + 16)), bswap);
-        m2 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(data + 32)), bswap);
-        m3 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(data + 48)), bswap);
-
-        /* groups 0-3: the schedule is still filling up */
-        e0 = _mm_add_epi32(e0, m0);
-        e1 = abcd;
-        abcd = _mm_sha1rnds4_epu32(abcd, e0, 0);
-        NI1_RND(e1, e0, m1, 0); NI1_MSG1(m0, m1);
-        NI1_RND(e0, e1, m2, 0); NI1_MSG1(m1, m2); NI1_XOR(m0, m2);
-        NI1_G3(0);
-        /* groups 4-16: steady state */
-        NI1_G0(0);
-        NI1_G1(1);
-        NI1_G2(1);
-        NI1_G3(1);
-        NI1_G0(1);
-        NI1_G1(1);
-        NI1_G2(2);
-        NI1_G3(2);
-        NI1_G0(2);
-        NI1_G1(2);
-        NI1_G2(2);
-        NI1_G3(3);
-        NI1_G0(3);
-        /* groups 17-19: the schedule drains */
-        NI1_RND(e1, e0, m1, 3); NI1_MSG2(m2, m1); NI1_XOR(m3, m1);
-        NI1_RND(e0, e1, m2, 3); NI1_MSG2(m3, m2);
-        NI1_RND(e1, e0, m3, 3);
-
-        e0 = _mm_sha1nexte_epu32(e0, e0_save);
-        abcd = _mm_add_epi32(abcd, abcd_save);
-        data += 64;
-    }
-
+    for (; nblocks; nblocks--, data += 64)
+        ni1_compress(&abcd, &e0, NI1_LOAD(data, 0), NI1_LOAD(data, 16), NI1_LOAD(data, 32),
+                     NI1_LOAD(data, 48));
     _mm_storeu_si128((__m128i *)state, _mm_shuffle_epi32(abcd, 0x1B));
     state[4] = (uint32_t)_mm_extract_epi32(e0, 3);
+}
+
+/* The whole HMAC with the state kept in registers from start to end. */
+ICE_TARGET_X86
+static void hmac_sha1_shani(const uint32_t *inner, const uint32_t *outer, const uint8_t *msg,
+                            size_t len, uint8_t *out)
+{
+    const __m128i bswap = NI_BSWAP128;
+    const uint64_t bits = ((uint64_t)len + 64) << 3;
+    const size_t t = len & 63;
+    const uint8_t *p = msg, *last16;
+    uint8_t small[16];
+    size_t n;
+    __m128i abcd = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)inner), 0x1B);
+    __m128i e0 = _mm_set_epi32((int)inner[4], 0, 0, 0);
+    __m128i m0, m1, m2, m3;
+
+    /* inner hash: full blocks straight from msg, then tail + padding */
+    for (n = len >> 6; n; n--, p += 64)
+        ni1_compress(&abcd, &e0, NI1_LOAD(p, 0), NI1_LOAD(p, 16), NI1_LOAD(p, 32), NI1_LOAD(p, 48));
+    last16 = ni_last16(msg, len, small);
+    m0 = _mm_shuffle_epi8(ni_tail_chunk(p, t, 0, last16), bswap);
+    m1 = _mm_shuffle_epi8(ni_tail_chunk(p, t, 16, last16), bswap);
+    m2 = _mm_shuffle_epi8(ni_tail_chunk(p, t, 32, last16), bswap);
+    m3 = _mm_shuffle_epi8(ni_tail_chunk(p, t, 48, last16), bswap);
+    if (t >= 56) { /* no room for the length: one more block */
+        ni1_compress(&abcd, &e0, m0, m1, m2, m3);
+        m0 = m1 = m2 = m3 = _mm_setzero_si128();
+    }
+    m3 = _mm_or_si128(m3, _mm_set_epi32(0, 0, (int)(uint32_t)(bits >> 32), (int)(uint32_t)bits));
+    ni1_compress(&abcd, &e0, m0, m1, m2, m3);
+
+    /* outer hash: one block = inner digest (W0..W4) || 0x80 || length 84*8.
+     * abcd already holds W0..W3 in message order, e0 holds W4 on top. */
+    m0 = abcd;
+    m1 = _mm_or_si128(e0, _mm_set_epi32(0, (int)0x80000000u, 0, 0));
+    m2 = _mm_setzero_si128();
+    m3 = _mm_set_epi32(0, 0, 0, (64 + 20) * 8);
+    abcd = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)outer), 0x1B);
+    e0 = _mm_set_epi32((int)outer[4], 0, 0, 0);
+    ni1_compress(&abcd, &e0, m0, m1, m2, m3);
+
+    _mm_storeu_si128((__m128i *)out, _mm_shuffle_epi8(abcd, bswap));
+    store_be32(out + 16, (uint32_t)_mm_extract_epi32(e0, 3));
 }
 
 /* SHA-256: the state is kept as ABEF / CDGH as sha256rnds2 wants it. Group i
@@ -377,51 +521,108 @@ static void sha1_blocks_shani(uint32_t *state, const uint8_t *data, size_t nbloc
 #define NI256_G3(i) NI256_RND(m3, i); NI256_MSG2(m0, m3, m2); NI256_MSG1(m2, m3)
 
 ICE_TARGET_X86
+ICE_NI_INLINE void ni256_compress(__m128i *s0_io, __m128i *s1_io, __m128i m0, __m128i m1, __m128i m2,
+                                  __m128i m3)
+{
+    const __m128i s0_save = *s0_io, s1_save = *s1_io;
+    __m128i s0 = s0_save, s1 = s1_save, k;
+
+    NI256_RND(m0, 0);
+    NI256_RND(m1, 1); NI256_MSG1(m0, m1);
+    NI256_RND(m2, 2); NI256_MSG1(m1, m2);
+    NI256_G3(3);
+    NI256_G0(4);
+    NI256_G1(5);
+    NI256_G2(6);
+    NI256_G3(7);
+    NI256_G0(8);
+    NI256_G1(9);
+    NI256_G2(10);
+    NI256_G3(11);
+    NI256_G0(12);
+    NI256_RND(m1, 13); NI256_MSG2(m2, m1, m0);
+    NI256_RND(m2, 14); NI256_MSG2(m3, m2, m1);
+    NI256_RND(m3, 15);
+
+    *s0_io = _mm_add_epi32(s0, s0_save);
+    *s1_io = _mm_add_epi32(s1, s1_save);
+}
+
+/* state[0..7] (A..H) <-> ABEF / CDGH */
+ICE_TARGET_X86
+ICE_NI_INLINE void ni256_load(const uint32_t *state, __m128i *s0, __m128i *s1)
+{
+    __m128i t = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)state), 0xB1);       /* CDAB */
+    __m128i u = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)(state + 4)), 0x1B); /* EFGH */
+    *s0 = _mm_alignr_epi8(t, u, 8);                                                     /* ABEF */
+    *s1 = _mm_blend_epi16(u, t, 0xF0);                                                  /* CDGH */
+}
+
+/* ABEF / CDGH -> A..D and E..H with A / E in the bottom lane */
+ICE_TARGET_X86
+ICE_NI_INLINE void ni256_unpack(__m128i s0, __m128i s1, __m128i *abcd, __m128i *efgh)
+{
+    __m128i t = _mm_shuffle_epi32(s0, 0x1B); /* FEBA */
+    __m128i u = _mm_shuffle_epi32(s1, 0xB1); /* DCHG */
+    *abcd = _mm_blend_epi16(t, u, 0xF0);     /* DCBA */
+    *efgh = _mm_alignr_epi8(u, t, 8);        /* HGFE */
+}
+
+#define NI256_LOAD(p, off) _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)((p) + (off))), bswap)
+
+ICE_TARGET_X86
 static void sha256_blocks_shani(uint32_t *state, const uint8_t *data, size_t nblocks)
 {
-    const __m128i bswap = _mm_set_epi8(12, 13, 14, 15, 8, 9, 10, 11, 4, 5, 6, 7, 0, 1, 2, 3);
-    __m128i s0, s1, t, k, m0, m1, m2, m3, s0_save, s1_save;
+    const __m128i bswap = NI_BSWAP32;
+    __m128i s0, s1, abcd, efgh;
 
-    t = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)state), 0xB1);       /* CDAB */
-    s1 = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)(state + 4)), 0x1B); /* EFGH */
-    s0 = _mm_alignr_epi8(t, s1, 8);                                              /* ABEF */
-    s1 = _mm_blend_epi16(s1, t, 0xF0);                                           /* CDGH */
+    ni256_load(state, &s0, &s1);
+    for (; nblocks; nblocks--, data += 64)
+        ni256_compress(&s0, &s1, NI256_LOAD(data, 0), NI256_LOAD(data, 16), NI256_LOAD(data, 32),
+                       NI256_LOAD(data, 48));
+    ni256_unpack(s0, s1, &abcd, &efgh);
+    _mm_storeu_si128((__m128i *)state, abcd);
+    _mm_storeu_si128((__m128i *)(state + 4), efgh);
+}
 
-    while (nblocks--) {
-        s0_save = s0;
-        s1_save = s1;
+ICE_TARGET_X86
+static void hmac_sha256_shani(const uint32_t *inner, const uint32_t *outer, const uint8_t *msg,
+                              size_t len, uint8_t *out)
+{
+    const __m128i bswap = NI_BSWAP32;
+    const uint64_t bits = ((uint64_t)len + 64) << 3;
+    const size_t t = len & 63;
+    const uint8_t *p = msg, *last16;
+    uint8_t small[16];
+    size_t n;
+    __m128i s0, s1, m0, m1, m2, m3;
 
-        m0 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(data + 0)), bswap);
-        m1 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(data + 16)), bswap);
-        m2 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(data + 32)), bswap);
-        m3 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(data + 48)), bswap);
-
-        NI256_RND(m0, 0);
-        NI256_RND(m1, 1); NI256_MSG1(m0, m1);
-        NI256_RND(m2, 2); NI256_MSG1(m1, m2);
-        NI256_G3(3);
-        NI256_G0(4);
-        NI256_G1(5);
-        NI256_G2(6);
-        NI256_G3(7);
-        NI256_G0(8);
-        NI256_G1(9);
-        NI256_G2(10);
-        NI256_G3(11);
-        NI256_G0(12);
-        NI256_RND(m1, 13); NI256_MSG2(m2, m1, m0);
-        NI256_RND(m2, 14); NI256_MSG2(m3, m2, m1);
-        NI256_RND(m3, 15);
-
-        s0 = _mm_add_epi32(s0, s0_save);
-        s1 = _mm_add_epi32(s1, s1_save);
-        data += 64;
+    ni256_load(inner, &s0, &s1);
+    for (n = len >> 6; n; n--, p += 64)
+        ni256_compress(&s0, &s1, NI256_LOAD(p, 0), NI256_LOAD(p, 16), NI256_LOAD(p, 32),
+                       NI256_LOAD(p, 48));
+    last16 = ni_last16(msg, len, small);
+    m0 = _mm_shuffle_epi8(ni_tail_chunk(p, t, 0, last16), bswap);
+    m1 = _mm_shuffle_epi8(ni_tail_chunk(p, t, 16, last16), bswap);
+    m2 = _mm_shuffle_epi8(ni_tail_chunk(p, t, 32, last16), bswap);
+    m3 = _mm_shuffle_epi8(ni_tail_chunk(p, t, 48, last16), bswap);
+    if (t >= 56) {
+        ni256_compress(&s0, &s1, m0, m1, m2, m3);
+        m0 = m1 = m2 = m3 = _mm_setzero_si128();
     }
+    m3 = _mm_or_si128(m3, _mm_set_epi32((int)(uint32_t)bits, (int)(uint32_t)(bits >> 32), 0, 0));
+    ni256_compress(&s0, &s1, m0, m1, m2, m3);
 
-    t = _mm_shuffle_epi32(s0, 0x1B);  /* FEBA */
-    s1 = _mm_shuffle_epi32(s1, 0xB1); /* DCHG */
-    _mm_storeu_si128((__m128i *)state, _mm_blend_epi16(t, s1, 0xF0));     /* DCBA */
-    _mm_storeu_si128((__m128i *)(state + 4), _mm_alignr_epi8(s1, t, 8)); /* HGFE */
+    /* outer: inner digest (W0..W7) || 0x80 || length 96*8 */
+    ni256_unpack(s0, s1, &m0, &m1);
+    m2 = _mm_set_epi32(0, 0, 0, (int)0x80000000u);
+    m3 = _mm_set_epi32((64 + 32) * 8, 0, 0, 0);
+    ni256_load(outer, &s0, &s1);
+    ni256_compress(&s0, &s1, m0, m1, m2, m3);
+
+    ni256_unpack(s0, s1, &m0, &m1);
+    _mm_storeu_si128((__m128i *)out, _mm_shuffle_epi8(m0, bswap));
+    _mm_storeu_si128((__m128i *)(out + 16), _mm_shuffle_epi8(m1, bswap));
 }
 
 static int cpu_has_sha(void)
@@ -450,6 +651,8 @@ static int cpu_has_sha(void)
 }
 #  define HW_SHA1 sha1_blocks_shani
 #  define HW_SHA256 sha256_blocks_shani
+#  define HW_HMAC_SHA1 hmac_sha1_shani
+#  define HW_HMAC_SHA256 hmac_sha256_shani
 
 /* ------------------------------------------------------------------ */
 /* 4. AArch64 ARMv8 crypto extension (Linux)                           */
@@ -579,6 +782,18 @@ static void sha256_blocks_arm(uint32_t *state, const uint8_t *data, size_t nbloc
     vst1q_u32(state + 4, s1);
 }
 
+static void hmac_sha1_arm(const uint32_t *inner, const uint32_t *outer, const uint8_t *msg,
+                          size_t len, uint8_t *out)
+{
+    hmac_generic(sha1_blocks_arm, inner, outer, 5, msg, len, out);
+}
+
+static void hmac_sha256_arm(const uint32_t *inner, const uint32_t *outer, const uint8_t *msg,
+                            size_t len, uint8_t *out)
+{
+    hmac_generic(sha256_blocks_arm, inner, outer, 8, msg, len, out);
+}
+
 static int cpu_has_sha(void)
 {
     unsigned long caps = getauxval(AT_HWCAP);
@@ -586,6 +801,8 @@ static int cpu_has_sha(void)
 }
 #  define HW_SHA1 sha1_blocks_arm
 #  define HW_SHA256 sha256_blocks_arm
+#  define HW_HMAC_SHA1 hmac_sha1_arm
+#  define HW_HMAC_SHA256 hmac_sha256_arm
 
 #endif /* hardware paths */
 
@@ -594,9 +811,12 @@ static int cpu_has_sha(void)
 /* ------------------------------------------------------------------ */
 
 /* NULL until the first call resolves them. Racing first calls compute and
- * store the same values, so no lock is needed. */
+ * store the same values, and each getter checks the pointer it returns, so
+ * no lock is needed. */
 static ice_blocks_fn sha1_impl = NULL;
 static ice_blocks_fn sha256_impl = NULL;
+static ice_hmac_fn hmac_sha1_impl = NULL;
+static ice_hmac_fn hmac_sha256_impl = NULL;
 static int portable_forced = 0;
 #if defined(HW_SHA1)
 static int hw_detected = -1; /* -1: not probed yet */
@@ -610,35 +830,34 @@ static void ice_sha_select(void)
         hw_detected = cpu_has_sha();
     hw = hw_detected && !portable_forced;
     if (hw) {
+        hmac_sha256_impl = HW_HMAC_SHA256;
+        hmac_sha1_impl = HW_HMAC_SHA1;
         sha256_impl = HW_SHA256;
         sha1_impl = HW_SHA1;
     }
 #endif
     if (!hw) {
+        hmac_sha256_impl = hmac_sha256_portable;
+        hmac_sha1_impl = hmac_sha1_portable;
         sha256_impl = sha256_blocks_portable;
         sha1_impl = sha1_blocks_portable;
     }
 }
 
-ICE_INLINE ice_blocks_fn get_sha1(void)
-{
-    ice_blocks_fn f = sha1_impl;
-    if (f == NULL) {
-        ice_sha_select();
-        f = sha1_impl;
+#define ICE_GETTER(name, type, ptr) \
+    ICE_INLINE type name(void) \
+    { \
+        type f = ptr; \
+        if (f == NULL) { \
+            ice_sha_select(); \
+            f = ptr; \
+        } \
+        return f; \
     }
-    return f;
-}
-
-ICE_INLINE ice_blocks_fn get_sha256(void)
-{
-    ice_blocks_fn f = sha256_impl;
-    if (f == NULL) {
-        ice_sha_select();
-        f = sha256_impl;
-    }
-    return f;
-}
+ICE_GETTER(get_sha1, ice_blocks_fn, sha1_impl)
+ICE_GETTER(get_sha256, ice_blocks_fn, sha256_impl)
+ICE_GETTER(get_hmac_sha1, ice_hmac_fn, hmac_sha1_impl)
+ICE_GETTER(get_hmac_sha256, ice_hmac_fn, hmac_sha256_impl)
 
 int ice_sha_hardware(void)
 {
@@ -730,52 +949,12 @@ void ice_hmac_sha256_init(ice_hmac_sha256_key *k, const uint8_t *key, size_t key
 
 void ice_hmac_sha1(const ice_hmac_sha1_key *k, const uint8_t *msg, size_t len, uint8_t out[20])
 {
-    ice_blocks_fn f = get_sha1();
-    uint32_t st[5];
-    uint8_t blk[64];
-    size_t full = len & ~(size_t)63;
-    int i;
-
-    /* inner: H((K ^ ipad) || msg), the key block already in k->inner */
-    memcpy(st, k->inner, sizeof st);
-    if (full)
-        f(st, msg, full >> 6);
-    md_final(f, st, msg, full, len - full, (uint64_t)len + 64);
-
-    /* outer: H((K ^ opad) || inner digest), exactly one block */
-    for (i = 0; i < 5; i++)
-        store_be32(blk + 4 * i, st[i]);
-    blk[20] = 0x80;
-    memset(blk + 21, 0, 64 - 21 - 8);
-    store_be64(blk + 56, (64 + 20) * 8);
-    memcpy(st, k->outer, sizeof st);
-    f(st, blk, 1);
-    for (i = 0; i < 5; i++)
-        store_be32(out + 4 * i, st[i]);
+    get_hmac_sha1()(k->inner, k->outer, msg, len, out);
 }
 
 void ice_hmac_sha256(const ice_hmac_sha256_key *k, const uint8_t *msg, size_t len, uint8_t out[32])
 {
-    ice_blocks_fn f = get_sha256();
-    uint32_t st[8];
-    uint8_t blk[64];
-    size_t full = len & ~(size_t)63;
-    int i;
-
-    memcpy(st, k->inner, sizeof st);
-    if (full)
-        f(st, msg, full >> 6);
-    md_final(f, st, msg, full, len - full, (uint64_t)len + 64);
-
-    for (i = 0; i < 8; i++)
-        store_be32(blk + 4 * i, st[i]);
-    blk[32] = 0x80;
-    memset(blk + 33, 0, 64 - 33 - 8);
-    store_be64(blk + 56, (64 + 32) * 8);
-    memcpy(st, k->outer, sizeof st);
-    f(st, blk, 1);
-    for (i = 0; i < 8; i++)
-        store_be32(out + 4 * i, st[i]);
+    get_hmac_sha256()(k->inner, k->outer, msg, len, out);
 }
 
 int ice_ct_compare(const uint8_t *a, const uint8_t *b, size_t len)

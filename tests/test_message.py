@@ -942,3 +942,18 @@ def test_stream_frame_length_of_channel_data_is_padded(length: int, frame: int) 
 def test_stream_frame_length_rejects_other_protocols(first: int) -> None:
     with pytest.raises(ice.DecodeError):
         ice.stream_frame_length(bytes([first, 0, 0, 0]))
+
+
+def test_message_exposes_its_wire_bytes_as_a_read_only_buffer() -> None:
+    msg = Message.build(1, Software("buffer"), transaction_id=TID)
+    view = memoryview(msg)
+
+    assert view.readonly
+    assert view.tobytes() == bytes(msg)
+    with pytest.raises(BufferError):
+        Data(bytes(400)).add_to(msg)  # growing would move the buffer under the view
+    assert view.tobytes() == bytes(msg)  # the refused add changed nothing
+
+    view.release()
+    Data(bytes(400)).add_to(msg)
+    assert Message.decode(memoryview(msg)) == msg

@@ -1,0 +1,46 @@
+"""This package against aioice (pure-Python STUN): each case timed on both sides.
+
+test_<Case> times ours, test_<Case>_aioice the same work done with aioice.stun;
+the aioice side is skipped when aioice is not installed. The workloads live in
+ice/_bench/cases.py.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+from pytest_benchmark.fixture import BenchmarkFixture
+
+from ice._bench import cases
+
+needs_aioice = pytest.mark.skipif(
+    importlib.util.find_spec("aioice") is None, reason="aioice is not installed"
+)
+
+
+def test_ICE_BuildSign(benchmark: BenchmarkFixture) -> None:
+    benchmark(cases.get("ICE_BuildSign").setup())
+
+
+@needs_aioice
+def test_ICE_BuildSign_aioice(benchmark: BenchmarkFixture) -> None:
+    benchmark(cases.get("ICE_BuildSign_aioice").setup())
+
+
+def test_ICE_ParseVerify(benchmark: BenchmarkFixture) -> None:
+    benchmark(cases.get("ICE_ParseVerify").setup())
+
+
+@needs_aioice
+def test_ICE_ParseVerify_aioice(benchmark: BenchmarkFixture) -> None:
+    benchmark(cases.get("ICE_ParseVerify_aioice").setup())
+
+
+def test_Binding_ParseResponse(benchmark: BenchmarkFixture) -> None:
+    benchmark(cases.get("Binding_ParseResponse").setup())
+
+
+@needs_aioice
+def test_Binding_ParseResponse_aioice(benchmark: BenchmarkFixture) -> None:
+    benchmark(cases.get("Binding_ParseResponse_aioice").setup())

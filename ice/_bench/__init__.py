@@ -1,0 +1,1 @@
+"""Codec benchmarks mirroring pion's Go benchmarks (``python -m ice bench``)."""
