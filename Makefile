@@ -18,7 +18,7 @@ bench: build
 	python bench/compare.py bench/results/latest.json
 
 lint:
-	ruff check ice tests bench fuzz
+	ruff check .
 	mypy --strict ice
 
 clean:
