@@ -37,7 +37,7 @@ EXTENSIONS = [
     Extension(
         "ice._codec",
         ["ice/_codec.pyx", "ice/_sha.c"],
-        depends=["ice/_sha.h", "ice/_crc.pxd", "ice/_codec.pxd"],
+        depends=["ice/_sha.h", "ice/_crc.pxd", "ice/_codec.pxd", "ice/_wire.pxd"],
         include_dirs=["ice"],
         extra_compile_args=CFLAGS,
     ),

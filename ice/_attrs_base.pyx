@@ -9,6 +9,8 @@ from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy
 
+from ice._wire cimport load16, load32, store32
+
 from ice._codec cimport (
     FAMILY_IPV4,
     FAMILY_IPV6,
@@ -62,21 +64,6 @@ cdef Py_ssize_t find_value(Message msg, uint16_t attr_type, const uint8_t **valu
         return -1
     value[0] = msg._buf + msg._attrs[i].offset
     return msg._attrs[i].length
-
-
-cdef inline uint16_t load16(const uint8_t *p) noexcept nogil:
-    return (<uint16_t>p[0] << 8) | p[1]
-
-
-cdef inline uint32_t load32(const uint8_t *p) noexcept nogil:
-    return (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | p[3]
-
-
-cdef inline void store32(uint8_t *p, uint32_t v) noexcept nogil:
-    p[0] = <uint8_t>(v >> 24)
-    p[1] = <uint8_t>(v >> 16)
-    p[2] = <uint8_t>(v >> 8)
-    p[3] = <uint8_t>v
 
 
 cdef str _name(object obj):

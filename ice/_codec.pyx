@@ -22,6 +22,8 @@ from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy, memmove, memset
 
+from ice._wire cimport load16, load32, store16, store32, padded
+
 from ice._crc cimport crc32_update
 
 import os
@@ -81,32 +83,6 @@ _urandom = os.urandom
 _inet_pton = socket.inet_pton
 _inet_ntop = socket.inet_ntop
 _AF_INET6 = socket.AF_INET6
-
-
-# ---------------------------------------------------------------- byte order
-
-cdef inline uint16_t load16(const uint8_t *p) noexcept nogil:
-    return (<uint16_t>p[0] << 8) | p[1]
-
-
-cdef inline uint32_t load32(const uint8_t *p) noexcept nogil:
-    return (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | p[3]
-
-
-cdef inline void store16(uint8_t *p, uint16_t v) noexcept nogil:
-    p[0] = <uint8_t>(v >> 8)
-    p[1] = <uint8_t>v
-
-
-cdef inline void store32(uint8_t *p, uint32_t v) noexcept nogil:
-    p[0] = <uint8_t>(v >> 24)
-    p[1] = <uint8_t>(v >> 16)
-    p[2] = <uint8_t>(v >> 8)
-    p[3] = <uint8_t>v
-
-
-cdef inline Py_ssize_t padded(Py_ssize_t n) noexcept nogil:
-    return (n + 3) & ~3
 
 
 # ---------------------------------------------------------------- buffers
