@@ -702,6 +702,14 @@ cdef class Message:
             other._push_ref(self._attrs[i].type, self._attrs[i].offset, self._attrs[i].length)
         return other
 
+    @property
+    def raw(self):
+        """The wire bytes (a copy); the fastest way to get them, as bytes(msg) costs a lookup."""
+        return PyBytes_FromStringAndSize(<char *>self._buf, self._size)
+
+    def __bytes__(self):
+        return PyBytes_FromStringAndSize(<char *>self._buf, self._size)
+
     def __getbuffer__(self, Py_buffer *view, int flags):
         # Read-only view of the wire bytes: sock.sendto(msg, addr) and bytes(msg)
         # copy straight from the owned buffer.

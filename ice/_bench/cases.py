@@ -768,7 +768,7 @@ def _ice_build_sign() -> Op:
     )
 
     def op() -> bytes:
-        return bytes(build(_BINDING_REQUEST, *setters))
+        return build(_BINDING_REQUEST, *setters).raw
 
     return op
 
