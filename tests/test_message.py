@@ -957,3 +957,9 @@ def test_message_exposes_its_wire_bytes_as_a_read_only_buffer() -> None:
     view.release()
     Data(bytes(400)).add_to(msg)
     assert Message.decode(memoryview(msg)) == msg
+
+
+def test_raw_is_the_wire_bytes() -> None:
+    msg = Message.build(1, Software("raw"), transaction_id=TID)
+    assert msg.raw == bytes(msg) == bytes(memoryview(msg))
+    assert Message.decode(msg.raw) == msg
