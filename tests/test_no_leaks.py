@@ -6,6 +6,7 @@ so a buffer or an index that is never freed shows up as traced growth here.
 
 from __future__ import annotations
 
+import contextlib
 import tracemalloc
 
 import ice
@@ -36,14 +37,10 @@ def _workload(rounds: int) -> None:
         attrs.XorMappedAddress.get_from(ice.Message.decode(SMALL))
         ice.decode_channel_data(ice.encode_channel_data(0x4001, BIG))
         for data in MALFORMED:
-            try:
+            with contextlib.suppress(ice.DecodeError):
                 reused.parse(data)
-            except ice.DecodeError:
-                pass
-        try:
+        with contextlib.suppress(ice.IntegrityError):
             ice.Message.decode(SMALL).check_integrity(KEY)
-        except ice.IntegrityError:
-            pass
         ice.Message.build(constants.BINDING_REQUEST, ice.Data(bytes(300)), ice.Fingerprint())
 
 
