@@ -755,7 +755,7 @@ def _binding_response_bytes() -> bytes:
 @_case("ICE_BuildSign", "aioice", "ours")
 def _ice_build_sign() -> Op:
     """New transaction ID + Binding request with USERNAME, PRIORITY, ICE-CONTROLLING,
-    USE-CANDIDATE, MESSAGE-INTEGRITY, FINGERPRINT, to bytes. The attributes are
+    USE-CANDIDATE, MESSAGE-INTEGRITY, FINGERPRINT, to bytes (msg.raw). The attributes are
     the session's immutable values, made once (as aioice's are plain str/int/bytes)."""
     build = Message.build
     setters = (
