@@ -3,6 +3,8 @@
 # unless its wire format is its own.
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.ref cimport Py_INCREF
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from libc.stdint cimport uint8_t, uint16_t, uint32_t
 
 from ice._wire cimport load16, load32, store16
@@ -131,7 +133,13 @@ cdef class UnknownAttributes(Attribute):
         if n & 1:
             raise DecodeError(f"UNKNOWN-ATTRIBUTES holds 16-bit types, but is {n} bytes")
         cdef UnknownAttributes attr = new_instance(cls)
-        attr.types = tuple([load16(p + 2 * i) for i in range(n // 2)])
+        cdef tuple types = PyTuple_New(n // 2)
+        cdef object item
+        for i in range(n // 2):
+            item = load16(p + 2 * i)
+            Py_INCREF(item)  # PyTuple_SET_ITEM steals a reference
+            PyTuple_SET_ITEM(types, i, item)
+        attr.types = types
         return attr
 
     def __eq__(self, other):
