@@ -39,6 +39,13 @@ from ice.credentials import (
     turn_rest_credentials,
     userhash,
 )
+from ice.transaction import (
+    TransactionFailed,
+    TransactionSucceeded,
+    TransactionTable,
+    TransactionTimedOut,
+    Transmit,
+)
 
 # The compiled twin of constants.message_type: the same bit layout, ~7x faster.
 message_type = _compiled_message_type
@@ -60,6 +67,11 @@ __all__ = [
     "IntegrityKey",
     "Message",
     "StunError",
+    "TransactionFailed",
+    "TransactionSucceeded",
+    "TransactionTable",
+    "TransactionTimedOut",
+    "Transmit",
     "__version__",
     "classify",
     "constants",

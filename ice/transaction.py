@@ -1,0 +1,353 @@
+"""Client STUN transactions, sans-I/O (RFC 8489 section 6.2).
+
+One `TransactionTable` serves every client in the package (the TURN client
+and the ICE agent each own one). It takes time as an argument and returns
+what to send, in the machine surface every protocol machine here shares::
+
+    table.start(request, addr, now, key=...)     # queue a request
+    table.receive_datagram(data, addr, now)      # feed what the socket got
+    table.datagrams_to_send(now) -> [Transmit]   # what to put on the wire
+    table.get_timer() -> float | None            # when to call handle_timer
+    table.handle_timer(now)
+    table.next_event() -> TransactionSucceeded | TransactionFailed | TransactionTimedOut | None
+
+Over UDP a request is sent Rc times (default 7) at RTO, 2 RTO, 4 RTO, ...
+after the first, then the table waits Rm x RTO (default 16) for a response:
+0, 0.5, 1.5, 3.5, 7.5, 15.5, 31.5 s and a timeout at 39.5 s with the default
+RTO of 500 ms. Over TCP/TLS (``reliable=True``) it is sent once and times out
+after the same 39.5 s. The RTO of each destination is then estimated from
+measured round trips as RFC 6298 describes (RFC 8489 section 6.2.1 allows
+it), never below ``min_rto``, using only transactions that were not
+retransmitted (Karn's rule).
+
+A response is matched by transaction ID and must be a success or error
+response of the request's method. When the request carried a key, a success
+response must verify with it; an error response without MESSAGE-INTEGRITY is
+accepted only for the codes a server sends before it can authenticate
+(400, 401, 420, 438). A FINGERPRINT, when present, must be right. Anything
+else is dropped as if never received, so a spoofed or stray packet cannot end
+a transaction. At most ``max_in_flight`` requests (default 10, RFC 8489
+section 6.2) are outstanding to one destination; more wait in order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+
+from ice._codec import IntegrityKey, Message
+from ice._errors import DecodeError, FingerprintError, IntegrityError
+from ice.attrs import ErrorCodeAttribute
+from ice.constants import AttrType, MessageClass
+
+__all__ = [
+    "Address",
+    "TransactionEvent",
+    "TransactionFailed",
+    "TransactionSucceeded",
+    "TransactionTable",
+    "TransactionTimedOut",
+    "Transmit",
+]
+
+logger = logging.getLogger("ice.transaction")
+
+Address = tuple[str, int]
+
+#: Error responses a server sends before it can authenticate the request.
+UNAUTHENTICATED_ERRORS = frozenset({400, 401, 420, 438})
+
+
+@dataclass(frozen=True, slots=True)
+class Transmit:
+    """One datagram (or stream write) to send."""
+
+    data: bytes
+    addr: Address
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionSucceeded:
+    """A success response arrived; ``rtt`` is None when the request was retransmitted."""
+
+    transaction_id: bytes
+    response: Message
+    addr: Address
+    rtt: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionFailed:
+    """An error response arrived (``code`` and ``reason`` from its ERROR-CODE)."""
+
+    transaction_id: bytes
+    response: Message
+    addr: Address
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionTimedOut:
+    """No acceptable response within the transaction's time limit."""
+
+    transaction_id: bytes
+    addr: Address
+
+
+TransactionEvent = TransactionSucceeded | TransactionFailed | TransactionTimedOut
+
+
+@dataclass(slots=True)
+class _Transaction:
+    request: Message
+    data: bytes
+    addr: Address
+    key: IntegrityKey | None
+    reliable: bool
+    rto: float
+    sends_left: int
+    started: float = 0.0
+    deadline: float = 0.0  # next retransmission, or the timeout after the last send
+    sent_once: bool = False
+    retransmitted: bool = False
+
+
+@dataclass(slots=True)
+class _RttEstimate:
+    """RFC 6298 smoothed round trip for one destination."""
+
+    srtt: float
+    rttvar: float
+    samples: int = 1
+    pending: deque[bytes] = field(default_factory=deque)
+
+
+class TransactionTable:
+    """Outstanding client transactions, their retransmissions and their outcomes."""
+
+    def __init__(
+        self,
+        *,
+        rto: float = 0.5,
+        min_rto: float = 0.5,
+        max_rto: float = 60.0,
+        rc: int = 7,
+        rm: int = 16,
+        max_in_flight: int = 10,
+    ) -> None:
+        if not 0 < min_rto <= rto <= max_rto:
+            raise ValueError("need 0 < min_rto <= rto <= max_rto")
+        if rc < 1 or rm < 1 or max_in_flight < 1:
+            raise ValueError("rc, rm and max_in_flight must be at least 1")
+        self._initial_rto = rto
+        self._min_rto = min_rto
+        self._max_rto = max_rto
+        self._rc = rc
+        self._rm = rm
+        self._max_in_flight = max_in_flight
+        self._active: dict[bytes, _Transaction] = {}
+        self._waiting: dict[Address, deque[_Transaction]] = {}
+        self._in_flight: dict[Address, int] = {}
+        self._rtt: dict[Address, _RttEstimate] = {}
+        self._outbox: list[Transmit] = []
+        self._events: deque[TransactionEvent] = deque()
+
+    # -- starting
+
+    def start(
+        self,
+        request: Message,
+        addr: Address,
+        now: float,
+        *,
+        key: bytes | IntegrityKey | None = None,
+        reliable: bool = False,
+    ) -> bytes:
+        """Queue ``request`` (already built and signed) for ``addr``; return its ID.
+
+        ``key`` is the key the request was signed with: responses must then
+        verify with it. ``reliable`` is True over TCP/TLS (no retransmission).
+        """
+        tid = request.transaction_id
+        if tid in self._active or any(
+            t.request.transaction_id == tid for q in self._waiting.values() for t in q
+        ):
+            raise ValueError(f"transaction {tid.hex()} is already outstanding")
+        if request.cls != MessageClass.REQUEST:
+            raise ValueError("only requests start transactions")
+        integrity_key = None
+        if key is not None:
+            integrity_key = key if isinstance(key, IntegrityKey) else IntegrityKey(key)
+        transaction = _Transaction(
+            request=request,
+            data=request.raw,
+            addr=addr,
+            key=integrity_key,
+            reliable=reliable,
+            rto=self.rto_for(addr),
+            sends_left=1 if reliable else self._rc,
+        )
+        if self._in_flight.get(addr, 0) < self._max_in_flight:
+            self._activate(transaction, now)
+        else:
+            self._waiting.setdefault(addr, deque()).append(transaction)
+        return tid
+
+    def rto_for(self, addr: Address) -> float:
+        """The RTO the next transaction to ``addr`` starts with."""
+        estimate = self._rtt.get(addr)
+        if estimate is None:
+            return self._initial_rto
+        rto = estimate.srtt + max(0.001, 4 * estimate.rttvar)
+        return min(self._max_rto, max(self._min_rto, rto))
+
+    def cancel(self, transaction_id: bytes) -> bool:
+        """Forget a transaction without an event; True if it was outstanding."""
+        transaction = self._active.pop(transaction_id, None)
+        if transaction is not None:
+            self._release(transaction.addr)
+            return True
+        for queue in self._waiting.values():
+            for waiting in queue:
+                if waiting.request.transaction_id == transaction_id:
+                    queue.remove(waiting)
+                    return True
+        return False
+
+    def __len__(self) -> int:
+        return len(self._active) + sum(len(q) for q in self._waiting.values())
+
+    def _activate(self, transaction: _Transaction, now: float) -> None:
+        self._active[transaction.request.transaction_id] = transaction
+        self._in_flight[transaction.addr] = self._in_flight.get(transaction.addr, 0) + 1
+        transaction.started = now
+        self._send(transaction, now)
+
+    def _send(self, transaction: _Transaction, now: float) -> None:
+        self._outbox.append(Transmit(transaction.data, transaction.addr))
+        if transaction.sent_once:
+            transaction.retransmitted = True
+        transaction.sent_once = True
+        transaction.sends_left -= 1
+        if transaction.reliable:
+            transaction.deadline = now + transaction.rto * self._total_factor()
+        elif transaction.sends_left:
+            elapsed_sends = self._rc - transaction.sends_left  # 1 after the first send
+            transaction.deadline = now + transaction.rto * (1 << (elapsed_sends - 1))
+        else:
+            transaction.deadline = now + transaction.rto * self._rm
+
+    def _total_factor(self) -> int:
+        """Total UDP wait in units of RTO: 1 + 2 + ... + 2^(Rc-2), then Rm (39.5 s / 0.5 s)."""
+        return (1 << (self._rc - 1)) - 1 + self._rm
+
+    def _release(self, addr: Address) -> None:
+        self._in_flight[addr] -= 1
+        if not self._in_flight[addr]:
+            del self._in_flight[addr]
+
+    def _start_waiting(self, now: float) -> None:
+        """Start queued requests whose destination has a free slot again."""
+        for addr in [a for a in self._waiting if self._in_flight.get(a, 0) < self._max_in_flight]:
+            queue = self._waiting[addr]
+            while queue and self._in_flight.get(addr, 0) < self._max_in_flight:
+                self._activate(queue.popleft(), now)
+            if not queue:
+                del self._waiting[addr]
+
+    # -- receiving
+
+    def receive_datagram(self, data: bytes, addr: Address, now: float) -> bool:
+        """Feed bytes from the socket; True when they answered an outstanding request."""
+        try:
+            message = Message.decode(data)
+        except DecodeError:
+            return False
+        return self.receive_message(message, addr, now)
+
+    def receive_message(self, response: Message, addr: Address, now: float) -> bool:
+        """Feed a decoded message; True when it answered an outstanding request."""
+        transaction = self._active.get(response.transaction_id)
+        if transaction is None or not self._acceptable(transaction, response):
+            return False
+        tid = response.transaction_id
+        del self._active[tid]
+        self._release(transaction.addr)
+        self._start_waiting(now)
+        if response.cls == MessageClass.SUCCESS_RESPONSE:
+            rtt = None if transaction.retransmitted else now - transaction.started
+            if rtt is not None:
+                self._sample_rtt(transaction.addr, rtt)
+            self._events.append(TransactionSucceeded(tid, response, addr, rtt))
+        else:
+            error = ErrorCodeAttribute.get_from(response)
+            assert error is not None  # _acceptable checked it
+            self._events.append(TransactionFailed(tid, response, addr, error.code, error.reason))
+        return True
+
+    def _acceptable(self, transaction: _Transaction, response: Message) -> bool:
+        request = transaction.request
+        if response.method != request.method or response.cls not in (
+            MessageClass.SUCCESS_RESPONSE,
+            MessageClass.ERROR_RESPONSE,
+        ):
+            return False
+        try:
+            if AttrType.FINGERPRINT in response:
+                response.check_fingerprint()
+            error = None
+            if response.cls == MessageClass.ERROR_RESPONSE:
+                error = ErrorCodeAttribute.get_from(response)
+                if error is None:
+                    logger.debug("error response %s without ERROR-CODE", response)
+                    return False
+            if transaction.key is not None:
+                signed = AttrType.MESSAGE_INTEGRITY in response
+                if signed:
+                    response.check_integrity(transaction.key)
+                elif error is None or error.code not in UNAUTHENTICATED_ERRORS:
+                    return False
+        except (DecodeError, FingerprintError, IntegrityError) as exc:
+            logger.debug("dropped response to %s: %s", request.transaction_id.hex(), exc)
+            return False
+        return True
+
+    def _sample_rtt(self, addr: Address, rtt: float) -> None:
+        estimate = self._rtt.get(addr)
+        if estimate is None:
+            self._rtt[addr] = _RttEstimate(srtt=rtt, rttvar=rtt / 2)
+            return
+        estimate.rttvar = 0.75 * estimate.rttvar + 0.25 * abs(estimate.srtt - rtt)
+        estimate.srtt = 0.875 * estimate.srtt + 0.125 * rtt
+        estimate.samples += 1
+
+    # -- the machine surface
+
+    def datagrams_to_send(self, now: float) -> list[Transmit]:
+        """Everything due to go out; the caller sends it in order."""
+        self._start_waiting(now)
+        out, self._outbox = self._outbox, []
+        return out
+
+    def get_timer(self) -> float | None:
+        """The earliest retransmission or timeout, or None when idle."""
+        return min((t.deadline for t in self._active.values()), default=None)
+
+    def handle_timer(self, now: float) -> None:
+        """Retransmit what is due and time out what has run out of sends."""
+        for tid, transaction in list(self._active.items()):
+            if transaction.deadline > now:
+                continue
+            if transaction.sends_left:
+                self._send(transaction, now)
+                continue
+            del self._active[tid]
+            self._release(transaction.addr)
+            self._events.append(TransactionTimedOut(tid, transaction.addr))
+        self._start_waiting(now)
+
+    def next_event(self) -> TransactionEvent | None:
+        """The oldest outcome not yet taken, or None."""
+        return self._events.popleft() if self._events else None
