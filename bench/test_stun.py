@@ -134,6 +134,14 @@ def test_Message_NewTransactionID(benchmark: BenchmarkFixture) -> None:
     benchmark(cases.get("Message_NewTransactionID").setup())
 
 
+def test_Client_Do(benchmark: BenchmarkFixture) -> None:
+    benchmark(cases.get("Client_Do").setup())
+
+
+def test_Agent_Process(benchmark: BenchmarkFixture) -> None:
+    benchmark(cases.get("Agent_Process").setup())
+
+
 def test_IsMessage(benchmark: BenchmarkFixture) -> None:
     benchmark(cases.get("IsMessage").setup())
 

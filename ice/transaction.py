@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ice._codec import IntegrityKey, Message
 from ice._errors import DecodeError, FingerprintError, IntegrityError
@@ -57,6 +57,13 @@ Address = tuple[str, int]
 
 #: Error responses a server sends before it can authenticate the request.
 UNAUTHENTICATED_ERRORS = frozenset({400, 401, 420, 438})
+
+# Plain ints for the per-packet path (IntEnum comparisons cost ~10x more).
+_REQUEST = int(MessageClass.REQUEST)
+_SUCCESS = int(MessageClass.SUCCESS_RESPONSE)
+_ERROR = int(MessageClass.ERROR_RESPONSE)
+_FINGERPRINT = int(AttrType.FINGERPRINT)
+_MESSAGE_INTEGRITY = int(AttrType.MESSAGE_INTEGRITY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,14 +121,17 @@ class _Transaction:
     retransmitted: bool = False
 
 
+#: RFC 6298's clock granularity G. Also the floor of RTTVAR, which would
+#: otherwise decay into subnormal floats (and slow arithmetic) on a steady path.
+CLOCK_GRANULARITY = 0.001
+
+
 @dataclass(slots=True)
 class _RttEstimate:
     """RFC 6298 smoothed round trip for one destination."""
 
     srtt: float
     rttvar: float
-    samples: int = 1
-    pending: deque[bytes] = field(default_factory=deque)
 
 
 class TransactionTable:
@@ -171,11 +181,12 @@ class TransactionTable:
         verify with it. ``reliable`` is True over TCP/TLS (no retransmission).
         """
         tid = request.transaction_id
-        if tid in self._active or any(
-            t.request.transaction_id == tid for q in self._waiting.values() for t in q
+        if tid in self._active or (
+            self._waiting
+            and any(t.request.transaction_id == tid for q in self._waiting.values() for t in q)
         ):
             raise ValueError(f"transaction {tid.hex()} is already outstanding")
-        if request.cls != MessageClass.REQUEST:
+        if request.cls != _REQUEST:
             raise ValueError("only requests start transactions")
         integrity_key = None
         if key is not None:
@@ -200,8 +211,11 @@ class TransactionTable:
         estimate = self._rtt.get(addr)
         if estimate is None:
             return self._initial_rto
-        rto = estimate.srtt + max(0.001, 4 * estimate.rttvar)
-        return min(self._max_rto, max(self._min_rto, rto))
+        variation = 4 * estimate.rttvar
+        rto = estimate.srtt + (variation if variation > CLOCK_GRANULARITY else CLOCK_GRANULARITY)
+        if rto < self._min_rto:
+            return self._min_rto
+        return rto if rto < self._max_rto else self._max_rto
 
     def cancel(self, transaction_id: bytes) -> bool:
         """Forget a transaction without an event; True if it was outstanding."""
@@ -276,7 +290,7 @@ class TransactionTable:
         del self._active[tid]
         self._release(transaction.addr)
         self._start_waiting(now)
-        if response.cls == MessageClass.SUCCESS_RESPONSE:
+        if response.cls == _SUCCESS:
             rtt = None if transaction.retransmitted else now - transaction.started
             if rtt is not None:
                 self._sample_rtt(transaction.addr, rtt)
@@ -289,23 +303,20 @@ class TransactionTable:
 
     def _acceptable(self, transaction: _Transaction, response: Message) -> bool:
         request = transaction.request
-        if response.method != request.method or response.cls not in (
-            MessageClass.SUCCESS_RESPONSE,
-            MessageClass.ERROR_RESPONSE,
-        ):
+        cls = response.cls
+        if (cls != _SUCCESS and cls != _ERROR) or response.method != request.method:
             return False
         try:
-            if AttrType.FINGERPRINT in response:
+            if _FINGERPRINT in response:
                 response.check_fingerprint()
             error = None
-            if response.cls == MessageClass.ERROR_RESPONSE:
+            if cls == _ERROR:
                 error = ErrorCodeAttribute.get_from(response)
                 if error is None:
                     logger.debug("error response %s without ERROR-CODE", response)
                     return False
             if transaction.key is not None:
-                signed = AttrType.MESSAGE_INTEGRITY in response
-                if signed:
+                if _MESSAGE_INTEGRITY in response:
                     response.check_integrity(transaction.key)
                 elif error is None or error.code not in UNAUTHENTICATED_ERRORS:
                     return False
@@ -319,9 +330,9 @@ class TransactionTable:
         if estimate is None:
             self._rtt[addr] = _RttEstimate(srtt=rtt, rttvar=rtt / 2)
             return
-        estimate.rttvar = 0.75 * estimate.rttvar + 0.25 * abs(estimate.srtt - rtt)
+        rttvar = 0.75 * estimate.rttvar + 0.25 * abs(estimate.srtt - rtt)
+        estimate.rttvar = max(rttvar, CLOCK_GRANULARITY / 4)
         estimate.srtt = 0.875 * estimate.srtt + 0.125 * rtt
-        estimate.samples += 1
 
     # -- the machine surface
 
