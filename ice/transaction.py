@@ -246,7 +246,8 @@ class TransactionTable:
         transaction.sent_once = True
         transaction.sends_left -= 1
         if transaction.reliable:
-            transaction.deadline = now + transaction.rto * self._total_factor()
+            # Ti: the whole UDP schedule at the configured RTO (39.5 s), not the estimate.
+            transaction.deadline = now + self._initial_rto * self._total_factor()
         elif transaction.sends_left:
             elapsed_sends = self._rc - transaction.sends_left  # 1 after the first send
             transaction.deadline = now + transaction.rto * (1 << (elapsed_sends - 1))
