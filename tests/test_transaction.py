@@ -196,3 +196,16 @@ def test_cancel_and_duplicate_ids() -> None:
     assert table.get_timer() is None
     with pytest.raises(ValueError, match="only requests"):
         table.start(ice.Message(BINDING_SUCCESS), SERVER, 0.0)
+
+
+def test_tcp_timeout_does_not_follow_the_rtt_estimate() -> None:
+    table = TransactionTable()
+    for i in range(5):
+        req = request()
+        table.start(req, SERVER, 10.0 * i)
+        table.datagrams_to_send(10.0 * i)
+        table.receive_datagram(response(req), SERVER, 10.0 * i + 0.9)
+    assert table.rto_for(SERVER) > 0.9
+    table.start(request(), SERVER, 100.0, reliable=True)
+    table.datagrams_to_send(100.0)
+    assert table.get_timer() == pytest.approx(139.5)
