@@ -3,39 +3,36 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
 from ice import __version__
 
+#: (subcommand, module): each module has HELP, add_arguments(parser) and run(args) -> int.
+COMMANDS = (
+    ("decode", "ice._cli.decode"),
+    ("bench", "ice._bench.cli"),
+)
+
 
 def build_parser() -> argparse.ArgumentParser:
-    from ice._bench import cli as bench_cli
-    from ice._cli import decode
-
     parser = argparse.ArgumentParser(
         prog="python -m ice",
         description="STUN / TURN / ICE toolkit.",
     )
     parser.add_argument("--version", action="version", version=f"ice-stun-turn {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    decode_parser = commands.add_parser(
-        "decode",
-        help="pretty-print a STUN or ChannelData message given as hex",
-        description=decode.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    decode.add_arguments(decode_parser)
-    decode_parser.set_defaults(run=decode.run)
-
-    bench_parser = commands.add_parser(
-        "bench",
-        help="run the codec benchmarks and compare them with pion (Go) and aioice",
-        description="Time every codec operation and print it beside pion's Go figure.",
-    )
-    bench_cli.add_arguments(bench_parser)
-    bench_parser.set_defaults(run=bench_cli.run)
+    for name, module_name in COMMANDS:
+        module = importlib.import_module(module_name)
+        sub = commands.add_parser(
+            name,
+            help=module.HELP,
+            description=module.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(sub)
+        sub.set_defaults(run=module.run)
     return parser
 
 

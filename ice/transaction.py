@@ -68,10 +68,16 @@ _MESSAGE_INTEGRITY = int(AttrType.MESSAGE_INTEGRITY)
 
 @dataclass(frozen=True, slots=True)
 class Transmit:
-    """One datagram (or stream write) to send."""
+    """One datagram (or stream write) to send to ``addr``.
+
+    ``source`` names the local address to send from when the machine has
+    several (an RFC 5780 server answering a CHANGE-REQUEST); None means the
+    socket the machine is bound to.
+    """
 
     data: bytes
     addr: Address
+    source: Address | None = None
 
 
 @dataclass(frozen=True, slots=True)

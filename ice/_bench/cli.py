@@ -17,6 +17,8 @@ from collections.abc import Sequence
 
 from ice._bench import cases, report, runner
 
+HELP = "run the codec benchmarks and compare them with pion (Go) and aioice"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(

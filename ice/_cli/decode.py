@@ -24,6 +24,9 @@ from ice.credentials import long_term_key, short_term_key
 _SEALS = (AttrType.MESSAGE_INTEGRITY, AttrType.MESSAGE_INTEGRITY_SHA256, AttrType.FINGERPRINT)
 
 
+HELP = "pretty-print a STUN or ChannelData message given as hex"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("message", help="the message as hex, or - to read standard input")
     parser.add_argument("--password", help="short-term password, or the long-term one")
