@@ -26,7 +26,14 @@ from ice._codec import (
 from ice._codec import (
     message_type as _compiled_message_type,
 )
-from ice._errors import DecodeError, Error, FingerprintError, IntegrityError, StunError
+from ice._errors import (
+    DecodeError,
+    Error,
+    FingerprintError,
+    IntegrityError,
+    StunError,
+    StunTimeoutError,
+)
 from ice.attrs import *  # noqa: F403 - the attribute classes are public API
 from ice.attrs import __all__ as _attrs_all
 from ice.constants import *  # noqa: F403 - message types, enums
@@ -67,6 +74,7 @@ __all__ = [
     "IntegrityKey",
     "Message",
     "StunError",
+    "StunTimeoutError",
     "TransactionFailed",
     "TransactionSucceeded",
     "TransactionTable",

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["DecodeError", "Error", "FingerprintError", "IntegrityError", "StunError"]
+__all__ = [
+    "DecodeError",
+    "Error",
+    "FingerprintError",
+    "IntegrityError",
+    "StunError",
+    "StunTimeoutError",
+]
 
 
 class Error(Exception):
@@ -31,3 +38,7 @@ class StunError(Error):
 
     def __str__(self) -> str:
         return f"{self.code} {self.reason}".rstrip()
+
+
+class StunTimeoutError(Error, TimeoutError):
+    """No acceptable response arrived within the transaction's time limit."""
