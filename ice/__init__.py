@@ -34,8 +34,10 @@ from ice._errors import (
     StunError,
     StunTimeoutError,
 )
+from ice._version import __version__
 from ice.attrs import *  # noqa: F403 - the attribute classes are public API
 from ice.attrs import __all__ as _attrs_all
+from ice.client_auth import AuthenticationError, LongTermCredentials, ShortTermCredentials
 from ice.constants import *  # noqa: F403 - message types, enums
 from ice.constants import __all__ as _constants_all
 from ice.credentials import (
@@ -46,6 +48,9 @@ from ice.credentials import (
     turn_rest_credentials,
     userhash,
 )
+from ice.server_auth import LongTermAuthenticator
+from ice.stun_client import StunClient
+from ice.stun_server import StunServer
 from ice.transaction import (
     TransactionFailed,
     TransactionSucceeded,
@@ -57,9 +62,14 @@ from ice.transaction import (
 # The compiled twin of constants.message_type: the same bit layout, ~7x faster.
 message_type = _compiled_message_type
 
-__version__ = "0.1.0"
 
 __all__ = [
+    "AuthenticationError",
+    "LongTermAuthenticator",
+    "LongTermCredentials",
+    "ShortTermCredentials",
+    "StunClient",
+    "StunServer",
     "PACKET_CHANNEL_DATA",
     "PACKET_DTLS",
     "PACKET_RTP",

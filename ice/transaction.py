@@ -22,7 +22,8 @@ retransmitted (Karn's rule).
 
 A response is matched by transaction ID and must be a success or error
 response of the request's method. When the request carried a key, a success
-response must verify with it; an error response without MESSAGE-INTEGRITY is
+response must verify with it (MESSAGE-INTEGRITY-SHA256 when present, else
+MESSAGE-INTEGRITY); an error response without MESSAGE-INTEGRITY is
 accepted only for the codes a server sends before it can authenticate
 (400, 401, 420, 438). A FINGERPRINT, when present, must be right. Anything
 else is dropped as if never received, so a spoofed or stray packet cannot end
@@ -64,6 +65,7 @@ _SUCCESS = int(MessageClass.SUCCESS_RESPONSE)
 _ERROR = int(MessageClass.ERROR_RESPONSE)
 _FINGERPRINT = int(AttrType.FINGERPRINT)
 _MESSAGE_INTEGRITY = int(AttrType.MESSAGE_INTEGRITY)
+_MESSAGE_INTEGRITY_SHA256 = int(AttrType.MESSAGE_INTEGRITY_SHA256)
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,7 +325,9 @@ class TransactionTable:
                     logger.debug("error response %s without ERROR-CODE", response)
                     return False
             if transaction.key is not None:
-                if _MESSAGE_INTEGRITY in response:
+                if _MESSAGE_INTEGRITY_SHA256 in response:
+                    response.check_integrity_sha256(transaction.key)
+                elif _MESSAGE_INTEGRITY in response:
                     response.check_integrity(transaction.key)
                 elif error is None or error.code not in UNAUTHENTICATED_ERRORS:
                     return False
