@@ -142,6 +142,10 @@ def test_Agent_Process(benchmark: BenchmarkFixture) -> None:
     benchmark(cases.get("Agent_Process").setup())
 
 
+def test_Agent_GC(benchmark: BenchmarkFixture) -> None:
+    benchmark(cases.get("Agent_GC").setup())
+
+
 def test_IsMessage(benchmark: BenchmarkFixture) -> None:
     benchmark(cases.get("IsMessage").setup())
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from dataclasses import dataclass
+from heapq import heapify, heappop, heappush
 
 from ice._codec import IntegrityKey, Message
 from ice._errors import DecodeError, FingerprintError, IntegrityError
@@ -166,6 +167,10 @@ class TransactionTable:
         self._rm = rm
         self._max_in_flight = max_in_flight
         self._active: dict[bytes, _Transaction] = {}
+        # Deadlines, earliest first. An entry goes stale when its transaction ends or is
+        # rescheduled (a new entry is pushed); stale entries are skipped when they surface.
+        self._deadlines: list[tuple[float, int, _Transaction]] = []
+        self._pushes = 0
         self._waiting: dict[Address, deque[_Transaction]] = {}
         self._in_flight: dict[Address, int] = {}
         self._rtt: dict[Address, _RttEstimate] = {}
@@ -261,6 +266,21 @@ class TransactionTable:
             transaction.deadline = now + transaction.rto * (1 << (elapsed_sends - 1))
         else:
             transaction.deadline = now + transaction.rto * self._rm
+        self._pushes += 1
+        heappush(self._deadlines, (transaction.deadline, self._pushes, transaction))
+        if len(self._deadlines) > 64 and len(self._deadlines) > 8 * len(self._active):
+            self._compact()
+
+    def _compact(self) -> None:
+        """Drop the stale deadline entries (bounded memory when answers come fast)."""
+        self._deadlines = [
+            entry for entry in self._deadlines if self._is_current(entry[0], entry[2])
+        ]
+        heapify(self._deadlines)
+
+    def _is_current(self, deadline: float, transaction: _Transaction) -> bool:
+        active = self._active.get(transaction.request.transaction_id)
+        return active is transaction and transaction.deadline == deadline
 
     def _total_factor(self) -> int:
         """Total UDP wait in units of RTO: 1 + 2 + ... + 2^(Rc-2), then Rm (39.5 s / 0.5 s)."""
@@ -355,16 +375,22 @@ class TransactionTable:
 
     def get_timer(self) -> float | None:
         """The earliest retransmission or timeout, or None when idle."""
-        return min((t.deadline for t in self._active.values()), default=None)
+        deadlines = self._deadlines
+        while deadlines and not self._is_current(deadlines[0][0], deadlines[0][2]):
+            heappop(deadlines)
+        return deadlines[0][0] if deadlines else None
 
     def handle_timer(self, now: float) -> None:
         """Retransmit what is due and time out what has run out of sends."""
-        for tid, transaction in list(self._active.items()):
-            if transaction.deadline > now:
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now:
+            deadline, _, transaction = heappop(deadlines)
+            if not self._is_current(deadline, transaction):
                 continue
             if transaction.sends_left:
                 self._send(transaction, now)
                 continue
+            tid = transaction.request.transaction_id
             del self._active[tid]
             self._release(transaction.addr)
             self._events.append(TransactionTimedOut(tid, transaction.addr))

@@ -209,3 +209,17 @@ def test_tcp_timeout_does_not_follow_the_rtt_estimate() -> None:
     table.start(request(), SERVER, 100.0, reliable=True)
     table.datagrams_to_send(100.0)
     assert table.get_timer() == pytest.approx(139.5)
+
+
+def test_timers_of_answered_transactions_vanish_and_do_not_pile_up() -> None:
+    table = TransactionTable()
+    slow = request()
+    table.start(slow, SERVER, 0.0)
+    for i in range(1000):  # answered at once, 1000 times: their timer entries go stale
+        req = request()
+        table.start(req, ("192.0.2.2", 3478), float(i))
+        table.receive_datagram(response(req), ("192.0.2.2", 3478), i + 0.001)
+    assert table.get_timer() == 0.5  # only the unanswered one's first retransmission
+    assert len(table._deadlines) <= 64 + 8  # stale entries were compacted away
+    table.receive_datagram(response(slow), SERVER, 0.2)
+    assert table.get_timer() is None
