@@ -22,4 +22,4 @@ lint:
 	mypy --strict ice
 
 clean:
-	rm -rf build ice/*.so ice/_codec.c ice/_crc.c ice/_attrs_*.c ice/*.html
+	rm -rf build ice/*.so ice/_codec.c ice/_crc.c ice/_attrs_*.c ice/_transaction.c ice/*.html

@@ -41,6 +41,12 @@ EXTENSIONS = [
         include_dirs=["ice"],
         extra_compile_args=CFLAGS,
     ),
+    Extension(
+        "ice._transaction",
+        ["ice/_transaction.pyx"],
+        depends=["ice/_codec.pxd", "ice/_crc.pxd", "ice/_wire.pxd"],
+        extra_compile_args=CFLAGS,
+    ),
 ]
 
 setup(

@@ -35,6 +35,8 @@ from ice._errors import (
     StunTimeoutError,
 )
 from ice._version import __version__
+from ice.aio_client import AsyncStunClient, get_mapped_address, stun_request
+from ice.aio_nat import discover_binding_lifetime, discover_nat
 from ice.attrs import *  # noqa: F403 - the attribute classes are public API
 from ice.attrs import __all__ as _attrs_all
 from ice.client_auth import AuthenticationError, LongTermCredentials, ShortTermCredentials
@@ -48,6 +50,8 @@ from ice.credentials import (
     turn_rest_credentials,
     userhash,
 )
+from ice.nat import FilteringBehavior, MappingBehavior, NatBehavior, NatDiscovery, NatType
+from ice.nat_lifetime import BindingLifetimeDiscovery
 from ice.server_auth import LongTermAuthenticator
 from ice.stun_client import StunClient
 from ice.stun_server import StunServer
@@ -58,6 +62,7 @@ from ice.transaction import (
     TransactionTimedOut,
     Transmit,
 )
+from ice.uri import StunUri, UriError, parse_uri
 
 # The compiled twin of constants.message_type: the same bit layout, ~7x faster.
 message_type = _compiled_message_type
@@ -70,6 +75,20 @@ __all__ = [
     "ShortTermCredentials",
     "StunClient",
     "StunServer",
+    "AsyncStunClient",
+    "get_mapped_address",
+    "stun_request",
+    "discover_binding_lifetime",
+    "discover_nat",
+    "FilteringBehavior",
+    "MappingBehavior",
+    "NatBehavior",
+    "NatDiscovery",
+    "NatType",
+    "BindingLifetimeDiscovery",
+    "StunUri",
+    "UriError",
+    "parse_uri",
     "PACKET_CHANNEL_DATA",
     "PACKET_DTLS",
     "PACKET_RTP",

@@ -13,6 +13,9 @@ from ice import __version__
 COMMANDS = (
     ("decode", "ice._cli.decode"),
     ("bench", "ice._bench.cli"),
+    ("stun", "ice._cli.stun"),
+    ("server", "ice._cli.server"),
+    ("nat", "ice._cli.nat"),
 )
 
 

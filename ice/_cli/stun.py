@@ -1,0 +1,172 @@
+"""Ask a STUN server for this host's mapped address (a Binding request).
+
+The server is a URI: stun:HOST[:PORT] (UDP, port 3478), stun:HOST?transport=tcp
+(TCP), stuns:HOST[:PORT] (TLS, port 5349), or a turn:/turns: URI (RFC 7064,
+RFC 7065). An IPv6 address goes in brackets: stun:[2001:db8::1]:3478.
+(RFC 7064 gives stun: no query; ?transport= is accepted here as a shorthand.)
+
+Prints the mapped address (XOR-MAPPED-ADDRESS), the round-trip time and the
+server's SOFTWARE, with the local and server addresses used and, from an
+RFC 5780 server, OTHER-ADDRESS. TLS verifies the server certificate against
+the system's CAs, or --ca FILE; --insecure skips verification.
+Exits 1 with a one-line message when the server cannot be reached, answers
+with an error or does not answer within --timeout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ssl
+import sys
+from typing import TextIO
+
+from ice._codec import Message
+from ice._errors import Error, StunError, StunTimeoutError
+from ice.aio_client import AsyncStunClient, mapped_address
+from ice.aio_transport import TransportKind, format_address
+from ice.attrs import OtherAddress, Software
+from ice.constants import BINDING_REQUEST
+from ice.transaction import Address
+from ice.uri import StunUri, UriError, parse_uri
+
+HELP = "ask a STUN server for this host's mapped address"
+
+#: Seconds to wait for the answer unless --timeout says otherwise.
+DEFAULT_TIMEOUT = 5.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("uri", help="stun:HOST[:PORT][?transport=tcp], stuns:HOST[:PORT], turn:...")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"give up after this long (default {DEFAULT_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--local",
+        metavar="HOST:PORT",
+        help="local address to send from ([v6addr]:port, or just HOST for any port)",
+    )
+    parser.add_argument("--ca", metavar="FILE", help="PEM file of CAs that sign the server (TLS)")
+    parser.add_argument(
+        "--insecure", action="store_true", help="do not verify the server certificate (TLS)"
+    )
+    parser.add_argument("--software", metavar="TEXT", help="send a SOFTWARE attribute")
+
+
+def split_transport(text: str) -> tuple[StunUri, TransportKind | None]:
+    """Parse the URI, accepting ``?transport=udp|tcp`` on stun:/stuns: too.
+
+    Returns the URI and the transport to use instead of the URI's (None: the
+    URI's own).
+    """
+    scheme, _, rest = text.partition(":")
+    base, has_query, query = rest.partition("?")
+    if not has_query or scheme.lower() not in ("stun", "stuns"):
+        return parse_uri(text), None
+    uri = parse_uri(f"{scheme}:{base}")
+    key, _, value = query.partition("=")
+    if key.lower() != "transport" or value.lower() not in ("udp", "tcp"):
+        raise UriError(f"invalid STUN URI {text!r}: the only query is ?transport=udp or tcp")
+    if value.lower() == "udp":
+        if uri.secure:
+            raise UriError(f"invalid STUN URI {text!r}: stuns: over UDP is DTLS, not supported")
+        return uri, "udp"
+    return uri, "tls" if uri.secure else "tcp"
+
+
+def parse_local(text: str) -> Address:
+    """``HOST:PORT``, ``[V6]:PORT`` or ``HOST`` (port 0) as an address to bind."""
+    host, port = text, "0"
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0 or (text[end + 1 :] and not text[end + 1 :].startswith(":")):
+            raise ValueError(f"bad local address {text!r}: expected [V6ADDR]:PORT")
+        host, port = text[1:end], text[end + 2 :] or "0"
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    if not port.isascii() or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"bad local address {text!r}: port {port!r} is not in 0-65535")
+    return (host, int(port))
+
+
+def _ssl_context(args: argparse.Namespace, transport: TransportKind) -> ssl.SSLContext | None:
+    if transport != "tls":
+        if args.ca or args.insecure:
+            raise ValueError("--ca and --insecure apply to TLS (stuns:, turns:) only")
+        return None
+    context = ssl.create_default_context(cafile=args.ca)
+    if args.insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+async def query(args: argparse.Namespace, out: TextIO) -> None:
+    uri, transport = split_transport(args.uri)
+    kind: TransportKind = transport or ("tls" if uri.secure else uri.transport)
+    local = parse_local(args.local) if args.local else None
+    context = _ssl_context(args, kind)
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(args.timeout):
+        client = await AsyncStunClient.open(
+            uri,
+            transport=kind,
+            ssl=context,
+            local_addr=local,
+            software=args.software,
+            connect_udp=True,
+        )
+        async with client:
+            started = loop.time()
+            event = await client.transact(Message.build(BINDING_REQUEST))
+            elapsed = loop.time() - started
+    response = event.response
+    software = Software.get_from(response)
+    other = OtherAddress.get_from(response)
+    rtt = f"{event.rtt * 1000:.1f} ms" if event.rtt is not None else f"{elapsed * 1000:.1f} ms"
+    if event.rtt is None:
+        rtt += " (retransmitted)"
+    lines = [
+        f"server:         {kind} {format_address(client.server)} ({uri})",
+        f"local address:  {format_address(client.local_address)}",
+        f"mapped address: {format_address(mapped_address(response))}",
+        f"rtt:            {rtt}",
+        f"software:       {software.value if software is not None else '(none)'}",
+    ]
+    if other is not None:
+        lines.append(f"other address:  {format_address(other.address)} (RFC 5780)")
+    print("\n".join(lines), file=out)
+
+
+def describe(exc: BaseException, timeout: float) -> str:
+    """A one-line explanation of why the query failed."""
+    if isinstance(exc, StunTimeoutError | TimeoutError):
+        return f"no response within {timeout:g} s"
+    if isinstance(exc, StunError):
+        return f"the server answered with error {exc}"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate verification failed: {exc.verify_message or exc.reason}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS failed: {exc.reason or exc}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror if not exc.filename else f"{exc.filename}: {exc.strerror}"
+    return str(exc) or type(exc).__name__
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        asyncio.run(query(args, sys.stdout))
+    except (UriError, ValueError) as exc:
+        if isinstance(exc, ssl.SSLError):  # SSLCertVerificationError is a ValueError too
+            print(f"python -m ice stun: {args.uri}: {describe(exc, args.timeout)}", file=sys.stderr)
+        else:
+            print(f"python -m ice stun: {exc}", file=sys.stderr)
+        return 1
+    except (Error, OSError, TimeoutError) as exc:
+        print(f"python -m ice stun: {args.uri}: {describe(exc, args.timeout)}", file=sys.stderr)
+        return 1
+    return 0
