@@ -24,8 +24,11 @@ A response is matched by transaction ID and must be a success or error
 response of the request's method. When the request carried a key, a success
 response must verify with it (MESSAGE-INTEGRITY-SHA256 when present, else
 MESSAGE-INTEGRITY); an error response without MESSAGE-INTEGRITY is
-accepted only for the codes a server sends before it can authenticate
-(400, 401, 420, 438). A FINGERPRINT, when present, must be right. Anything
+accepted only for the codes servers send before they have checked the
+credentials: 400, 401, 420, 438 (RFC 8489) and 300, 437, 440, 442 (TURN
+redirects and checks that coturn, for one, makes first). An attacker who
+could forge one of those would have to be on the path, where dropping the
+answer does the same harm. A FINGERPRINT, when present, must be right. Anything
 else is dropped as if never received, so a spoofed or stray packet cannot end
 a transaction. At most ``max_in_flight`` requests (default 10, RFC 8489
 section 6.2) are outstanding to one destination; more wait in order.
@@ -51,7 +54,7 @@ __all__ = [
 Address = tuple[str, int]
 
 #: Error responses a server sends before it can authenticate the request.
-UNAUTHENTICATED_ERRORS = frozenset({400, 401, 420, 438})
+UNAUTHENTICATED_ERRORS = frozenset({300, 400, 401, 420, 437, 438, 440, 442})
 
 #: RFC 6298's clock granularity G. Also the floor of RTTVAR, which would
 #: otherwise decay into subnormal floats (and slow arithmetic) on a steady path.

@@ -223,3 +223,18 @@ def test_timers_of_answered_transactions_vanish_and_do_not_pile_up() -> None:
     assert len(table._deadlines) <= 64 + 8  # stale entries were compacted away
     table.receive_datagram(response(slow), SERVER, 0.2)
     assert table.get_timer() is None
+
+
+def test_unsigned_allocation_mismatch_is_accepted_as_coturn_sends_it() -> None:
+    """coturn answers 437 before checking credentials, so without MESSAGE-INTEGRITY."""
+    table = TransactionTable()
+    req = request(ice.MessageIntegrity(KEY))
+    table.start(req, SERVER, 0.0, key=KEY)
+    assert not table.receive_datagram(
+        response(req, ice.ErrorCodeAttribute(486), cls=BINDING_ERROR), SERVER, 0.1
+    )  # a quota error comes after authentication: unsigned, it is not the server's
+    assert table.receive_datagram(
+        response(req, ice.ErrorCodeAttribute(437), cls=BINDING_ERROR), SERVER, 0.1
+    )
+    event = table.next_event()
+    assert isinstance(event, TransactionFailed) and event.code == 437
