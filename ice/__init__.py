@@ -37,6 +37,7 @@ from ice._errors import (
 from ice._version import __version__
 from ice.aio_client import AsyncStunClient, get_mapped_address, stun_request
 from ice.aio_nat import discover_binding_lifetime, discover_nat
+from ice.aio_server import Listener, StunServerRunner, serve_stun
 from ice.attrs import *  # noqa: F403 - the attribute classes are public API
 from ice.attrs import __all__ as _attrs_all
 from ice.client_auth import AuthenticationError, LongTermCredentials, ShortTermCredentials
@@ -89,6 +90,9 @@ __all__ = [
     "StunUri",
     "UriError",
     "parse_uri",
+    "Listener",
+    "StunServerRunner",
+    "serve_stun",
     "PACKET_CHANNEL_DATA",
     "PACKET_DTLS",
     "PACKET_RTP",
