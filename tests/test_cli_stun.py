@@ -217,3 +217,26 @@ def test_as_a_process_against_coturn() -> None:
     assert result.returncode == 0, result.stderr
     info = fields(result.stdout)
     assert info["mapped address"] == info["local address"]
+
+
+def test_our_server_names_its_software_because_the_request_leaves_room(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Our server adds SOFTWARE only when the answer stays no bigger than the request:
+    the CLI's default SOFTWARE makes room, --software '' does not."""
+    port = free_port("udp")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "ice", "server", "--listen", f"udp://127.0.0.1:{port}"],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert server.stdout is not None and "listening" in server.stdout.readline()
+        code, out, _ = stun(capsys, f"stun:127.0.0.1:{port}")
+        assert code == 0 and fields(out)["software"].startswith("ice-stun-turn/")
+        code, out, _ = stun(capsys, f"stun:127.0.0.1:{port}", "--software", "")
+        assert code == 0 and fields(out)["software"] == "(none sent)"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -23,12 +23,15 @@ from typing import TextIO
 
 from ice._codec import Message
 from ice._errors import Error, StunError, StunTimeoutError
+from ice._version import __version__
 from ice.aio_client import AsyncStunClient, mapped_address
 from ice.aio_transport import TransportKind, format_address
 from ice.attrs import OtherAddress, Software
 from ice.constants import BINDING_REQUEST
 from ice.transaction import Address
 from ice.uri import StunUri, UriError, parse_uri
+
+DEFAULT_SOFTWARE = f"ice-stun-turn/{__version__} (python -m ice stun)"
 
 HELP = "ask a STUN server for this host's mapped address"
 
@@ -54,7 +57,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--insecure", action="store_true", help="do not verify the server certificate (TLS)"
     )
-    parser.add_argument("--software", metavar="TEXT", help="send a SOFTWARE attribute")
+    parser.add_argument(
+        "--software",
+        metavar="TEXT",
+        default=DEFAULT_SOFTWARE,
+        help="the SOFTWARE attribute to send (default: %(default)r; '' for none). A server that "
+        "keeps its answers no bigger than the request, as ours does, only names its own "
+        "SOFTWARE when the request leaves room for it",
+    )
 
 
 def split_transport(text: str) -> tuple[StunUri, TransportKind | None]:
@@ -117,7 +127,7 @@ async def query(args: argparse.Namespace, out: TextIO) -> None:
             transport=kind,
             ssl=context,
             local_addr=local,
-            software=args.software,
+            software=args.software or None,
             connect_udp=True,
         )
         async with client:
@@ -135,7 +145,7 @@ async def query(args: argparse.Namespace, out: TextIO) -> None:
         f"local address:  {format_address(client.local_address)}",
         f"mapped address: {format_address(mapped_address(response))}",
         f"rtt:            {rtt}",
-        f"software:       {software.value if software is not None else '(none)'}",
+        f"software:       {software.value if software is not None else '(none sent)'}",
     ]
     if other is not None:
         lines.append(f"other address:  {format_address(other.address)} (RFC 5780)")
