@@ -51,7 +51,6 @@ from ice.aio_transport import (
     ClientChannel,
     TransportKind,
     address_family,
-    format_address,
     open_channel,
     resolve,
 )
@@ -66,7 +65,7 @@ from ice.transaction import (
     TransactionSucceeded,
     TransactionTable,
 )
-from ice.uri import StunUri, parse_uri
+from ice.uri import StunUri, format_address, parse_uri
 
 __all__ = [
     "AsyncStunClient",

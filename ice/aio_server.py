@@ -63,13 +63,13 @@ from typing import Any, Literal, Protocol
 from ice._codec import stream_frame_length
 from ice._errors import DecodeError
 from ice.transaction import Address, Transmit
+from ice.uri import format_address
 
 __all__ = [
     "Listener",
     "ServerMachine",
     "StunServerRunner",
     "Transport",
-    "format_address",
     "serve_stun",
 ]
 
@@ -134,12 +134,6 @@ class Listener:
 
     def __str__(self) -> str:
         return f"{self.transport}://{format_address((self.host, self.port))}"
-
-
-def format_address(addr: Address) -> str:
-    """``host:port``, with brackets around an IPv6 host."""
-    host, port = addr
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _address(sockaddr: Any) -> Address:

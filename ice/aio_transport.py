@@ -28,6 +28,7 @@ from typing import Any, Literal, cast
 from ice._codec import stream_frame_length
 from ice._errors import DecodeError
 from ice.transaction import Address
+from ice.uri import format_address
 
 __all__ = [
     "MAX_STREAM_BUFFER",
@@ -35,7 +36,6 @@ __all__ = [
     "StreamFramer",
     "TransportKind",
     "address_family",
-    "format_address",
     "open_channel",
     "resolve",
 ]
@@ -49,12 +49,6 @@ MAX_STREAM_BUFFER = 128 * 1024
 
 DataCallback = Callable[[bytes, Address], None]
 ErrorCallback = Callable[[Exception], None]
-
-
-def format_address(addr: Address) -> str:
-    """``host:port``, with brackets around an IPv6 host."""
-    host, port = addr
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def address_family(host: str) -> socket.AddressFamily | None:

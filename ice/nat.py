@@ -78,6 +78,7 @@ from ice.transaction import (
     TransactionTable,
     Transmit,
 )
+from ice.uri import format_address
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -240,10 +241,7 @@ def _same(a: Address | None, b: Address | None) -> bool:
 
 
 def _fmt(addr: Address | None) -> str:
-    if addr is None:
-        return "-"
-    host, port = addr
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return "-" if addr is None else format_address(addr)
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ written, ``?transport=`` only when it is not the scheme's default, so
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 import urllib.parse
@@ -45,6 +46,8 @@ __all__ = [
     "StunUri",
     "Transport",
     "UriError",
+    "format_address",
+    "parse_host_port",
     "parse_uri",
 ]
 
@@ -265,3 +268,46 @@ def parse_uri(text: str) -> StunUri:
     port = _parse_port(text, port_text)
     transport = _parse_query(text, scheme, query) if has_query else _SCHEME_DEFAULT
     return StunUri(scheme, host, port, transport)
+
+
+# -- plain HOST:PORT addresses (command lines, logs)
+
+
+def format_address(addr: tuple[str, int]) -> str:
+    """``host:port``, with brackets around an IPv6 host."""
+    host, port = addr
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def parse_host_port(text: str, default_port: int | None = None) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[IPV6]:PORT``; with a ``default_port`` also ``HOST`` and
+    ``[IPV6]``. ValueError names what is wrong."""
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise ValueError(f"bad address {text!r}: missing ']' after the IPv6 address")
+        host, rest = text[1:end], text[end + 1 :]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"bad address {text!r}: {host!r} is not an IPv6 address") from None
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"bad address {text!r}: expected ':PORT' after ']'")
+        port_text = rest[1:] if rest else ""
+    elif text.count(":") > 1:  # "::1:3478" is itself a valid IPv6 address: insist on brackets
+        raise ValueError(
+            f"bad address {text!r}: write an IPv6 address in brackets, as in [::1]:3478"
+        )
+    else:
+        host, _, port_text = text.partition(":")
+        if not host:
+            raise ValueError(f"bad address {text!r}: missing host (0.0.0.0 is every interface)")
+    with contextlib.suppress(ValueError):
+        host = str(ipaddress.ip_address(host))  # one spelling, as the sockets report it
+    if not port_text:
+        if default_port is None or text.endswith(":"):
+            raise ValueError(f"bad address {text!r}: missing port (HOST:PORT)")
+        return (host, default_port)
+    if not port_text.isascii() or not port_text.isdigit() or int(port_text) > 0xFFFF:
+        raise ValueError(f"bad address {text!r}: port must be a number from 0 to 65535")
+    return (host, int(port_text))

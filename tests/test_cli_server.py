@@ -20,8 +20,9 @@ import pytest
 from coturn import write_self_signed_cert
 
 import ice
-from ice._cli.server import ListenSpec, parse_host_port, parse_listen
+from ice._cli.server import ListenSpec, parse_listen
 from ice.transaction import Address
+from ice.uri import parse_host_port
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Stopping with SIGINT/SIGTERM and select() on pipes are POSIX.

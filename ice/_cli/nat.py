@@ -27,7 +27,6 @@ import asyncio
 import logging
 import sys
 
-from ice._cli.server import parse_host_port
 from ice.aio_nat import discover_nat
 from ice.nat import (
     DEFAULT_TIMEOUT,
@@ -37,8 +36,7 @@ from ice.nat import (
     StepFinished,
 )
 from ice.nat_lifetime import LifetimeEvent
-from ice.transaction import Address
-from ice.uri import SCHEMES, UriError
+from ice.uri import SCHEMES, UriError, format_address, parse_host_port
 
 HELP = "find the NAT type and behaviour (RFC 5780) with a STUN server"
 
@@ -102,20 +100,15 @@ def server_uri(text: str) -> str:
     return f"stun:{text}"
 
 
-def parse_local(text: str) -> Address:
-    """``HOST``, ``HOST:PORT`` or ``[IPV6]:PORT`` (port 0 when not given)."""
-    return parse_host_port(text, 0)
-
-
 def format_event(event: NatEvent | LifetimeEvent) -> str | None:
     """One progress line for an event, or None for the final ones."""
     if isinstance(event, StepFinished):
         if event.response_from is None:
             text = f"{event.step.value}: no answer"
         else:
-            text = f"{event.step.value}: answered from {_fmt(event.response_from)}"
+            text = f"{event.step.value}: answered from {format_address(event.response_from)}"
             if event.mapped_address is not None:
-                text += f", mapped address {_fmt(event.mapped_address)}"
+                text += f", mapped address {format_address(event.mapped_address)}"
         if event.problem is not None:
             text += f" ({event.problem})"
         return text
@@ -123,11 +116,6 @@ def format_event(event: NatEvent | LifetimeEvent) -> str | None:
         state = "still mapped" if event.alive else "gone"
         return f"binding lifetime: after {event.wait:g} s idle the mapping was {state}"
     return None
-
-
-def _fmt(addr: Address) -> str:
-    host, port = addr
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -139,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
             print(line, file=sys.stderr, flush=True)
 
     try:
-        local = parse_local(args.local) if args.local else None
+        local = parse_host_port(args.local, 0) if args.local else None
         if args.lifetime:
             print(
                 f"measuring the binding lifetime too: up to {args.lifetime_max:g} s per probe",

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import ipaddress
 import logging
 import signal
@@ -28,9 +27,10 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ice.aio_server import Listener, Transport, format_address, serve_stun
+from ice.aio_server import Listener, Transport, serve_stun
 from ice.stun_server import DEFAULT_SOFTWARE, StunServer
 from ice.transaction import Address
+from ice.uri import format_address, parse_host_port
 
 HELP = "run a STUN server (UDP, TCP, TLS; RFC 5780 with --alternate)"
 
@@ -51,37 +51,6 @@ class ListenSpec:
     transports: tuple[Transport, ...]
     host: str
     port: int
-
-
-def parse_host_port(text: str, default_port: int | None = None) -> Address:
-    """``HOST:PORT`` or ``[IPV6]:PORT`` (the port optional when a default is given)."""
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise ValueError(f"{text!r}: missing ']' after the IPv6 address")
-        host, rest = text[1:end], text[end + 1 :]
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise ValueError(f"{text!r}: {host!r} is not an IPv6 address") from None
-        if rest and not rest.startswith(":"):
-            raise ValueError(f"{text!r}: expected ':PORT' after ']'")
-        port_text = rest[1:] if rest else ""
-    elif text.count(":") > 1:
-        raise ValueError(f"{text!r}: write an IPv6 address in brackets, as in [::1]:3478")
-    else:
-        host, _, port_text = text.partition(":")
-        if not host:
-            raise ValueError(f"{text!r}: missing host (use 0.0.0.0 for every interface)")
-    with contextlib.suppress(ValueError):
-        host = str(ipaddress.ip_address(host))  # one spelling, as the sockets report it
-    if not port_text:
-        if default_port is None or text.endswith(":"):
-            raise ValueError(f"{text!r}: missing port (HOST:PORT)")
-        return (host, default_port)
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 0xFFFF:
-        raise ValueError(f"{text!r}: port must be a number from 0 to 65535")
-    return (host, int(port_text))
 
 
 def parse_listen(text: str) -> ListenSpec:

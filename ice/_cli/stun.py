@@ -25,11 +25,10 @@ from ice._codec import Message
 from ice._errors import Error, StunError, StunTimeoutError
 from ice._version import __version__
 from ice.aio_client import AsyncStunClient, mapped_address
-from ice.aio_transport import TransportKind, format_address
+from ice.aio_transport import TransportKind
 from ice.attrs import OtherAddress, Software
 from ice.constants import BINDING_REQUEST
-from ice.transaction import Address
-from ice.uri import StunUri, UriError, parse_uri
+from ice.uri import StunUri, UriError, format_address, parse_host_port, parse_uri
 
 DEFAULT_SOFTWARE = f"ice-stun-turn/{__version__} (python -m ice stun)"
 
@@ -88,21 +87,6 @@ def split_transport(text: str) -> tuple[StunUri, TransportKind | None]:
     return uri, "tls" if uri.secure else "tcp"
 
 
-def parse_local(text: str) -> Address:
-    """``HOST:PORT``, ``[V6]:PORT`` or ``HOST`` (port 0) as an address to bind."""
-    host, port = text, "0"
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0 or (text[end + 1 :] and not text[end + 1 :].startswith(":")):
-            raise ValueError(f"bad local address {text!r}: expected [V6ADDR]:PORT")
-        host, port = text[1:end], text[end + 2 :] or "0"
-    elif text.count(":") == 1:
-        host, port = text.split(":")
-    if not port.isascii() or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"bad local address {text!r}: port {port!r} is not in 0-65535")
-    return (host, int(port))
-
-
 def _ssl_context(args: argparse.Namespace, transport: TransportKind) -> ssl.SSLContext | None:
     if transport != "tls":
         if args.ca or args.insecure:
@@ -118,7 +102,7 @@ def _ssl_context(args: argparse.Namespace, transport: TransportKind) -> ssl.SSLC
 async def query(args: argparse.Namespace, out: TextIO) -> None:
     uri, transport = split_transport(args.uri)
     kind: TransportKind = transport or ("tls" if uri.secure else uri.transport)
-    local = parse_local(args.local) if args.local else None
+    local = parse_host_port(args.local, 0) if args.local else None
     context = _ssl_context(args, kind)
     loop = asyncio.get_running_loop()
     async with asyncio.timeout(args.timeout):
