@@ -33,6 +33,7 @@ from ice._errors import (
     IntegrityError,
     StunError,
     StunTimeoutError,
+    TurnError,
 )
 from ice._version import __version__
 from ice.aio_client import AsyncStunClient, get_mapped_address, stun_request
@@ -93,6 +94,7 @@ __all__ = [
     "Listener",
     "StunServerRunner",
     "serve_stun",
+    "TurnError",
     "PACKET_CHANNEL_DATA",
     "PACKET_DTLS",
     "PACKET_RTP",

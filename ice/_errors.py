@@ -9,6 +9,7 @@ __all__ = [
     "IntegrityError",
     "StunError",
     "StunTimeoutError",
+    "TurnError",
 ]
 
 
@@ -42,3 +43,8 @@ class StunError(Error):
 
 class StunTimeoutError(Error, TimeoutError):
     """No acceptable response arrived within the transaction's time limit."""
+
+
+class TurnError(StunError):
+    """A TURN request failed: the server's error code (437, 441, 442, 486, 508, ...)
+    and reason, or code 0 when no answer came (the reason says why)."""
