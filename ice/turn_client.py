@@ -1,0 +1,765 @@
+"""The TURN client, sans-I/O (RFC 8656, RFC 5766, RFC 6156).
+
+A `TurnSession` holds one allocation on one TURN server: it allocates (with
+the long-term challenge answered by its `StunClient`), keeps the allocation,
+its permissions and its channels alive while they are used, and turns
+application datagrams into Send indications or ChannelData and back::
+
+    session = TurnSession(server, LongTermCredentials("alice", "secret"))
+    session.allocate(now)
+    session.send(b"hello", ("198.51.100.7", 4000), now)   # permission first, then data
+    for transmit in session.datagrams_to_send(now): ...     # all to session.server
+    session.receive_datagram(data, server, now)            # STUN or ChannelData from it
+    session.next_event()  -> Allocated | DataReceived | AllocationLost | ...
+
+What it does for you:
+
+- a permission is installed (CreatePermission, several peers per request)
+  before the first datagram to a peer's IP goes out; datagrams wait for it;
+- after ``channel_after`` datagrams to a peer a channel is bound
+  (ChannelBind); Send indications are used until the server confirms it,
+  ChannelData after, padded to 4 bytes over TCP/TLS;
+- the allocation is refreshed ``min(60 s, a quarter of its lifetime)``
+  before it expires, permissions and channels likewise before their 300 s
+  and 600 s, but only while they carry traffic (either way): unused ones
+  lapse, as the server lets them;
+- a 300 ALTERNATE-SERVER answer to Allocate moves the session to the
+  other server (`Redirected`; at most ``max_redirects`` times);
+- losing the allocation (a refresh refused or unanswered, or its lifetime
+  running out) is an `AllocationLost` event, never a silent stall.
+
+Over TCP/TLS the adapter cuts the stream into frames (`ice.stream_frame_length`)
+and feeds each to `receive_datagram`; what comes out is already framed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ice._codec import Message, decode_channel_data, encode_channel_data
+from ice._errors import DecodeError, TurnError
+from ice._version import __version__
+from ice.attrs import (
+    AdditionalAddressFamily,
+    AddressErrorCode,
+    AlternateServer,
+    ChannelNumber,
+    Data,
+    DontFragment,
+    EvenPort,
+    Lifetime,
+    RequestedAddressFamily,
+    RequestedTransport,
+    ReservationToken,
+    XorMappedAddress,
+    XorPeerAddress,
+    XorRelayedAddress,
+)
+from ice.client_auth import LongTermCredentials
+from ice.constants import (
+    ALLOCATE_REQUEST,
+    CHANNEL_BIND_REQUEST,
+    CREATE_PERMISSION_REQUEST,
+    DATA_INDICATION,
+    REFRESH_REQUEST,
+    SEND_INDICATION,
+)
+from ice.stun_client import StunClient
+from ice.transaction import (
+    Address,
+    TransactionEvent,
+    TransactionFailed,
+    TransactionSucceeded,
+    TransactionTable,
+    Transmit,
+)
+
+__all__ = [
+    "Allocated",
+    "AllocationFailed",
+    "AllocationLost",
+    "ChannelBindFailed",
+    "ChannelBound",
+    "Closed",
+    "DataReceived",
+    "PermissionFailed",
+    "PermissionInstalled",
+    "Redirected",
+    "Refreshed",
+    "TurnEvent",
+    "TurnSession",
+]
+
+logger = logging.getLogger("ice.turn_client")
+
+DEFAULT_SOFTWARE = f"ice-stun-turn/{__version__}"
+FIRST_CHANNEL = 0x4000
+LAST_CHANNEL = 0x4FFF
+#: Datagrams kept per peer IP while its permission is being installed.
+MAX_QUEUED_PER_PEER = 64
+_UDP = 17
+_FAMILY = {4: 0x01, 6: 0x02}
+
+
+# -- events
+
+
+@dataclass(frozen=True, slots=True)
+class Allocated:
+    """The server granted the allocation; ``address_error`` names a family it refused
+    in a dual allocation (RFC 8656 ADDRESS-ERROR-CODE)."""
+
+    relayed: tuple[Address, ...]
+    mapped: Address | None
+    lifetime: int
+    reservation_token: bytes | None
+    address_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AllocationFailed:
+    """Allocate was refused (the code and reason) or unanswered (code 0)."""
+
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Redirected:
+    """300 ALTERNATE-SERVER: the session now talks to ``server`` (connect to it over TCP)."""
+
+    server: Address
+
+
+@dataclass(frozen=True, slots=True)
+class Refreshed:
+    lifetime: int
+
+
+@dataclass(frozen=True, slots=True)
+class AllocationLost:
+    """The allocation is gone: refresh refused (code) or unanswered (0), or expired."""
+
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """The allocation was released (Refresh with LIFETIME 0) or abandoned."""
+
+
+@dataclass(frozen=True, slots=True)
+class PermissionInstalled:
+    peers: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PermissionFailed:
+    """CreatePermission was refused; datagrams waiting for these IPs were dropped."""
+
+    peers: tuple[str, ...]
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelBound:
+    channel: int
+    peer: Address
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelBindFailed:
+    channel: int
+    peer: Address
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DataReceived:
+    """A datagram from ``peer``, through a channel (its number) or a Data indication (None)."""
+
+    data: bytes
+    peer: Address
+    channel: int | None
+
+
+TurnEvent = (
+    Allocated
+    | AllocationFailed
+    | Redirected
+    | Refreshed
+    | AllocationLost
+    | Closed
+    | PermissionInstalled
+    | PermissionFailed
+    | ChannelBound
+    | ChannelBindFailed
+    | DataReceived
+)
+
+
+# -- state
+
+
+@dataclass(slots=True)
+class _Permission:
+    ip: str
+    installed: bool = False
+    in_flight: bool = False
+    expires: float = 0.0
+    refresh_at: float = 0.0
+    used_at: float = -1.0
+    installed_at: float = 0.0
+    queue: deque[tuple[bytes, Address]] = field(default_factory=deque)
+
+
+@dataclass(slots=True)
+class _Channel:
+    number: int
+    peer: Address
+    bound: bool = False
+    in_flight: bool = False
+    expires: float = 0.0
+    refresh_at: float = 0.0
+    used_at: float = -1.0
+    bound_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """What a transaction in flight is for."""
+
+    kind: str  # allocate | refresh | close | permission | channel
+    ips: tuple[str, ...] = ()
+    channel: int = 0
+
+
+def refresh_delay(lifetime: float) -> float:
+    """When to refresh something that lives ``lifetime`` seconds: a minute early,
+    or a quarter of its life early when it is short."""
+    return lifetime - min(60.0, lifetime / 4)
+
+
+def _normal_ip(host: str) -> str:
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host
+
+
+class TurnSession:
+    """One allocation on one TURN server, with its permissions and channels."""
+
+    def __init__(
+        self,
+        server: Address,
+        credentials: LongTermCredentials,
+        *,
+        reliable: bool = False,
+        family: int = 4,
+        dual_stack: bool = False,
+        lifetime: int | None = None,
+        even_port: bool = False,
+        reserve_next_port: bool = False,
+        reservation_token: bytes | None = None,
+        dont_fragment: bool = False,
+        software: str | None = DEFAULT_SOFTWARE,
+        permission_lifetime: float = 300.0,
+        channel_lifetime: float = 600.0,
+        channel_after: int = 2,
+        max_redirects: int = 2,
+        table: TransactionTable | None = None,
+    ) -> None:
+        if family not in _FAMILY:
+            raise ValueError("family must be 4 or 6")
+        if dual_stack and family != 4:
+            raise ValueError("a dual allocation asks for IPv4 plus an additional IPv6 address")
+        if reservation_token is not None and (even_port or reserve_next_port or dual_stack):
+            raise ValueError("RESERVATION-TOKEN excludes EVEN-PORT and ADDITIONAL-ADDRESS-FAMILY")
+        if reserve_next_port and not even_port:
+            raise ValueError("reserve_next_port needs even_port")
+        if channel_after < 0:
+            raise ValueError("channel_after must be >= 0 (0: never bind channels by itself)")
+        self.server = server
+        self.credentials = credentials
+        self.reliable = reliable
+        self.family = family
+        self.dual_stack = dual_stack
+        self.requested_lifetime = lifetime
+        self.even_port = even_port
+        self.reserve_next_port = reserve_next_port
+        self.reservation_token = reservation_token
+        self.dont_fragment = dont_fragment
+        self.permission_lifetime = permission_lifetime
+        self.channel_lifetime = channel_lifetime
+        self.channel_after = channel_after
+        self.max_redirects = max_redirects
+        self.state = "new"
+        self.relayed_addresses: tuple[Address, ...] = ()
+        self.mapped_address: Address | None = None
+        self.lifetime = 0
+        self.expires = 0.0
+        self.dropped = 0  # datagrams from the server that could not be used
+        self._client = StunClient(credentials=credentials, software=software, table=table)
+        self._pending: dict[bytes, _Pending] = {}
+        self._refresh_at: float | None = None
+        self._redirects: list[Address] = [server]
+        self._permissions: dict[str, _Permission] = {}
+        self._wanted: set[str] = set()  # IPs to put in the next CreatePermission
+        self._channels: dict[int, _Channel] = {}
+        self._channel_by_peer: dict[Address, _Channel] = {}
+        self._sent_to: dict[Address, int] = {}
+        self._peer_keys: dict[Address, Address] = {}
+        self._next_channel = FIRST_CHANNEL
+        self._outbox: list[Transmit] = []
+        self._events: deque[TurnEvent] = deque()
+
+    # -- requests
+
+    def allocate(self, now: float) -> None:
+        """Ask for the allocation (once; a redirect asks the next server itself)."""
+        if self.state not in ("new",):
+            raise TurnError(0, f"allocate() in state {self.state}")
+        self.state = "allocating"
+        self._send_allocate(now)
+
+    def _send_allocate(self, now: float) -> None:
+        request = Message.build(ALLOCATE_REQUEST, RequestedTransport(_UDP))
+        if self.family == 6:
+            RequestedAddressFamily(_FAMILY[6]).add_to(request)
+        if self.dual_stack:
+            AdditionalAddressFamily(_FAMILY[6]).add_to(request)
+        if self.even_port:
+            EvenPort(self.reserve_next_port).add_to(request)
+        if self.reservation_token is not None:
+            ReservationToken(self.reservation_token).add_to(request)
+        if self.requested_lifetime is not None:
+            Lifetime(self.requested_lifetime).add_to(request)
+        if self.dont_fragment:
+            DontFragment().add_to(request)
+        self._request(request, _Pending("allocate"), now)
+
+    def _request(self, request: Message, pending: _Pending, now: float) -> None:
+        tid = self._client.request(request, self.server, now, reliable=self.reliable)
+        self._pending[tid] = pending
+
+    def close(self, now: float) -> None:
+        """Release the allocation (Refresh with LIFETIME 0); `Closed` follows."""
+        if self.state in ("closing", "closed", "failed"):
+            return
+        if self.state != "allocated":
+            self._abandon(now)
+            return
+        self.state = "closing"
+        self._request(Message.build(REFRESH_REQUEST, Lifetime(0)), _Pending("close"), now)
+
+    def create_permission(self, peers: Iterable[Address | str], now: float) -> None:
+        """Install permissions for these peers' IPs now (one request for all)."""
+        self._require_allocation()
+        for peer in peers:
+            ip = _normal_ip(peer if isinstance(peer, str) else peer[0])
+            self._permissions.setdefault(ip, _Permission(ip))
+            self._wanted.add(ip)
+        self._flush_permissions(now)
+
+    def bind_channel(self, peer: Address, now: float) -> int:
+        """Bind a channel to ``peer`` (or return the one it has); returns its number."""
+        self._require_allocation()
+        peer = (_normal_ip(peer[0]), peer[1])
+        channel = self._channel_by_peer.get(peer)
+        if channel is not None:
+            return channel.number
+        number = self._free_channel()
+        channel = _Channel(number, peer, used_at=now)
+        self._channels[number] = channel
+        self._channel_by_peer[peer] = channel
+        self._send_channel_bind(channel, now)
+        return number
+
+    def _free_channel(self) -> int:
+        for _ in range(LAST_CHANNEL - FIRST_CHANNEL + 1):
+            number = self._next_channel
+            self._next_channel = number + 1 if number < LAST_CHANNEL else FIRST_CHANNEL
+            if number not in self._channels:
+                return number
+        raise TurnError(508, "all 4096 channel numbers are in use")
+
+    def _send_channel_bind(self, channel: _Channel, now: float) -> None:
+        channel.in_flight = True
+        request = Message.build(
+            CHANNEL_BIND_REQUEST, ChannelNumber(channel.number), XorPeerAddress(*channel.peer)
+        )
+        self._request(request, _Pending("channel", channel=channel.number), now)
+
+    def _require_allocation(self) -> None:
+        if self.state != "allocated":
+            raise TurnError(0, f"no allocation (state {self.state})")
+
+    # -- data
+
+    def send(self, data: bytes, peer: Address, now: float) -> None:
+        """Relay ``data`` to ``peer`` (an IP address and port)."""
+        if self.state != "allocated":
+            raise TurnError(0, f"no allocation (state {self.state})")
+        key = self._peer_keys.get(peer)
+        if key is None:
+            key = self._peer_key(peer)
+        peer = key
+        channel = self._channel_by_peer.get(peer)
+        if channel is not None and channel.bound:
+            permission = self._permissions.get(peer[0])
+            if permission is not None and permission.installed:
+                channel.used_at = permission.used_at = now
+                self._outbox.append(
+                    Transmit(encode_channel_data(channel.number, data, self.reliable), self.server)
+                )
+                return
+        ip = peer[0]
+        permission = self._permissions.get(ip)
+        if permission is None:
+            permission = self._permissions[ip] = _Permission(ip)
+            self._wanted.add(ip)
+        permission.used_at = now
+        if not permission.installed:
+            if len(permission.queue) >= MAX_QUEUED_PER_PEER:
+                permission.queue.popleft()
+                self.dropped += 1
+            permission.queue.append((bytes(data), peer))
+        else:
+            self._send_indication(data, peer)
+        if channel is None and self.channel_after:
+            count = self._sent_to.get(peer, 0) + 1
+            self._sent_to[peer] = count
+            if count >= self.channel_after:
+                del self._sent_to[peer]
+                self.bind_channel(peer, now)
+
+    def _peer_key(self, peer: Address) -> Address:
+        """One spelling per peer (IPv6 text varies), cached: parsing costs a microsecond."""
+        if len(self._peer_keys) >= 4096:
+            self._peer_keys.clear()
+        key = self._peer_keys[peer] = (_normal_ip(peer[0]), int(peer[1]))
+        return key
+
+    def _send_indication(self, data: bytes, peer: Address) -> None:
+        indication = Message.build(SEND_INDICATION, XorPeerAddress(*peer), Data(data))
+        if self.dont_fragment:
+            DontFragment().add_to(indication)
+        self._outbox.append(Transmit(indication.raw, self.server))
+
+    # -- the machine surface
+
+    def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
+        """A datagram (or one stream frame) from the server."""
+        if addr != self.server and not self.reliable:
+            self.dropped += 1
+            return
+        if data and 0x40 <= data[0] <= 0x4F:
+            self._receive_channel_data(data, now)
+            return
+        try:
+            message = Message.decode(data)
+        except DecodeError as exc:
+            logger.debug("dropped %d bytes from %s: %s", len(data), addr, exc)
+            self.dropped += 1
+            return
+        if message.type == DATA_INDICATION:
+            self._receive_data_indication(message, now)
+        elif self._client.receive_message(message, addr, now):
+            self._drain(now)
+        else:
+            self.dropped += 1
+
+    def _receive_channel_data(self, data: bytes, now: float) -> None:
+        try:
+            number, payload = decode_channel_data(data, self.reliable)
+        except DecodeError as exc:
+            logger.debug("dropped ChannelData: %s", exc)
+            self.dropped += 1
+            return
+        channel = self._channels.get(number)
+        if channel is None:
+            self.dropped += 1
+            return
+        channel.used_at = now
+        permission = self._permissions.get(channel.peer[0])
+        if permission is not None:
+            permission.used_at = now
+        self._events.append(DataReceived(payload, channel.peer, number))
+
+    def _receive_data_indication(self, message: Message, now: float) -> None:
+        try:
+            peer = XorPeerAddress.get_from(message)
+            data = Data.get_from(message)
+        except DecodeError as exc:
+            logger.debug("dropped a malformed Data indication: %s", exc)
+            self.dropped += 1
+            return
+        if peer is None or data is None:
+            self.dropped += 1
+            return
+        address = peer.address
+        permission = self._permissions.get(address[0])
+        if permission is not None:
+            permission.used_at = now
+        self._events.append(DataReceived(data.value, address, None))
+
+    def datagrams_to_send(self, now: float) -> list[Transmit]:
+        """Everything due for the server, in order."""
+        if self._wanted and self.state == "allocated":
+            self._flush_permissions(now)
+        requests = self._client.datagrams_to_send(now)
+        if not self._outbox:
+            return requests
+        out, self._outbox = self._outbox, []
+        return requests + out if requests else out
+
+    def get_timer(self) -> float | None:
+        deadlines = [t for t in (self._client.get_timer(), self._refresh_at) if t is not None]
+        if self.state == "allocated":
+            deadlines.append(self.expires)
+            deadlines.extend(
+                p.refresh_at for p in self._permissions.values() if p.installed and not p.in_flight
+            )
+            deadlines.extend(
+                c.refresh_at for c in self._channels.values() if c.bound and not c.in_flight
+            )
+        return min(deadlines, default=None)
+
+    def handle_timer(self, now: float) -> None:
+        self._client.handle_timer(now)
+        self._drain(now)
+        if self.state != "allocated":
+            return
+        if now >= self.expires:
+            self._lose(0, "the allocation expired without a successful refresh", now)
+            return
+        if self._refresh_at is not None and now >= self._refresh_at:
+            self._refresh_at = None
+            refresh = Message.build(REFRESH_REQUEST)
+            if self.requested_lifetime is not None:
+                Lifetime(self.requested_lifetime).add_to(refresh)
+            self._request(refresh, _Pending("refresh"), now)
+        self._maintain_permissions(now)
+        self._maintain_channels(now)
+
+    def next_event(self) -> TurnEvent | None:
+        return self._events.popleft() if self._events else None
+
+    # -- upkeep
+
+    def _maintain_permissions(self, now: float) -> None:
+        for ip, permission in list(self._permissions.items()):
+            if not permission.installed or permission.in_flight or now < permission.refresh_at:
+                continue
+            if permission.used_at >= permission.installed_at:
+                self._wanted.add(ip)
+            elif now >= permission.expires:
+                del self._permissions[ip]  # unused: the server lets it lapse, so do we
+            else:
+                permission.refresh_at = permission.expires
+        self._flush_permissions(now)
+
+    def _maintain_channels(self, now: float) -> None:
+        for number, channel in list(self._channels.items()):
+            if not channel.bound or channel.in_flight or now < channel.refresh_at:
+                continue
+            if channel.used_at >= channel.bound_at:
+                self._send_channel_bind(channel, now)
+            elif now >= channel.expires:
+                # RFC 8656 section 12: a number is not rebound to another peer for
+                # 5 minutes; numbers are handed out in turn, so that is 4096 binds away.
+                del self._channels[number]
+                del self._channel_by_peer[channel.peer]
+            else:
+                channel.refresh_at = channel.expires
+
+    def _flush_permissions(self, now: float) -> None:
+        ips = tuple(sorted(ip for ip in self._wanted if not self._permissions[ip].in_flight))
+        self._wanted.clear()
+        if not ips:
+            return
+        request = Message.build(CREATE_PERMISSION_REQUEST)
+        for ip in ips:
+            self._permissions[ip].in_flight = True
+            XorPeerAddress(ip, 0).add_to(request)
+        self._request(request, _Pending("permission", ips=ips), now)
+
+    # -- outcomes
+
+    def _drain(self, now: float) -> None:
+        while (event := self._client.next_event()) is not None:
+            pending = self._pending.pop(event.transaction_id, None)
+            if pending is not None:
+                self._settle(pending, event, now)
+
+    def _settle(self, pending: _Pending, event: TransactionEvent, now: float) -> None:
+        if isinstance(event, TransactionSucceeded):
+            code, reason = 0, ""
+        elif isinstance(event, TransactionFailed):
+            code, reason = event.code, event.reason
+            if self._client.auth_failure is not None and code in (400, 401, 438):
+                reason = f"{reason}: {self._client.auth_failure}"
+        else:
+            code, reason = 0, f"no answer from {self.server[0]} port {self.server[1]}"
+        success = event.response if isinstance(event, TransactionSucceeded) else None
+        failure = event.response if isinstance(event, TransactionFailed) else None
+        kind = pending.kind
+        if kind == "allocate":
+            if success is not None:
+                self._allocated(success, now)
+            elif code == 300 and failure is not None and self._redirect(failure, now):
+                return
+            else:
+                self.state = "failed"
+                self._events.append(AllocationFailed(code, reason))
+        elif kind == "refresh":
+            if success is not None:
+                self._granted(success, now)
+                self._events.append(Refreshed(self.lifetime))
+            elif self.state == "allocated":
+                self._lose(code, reason or "refresh failed", now)
+        elif kind == "close":
+            self._abandon(now)
+        elif kind == "permission":
+            self._permission_outcome(pending.ips, success is not None, code, reason, now)
+        elif kind == "channel":
+            self._channel_outcome(pending.channel, success is not None, code, reason, now)
+
+    def _allocated(self, response: Message, now: float) -> None:
+        relayed = [XorRelayedAddress.get_from(response)]
+        for value in response.get_all(XorRelayedAddress.TYPE)[1:]:
+            extra = Message(response.type, response.transaction_id)
+            extra.add(XorRelayedAddress.TYPE, value)
+            relayed.append(XorRelayedAddress.get_from(extra))
+        mapped = XorMappedAddress.get_from(response)
+        token = ReservationToken.get_from(response)
+        address_error = AddressErrorCode.get_from(response)
+        self.relayed_addresses = tuple(r.address for r in relayed if r is not None)
+        self.mapped_address = mapped.address if mapped is not None else None
+        if not self.relayed_addresses:
+            self.state = "failed"
+            self._events.append(AllocationFailed(0, "success response without XOR-RELAYED-ADDRESS"))
+            return
+        self.state = "allocated"
+        self._granted(response, now)
+        error_text = None
+        if address_error is not None:
+            family = {1: "IPv4", 2: "IPv6"}.get(address_error.family, "?")
+            error_text = f"{family}: {address_error.code} {address_error.reason}"
+        self._events.append(
+            Allocated(
+                self.relayed_addresses,
+                self.mapped_address,
+                self.lifetime,
+                token.value if token is not None else None,
+                error_text,
+            )
+        )
+
+    def _granted(self, response: Message, now: float) -> None:
+        lifetime = Lifetime.get_from(response)
+        self.lifetime = lifetime.value if lifetime is not None else 600
+        self.expires = now + self.lifetime
+        self._refresh_at = now + refresh_delay(self.lifetime)
+
+    def _redirect(self, response: Message, now: float) -> bool:
+        alternate = AlternateServer.get_from(response)
+        if alternate is None or len(self._redirects) > self.max_redirects:
+            return False
+        server = alternate.address
+        if server in self._redirects:
+            return False  # a loop of redirections
+        self._redirects.append(server)
+        self.server = server
+        # realm and nonce belong to the old server
+        self.credentials.realm = None
+        self.credentials.nonce = None
+        self._events.append(Redirected(server))
+        self._send_allocate(now)
+        return True
+
+    def _permission_outcome(
+        self, ips: tuple[str, ...], ok: bool, code: int, reason: str, now: float
+    ) -> None:
+        if ok:
+            for ip in ips:
+                permission = self._permissions.get(ip)
+                if permission is None:
+                    continue
+                permission.in_flight = False
+                permission.installed = True
+                permission.installed_at = now
+                permission.expires = now + self.permission_lifetime
+                permission.refresh_at = now + refresh_delay(self.permission_lifetime)
+                while permission.queue:
+                    data, peer = permission.queue.popleft()
+                    self._send_to_peer(data, peer)
+            self._events.append(PermissionInstalled(ips))
+            return
+        for ip in ips:
+            permission = self._permissions.pop(ip, None)
+            if permission is not None:
+                self.dropped += len(permission.queue)
+        self._events.append(PermissionFailed(ips, code, reason))
+
+    def _send_to_peer(self, data: bytes, peer: Address) -> None:
+        channel = self._channel_by_peer.get(peer)
+        if channel is not None and channel.bound:
+            self._outbox.append(
+                Transmit(encode_channel_data(channel.number, data, self.reliable), self.server)
+            )
+        else:
+            self._send_indication(data, peer)
+
+    def _channel_outcome(self, number: int, ok: bool, code: int, reason: str, now: float) -> None:
+        channel = self._channels.get(number)
+        if channel is None:
+            return
+        channel.in_flight = False
+        if ok:
+            first = not channel.bound
+            channel.bound = True
+            channel.bound_at = now
+            channel.expires = now + self.channel_lifetime
+            channel.refresh_at = now + refresh_delay(self.channel_lifetime)
+            # ChannelBind installs or refreshes the peer's permission too
+            permission = self._permissions.setdefault(channel.peer[0], _Permission(channel.peer[0]))
+            if not permission.installed or permission.expires < now + self.permission_lifetime:
+                permission.installed = True
+                permission.installed_at = now
+                permission.expires = now + self.permission_lifetime
+                permission.refresh_at = now + refresh_delay(self.permission_lifetime)
+                while permission.queue:
+                    data, peer = permission.queue.popleft()
+                    self._send_to_peer(data, peer)
+            if first:
+                self._events.append(ChannelBound(number, channel.peer))
+            return
+        del self._channels[number]
+        self._channel_by_peer.pop(channel.peer, None)
+        self._events.append(ChannelBindFailed(number, channel.peer, code, reason))
+
+    def _lose(self, code: int, reason: str, now: float) -> None:
+        self.state = "failed"
+        self._refresh_at = None
+        self._permissions.clear()
+        self._wanted.clear()
+        self._channels.clear()
+        self._channel_by_peer.clear()
+        self._events.append(AllocationLost(code, reason))
+
+    def _abandon(self, now: float) -> None:
+        for tid in list(self._pending):
+            self._client.cancel(tid)
+        self._pending.clear()
+        self.state = "closed"
+        self._refresh_at = None
+        self._events.append(Closed())
