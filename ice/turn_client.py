@@ -215,8 +215,7 @@ class _Permission:
     in_flight: bool = False
     expires: float = 0.0
     refresh_at: float = 0.0
-    used_at: float = -1.0
-    installed_at: float = 0.0
+    used: bool = False  # since it was last installed or refreshed
     queue: deque[tuple[bytes, Address]] = field(default_factory=deque)
 
 
@@ -228,8 +227,7 @@ class _Channel:
     in_flight: bool = False
     expires: float = 0.0
     refresh_at: float = 0.0
-    used_at: float = -1.0
-    bound_at: float = 0.0
+    used: bool = False  # since it was last bound or refreshed
 
 
 @dataclass(frozen=True, slots=True)
@@ -377,7 +375,7 @@ class TurnSession:
         if channel is not None:
             return channel.number
         number = self._free_channel()
-        channel = _Channel(number, peer, used_at=now)
+        channel = _Channel(number, peer)
         self._channels[number] = channel
         self._channel_by_peer[peer] = channel
         self._send_channel_bind(channel, now)
@@ -416,7 +414,7 @@ class TurnSession:
         if channel is not None and channel.bound:
             permission = self._permissions.get(peer[0])
             if permission is not None and permission.installed:
-                channel.used_at = permission.used_at = now
+                channel.used = permission.used = True
                 self._outbox.append(
                     Transmit(encode_channel_data(channel.number, data, self.reliable), self.server)
                 )
@@ -426,7 +424,7 @@ class TurnSession:
         if permission is None:
             permission = self._permissions[ip] = _Permission(ip)
             self._wanted.add(ip)
-        permission.used_at = now
+        permission.used = True
         if not permission.installed:
             if len(permission.queue) >= MAX_QUEUED_PER_PEER:
                 permission.queue.popleft()
@@ -488,10 +486,10 @@ class TurnSession:
         if channel is None:
             self.dropped += 1
             return
-        channel.used_at = now
+        channel.used = True
         permission = self._permissions.get(channel.peer[0])
         if permission is not None:
-            permission.used_at = now
+            permission.used = True
         self._events.append(DataReceived(payload, channel.peer, number))
 
     def _receive_data_indication(self, message: Message, now: float) -> None:
@@ -508,7 +506,7 @@ class TurnSession:
         address = peer.address
         permission = self._permissions.get(address[0])
         if permission is not None:
-            permission.used_at = now
+            permission.used = True
         self._events.append(DataReceived(data.value, address, None))
 
     def datagrams_to_send(self, now: float) -> list[Transmit]:
@@ -559,7 +557,7 @@ class TurnSession:
         for ip, permission in list(self._permissions.items()):
             if not permission.installed or permission.in_flight or now < permission.refresh_at:
                 continue
-            if permission.used_at >= permission.installed_at:
+            if permission.used:
                 self._wanted.add(ip)
             elif now >= permission.expires:
                 del self._permissions[ip]  # unused: the server lets it lapse, so do we
@@ -571,7 +569,7 @@ class TurnSession:
         for number, channel in list(self._channels.items()):
             if not channel.bound or channel.in_flight or now < channel.refresh_at:
                 continue
-            if channel.used_at >= channel.bound_at:
+            if channel.used:
                 self._send_channel_bind(channel, now)
             elif now >= channel.expires:
                 # RFC 8656 section 12: a number is not rebound to another peer for
@@ -696,7 +694,7 @@ class TurnSession:
                     continue
                 permission.in_flight = False
                 permission.installed = True
-                permission.installed_at = now
+                permission.used = False
                 permission.expires = now + self.permission_lifetime
                 permission.refresh_at = now + refresh_delay(self.permission_lifetime)
                 while permission.queue:
@@ -727,14 +725,14 @@ class TurnSession:
         if ok:
             first = not channel.bound
             channel.bound = True
-            channel.bound_at = now
+            channel.used = False
             channel.expires = now + self.channel_lifetime
             channel.refresh_at = now + refresh_delay(self.channel_lifetime)
             # ChannelBind installs or refreshes the peer's permission too
             permission = self._permissions.setdefault(channel.peer[0], _Permission(channel.peer[0]))
             if not permission.installed or permission.expires < now + self.permission_lifetime:
                 permission.installed = True
-                permission.installed_at = now
+                permission.used = False
                 permission.expires = now + self.permission_lifetime
                 permission.refresh_at = now + refresh_delay(self.permission_lifetime)
                 while permission.queue:
