@@ -595,8 +595,17 @@ class TurnSession:
     def _drain(self, now: float) -> None:
         while (event := self._client.next_event()) is not None:
             pending = self._pending.pop(event.transaction_id, None)
-            if pending is not None:
+            if pending is None:
+                continue
+            try:
                 self._settle(pending, event, now)
+            except DecodeError as exc:  # a success response with a malformed attribute
+                assert isinstance(event, TransactionSucceeded)
+                reason = f"malformed response: {exc}"
+                failed = TransactionFailed(
+                    event.transaction_id, event.response, event.addr, 0, reason
+                )
+                self._settle(pending, failed, now)
 
     def _settle(self, pending: _Pending, event: TransactionEvent, now: float) -> None:
         if isinstance(event, TransactionSucceeded):

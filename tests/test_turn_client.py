@@ -515,3 +515,23 @@ def test_the_timer_never_asks_to_be_fired_in_the_past() -> None:
 
 def test_error_response_type_is_allocate_error() -> None:
     assert ice.message_type(Method.ALLOCATE, MessageClass.ERROR_RESPONSE) == ALLOCATE_ERROR
+
+
+def test_malformed_success_responses_fail_cleanly() -> None:
+    server = ScriptedTurnServer(SERVER)
+    server.overrides[Method.ALLOCATE] = lambda ctx: success(ctx, ice.Lifetime(600))
+    session = TurnSession(SERVER, ice.LongTermCredentials("alice", "secret"))
+    session.allocate(0.0)
+    (event,) = run(session, {SERVER: server}, 0.0)
+    assert isinstance(event, AllocationFailed) and "XOR-RELAYED-ADDRESS" in event.reason
+
+    def bad_lifetime(ctx: RequestContext) -> ice.Message:
+        response = success(ctx, ice.XorRelayedAddress(*RELAYED))
+        response.add(int(AttrType.LIFETIME), b"\x00\x01")  # two bytes, not four
+        return response
+
+    server.overrides[Method.ALLOCATE] = bad_lifetime
+    session = TurnSession(SERVER, ice.LongTermCredentials("alice", "secret"))
+    session.allocate(0.0)
+    (event,) = run(session, {SERVER: server}, 0.0)
+    assert isinstance(event, AllocationFailed) and event.reason.startswith("malformed response")
