@@ -37,7 +37,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from ice._codec import Message, decode_channel_data, encode_channel_data
@@ -77,6 +77,7 @@ from ice.transaction import (
     TransactionTable,
     Transmit,
 )
+from ice.uri import format_address
 
 __all__ = [
     "Allocated",
@@ -237,6 +238,16 @@ class _Pending:
     kind: str  # allocate | refresh | close | permission | channel
     ips: tuple[str, ...] = ()
     channel: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """How a transaction ended: the success or error response, or neither (timeout)."""
+
+    success: Message | None
+    failure: Message | None
+    code: int
+    reason: str
 
 
 def refresh_delay(lifetime: float) -> float:
@@ -608,37 +619,40 @@ class TurnSession:
                 self._settle(pending, failed, now)
 
     def _settle(self, pending: _Pending, event: TransactionEvent, now: float) -> None:
+        """Hand a transaction's outcome to the handler of what it was for."""
         if isinstance(event, TransactionSucceeded):
-            code, reason = 0, ""
+            outcome = _Outcome(event.response, None, 0, "")
         elif isinstance(event, TransactionFailed):
-            code, reason = event.code, event.reason
-            if self._client.auth_failure is not None and code in (400, 401, 438):
+            reason = event.reason
+            if self._client.auth_failure is not None and event.code in (400, 401, 438):
                 reason = f"{reason}: {self._client.auth_failure}"
+            outcome = _Outcome(None, event.response, event.code, reason)
         else:
-            code, reason = 0, f"no answer from {self.server[0]} port {self.server[1]}"
-        success = event.response if isinstance(event, TransactionSucceeded) else None
-        failure = event.response if isinstance(event, TransactionFailed) else None
-        kind = pending.kind
-        if kind == "allocate":
-            if success is not None:
-                self._allocated(success, now)
-            elif code == 300 and failure is not None and self._redirect(failure, now):
-                return
-            else:
-                self.state = "failed"
-                self._events.append(AllocationFailed(code, reason))
-        elif kind == "refresh":
-            if success is not None:
-                self._granted(success, now)
-                self._events.append(Refreshed(self.lifetime))
-            elif self.state == "allocated":
-                self._lose(code, reason or "refresh failed", now)
-        elif kind == "close":
-            self._abandon(now)
-        elif kind == "permission":
-            self._permission_outcome(pending.ips, success is not None, code, reason, now)
-        elif kind == "channel":
-            self._channel_outcome(pending.channel, success is not None, code, reason, now)
+            outcome = _Outcome(None, None, 0, f"no answer from {format_address(self.server)}")
+        _OUTCOME_HANDLERS[pending.kind](self, pending, outcome, now)
+
+    def _allocate_outcome(self, pending: _Pending, outcome: _Outcome, now: float) -> None:
+        if outcome.success is not None:
+            self._allocated(outcome.success, now)
+        elif outcome.code == 300 and outcome.failure is not None:
+            if not self._redirect(outcome.failure, now):
+                self._fail(outcome)
+        else:
+            self._fail(outcome)
+
+    def _fail(self, outcome: _Outcome) -> None:
+        self.state = "failed"
+        self._events.append(AllocationFailed(outcome.code, outcome.reason))
+
+    def _refresh_outcome(self, pending: _Pending, outcome: _Outcome, now: float) -> None:
+        if outcome.success is not None:
+            self._granted(outcome.success, now)
+            self._events.append(Refreshed(self.lifetime))
+        elif self.state == "allocated":
+            self._lose(outcome.code, outcome.reason or "refresh failed", now)
+
+    def _close_outcome(self, pending: _Pending, outcome: _Outcome, now: float) -> None:
+        self._abandon(now)
 
     def _allocated(self, response: Message, now: float) -> None:
         relayed = [XorRelayedAddress.get_from(response)]
@@ -693,10 +707,9 @@ class TurnSession:
         self._send_allocate(now)
         return True
 
-    def _permission_outcome(
-        self, ips: tuple[str, ...], ok: bool, code: int, reason: str, now: float
-    ) -> None:
-        if ok:
+    def _permission_outcome(self, pending: _Pending, outcome: _Outcome, now: float) -> None:
+        ips = pending.ips
+        if outcome.success is not None:
             for ip in ips:
                 permission = self._permissions.get(ip)
                 if permission is None:
@@ -715,7 +728,7 @@ class TurnSession:
             permission = self._permissions.pop(ip, None)
             if permission is not None:
                 self.dropped += len(permission.queue)
-        self._events.append(PermissionFailed(ips, code, reason))
+        self._events.append(PermissionFailed(ips, outcome.code, outcome.reason))
 
     def _send_to_peer(self, data: bytes, peer: Address) -> None:
         channel = self._channel_by_peer.get(peer)
@@ -726,12 +739,13 @@ class TurnSession:
         else:
             self._send_indication(data, peer)
 
-    def _channel_outcome(self, number: int, ok: bool, code: int, reason: str, now: float) -> None:
+    def _channel_outcome(self, pending: _Pending, outcome: _Outcome, now: float) -> None:
+        number = pending.channel
         channel = self._channels.get(number)
         if channel is None:
             return
         channel.in_flight = False
-        if ok:
+        if outcome.success is not None:
             first = not channel.bound
             channel.bound = True
             channel.used = False
@@ -752,7 +766,7 @@ class TurnSession:
             return
         del self._channels[number]
         self._channel_by_peer.pop(channel.peer, None)
-        self._events.append(ChannelBindFailed(number, channel.peer, code, reason))
+        self._events.append(ChannelBindFailed(number, channel.peer, outcome.code, outcome.reason))
 
     def _lose(self, code: int, reason: str, now: float) -> None:
         self.state = "failed"
@@ -770,3 +784,13 @@ class TurnSession:
         self.state = "closed"
         self._refresh_at = None
         self._events.append(Closed())
+
+
+#: What a transaction was for -> what to do with its outcome.
+_OUTCOME_HANDLERS: dict[str, Callable[[TurnSession, _Pending, _Outcome, float], None]] = {
+    "allocate": TurnSession._allocate_outcome,
+    "refresh": TurnSession._refresh_outcome,
+    "close": TurnSession._close_outcome,
+    "permission": TurnSession._permission_outcome,
+    "channel": TurnSession._channel_outcome,
+}
