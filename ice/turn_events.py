@@ -1,0 +1,119 @@
+"""Events of the TURN client machine (`ice.turn_client.TurnSession.next_event`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ice.transaction import Address
+
+__all__ = [
+    "Allocated",
+    "AllocationFailed",
+    "AllocationLost",
+    "ChannelBindFailed",
+    "ChannelBound",
+    "Closed",
+    "DataReceived",
+    "PermissionFailed",
+    "PermissionInstalled",
+    "Redirected",
+    "Refreshed",
+    "TurnEvent",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Allocated:
+    """The server granted the allocation; ``address_error`` names a family it refused
+    in a dual allocation (RFC 8656 ADDRESS-ERROR-CODE)."""
+
+    relayed: tuple[Address, ...]
+    mapped: Address | None
+    lifetime: int
+    reservation_token: bytes | None
+    address_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AllocationFailed:
+    """Allocate was refused (the code and reason) or unanswered (code 0)."""
+
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Redirected:
+    """300 ALTERNATE-SERVER: the session now talks to ``server`` (connect to it over TCP)."""
+
+    server: Address
+
+
+@dataclass(frozen=True, slots=True)
+class Refreshed:
+    lifetime: int
+
+
+@dataclass(frozen=True, slots=True)
+class AllocationLost:
+    """The allocation is gone: refresh refused (code) or unanswered (0), or expired."""
+
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """The allocation was released (Refresh with LIFETIME 0) or abandoned."""
+
+
+@dataclass(frozen=True, slots=True)
+class PermissionInstalled:
+    peers: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PermissionFailed:
+    """CreatePermission was refused; datagrams waiting for these IPs were dropped."""
+
+    peers: tuple[str, ...]
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelBound:
+    channel: int
+    peer: Address
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelBindFailed:
+    channel: int
+    peer: Address
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DataReceived:
+    """A datagram from ``peer``, through a channel (its number) or a Data indication (None)."""
+
+    data: bytes
+    peer: Address
+    channel: int | None
+
+
+TurnEvent = (
+    Allocated
+    | AllocationFailed
+    | Redirected
+    | Refreshed
+    | AllocationLost
+    | Closed
+    | PermissionInstalled
+    | PermissionFailed
+    | ChannelBound
+    | ChannelBindFailed
+    | DataReceived
+)
