@@ -44,3 +44,42 @@ def test_Binding_ParseResponse(benchmark: BenchmarkFixture) -> None:
 @needs_aioice
 def test_Binding_ParseResponse_aioice(benchmark: BenchmarkFixture) -> None:
     benchmark(cases.get("Binding_ParseResponse_aioice").setup())
+
+
+# The TURN client's per-datagram cost (ice.turn_client.TurnSession vs aioice.turn).
+
+
+def test_TurnClient_Send(benchmark: BenchmarkFixture) -> None:
+    benchmark(cases.get("TurnClient_Send").setup())
+
+
+@needs_aioice
+def test_TurnClient_Send_aioice(benchmark: BenchmarkFixture) -> None:
+    benchmark(cases.get("TurnClient_Send_aioice").setup())
+
+
+def test_TurnClient_Receive(benchmark: BenchmarkFixture) -> None:
+    benchmark(cases.get("TurnClient_Receive").setup())
+
+
+@needs_aioice
+def test_TurnClient_Receive_aioice(benchmark: BenchmarkFixture) -> None:
+    benchmark(cases.get("TurnClient_Receive_aioice").setup())
+
+
+def test_TurnClient_SendIndication(benchmark: BenchmarkFixture) -> None:
+    benchmark(cases.get("TurnClient_SendIndication").setup())
+
+
+@needs_aioice
+def test_TurnClient_SendIndication_aioice(benchmark: BenchmarkFixture) -> None:
+    benchmark(cases.get("TurnClient_SendIndication_aioice").setup())
+
+
+def test_TurnClient_ReceiveDataIndication(benchmark: BenchmarkFixture) -> None:
+    benchmark(cases.get("TurnClient_ReceiveDataIndication").setup())
+
+
+@needs_aioice
+def test_TurnClient_ReceiveDataIndication_aioice(benchmark: BenchmarkFixture) -> None:
+    benchmark(cases.get("TurnClient_ReceiveDataIndication_aioice").setup())

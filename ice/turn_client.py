@@ -143,6 +143,7 @@ class _Channel:
     expires: float = 0.0
     refresh_at: float = 0.0
     used: bool = False  # since it was last bound or refreshed
+    permission: _Permission | None = None  # of its peer's IP, once bound
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,23 +328,58 @@ class TurnSession:
 
     # -- data
 
+    def encapsulate(self, data: bytes, peer: Address) -> bytes | None:
+        """The ChannelData frame that relays ``data`` to ``peer``, for the caller to
+        send to `server` itself, when a channel is bound to ``peer`` and its
+        permission installed; else None (then call `send`).
+
+        The per-packet fast path: no Transmit, no timer change. `send` does
+        the same and queues the frame.
+        """
+        channel = self._channel_by_peer.get(peer)
+        if channel is None or not channel.bound:
+            return None
+        permission = channel.permission
+        if permission is None or not permission.installed:
+            return None
+        channel.used = permission.used = True
+        return encode_channel_data(channel.number, data, self.reliable)
+
+    def decapsulate(self, data: bytes) -> tuple[bytes, Address] | None:
+        """(payload, peer) of a ChannelData frame from the server on a known channel;
+        None for anything else (give that to `receive_datagram`). No event is queued:
+        the fast path of receiving."""
+        try:
+            number, payload = decode_channel_data(data, self.reliable)
+        except DecodeError:  # STUN (or garbage): rare next to data, so an exception is cheap
+            return None
+        channel = self._channels.get(number)
+        if channel is None:
+            return None
+        channel.used = True
+        permission = channel.permission
+        if permission is not None:
+            permission.used = True
+        return payload, channel.peer
+
     def send(self, data: bytes, peer: Address, now: float) -> None:
         """Relay ``data`` to ``peer`` (an IP address and port)."""
+        frame = self.encapsulate(data, peer)
+        if frame is not None:
+            self._outbox.append(Transmit(frame, self.server))
+            return
         if self.state != "allocated":
             raise TurnError(0, f"no allocation (state {self.state})")
         key = self._peer_keys.get(peer)
         if key is None:
             key = self._peer_key(peer)
-        peer = key
-        channel = self._channel_by_peer.get(peer)
-        if channel is not None and channel.bound:
-            permission = self._permissions.get(peer[0])
-            if permission is not None and permission.installed:
-                channel.used = permission.used = True
-                self._outbox.append(
-                    Transmit(encode_channel_data(channel.number, data, self.reliable), self.server)
-                )
+        if key != peer:  # another spelling of a peer address ("::0001" for "::1")
+            frame = self.encapsulate(data, key)
+            if frame is not None:
+                self._outbox.append(Transmit(frame, self.server))
                 return
+            peer = key
+        channel = self._channel_by_peer.get(peer)
         ip = peer[0]
         permission = self._permissions.get(ip)
         if permission is None:
@@ -385,7 +421,11 @@ class TurnSession:
             self.dropped += 1
             return
         if data and 0x40 <= data[0] <= 0x4F:
-            self._receive_channel_data(data, now)
+            got = self.decapsulate(data)
+            if got is None:
+                self.dropped += 1
+            else:
+                self._events.append(DataReceived(got[0], got[1], self._channel_number(got[1])))
             return
         try:
             message = Message.decode(data)
@@ -400,22 +440,9 @@ class TurnSession:
         else:
             self.dropped += 1
 
-    def _receive_channel_data(self, data: bytes, now: float) -> None:
-        try:
-            number, payload = decode_channel_data(data, self.reliable)
-        except DecodeError as exc:
-            logger.debug("dropped ChannelData: %s", exc)
-            self.dropped += 1
-            return
-        channel = self._channels.get(number)
-        if channel is None:
-            self.dropped += 1
-            return
-        channel.used = True
-        permission = self._permissions.get(channel.peer[0])
-        if permission is not None:
-            permission.used = True
-        self._events.append(DataReceived(payload, channel.peer, number))
+    def _channel_number(self, peer: Address) -> int | None:
+        channel = self._channel_by_peer.get(peer)
+        return channel.number if channel is not None else None
 
     def _receive_data_indication(self, message: Message, now: float) -> None:
         try:
@@ -485,6 +512,7 @@ class TurnSession:
             if permission.used:
                 self._wanted.add(ip)
             elif now >= permission.expires:
+                permission.installed = False  # channels linked to it stop using it
                 del self._permissions[ip]  # unused: the server lets it lapse, so do we
             else:
                 permission.refresh_at = permission.expires
@@ -636,11 +664,15 @@ class TurnSession:
                 while permission.queue:
                     data, peer = permission.queue.popleft()
                     self._send_to_peer(data, peer)
+            for channel in self._channels.values():
+                if channel.peer[0] in ips:
+                    channel.permission = self._permissions.get(channel.peer[0])
             self._events.append(PermissionInstalled(ips))
             return
         for ip in ips:
             permission = self._permissions.pop(ip, None)
             if permission is not None:
+                permission.installed = False
                 self.dropped += len(permission.queue)
         self._events.append(PermissionFailed(ips, outcome.code, outcome.reason))
 
@@ -667,6 +699,7 @@ class TurnSession:
             channel.refresh_at = now + refresh_delay(self.channel_lifetime)
             # ChannelBind installs or refreshes the peer's permission too
             permission = self._permissions.setdefault(channel.peer[0], _Permission(channel.peer[0]))
+            channel.permission = permission
             if not permission.installed or permission.expires < now + self.permission_lifetime:
                 permission.installed = True
                 permission.used = False

@@ -535,3 +535,31 @@ def test_malformed_success_responses_fail_cleanly() -> None:
     session.allocate(0.0)
     (event,) = run(session, {SERVER: server}, 0.0)
     assert isinstance(event, AllocationFailed) and event.reason.startswith("malformed response")
+
+
+def test_the_fast_path_frames_and_unframes_channeldata_once_a_channel_is_bound() -> None:
+    session, server, servers = allocated(channel_after=0)
+    assert session.encapsulate(b"x", PEER) is None  # no channel yet: use send()
+    session.bind_channel(PEER, 0.0)
+    run(session, servers, 0.0)
+
+    assert session.encapsulate(b"fast", PEER) == ice.encode_channel_data(0x4000, b"fast")
+    assert session.decapsulate(ice.encode_channel_data(0x4000, b"back")) == (b"back", PEER)
+    assert session.decapsulate(ice.encode_channel_data(0x4001, b"unknown")) is None
+    indication = ice.Message.build(DATA_INDICATION, ice.XorPeerAddress(*PEER), ice.Data(b"i"))
+    assert session.decapsulate(indication.raw) is None  # the event path handles those
+    assert session.next_event() is None  # the fast path queues nothing
+
+
+def test_a_lapsed_permission_takes_a_bound_channel_off_the_fast_path_until_reinstalled() -> None:
+    session, server, servers = allocated(channel_after=0)
+    session.bind_channel(PEER, 0.0)
+    run(session, servers, 0.0)
+    advance(session, servers, 301.0)  # unused: the permission lapses (the channel lives 600 s)
+    assert session.encapsulate(b"x", PEER) is None
+
+    session.send(b"again", PEER, 301.0)  # a new CreatePermission, then the data by channel
+    run(session, servers, 301.0)
+
+    assert server.relayed_to_peers[-1] == (b"again", PEER, "channel")
+    assert session.encapsulate(b"x", PEER) is not None

@@ -68,9 +68,13 @@ from ice.attrs import (
     UseCandidate,
     Username,
     XorMappedAddress,
+    XorPeerAddress,
+    XorRelayedAddress,
 )
+from ice.client_auth import LongTermCredentials
 from ice.credentials import long_term_key, short_term_key
-from ice.transaction import TransactionTable
+from ice.transaction import TransactionTable, Transmit
+from ice.turn_client import DataReceived, TurnSession
 
 Op = Callable[[], object]
 """One iteration of a benchmark loop."""
@@ -951,3 +955,243 @@ def _register_aioice() -> None:
 
 
 _register_aioice()
+
+
+# -------------------------------------------------------- TURN client per packet (with aioice)
+
+# The TURN client's per-datagram cost once the allocation, the permission and
+# (for ChannelData) the channel are in place: what every relayed packet pays.
+# Both clients are prepared in setup through the whole exchange with a scripted
+# server (ours: allocate, 401, signed Allocate, CreatePermission or ChannelBind;
+# aioice: its channel tables filled as its send_data leaves them), and the
+# callable handles one 100-byte datagram. Sending ends with the framed bytes
+# handed over for the socket: ours returns them from datagrams_to_send(), aioice
+# passes them to its transport's sendto(), here a C-level deque append.
+_TURN_SERVER: Final = ("192.0.2.1", 3478)
+_TURN_PEER: Final = ("192.0.2.17", 49170)
+_TURN_RELAYED: Final = ("192.0.2.1", 50000)
+_TURN_USER: Final = ("alice", "secret")
+_TURN_REALM: Final = "example.org"
+_TURN_PAYLOAD: Final = bytes(range(100))
+_TURN_CHANNEL: Final = 0x4000
+_TURN_NOW: Final = 1.0
+
+
+def _turn_answer(raw: bytes) -> bytes:
+    """A scripted TURN server's answer to one request from the client (coturn's flow:
+    401 with REALM and NONCE to an unsigned request, a signed success otherwise)."""
+    request = Message.decode(raw)
+    tid = request.transaction_id
+    if constants.AttrType.MESSAGE_INTEGRITY not in request:
+        error_type = constants.message_type(request.method, constants.MessageClass.ERROR_RESPONSE)
+        return Message.build(
+            error_type,
+            ErrorCodeAttribute(401),
+            Realm(_TURN_REALM),
+            Nonce("bench-nonce"),
+            transaction_id=tid,
+        ).raw
+    success = Message(
+        constants.message_type(request.method, constants.MessageClass.SUCCESS_RESPONSE), tid
+    )
+    if request.method == constants.Method.ALLOCATE:
+        XorRelayedAddress(*_TURN_RELAYED).add_to(success)
+        XorMappedAddress(*_MAPPED).add_to(success)
+        Lifetime(600).add_to(success)
+    success.add_integrity(long_term_key(_TURN_USER[0], _TURN_REALM, _TURN_USER[1]))
+    return success.raw
+
+
+def _turn_session(*, channel: bool) -> TurnSession:
+    """Our TurnSession with an allocation and, toward _TURN_PEER, a permission
+    (channel=False: data goes as Send indications) or a bound channel."""
+    session = TurnSession(_TURN_SERVER, LongTermCredentials(*_TURN_USER), channel_after=0)
+
+    def serve() -> None:
+        while transmits := session.datagrams_to_send(0.0):
+            for transmit in transmits:
+                session.receive_datagram(_turn_answer(transmit.data), _TURN_SERVER, 0.0)
+
+    session.allocate(0.0)
+    serve()
+    if channel:
+        assert session.bind_channel(_TURN_PEER, 0.0) == _TURN_CHANNEL
+    else:
+        session.create_permission([_TURN_PEER], 0.0)
+    serve()
+    events = []
+    while (event := session.next_event()) is not None:
+        events.append(type(event).__name__)
+    expected = "ChannelBound" if channel else "PermissionInstalled"
+    assert session.state == "allocated" and expected in events, (session.state, events)
+    return session
+
+
+@_case("TurnClient_Send", "aioice", "ours")
+def _turn_client_send() -> Op:
+    """TURN client, one 100-byte datagram to a peer with a bound channel: the per-packet
+    path the asyncio TurnClient takes, session.encapsulate() -> the ChannelData bytes
+    (104) for the server (session.send() + datagrams_to_send() add a Transmit)."""
+    session = _turn_session(channel=True)
+    encapsulate = session.encapsulate
+
+    def op() -> bytes | None:
+        return encapsulate(_TURN_PAYLOAD, _TURN_PEER)
+
+    assert op() == encode_channel_data(_TURN_CHANNEL, _TURN_PAYLOAD)
+    return op
+
+
+@_case("TurnClient_Receive", "aioice", "ours")
+def _turn_client_receive() -> Op:
+    """TURN client, one 104-byte ChannelData from the server on a bound channel: the
+    per-packet path the asyncio TurnClient takes, session.decapsulate() -> (payload,
+    peer) (receive_datagram() + next_event() add a DataReceived event)."""
+    session = _turn_session(channel=True)
+    decapsulate = session.decapsulate
+    raw = encode_channel_data(_TURN_CHANNEL, _TURN_PAYLOAD)
+
+    def op() -> tuple[bytes, tuple[str, int]] | None:
+        return decapsulate(raw)
+
+    assert op() == (_TURN_PAYLOAD, _TURN_PEER)
+    return op
+
+
+@_case("TurnClient_SendIndication", "aioice", "ours")
+def _turn_client_send_indication() -> Op:
+    """TURN client, one 100-byte datagram to a peer with a permission and no channel:
+    session.send() builds a Send indication (XOR-PEER-ADDRESS, DATA), datagrams_to_send()
+    returns it. (aioice sends no Send indications: its side is its ChannelData send.)"""
+    session = _turn_session(channel=False)
+    send, to_send = session.send, session.datagrams_to_send
+
+    def op() -> list[Transmit]:
+        send(_TURN_PAYLOAD, _TURN_PEER, _TURN_NOW)
+        return to_send(_TURN_NOW)
+
+    out = op()
+    assert len(out) == 1
+    sent = Message.decode(out[0].data)
+    assert sent.type == constants.SEND_INDICATION and sent.get(_DATA) == _TURN_PAYLOAD
+    return op
+
+
+def _data_indication_bytes() -> bytes:
+    return Message.build(
+        constants.DATA_INDICATION, XorPeerAddress(*_TURN_PEER), Data(_TURN_PAYLOAD)
+    ).raw
+
+
+@_case("TurnClient_ReceiveDataIndication", "aioice", "ours")
+def _turn_client_receive_data_indication() -> Op:
+    """TURN client, one Data indication (XOR-PEER-ADDRESS + 100-byte DATA, 136 bytes)
+    from the server: receive_datagram() decodes it, next_event() gives DataReceived."""
+    session = _turn_session(channel=False)
+    receive, next_event = session.receive_datagram, session.next_event
+    raw = _data_indication_bytes()
+
+    def op() -> object:
+        receive(raw, _TURN_SERVER, _TURN_NOW)
+        return next_event()
+
+    event = op()
+    assert isinstance(event, DataReceived), event
+    assert (event.data, event.peer, event.channel) == (_TURN_PAYLOAD, _TURN_PEER, None)
+    return op
+
+
+def _aioice_turn_client() -> tuple[Any, Any]:
+    """aioice's TURN client protocol (UDP) as it is once send_data has bound _TURN_CHANNEL
+    to _TURN_PEER (refresh not yet due), writing to a transport whose sendto() keeps the
+    last datagram; and that deque."""
+    import collections
+    import types
+
+    from aioice import turn
+
+    client: Any = turn.TurnClientUdpProtocol(
+        _TURN_SERVER,
+        username=_TURN_USER[0],
+        password=_TURN_USER[1],
+        lifetime=600,
+        channel_refresh_time=500,
+    )
+    sent: collections.deque[bytes] = collections.deque(maxlen=1)
+    client.transport = types.SimpleNamespace(sendto=sent.append, is_closing=lambda: False)
+    client.peer_to_channel[_TURN_PEER] = _TURN_CHANNEL
+    client.channel_to_peer[_TURN_CHANNEL] = _TURN_PEER
+    client.channel_refresh_at[_TURN_CHANNEL] = float("inf")
+    return client, sent
+
+
+def _aioice_turn_send() -> Op:
+    """aioice: TurnClientMixin.send_data (a coroutine, driven by hand: with the channel
+    bound it never suspends) frames ChannelData and calls transport.sendto()."""
+    client, sent = _aioice_turn_client()
+    send_data = client.send_data
+
+    def op() -> None:
+        coroutine = send_data(_TURN_PAYLOAD, _TURN_PEER)
+        try:
+            coroutine.send(None)
+        except StopIteration:
+            return
+        raise AssertionError("aioice's send_data suspended")  # pragma: no cover
+
+    op()
+    assert sent[0] == encode_channel_data(_TURN_CHANNEL, _TURN_PAYLOAD)
+    return op
+
+
+def _aioice_turn_receive(raw: bytes) -> Op:
+    """aioice: TurnClientMixin.datagram_received(raw) delivering to a DatagramProtocol."""
+    import asyncio
+
+    client, _ = _aioice_turn_client()
+    got: list[tuple[bytes, tuple[str, int]]] = []
+
+    class Checker(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+            got.append((data, addr))
+
+    client.receiver = Checker()
+    client.datagram_received(raw, _TURN_SERVER)
+    assert got == [(_TURN_PAYLOAD, _TURN_PEER)], got
+    client.receiver = asyncio.DatagramProtocol()  # its datagram_received does nothing
+    return partial(client.datagram_received, raw, _TURN_SERVER)
+
+
+def _register_aioice_turn() -> None:
+    try:
+        import aioice.turn  # noqa: F401
+    except ImportError:
+        return
+
+    @_case("TurnClient_Send" + AIOICE_SUFFIX, "aioice", "aioice")
+    def _aioice_turn_client_send() -> Op:
+        """aioice: send_data(100 bytes, peer) on a bound channel (the coroutine run by hand:
+        it does not suspend), ChannelData to transport.sendto()."""
+        return _aioice_turn_send()
+
+    @_case("TurnClient_Receive" + AIOICE_SUFFIX, "aioice", "aioice")
+    def _aioice_turn_client_receive() -> Op:
+        """aioice: datagram_received(104-byte ChannelData) delivering the payload and the
+        peer to the receiving DatagramProtocol."""
+        return _aioice_turn_receive(encode_channel_data(_TURN_CHANNEL, _TURN_PAYLOAD))
+
+    @_case("TurnClient_SendIndication" + AIOICE_SUFFIX, "aioice", "aioice")
+    def _aioice_turn_client_send_indication() -> Op:
+        """aioice never sends a Send indication (it binds a channel before the first
+        datagram), so its per-datagram send is the ChannelData one: send_data as in
+        TurnClient_Send_aioice."""
+        return _aioice_turn_send()
+
+    @_case("TurnClient_ReceiveDataIndication" + AIOICE_SUFFIX, "aioice", "aioice")
+    def _aioice_turn_client_receive_data_indication() -> Op:
+        """aioice: datagram_received(Data indication): stun.parse_message, the permission
+        check against its channel peers, then the payload to the DatagramProtocol."""
+        return _aioice_turn_receive(_data_indication_bytes())
+
+
+_register_aioice_turn()

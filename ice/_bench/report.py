@@ -7,7 +7,8 @@ Targets (docs: DESIGN.md, "Performance"), judged on the median ns/op:
 
 - integrity rows (MESSAGE-INTEGRITY add/check): at most 0.5x Go;
 - every other per-operation row: at most max(3x Go, Go + 60 ns);
-- aioice comparisons: ours at least 25x faster than aioice.
+- aioice comparisons: ours at least 25x faster than aioice (the STUN rows), or
+  as AIOICE_SPEEDUP_BY_CASE says (the TURN client's per-packet rows).
 """
 
 from __future__ import annotations
@@ -23,6 +24,18 @@ INTEGRITY_MAX_RATIO: Final = 0.5
 OP_MAX_RATIO: Final = 3.0
 OP_MAX_EXTRA_NS: Final = 60.0
 AIOICE_MIN_SPEEDUP: Final = 25.0
+#: Rows with their own aioice target: the TURN client's per-packet paths (issue 4
+#: quotes aioice's figures without a factor; ours must at least be faster, and the
+#: ChannelData fast paths twice as fast).
+AIOICE_SPEEDUP_BY_CASE: Final[dict[str, float | None]] = {
+    "TurnClient_Send": 2.0,
+    "TurnClient_Receive": 2.0,
+    # aioice never sends Send indications: its row is its ChannelData send, shown
+    # for scale only (ours binds a channel after the first datagrams, then takes
+    # the TurnClient_Send path).
+    "TurnClient_SendIndication": None,
+    "TurnClient_ReceiveDataIndication": 1.0,
+}
 
 _SECTIONS: Final[dict[str, str]] = {
     "stun": "pion/stun (github.com/pion/stun)",
@@ -87,8 +100,12 @@ def judge(results: Iterable[Result]) -> list[Verdict]:
         if case.kind == "ours":
             other = by_name.get(case.pair or "")
             ref = other.median_ns if other is not None else None
-            limit = ref / AIOICE_MIN_SPEEDUP if ref is not None else None
-            rule = f">= {AIOICE_MIN_SPEEDUP:g}x faster"
+            speedup = AIOICE_SPEEDUP_BY_CASE.get(case.name, AIOICE_MIN_SPEEDUP)
+            if speedup is None:
+                limit, rule = None, "-"
+            else:
+                limit = ref / speedup if ref is not None else None
+                rule = f">= {speedup:g}x faster"
             verdicts.append(Verdict(case.name, case.group, result, "aioice", ref, limit, rule))
             continue
         go = GO_NS.get(case.name)
