@@ -39,6 +39,7 @@ from ice._version import __version__
 from ice.aio_client import AsyncStunClient, get_mapped_address, stun_request
 from ice.aio_nat import discover_binding_lifetime, discover_nat
 from ice.aio_server import Listener, StunServerRunner, serve_stun
+from ice.aio_turn import TurnClient, TurnDatagramTransport
 from ice.attrs import *  # noqa: F403 - the attribute classes are public API
 from ice.attrs import __all__ as _attrs_all
 from ice.client_auth import AuthenticationError, LongTermCredentials, ShortTermCredentials
@@ -64,6 +65,7 @@ from ice.transaction import (
     TransactionTimedOut,
     Transmit,
 )
+from ice.turn_client import TurnSession
 from ice.uri import StunUri, UriError, parse_uri
 
 # The compiled twin of constants.message_type: the same bit layout, ~7x faster.
@@ -95,6 +97,9 @@ __all__ = [
     "StunServerRunner",
     "serve_stun",
     "TurnError",
+    "TurnClient",
+    "TurnDatagramTransport",
+    "TurnSession",
     "PACKET_CHANNEL_DATA",
     "PACKET_DTLS",
     "PACKET_RTP",

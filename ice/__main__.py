@@ -16,6 +16,7 @@ COMMANDS = (
     ("stun", "ice._cli.stun"),
     ("server", "ice._cli.server"),
     ("nat", "ice._cli.nat"),
+    ("turn", "ice._cli.turn"),
 )
 
 

@@ -42,15 +42,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl as _ssl
-from dataclasses import dataclass
 from types import TracebackType
 
 from ice._codec import Message
 from ice._errors import Error, StunError, StunTimeoutError
 from ice.aio_transport import (
     ClientChannel,
+    Endpoint,
+    Target,
     TransportKind,
     address_family,
+    endpoint_for,
     open_channel,
     resolve,
 )
@@ -65,7 +67,7 @@ from ice.transaction import (
     TransactionSucceeded,
     TransactionTable,
 )
-from ice.uri import StunUri, format_address, parse_uri
+from ice.uri import format_address
 
 __all__ = [
     "AsyncStunClient",
@@ -78,49 +80,9 @@ __all__ = [
 logger = logging.getLogger("ice.aio_client")
 
 #: What a server can be given as.
-Target = StunUri | str | tuple[str, int]
 
-_KINDS: dict[str, TransportKind] = {"udp": "udp", "tcp": "tcp", "tls": "tls"}
 #: How long closing waits for a TLS/TCP connection to shut down before aborting it.
 CLOSE_TIMEOUT = 2.0
-
-
-@dataclass(frozen=True, slots=True)
-class _Endpoint:
-    """A target with its transport and TLS settings decided."""
-
-    host: str
-    port: int
-    kind: TransportKind
-    ssl: _ssl.SSLContext | None
-
-    def __str__(self) -> str:
-        return f"{self.kind} {format_address((self.host, self.port))}"
-
-
-def _endpoint(target: Target, transport: str | None, ssl: _ssl.SSLContext | None) -> _Endpoint:
-    if isinstance(target, str):
-        target = parse_uri(target)
-    if isinstance(target, StunUri):
-        host, port = target.address
-        default: TransportKind = "tls" if target.secure else target.transport
-    else:
-        host, port = target
-        default = "tls" if ssl is not None else "udp"
-        if not isinstance(port, int) or not 0 < port < 65536:
-            raise ValueError(f"port {port!r} is not in 1-65535")
-    kind = default if transport is None else _KINDS.get(transport)
-    if kind is None:
-        raise ValueError(f"transport must be udp, tcp or tls, not {transport!r}")
-    if isinstance(target, StunUri) and target.secure and kind != "tls":
-        raise ValueError(f"{target.scheme}: needs TLS, not {kind}")
-    if kind == "tls":
-        ssl = ssl if ssl is not None else _ssl.create_default_context()
-    elif ssl is not None:
-        raise ValueError(
-            f"an SSL context was given for {kind}; use a stuns: URI or transport='tls'"
-        )
-    return _Endpoint(host, port, kind, ssl)
 
 
 def _new_machine(
@@ -173,7 +135,7 @@ class AsyncStunClient:
         learns at once when the port is closed (ConnectionRefusedError); leave
         it off to send to other addresses too (RFC 5780 tests).
         """
-        endpoint = _endpoint(target, transport, ssl)
+        endpoint = endpoint_for(target, transport, ssl)
         addresses = await resolve(
             endpoint.host,
             endpoint.port,
@@ -198,7 +160,7 @@ class AsyncStunClient:
     @classmethod
     async def _open_to(
         cls,
-        endpoint: _Endpoint,
+        endpoint: Endpoint,
         addr: Address,
         *,
         local_addr: Address | None,
@@ -409,7 +371,7 @@ async def stun_request(
     name resolution and connection included. Raises StunError (error
     response), StunTimeoutError, UriError/ValueError (bad target) or OSError.
     """
-    endpoint = _endpoint(target, transport, ssl)
+    endpoint = endpoint_for(target, transport, ssl)
     try:
         async with asyncio.timeout(timeout):
             return await _request_any(endpoint, request, credentials, local_addr, software, rto)
@@ -420,7 +382,7 @@ async def stun_request(
 
 
 async def _request_any(
-    endpoint: _Endpoint,
+    endpoint: Endpoint,
     request: Message,
     credentials: Credentials | None,
     local_addr: Address | None,

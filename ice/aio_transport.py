@@ -23,19 +23,23 @@ import logging
 import socket
 import ssl as _ssl
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 from ice._codec import stream_frame_length
 from ice._errors import DecodeError
 from ice.transaction import Address
-from ice.uri import format_address
+from ice.uri import StunUri, format_address, parse_uri
 
 __all__ = [
     "MAX_STREAM_BUFFER",
     "ClientChannel",
+    "Endpoint",
     "StreamFramer",
+    "Target",
     "TransportKind",
     "address_family",
+    "endpoint_for",
     "open_channel",
     "resolve",
 ]
@@ -43,6 +47,50 @@ __all__ = [
 logger = logging.getLogger("ice.aio_transport")
 
 TransportKind = Literal["udp", "tcp", "tls"]
+#: What a client connects to: a URI (text or parsed) or a (host, port) pair.
+Target = StunUri | str | tuple[str, int]
+_KINDS: dict[str, TransportKind] = {"udp": "udp", "tcp": "tcp", "tls": "tls"}
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A target with its transport and TLS settings decided."""
+
+    host: str
+    port: int
+    kind: TransportKind
+    ssl: _ssl.SSLContext | None
+
+    def __str__(self) -> str:
+        return f"{self.kind} {format_address((self.host, self.port))}"
+
+
+def endpoint_for(target: Target, transport: str | None, ssl: _ssl.SSLContext | None) -> Endpoint:
+    """Where and how to connect: the target's host and port, the transport (the
+    URI's unless ``transport`` says otherwise) and the TLS context."""
+    if isinstance(target, str):
+        target = parse_uri(target)
+    if isinstance(target, StunUri):
+        host, port = target.address
+        default: TransportKind = "tls" if target.secure else target.transport
+    else:
+        host, port = target
+        default = "tls" if ssl is not None else "udp"
+        if not isinstance(port, int) or not 0 < port < 65536:
+            raise ValueError(f"port {port!r} is not in 1-65535")
+    kind = default if transport is None else _KINDS.get(transport)
+    if kind is None:
+        raise ValueError(f"transport must be udp, tcp or tls, not {transport!r}")
+    if isinstance(target, StunUri) and target.secure and kind != "tls":
+        raise ValueError(f"{target.scheme}: needs TLS, not {kind}")
+    if kind == "tls":
+        ssl = ssl if ssl is not None else _ssl.create_default_context()
+    elif ssl is not None:
+        raise ValueError(
+            f"an SSL context was given for {kind}; use a stuns: URI or transport='tls'"
+        )
+    return Endpoint(host, port, kind, ssl)
+
 
 #: Unframed bytes a stream may hold: more than the largest frame (20 + 65,535 bytes).
 MAX_STREAM_BUFFER = 128 * 1024

@@ -17,8 +17,8 @@ import pytest
 
 from ice._codec import Message, encode_channel_data
 from ice._errors import DecodeError, Error, StunError, StunTimeoutError
-from ice.aio_client import AsyncStunClient, _endpoint, get_mapped_address, stun_request
-from ice.aio_transport import StreamFramer, resolve
+from ice.aio_client import AsyncStunClient, get_mapped_address, stun_request
+from ice.aio_transport import StreamFramer, endpoint_for, resolve
 from ice.attrs import (
     ChangeRequest,
     ErrorCodeAttribute,
@@ -127,7 +127,7 @@ def test_endpoint_choice(
     target: Any, transport: str | None, with_ssl: bool, expected: tuple[str, int, str]
 ) -> None:
     context = ssl.create_default_context() if with_ssl else None
-    endpoint = _endpoint(target, transport, context)
+    endpoint = endpoint_for(target, transport, context)
     assert (endpoint.host, endpoint.port, endpoint.kind) == expected
     if endpoint.kind == "tls":
         assert endpoint.ssl is not None
@@ -156,7 +156,7 @@ def test_endpoint_errors(
 ) -> None:
     context = ssl.create_default_context() if with_ssl else None
     with pytest.raises(error, match=problem):
-        _endpoint(target, transport, context)
+        endpoint_for(target, transport, context)
 
 
 # -- stream framing

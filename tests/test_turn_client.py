@@ -538,7 +538,7 @@ def test_malformed_success_responses_fail_cleanly() -> None:
 
 
 def test_the_fast_path_frames_and_unframes_channeldata_once_a_channel_is_bound() -> None:
-    session, server, servers = allocated(channel_after=0)
+    session, _, servers = allocated(channel_after=0)
     assert session.encapsulate(b"x", PEER) is None  # no channel yet: use send()
     session.bind_channel(PEER, 0.0)
     run(session, servers, 0.0)
