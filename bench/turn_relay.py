@@ -552,7 +552,30 @@ def format_report(results: Sequence[Result], header: str) -> str:
             f"ours / aioice: {value:.2f}x the round trips per second "
             f"(best round of each; target >= {TARGET_RATIO:g}x: {verdict})"
         )
+    overhead = client_cpu_ratio(results)
+    if overhead is not None:
+        ours_us, theirs_us = overhead
+        lines.append(
+            f"client CPU per round trip above the direct baseline (best round of each): "
+            f"ours {ours_us:.1f} µs, aioice {theirs_us:.1f} µs: aioice costs "
+            f"{theirs_us / ours_us:.1f}x ours"
+            if ours_us > 0
+            else "client CPU above the direct baseline: ours is within the noise"
+        )
     return "\n".join(lines)
+
+
+def client_cpu_ratio(results: Sequence[Result]) -> tuple[float, float] | None:
+    """(ours, aioice) CPU µs per round trip beyond the no-relay baseline: what each
+    client itself costs, as the relay server (coturn) caps round trips per second
+    for both on a small machine. None without all three clients measured."""
+    best: dict[str, float] = {}
+    for r in results:
+        if r.received and (r.client not in best or r.cpu_us < best[r.client]):
+            best[r.client] = r.cpu_us
+    if not {"ours", "aioice", BASELINE} <= best.keys():
+        return None
+    return best["ours"] - best[BASELINE], best["aioice"] - best[BASELINE]
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -110,6 +110,8 @@ def address_family(host: str) -> socket.AddressFamily | None:
 
 def _address(sockaddr: Any) -> Address:
     """(host, port) from a socket address (IPv6 ones have four fields)."""
+    if len(sockaddr) == 2:
+        return cast(Address, sockaddr)  # already (str, int): skip the copy on every datagram
     return (str(sockaddr[0]), int(sockaddr[1]))
 
 
@@ -188,6 +190,9 @@ class ClientChannel:
         self._on_data = on_data
         self._on_error = on_error
         self._transport: asyncio.BaseTransport | None = None
+        # the transport's send method, looked up once (None once closed)
+        self._sendto: Callable[[bytes, Address], None] | None = None
+        self._write: Callable[[bytes], None] | None = None
         self._closed = asyncio.get_running_loop().create_future()
 
     @property
@@ -201,22 +206,24 @@ class ClientChannel:
 
     def send(self, data: bytes, addr: Address) -> None:
         """Send a datagram to ``addr``, or write ``data`` on the stream (``addr`` unused)."""
-        transport = self._transport
-        if transport is None or self._closed.done():
+        sendto = self._sendto
+        if sendto is not None:
+            sendto(data, addr)
+            return
+        write = self._write
+        if write is None:
             raise ConnectionError(f"the {self.kind} socket is closed")
-        if self.kind == "udp":
-            # asyncio's selector UDP transport does not subclass DatagramTransport.
-            cast(asyncio.DatagramTransport, transport).sendto(data, addr)  # connected: addr unused
-        else:
-            cast(asyncio.WriteTransport, transport).write(data)
+        write(data)
 
     def close(self) -> None:
         """Close the socket (the stream after flushing what was written)."""
+        self._sendto = self._write = None
         if self._transport is not None:
             self._transport.close()
 
     def abort(self) -> None:
         """Close at once, dropping what is not sent yet."""
+        self._sendto = self._write = None
         if self._transport is not None:
             cast(asyncio.Transport | asyncio.DatagramTransport, self._transport).abort()
 
@@ -227,6 +234,11 @@ class ClientChannel:
 
     def _made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport
+        if self.kind == "udp":
+            # asyncio's selector UDP transport does not subclass DatagramTransport.
+            self._sendto = cast(asyncio.DatagramTransport, transport).sendto
+        else:
+            self._write = cast(asyncio.WriteTransport, transport).write
         self.local_address = _address(transport.get_extra_info("sockname"))
 
     def _received(self, data: bytes, addr: Address) -> None:
@@ -242,6 +254,7 @@ class ClientChannel:
             logger.exception("%s: failed to handle %r", self.kind, exc)
 
     def _lost(self, exc: Exception | None) -> None:
+        self._sendto = self._write = None
         if self._closed.done():
             return
         self._closed.set_result(None)

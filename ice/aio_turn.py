@@ -676,13 +676,14 @@ class TurnDatagramTransport(asyncio.DatagramTransport):
         if self._closing:
             return
         client = self._client
+        if type(addr) is tuple and client._failure is None:  # the per-packet fast path
+            frame = client.machine.encapsulate(data if type(data) is bytes else bytes(data), addr)
+            if frame is not None and client._send_frame(frame):
+                return
         try:
             if client._failure is not None:
                 raise client._failure
             peer = (addr[0], addr[1]) if addr[0] in client._installed else (_ip(addr[0]), addr[1])
-            frame = client.machine.encapsulate(bytes(data), peer)
-            if frame is not None and client._send_frame(frame):
-                return
             now = client._loop.time()
             client.machine.send(bytes(data), peer, now)
             client._pump(now)
