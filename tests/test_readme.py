@@ -2,17 +2,41 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
+
+import pytest
+from coturn import requires_coturn, run_coturn
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
-def test_readme_python_examples_run() -> None:
+def python_blocks() -> list[str]:
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
     assert blocks
-    for block in blocks:
-        exec(compile(block, str(README), "exec"), {})
+    return blocks
+
+
+def run_block(block: str) -> None:
+    exec(compile(block, str(README), "exec"), {})
+
+
+def test_readme_python_examples_run() -> None:
+    for block in python_blocks():
+        if "TURN_URI" not in block:
+            run_block(block)
+
+
+@requires_coturn
+def test_readme_turn_example_runs_against_coturn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The TURN example reads its server from TURN_URI: here a coturn of our own."""
+    turn_blocks = [b for b in python_blocks() if "TURN_URI" in b]
+    assert turn_blocks
+    with run_coturn() as coturn:
+        monkeypatch.setitem(os.environ, "TURN_URI", f"turn:127.0.0.1:{coturn.port}?transport=tcp")
+        for block in turn_blocks:
+            run_block(block)
 
 
 def test_readme_holds_the_two_commands() -> None:
