@@ -270,7 +270,9 @@ class _DatagramProtocol(asyncio.DatagramProtocol):
         self._channel._made(transport)
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        self._channel._received(data, _address(addr))
+        if len(addr) != 2:  # IPv6: (host, port, flowinfo, scope_id)
+            addr = (addr[0], addr[1])
+        self._channel._received(data, addr)
 
     def error_received(self, exc: Exception) -> None:
         # A failed send, or an ICMP error (Linux reports those on a connected socket only).
