@@ -123,6 +123,9 @@ class TurnClient:
         self._loop = asyncio.get_running_loop()
         self.machine = machine
         self._endpoint = endpoint
+        # the name a TLS certificate must carry: the target's host name (None for an IP
+        # literal: its IP), or an ALTERNATE-DOMAIN after a redirect
+        self._tls_name = endpoint.host if address_family(endpoint.host) is None else None
         self._local_addr = local_addr
         self._channel: ClientChannel | None = None
         self._generation = 0  # of the socket: errors from one that was replaced are ignored
@@ -265,7 +268,7 @@ class TurnClient:
             on_error=functools.partial(self._on_error, self._generation),
             local_addr=local,
             ssl=endpoint.ssl,
-            server_hostname=endpoint.host if address_family(endpoint.host) is None else None,
+            server_hostname=self._tls_name,
             connect_udp=True,
         )
 
@@ -540,6 +543,8 @@ class TurnClient:
         elif isinstance(event, AllocationFailed):
             _future_done(self._allocated, TurnError(event.code, event.reason))
         elif isinstance(event, Redirected):
+            if event.domain is not None:
+                self._tls_name = event.domain  # RFC 8489 14.16: check the new certificate with it
             self._redirect(event.server)
         elif isinstance(event, AllocationLost):
             self._lose(event)

@@ -46,6 +46,7 @@ from ice._version import __version__
 from ice.attrs import (
     AdditionalAddressFamily,
     AddressErrorCode,
+    AlternateDomain,
     AlternateServer,
     ChannelNumber,
     Data,
@@ -645,7 +646,8 @@ class TurnSession:
         # realm and nonce belong to the old server
         self.credentials.realm = None
         self.credentials.nonce = None
-        self._events.append(Redirected(server))
+        domain = AlternateDomain.get_from(response)
+        self._events.append(Redirected(server, domain.value if domain is not None else None))
         self._send_allocate(now)
         return True
 

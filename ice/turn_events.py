@@ -44,9 +44,11 @@ class AllocationFailed:
 
 @dataclass(frozen=True, slots=True)
 class Redirected:
-    """300 ALTERNATE-SERVER: the session now talks to ``server`` (connect to it over TCP)."""
+    """300 ALTERNATE-SERVER: the session now talks to ``server`` (connect to it over TCP).
+    ``domain`` is the ALTERNATE-DOMAIN to check a TLS certificate against, when given."""
 
     server: Address
+    domain: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -563,3 +563,14 @@ def test_a_lapsed_permission_takes_a_bound_channel_off_the_fast_path_until_reins
 
     assert server.relayed_to_peers[-1] == (b"again", PEER, "channel")
     assert session.encapsulate(b"x", PEER) is not None
+
+
+def test_a_redirect_carries_the_alternate_domain_for_tls() -> None:
+    first = ScriptedTurnServer(SERVER)
+    first.overrides[Method.ALLOCATE] = lambda ctx: error(
+        ctx, 300, ice.AlternateServer(*OTHER_SERVER), ice.AlternateDomain("turn2.example.org")
+    )
+    session = TurnSession(SERVER, ice.LongTermCredentials("alice", "secret"), reliable=True)
+    session.allocate(0.0)
+    events = run(session, {SERVER: first, OTHER_SERVER: ScriptedTurnServer(OTHER_SERVER)}, 0.0)
+    assert events[0] == Redirected(OTHER_SERVER, "turn2.example.org")
