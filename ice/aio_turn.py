@@ -74,6 +74,7 @@ from ice.turn_client import (
     ChannelBound,
     Closed,
     DataReceived,
+    PermissionExpired,
     PermissionFailed,
     PermissionInstalled,
     Redirected,
@@ -560,6 +561,8 @@ class TurnClient:
             self._installed.add(event.peer[0])  # ChannelBind installs the permission too
             self._settle(self._permissions.pop(event.peer[0], None))
             self._settle(self._channel_waiters.pop(event.channel, None))
+        elif isinstance(event, PermissionExpired):
+            self._installed.difference_update(event.peers)  # the next send waits for a new one
         elif isinstance(event, PermissionFailed | ChannelBindFailed):
             error = TurnError(event.code, event.reason)
             if isinstance(event, PermissionFailed):

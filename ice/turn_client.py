@@ -86,6 +86,7 @@ from ice.turn_events import (
     ChannelBound,
     Closed,
     DataReceived,
+    PermissionExpired,
     PermissionFailed,
     PermissionInstalled,
     Redirected,
@@ -102,6 +103,7 @@ __all__ = [
     "ChannelBound",
     "Closed",
     "DataReceived",
+    "PermissionExpired",
     "PermissionFailed",
     "PermissionInstalled",
     "Redirected",
@@ -515,6 +517,7 @@ class TurnSession:
             elif now >= permission.expires:
                 permission.installed = False  # channels linked to it stop using it
                 del self._permissions[ip]  # unused: the server lets it lapse, so do we
+                self._events.append(PermissionExpired((ip,)))
             else:
                 permission.refresh_at = permission.expires
         self._flush_permissions(now)

@@ -14,6 +14,7 @@ __all__ = [
     "ChannelBound",
     "Closed",
     "DataReceived",
+    "PermissionExpired",
     "PermissionFailed",
     "PermissionInstalled",
     "Redirected",
@@ -75,6 +76,13 @@ class PermissionInstalled:
 
 
 @dataclass(frozen=True, slots=True)
+class PermissionExpired:
+    """Unused for a whole lifetime, the permission was let lapse, as the server does."""
+
+    peers: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class PermissionFailed:
     """CreatePermission was refused; datagrams waiting for these IPs were dropped."""
 
@@ -114,6 +122,7 @@ TurnEvent = (
     | AllocationLost
     | Closed
     | PermissionInstalled
+    | PermissionExpired
     | PermissionFailed
     | ChannelBound
     | ChannelBindFailed

@@ -32,6 +32,7 @@ from ice.turn_client import (
     ChannelBound,
     Closed,
     DataReceived,
+    PermissionExpired,
     PermissionFailed,
     PermissionInstalled,
     Redirected,
@@ -555,7 +556,8 @@ def test_a_lapsed_permission_takes_a_bound_channel_off_the_fast_path_until_reins
     session, server, servers = allocated(channel_after=0)
     session.bind_channel(PEER, 0.0)
     run(session, servers, 0.0)
-    advance(session, servers, 301.0)  # unused: the permission lapses (the channel lives 600 s)
+    seen = advance(session, servers, 301.0)  # unused: the permission lapses (a channel: 600 s)
+    assert (300.0, PermissionExpired(("203.0.113.7",))) in seen
     assert session.encapsulate(b"x", PEER) is None
 
     session.send(b"again", PEER, 301.0)  # a new CreatePermission, then the data by channel
