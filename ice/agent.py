@@ -1,0 +1,640 @@
+"""The ICE agent, sans-I/O (RFC 8445, with RFC 7675 consent and RFC 8838 trickle).
+
+An `Agent` is told its local candidates (the adapter gathers them: host
+sockets, server-reflexive addresses from STUN, relayed ones from TURN), the
+peer's credentials and candidates (at any time: trickle), and every STUN
+datagram its sockets receive. It answers and sends connectivity checks,
+nominates, selects a pair per component, keeps consent on it, and reports
+all of it as events::
+
+    agent = Agent(controlling=True, rng=random.Random())
+    agent.add_local_candidate(host_candidate, base=("192.0.2.10", 50000))
+    agent.set_remote_credentials(ufrag, pwd)
+    agent.add_remote_candidate(remote_candidate, now)
+    agent.connect(now)
+    agent.receive_datagram(data, addr, now, local=("192.0.2.10", 50000))
+    agent.datagrams_to_send(now) -> [Transmit(data, addr, source=base)]
+    agent.next_event() -> ConnectionStateChanged | SelectedPairChanged | ...
+
+Data does not go through the agent: the adapter sends application
+datagrams on `selected_pair(component)` (from its ``base``, to its remote
+address) and hands the agent only STUN (first byte 0-3, RFC 7983).
+
+Checks are paced at one per ``ta`` seconds (the first goes out at once);
+a nomination check on a pair that already succeeded goes out at once, so a
+pair is selected one round trip after it is found to work. Regular
+nomination is the default; ``nomination="aggressive"`` puts USE-CANDIDATE
+in every check (RFC 5245 peers). A peer's USE-CANDIDATE is always
+honoured. ``lite=True`` runs a lite agent (RFC 8445 section 2.5): it only
+answers checks and is always controlled.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import deque
+from dataclasses import dataclass
+from typing import Literal
+
+from ice._codec import IntegrityKey, Message
+from ice._errors import DecodeError, FingerprintError, IntegrityError
+from ice.agent_events import (
+    AgentEvent,
+    ConnectionState,
+    ConnectionStateChanged,
+    GatheringState,
+    GatheringStateChanged,
+    LocalCandidate,
+    LocalCandidatesEnd,
+    RoleChanged,
+    SelectedPairChanged,
+)
+from ice.attrs import (
+    ErrorCodeAttribute,
+    IceControlled,
+    IceControlling,
+    Priority,
+    UnknownAttributes,
+    UseCandidate,
+    Username,
+    XorMappedAddress,
+)
+from ice.candidate import Candidate, CandidateType, candidate_priority
+from ice.checklist import CandidatePair, CheckList, PairState
+from ice.constants import (
+    BINDING_ERROR,
+    BINDING_REQUEST,
+    BINDING_SUCCESS,
+    AttrType,
+    MessageClass,
+    Method,
+)
+from ice.credentials import short_term_key
+from ice.transaction import (
+    Address,
+    TransactionFailed,
+    TransactionSucceeded,
+    TransactionTable,
+    Transmit,
+)
+
+__all__ = ["Agent", "Nomination"]
+
+logger = logging.getLogger("ice.agent")
+
+Nomination = Literal["regular", "aggressive"]
+
+_BINDING = int(Method.BINDING)
+_REQUEST = int(MessageClass.REQUEST)
+_SUCCESS = int(MessageClass.SUCCESS_RESPONSE)
+_ERROR = int(MessageClass.ERROR_RESPONSE)
+_MI = int(AttrType.MESSAGE_INTEGRITY)
+_FINGERPRINT = int(AttrType.FINGERPRINT)
+_USE_CANDIDATE = int(AttrType.USE_CANDIDATE)
+_ICE_CONTROLLING = int(AttrType.ICE_CONTROLLING)
+_ICE_CONTROLLED = int(AttrType.ICE_CONTROLLED)
+_ICE_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/"
+
+
+@dataclass(slots=True)
+class _Check:
+    """A connectivity or consent check in flight."""
+
+    pair: CandidatePair
+    nominating: bool
+    consent: bool
+    started: float
+
+
+class Agent:
+    """One ICE session: a check list over the components of one data stream."""
+
+    def __init__(
+        self,
+        *,
+        controlling: bool,
+        components: int = 1,
+        ufrag: str | None = None,
+        pwd: str | None = None,
+        tie_breaker: int | None = None,
+        rng: random.Random | None = None,
+        nomination: Nomination = "regular",
+        lite: bool = False,
+        ta: float = 0.05,
+        check_rto: float = 0.25,
+        check_retransmissions: int = 5,
+        consent_interval: float = 5.0,
+        consent_disconnect: float = 8.0,
+        consent_timeout: float = 30.0,
+        software: str | None = None,
+    ) -> None:
+        if components < 1:
+            raise ValueError("components must be at least 1")
+        if nomination not in ("regular", "aggressive"):
+            raise ValueError("nomination is 'regular' or 'aggressive'")
+        self._rng = rng if rng is not None else random.Random()
+        self.controlling = controlling and not lite
+        self.components = components
+        self.local_ufrag = ufrag if ufrag is not None else self._random_text(8)
+        self.local_pwd = pwd if pwd is not None else self._random_text(24)
+        self.tie_breaker = tie_breaker if tie_breaker is not None else self._rng.getrandbits(64)
+        self.nomination: Nomination = nomination
+        self.lite = lite
+        self.ta = ta
+        self.consent_interval = consent_interval
+        self.consent_disconnect = consent_disconnect
+        self.consent_timeout = consent_timeout
+        self.software = software
+        self.remote_ufrag: str | None = None
+        self.remote_pwd: str | None = None
+        self.remote_lite = False
+        self.state = ConnectionState.NEW
+        self.gathering_state = GatheringState.NEW
+        self.failure_reason = ""
+        self.local_candidates: list[Candidate] = []
+        self.remote_candidates: list[Candidate] = []
+        self.remote_end_of_candidates = False
+        self.checklist = CheckList()
+        self._local_key = IntegrityKey(short_term_key(self.local_pwd))
+        self._remote_key: IntegrityKey | None = None
+        self._bases: dict[Address, Candidate] = {}  # base -> the local candidate sent from it
+        self._table = TransactionTable(
+            rto=check_rto, min_rto=min(check_rto, 0.5), rc=check_retransmissions, rm=4
+        )
+        self._checks: dict[bytes, _Check] = {}
+        self._arrived_on: dict[bytes, Address] = {}
+        self._outbox: list[Transmit] = []
+        self._events: deque[AgentEvent] = deque()
+        self._next_ta: float | None = None
+        self._last_check = float("-inf")
+        self._selected: dict[int, CandidatePair] = {}
+        self._consent_at: dict[int, float] = {}
+        self._consent_ok: dict[int, float] = {}
+        self._prflx_count = 0
+
+    def _random_text(self, length: int) -> str:
+        return "".join(self._rng.choice(_ICE_CHARS) for _ in range(length))
+
+    # -- candidates and credentials
+
+    def start_gathering(self) -> None:
+        if self.gathering_state is GatheringState.NEW:
+            self._set_gathering(GatheringState.GATHERING)
+
+    def add_local_candidate(self, candidate: Candidate, base: Address, now: float = 0.0) -> None:
+        """A gathered local candidate and the transport address it is sent from
+        (its own address for host and relayed candidates, the host socket's for
+        server-reflexive ones); emitted as a `LocalCandidate` event."""
+        if not 1 <= candidate.component <= self.components:
+            raise ValueError(
+                f"component {candidate.component} of a {self.components}-component agent"
+            )
+        self.start_gathering()
+        self.local_candidates.append(candidate)
+        self._events.append(LocalCandidate(candidate))
+        if candidate.type is CandidateType.SERVER_REFLEXIVE:
+            return  # checked from its base: the host candidate's pairs cover it (6.1.2.4)
+        self._bases.setdefault(base, candidate)
+        for remote in self.remote_candidates:
+            self._pair(candidate, base, remote)
+        self._arm(now)
+
+    def end_of_local_candidates(self, now: float = 0.0) -> None:
+        if self.gathering_state is not GatheringState.COMPLETE:
+            self._set_gathering(GatheringState.COMPLETE)
+            self._events.append(LocalCandidatesEnd())
+            self._check_failed(now)
+
+    def set_remote_credentials(self, ufrag: str, pwd: str, *, lite: bool = False) -> None:
+        self.remote_ufrag, self.remote_pwd = ufrag, pwd
+        self._remote_key = IntegrityKey(short_term_key(pwd))
+        self.remote_lite = lite
+        if lite and not self.lite and not self.controlling:
+            self._set_role(True)  # RFC 8445 6.1.1: the full agent controls a lite peer
+
+    def add_remote_candidate(self, candidate: Candidate | None, now: float = 0.0) -> None:
+        """A candidate the peer signalled, or None for its end-of-candidates."""
+        if candidate is None:
+            self.remote_end_of_candidates = True
+            self._check_failed(now)
+            return
+        if candidate.transport.lower() != "udp" or not 1 <= candidate.component <= self.components:
+            return  # TCP candidates: RFC 6544 (not here); a component we do not have
+        if any(c.address == candidate.address and c.component == candidate.component
+               for c in self.remote_candidates):  # fmt: skip
+            return
+        self.remote_candidates.append(candidate)
+        for base, local in self._bases.items():
+            self._pair(local, base, candidate)
+        self._arm(now)
+
+    def _pair(self, local: Candidate, base: Address, remote: Candidate) -> CandidatePair | None:
+        if local.component != remote.component or _family(base[0]) != _family(remote.host):
+            return None
+        return self.checklist.add(CandidatePair(local, remote, base), self.controlling)
+
+    # -- starting and stopping
+
+    def connect(self, now: float) -> None:
+        """Start the checks (or, for a lite agent, wait for the peer's)."""
+        if self.state is ConnectionState.NEW:
+            self._set_state(ConnectionState.CHECKING)
+        self._arm(now)
+
+    def close(self) -> None:
+        for tid in list(self._checks):
+            self._table.cancel(tid)
+        self._checks.clear()
+        self._next_ta = None
+        self._consent_at.clear()
+        self._set_state(ConnectionState.CLOSED)
+
+    def selected_pair(self, component: int = 1) -> CandidatePair | None:
+        """The pair data goes over, or None. Sending on it stops once consent is lost."""
+        if self.state in (ConnectionState.FAILED, ConnectionState.CLOSED):
+            return None
+        return self._selected.get(component)
+
+    def _arm(self, now: float) -> None:
+        """Make sure the pacer runs: at once if no check went out in the last Ta."""
+        if self.lite or self.state in (ConnectionState.NEW, ConnectionState.CLOSED):
+            return
+        if self.state is ConnectionState.FAILED or self._next_ta is not None:
+            return
+        self._next_ta = max(now, self._last_check + self.ta)
+        if self._next_ta <= now:
+            self.handle_timer(now)
+
+    # -- the machine surface
+
+    def receive_datagram(self, data: bytes, addr: Address, now: float, *, local: Address) -> None:
+        """A STUN datagram that arrived on the socket bound to ``local`` from ``addr``."""
+        try:
+            message = Message.decode(data)
+        except DecodeError as exc:
+            logger.debug("dropped %d bytes from %s: %s", len(data), addr, exc)
+            return
+        if message.method != _BINDING or self.state is ConnectionState.CLOSED:
+            return
+        if _FINGERPRINT in message:
+            try:
+                message.check_fingerprint()
+            except FingerprintError:
+                return
+        cls = message.cls
+        if cls == _REQUEST:
+            self._answer_check(message, addr, local, now)
+        elif cls in (_SUCCESS, _ERROR):
+            self._arrived_on[message.transaction_id] = local
+            if self._table.receive_message(message, addr, now):
+                self._drain(now)
+            self._arrived_on.pop(message.transaction_id, None)
+
+    def datagrams_to_send(self, now: float) -> list[Transmit]:
+        for transmit in self._table.datagrams_to_send(now):
+            check = self._checks.get(transmit.data[8:20])
+            if check is not None:
+                self._outbox.append(Transmit(transmit.data, transmit.addr, check.pair.base))
+        out, self._outbox = self._outbox, []
+        return out
+
+    def get_timer(self) -> float | None:
+        timers = [t for t in (self._table.get_timer(), self._next_ta) if t is not None]
+        timers.extend(self._consent_deadline(c) for c in self._consent_at)
+        return min(timers, default=None)
+
+    def handle_timer(self, now: float) -> None:
+        self._table.handle_timer(now)
+        self._drain(now)
+        if self._next_ta is not None and now >= self._next_ta:
+            pair = self.checklist.next_check() if self._remote_key is not None else None
+            if pair is not None:
+                self._send_check(pair, now, nominating=self._aggressive_nominating())
+                self._last_check = now
+                self._next_ta = now + self.ta
+            else:
+                self._next_ta = None  # idle until a new pair or a triggered check arrives
+        self._keep_consent(now)
+
+    def next_event(self) -> AgentEvent | None:
+        return self._events.popleft() if self._events else None
+
+    # -- sending checks
+
+    def _aggressive_nominating(self) -> bool:
+        return self.controlling and self.nomination == "aggressive"
+
+    def _send_check(
+        self, pair: CandidatePair, now: float, *, nominating: bool, consent: bool = False
+    ) -> None:
+        assert self.remote_ufrag is not None and self._remote_key is not None
+        request = Message.build(
+            BINDING_REQUEST,
+            Username(f"{self.remote_ufrag}:{self.local_ufrag}"),
+            Priority(_prflx_priority(pair)),
+        )
+        if self.controlling:
+            IceControlling(self.tie_breaker).add_to(request)
+            if nominating:
+                UseCandidate().add_to(request)
+        else:
+            IceControlled(self.tie_breaker).add_to(request)
+        request.add_integrity(self._remote_key)
+        request.add_fingerprint()
+        tid = request.transaction_id
+        self._checks[tid] = _Check(pair, nominating, consent, now)
+        if not consent:
+            pair.state = (
+                PairState.IN_PROGRESS if pair.state is not PairState.SUCCEEDED else pair.state
+            )
+            pair.transaction_id = tid
+            if nominating:
+                pair.use_candidate_sent = True
+        pair.checks_sent += 1
+        self._table.start(request, pair.remote_address, now, key=self._remote_key)
+
+    # -- answering checks
+
+    def _answer_check(self, request: Message, addr: Address, local: Address, now: float) -> None:
+        if _MI not in request:
+            self._reply_error(request, addr, local, 400, "MESSAGE-INTEGRITY missing")
+            return
+        try:
+            username = Username.get_from(request)
+            request.check_integrity(self._local_key)
+        except (DecodeError, IntegrityError):
+            self._reply_error(request, addr, local, 401, None)
+            return
+        if username is None or username.raw.split(b":", 1)[0] != self.local_ufrag.encode():
+            self._reply_error(request, addr, local, 401, None)
+            return
+        unknown = request.unknown_attributes
+        if unknown:
+            self._reply_error(request, addr, local, 420, None, UnknownAttributes(unknown))
+            return
+        if not self._resolve_role_conflict(request, addr, local):
+            return
+        response = Message.build(
+            BINDING_SUCCESS, XorMappedAddress(*addr), transaction_id=request.transaction_id
+        )
+        response.add_integrity(self._local_key)
+        response.add_fingerprint()
+        self._outbox.append(Transmit(response.raw, addr, local))
+        base_candidate = self._bases.get(local)
+        if base_candidate is None:
+            return  # a socket the agent was not told about
+        remote = self._remote_for(addr, base_candidate.component, request)
+        pair = self.checklist.find(local, addr, base_candidate.component)
+        if pair is None:
+            pair = self._pair(base_candidate, local, remote)
+            if pair is None:
+                return
+        pair.checks_received += 1
+        pair.responses_sent += 1
+        use_candidate = _USE_CANDIDATE in request and not self.controlling
+        if self.lite:
+            pair.state, pair.valid = PairState.SUCCEEDED, True
+            if use_candidate:
+                self._nominated(pair, now)
+            return
+        if pair.state is PairState.SUCCEEDED:
+            if use_candidate:
+                self._nominated(pair, now)
+            return
+        if use_candidate:
+            pair.nominated = True  # selected once its triggered check succeeds (7.3.1.5)
+        if pair.state is not PairState.IN_PROGRESS:
+            self.checklist.trigger(pair)
+            self._arm(now)
+
+    def _remote_for(self, addr: Address, component: int, request: Message) -> Candidate:
+        for candidate in self.remote_candidates:
+            if candidate.address == addr and candidate.component == component:
+                return candidate
+        # a peer-reflexive remote candidate (RFC 8445 7.3.1.3)
+        priority = Priority.get_from(request)
+        self._prflx_count += 1
+        candidate = Candidate(
+            foundation=f"prflx{self._prflx_count}",
+            component=component,
+            transport="udp",
+            priority=priority.value if priority is not None else 0,
+            host=addr[0],
+            port=addr[1],
+            type=CandidateType.PEER_REFLEXIVE,
+        )
+        self.remote_candidates.append(candidate)
+        return candidate
+
+    def _resolve_role_conflict(self, request: Message, addr: Address, local: Address) -> bool:
+        """RFC 8445 7.3.1.1; False when the request was answered with 487."""
+        try:
+            if self.controlling and _ICE_CONTROLLING in request:
+                theirs = IceControlling.get_from(request)
+                assert theirs is not None
+                if self.tie_breaker >= theirs.value:
+                    self._reply_error(request, addr, local, 487, None)
+                    return False
+                self._set_role(False)
+            elif not self.controlling and _ICE_CONTROLLED in request:
+                theirs_controlled = IceControlled.get_from(request)
+                assert theirs_controlled is not None
+                if self.tie_breaker >= theirs_controlled.value:
+                    self._set_role(True)
+                else:
+                    self._reply_error(request, addr, local, 487, None)
+                    return False
+        except DecodeError:
+            self._reply_error(request, addr, local, 400, None)
+            return False
+        return True
+
+    def _reply_error(
+        self,
+        request: Message,
+        addr: Address,
+        local: Address,
+        code: int,
+        reason: str | None,
+        *extra: UnknownAttributes,
+    ) -> None:
+        response = Message.build(
+            BINDING_ERROR,
+            ErrorCodeAttribute(code, reason),
+            *extra,
+            transaction_id=request.transaction_id,
+        )
+        if code in (420, 487):  # the request was authentic: sign the answer
+            response.add_integrity(self._local_key)
+        response.add_fingerprint()
+        self._outbox.append(Transmit(response.raw, addr, local))
+
+    def _set_role(self, controlling: bool) -> None:
+        if controlling == self.controlling:
+            return
+        self.controlling = controlling
+        self.checklist.reprioritise(controlling)
+        self._events.append(RoleChanged(controlling))
+
+    # -- outcomes of our checks
+
+    def _drain(self, now: float) -> None:
+        while (event := self._table.next_event()) is not None:
+            check = self._checks.pop(event.transaction_id, None)
+            if check is None:
+                continue
+            pair = check.pair
+            if check.consent:
+                self._consent_outcome(pair, event, now)
+            elif isinstance(event, TransactionSucceeded):
+                self._check_succeeded(check, event, now)
+            elif isinstance(event, TransactionFailed) and event.code == 487:
+                self._set_role(not self.controlling)
+                pair.use_candidate_sent = False
+                self.checklist.trigger(pair)
+                self._arm(now)
+            else:
+                if pair.transaction_id == event.transaction_id:
+                    pair.state = PairState.FAILED
+                    if check.nominating:
+                        pair.use_candidate_sent = False
+                self._check_failed(now)
+
+    def _check_succeeded(self, check: _Check, event: TransactionSucceeded, now: float) -> None:
+        pair = check.pair
+        local = self._arrived_on.get(event.transaction_id)
+        if event.addr != pair.remote_address or (local is not None and local != pair.base):
+            pair.state = PairState.FAILED  # not symmetric (RFC 8445 7.2.5.2.1)
+            self._check_failed(now)
+            return
+        pair.responses_received += 1
+        pair.record_rtt(now - check.started)
+        first = pair.state is not PairState.SUCCEEDED
+        pair.state = PairState.SUCCEEDED
+        pair.valid = True
+        if first:
+            self.checklist.unfreeze_foundation(pair.foundation)
+        if check.nominating or (not self.controlling and pair.nominated):
+            self._nominated(pair, now)
+        elif self._should_nominate(pair):
+            self._send_check(pair, now, nominating=True)  # nominate at once (8.1.1)
+        self._update_state(now)
+
+    def _should_nominate(self, pair: CandidatePair) -> bool:
+        """Regular nomination: the controlling agent nominates the first pair of a
+        component that works, and never one while another is being nominated."""
+        if not self.controlling or self.nomination != "regular":
+            return False
+        if pair.component in self._selected:
+            return False
+        return not any(
+            p.use_candidate_sent and p.component == pair.component for p in self.checklist.pairs
+        )
+
+    def _nominated(self, pair: CandidatePair, now: float) -> None:
+        pair.nominated = True
+        current = self._selected.get(pair.component)
+        if current is pair or (current is not None and current.priority >= pair.priority):
+            self._update_state(now)
+            return
+        self._selected[pair.component] = pair
+        self._consent_ok[pair.component] = now
+        self._consent_at[pair.component] = now + self._consent_delay()
+        self._events.append(SelectedPairChanged(pair.component, pair.local, pair.remote))
+        self._update_state(now)
+
+    def _consent_delay(self) -> float:
+        return self.consent_interval * self._rng.uniform(0.8, 1.2)  # RFC 7675 5.1
+
+    # -- consent freshness (RFC 7675)
+
+    def _keep_consent(self, now: float) -> None:
+        if self.lite:
+            return
+        for component, at in list(self._consent_at.items()):
+            ok = self._consent_ok[component]
+            silent = now - ok
+            # compared as deadlines, the same sums get_timer uses (float-exact)
+            if now >= ok + self.consent_timeout:
+                self._fail(f"consent lost on component {component}: no answer for {silent:.0f} s")
+                return
+            disconnected = self.state is ConnectionState.DISCONNECTED
+            if now >= ok + self.consent_disconnect and not disconnected:
+                self._set_state(ConnectionState.DISCONNECTED, f"no consent for {silent:.1f} s")
+            if now >= at:
+                self._consent_at[component] = now + self._consent_delay()
+                if self._remote_key is not None:
+                    self._send_check(self._selected[component], now, nominating=False, consent=True)
+
+    def _consent_deadline(self, component: int) -> float:
+        """The next consent check, or the moment silence turns into disconnected/failed."""
+        ok = self._consent_ok[component]
+        limit = self.consent_timeout
+        if self.state is not ConnectionState.DISCONNECTED:
+            limit = min(limit, self.consent_disconnect)
+        return min(self._consent_at[component], ok + limit)
+
+    def _consent_outcome(self, pair: CandidatePair, event: object, now: float) -> None:
+        if not isinstance(event, TransactionSucceeded) or event.addr != pair.remote_address:
+            return
+        pair.responses_received += 1
+        self._consent_ok[pair.component] = now
+        if self.state is ConnectionState.DISCONNECTED:
+            self._update_state(now, recovered=True)
+
+    # -- states
+
+    def _update_state(self, now: float, recovered: bool = False) -> None:
+        if self.state in (ConnectionState.CLOSED, ConnectionState.FAILED):
+            return
+        if self.state is ConnectionState.DISCONNECTED and not recovered:
+            return
+        if len(self._selected) < self.components:
+            return
+        if self.checklist.done or self.lite:
+            self._set_state(ConnectionState.COMPLETED)
+        elif self.state is not ConnectionState.COMPLETED:
+            self._set_state(ConnectionState.CONNECTED)
+
+    def _check_failed(self, now: float) -> None:
+        """Failed when nothing is left to check, some component has no valid pair, and
+        both sides are done with candidates (RFC 8445 8.1.2, RFC 8838 8)."""
+        if self.state is not ConnectionState.CHECKING or self.lite:
+            self._update_state(now)
+            return
+        if not (self.checklist.done and self.remote_end_of_candidates):
+            return
+        if self.gathering_state is not GatheringState.COMPLETE:
+            return
+        missing = [c for c in range(1, self.components + 1) if not self.checklist.valid_pairs(c)]
+        if missing:
+            self._fail(f"no working candidate pair for component(s) {missing}")
+        else:
+            self._update_state(now)
+
+    def _fail(self, reason: str) -> None:
+        self.failure_reason = reason
+        self._next_ta = None
+        self._consent_at.clear()
+        self._set_state(ConnectionState.FAILED, reason)
+
+    def _set_state(self, state: ConnectionState, reason: str = "") -> None:
+        if state is not self.state:
+            self.state = state
+            self._events.append(ConnectionStateChanged(state, reason))
+
+    def _set_gathering(self, state: GatheringState) -> None:
+        self.gathering_state = state
+        self._events.append(GatheringStateChanged(state))
+
+
+def _family(host: str) -> int:
+    return 6 if ":" in host else 4
+
+
+def _prflx_priority(pair: CandidatePair) -> int:
+    """PRIORITY of a check: a peer-reflexive candidate's, with the local preference
+    (middle 16 bits) of the candidate the pair checks (RFC 8445 7.1.1)."""
+    local_preference = (pair.local.priority >> 8) & 0xFFFF
+    return candidate_priority(CandidateType.PRFLX, local_preference, pair.component)

@@ -1,0 +1,235 @@
+"""The sans-I/O ICE agent: two agents on the in-memory network, under virtual time."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+import pytest
+from netsim import Network
+
+import ice
+from ice.agent import Agent
+from ice.agent_events import (
+    AgentEvent,
+    ConnectionState,
+    ConnectionStateChanged,
+    LocalCandidate,
+    RoleChanged,
+    SelectedPairChanged,
+)
+from ice.candidate import Candidate, CandidateType, candidate_priority, foundation
+from ice.constants import BINDING_REQUEST, AttrType
+from ice.transaction import Address
+
+LEFT: Address = ("10.0.0.1", 5000)
+RIGHT: Address = ("10.0.0.2", 6000)
+
+
+def host(address: Address, component: int = 1, preference: int = 65535) -> Candidate:
+    return Candidate(
+        foundation=foundation(CandidateType.HOST, address[0], None, "udp"),
+        component=component,
+        transport="udp",
+        priority=candidate_priority(CandidateType.HOST, preference, component),
+        host=address[0],
+        port=address[1],
+        type=CandidateType.HOST,
+    )
+
+
+def make_pair(
+    *, left: Sequence[Address] = (LEFT,), right: Sequence[Address] = (RIGHT,), **options: object
+) -> tuple[Agent, Agent]:
+    a = Agent(controlling=True, rng=random.Random(1), **options)  # type: ignore[arg-type]
+    b = Agent(controlling=False, rng=random.Random(2), **options)  # type: ignore[arg-type]
+    for agent, addresses in ((a, left), (b, right)):
+        for address in addresses:
+            agent.add_local_candidate(host(address), address)
+        agent.end_of_local_candidates()
+    return a, b
+
+
+def signal(a: Agent, b: Agent, now: float = 0.0) -> None:
+    """Exchange credentials and candidates (no trickle), then start both."""
+    a.set_remote_credentials(b.local_ufrag, b.local_pwd)
+    b.set_remote_credentials(a.local_ufrag, a.local_pwd)
+    for x, y in ((a, b), (b, a)):
+        for candidate in y.local_candidates:
+            x.add_remote_candidate(candidate, now)
+        x.add_remote_candidate(None, now)
+    a.connect(now)
+    b.connect(now)
+
+
+def events(agent: Agent) -> list[AgentEvent]:
+    out = []
+    while (event := agent.next_event()) is not None:
+        out.append(event)
+    return out
+
+
+def states(seen: list[AgentEvent]) -> list[ConnectionState]:
+    return [e.state for e in seen if isinstance(e, ConnectionStateChanged)]
+
+
+def connected(*agents: Agent) -> bool:
+    return all(
+        a.state in (ConnectionState.CONNECTED, ConnectionState.COMPLETED) for a in agents
+    )
+
+
+def test_two_agents_connect_over_host_candidates_in_one_round_trip_and_a_half() -> None:
+    net = Network(latency=0.005)
+    a, b = make_pair()
+    net.add_host(a, [LEFT], name="left")
+    net.add_host(b, [RIGHT], name="right")
+    signal(a, b)
+
+    net.run(until=lambda: connected(a, b), max_time=5)
+
+    # check, response (+ triggered check), nomination: ~4 one-way latencies, not Ta-bound
+    assert net.now <= 0.025
+    seen_a, seen_b = events(a), events(b)
+    assert states(seen_a)[:2] == [ConnectionState.CHECKING, ConnectionState.CONNECTED] or states(
+        seen_a
+    )[:2] == [ConnectionState.CHECKING, ConnectionState.COMPLETED]
+    for agent, seen, remote in ((a, seen_a, RIGHT), (b, seen_b, LEFT)):
+        selected = [e for e in seen if isinstance(e, SelectedPairChanged)]
+        assert len(selected) == 1 and selected[0].remote.address == remote
+        pair = agent.selected_pair(1)
+        assert pair is not None and pair.nominated and pair.remote_address == remote
+    assert any(isinstance(e, LocalCandidate) for e in seen_a)
+
+
+def test_checks_carry_the_rfc_8445_attributes() -> None:
+    a, b = make_pair()
+    signal(a, b)
+    (check,) = a.datagrams_to_send(0.0)
+    request = ice.Message.decode(check.data)
+    assert request.type == BINDING_REQUEST and check.source == LEFT and check.addr == RIGHT
+    assert ice.Username.get_from(request).value == f"{b.local_ufrag}:{a.local_ufrag}"  # type: ignore[union-attr]
+    assert ice.IceControlling.get_from(request).value == a.tie_breaker  # type: ignore[union-attr]
+    assert ice.Priority.get_from(request) is not None
+    request.check_integrity(ice.short_term_key(b.local_pwd))
+    request.check_fingerprint()
+
+
+@pytest.mark.parametrize(
+    ("mutate", "code"),
+    [
+        ("no-integrity", 400),
+        ("wrong-password", 401),
+        ("wrong-username", 401),
+    ],
+)
+def test_bad_checks_are_refused_with_400_or_401(mutate: str, code: int) -> None:
+    a, b = make_pair()
+    signal(a, b)
+    key = ice.short_term_key(b.local_pwd)
+    username = f"{b.local_ufrag}:{a.local_ufrag}"
+    if mutate == "wrong-password":
+        key = ice.short_term_key("not the password at all")
+    if mutate == "wrong-username":
+        username = f"someoneelse:{a.local_ufrag}"
+    request = ice.Message.build(BINDING_REQUEST, ice.Username(username), ice.Priority(1))
+    if mutate != "no-integrity":
+        request.add_integrity(key)
+    request.add_fingerprint()
+    b.datagrams_to_send(0.0)
+    b.receive_datagram(request.raw, LEFT, 0.0, local=RIGHT)
+    (answer,) = b.datagrams_to_send(0.0)
+    error = ice.ErrorCodeAttribute.get_from(ice.Message.decode(answer.data))
+    assert error is not None and error.code == code
+
+
+def test_role_conflict_is_resolved_by_the_tie_breaker_both_ways() -> None:
+    net = Network()
+    a = Agent(controlling=True, rng=random.Random(1), tie_breaker=5)
+    b = Agent(controlling=True, rng=random.Random(2), tie_breaker=9)
+    for agent, address in ((a, LEFT), (b, RIGHT)):
+        agent.add_local_candidate(host(address), address)
+        agent.end_of_local_candidates()
+    net.add_host(a, [LEFT])
+    net.add_host(b, [RIGHT])
+    signal(a, b)
+    net.run(until=lambda: connected(a, b), max_time=5)
+    assert b.controlling and not a.controlling  # the larger tie-breaker keeps control
+    assert RoleChanged(False) in events(a)
+
+    net = Network()
+    a = Agent(controlling=False, rng=random.Random(1), tie_breaker=5)
+    b = Agent(controlling=False, rng=random.Random(2), tie_breaker=9)
+    for agent, address in ((a, LEFT), (b, RIGHT)):
+        agent.add_local_candidate(host(address), address)
+        agent.end_of_local_candidates()
+    net.add_host(a, [LEFT])
+    net.add_host(b, [RIGHT])
+    signal(a, b)
+    net.run(until=lambda: connected(a, b), max_time=5)
+    assert b.controlling and not a.controlling
+
+
+def test_aggressive_nomination_selects_with_the_first_check() -> None:
+    net = Network()
+    a, b = make_pair(nomination="aggressive")
+    net.add_host(a, [LEFT])
+    net.add_host(b, [RIGHT])
+    signal(a, b)
+    net.run(until=lambda: connected(a, b), max_time=5)
+    first = ice.Message.decode(net.log[0].data)
+    assert int(AttrType.USE_CANDIDATE) in first
+
+
+def test_no_route_fails_once_both_sides_are_done() -> None:
+    net = Network()
+    a, b = make_pair()
+    net.add_host(a, [LEFT])  # the right agent is not on the network at all
+    signal(a, b)
+    net.run(until=lambda: a.state is ConnectionState.FAILED, max_time=60)
+    assert "no working candidate pair" in a.failure_reason
+
+
+def test_consent_loss_disconnects_then_fails_and_recovery_reconnects() -> None:
+    net = Network()
+    a, b = make_pair()
+    net.add_host(a, [LEFT])
+    host_b = net.add_host(b, [RIGHT])
+    signal(a, b)
+    net.run(until=lambda: connected(a, b), max_time=5)
+    events(a)
+
+    # the peer stops answering: disconnected after ~8 s of silence
+    machine = host_b.machine
+    host_b.machine = _Deaf(machine)  # type: ignore[assignment]
+    start = net.now
+    net.run(until=lambda: a.state is ConnectionState.DISCONNECTED, max_time=start + 20)
+    assert 7.9 <= net.now - start <= 8.1 + 0.01
+    host_b.machine = machine  # answers again: back to connected at the next consent check
+    net.run(until=lambda: connected(a), max_time=start + 20)
+    assert a.state in (ConnectionState.CONNECTED, ConnectionState.COMPLETED)
+
+    host_b.machine = _Deaf(machine)  # type: ignore[assignment]
+    start = net.now
+    net.run(until=lambda: a.state is ConnectionState.FAILED, max_time=start + 60)
+    assert 29 <= net.now - start <= 36
+    assert a.selected_pair(1) is None  # no more sending without consent
+
+
+class _Deaf:
+    """Wraps an agent so that it hears nothing (and so answers nothing)."""
+
+    def __init__(self, inner: Agent) -> None:
+        self.inner = inner
+
+    def receive_datagram(self, data: bytes, addr: Address, now: float, *, local: Address) -> None:
+        pass
+
+    def datagrams_to_send(self, now: float) -> list[ice.Transmit]:
+        return self.inner.datagrams_to_send(now)
+
+    def get_timer(self) -> float | None:
+        return self.inner.get_timer()
+
+    def handle_timer(self, now: float) -> None:
+        self.inner.handle_timer(now)
