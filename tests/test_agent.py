@@ -74,9 +74,7 @@ def states(seen: list[AgentEvent]) -> list[ConnectionState]:
 
 
 def connected(*agents: Agent) -> bool:
-    return all(
-        a.state in (ConnectionState.CONNECTED, ConnectionState.COMPLETED) for a in agents
-    )
+    return all(a.state in (ConnectionState.CONNECTED, ConnectionState.COMPLETED) for a in agents)
 
 
 def test_two_agents_connect_over_host_candidates_in_one_round_trip_and_a_half() -> None:
