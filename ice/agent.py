@@ -55,12 +55,13 @@ from ice.attrs import (
     IceControlled,
     IceControlling,
     Priority,
+    Software,
     UnknownAttributes,
     UseCandidate,
     Username,
     XorMappedAddress,
 )
-from ice.candidate import Candidate, CandidateType, candidate_priority
+from ice.candidate import Candidate, CandidateType, candidate_priority, foundation
 from ice.checklist import CandidatePair, CheckList, PairState
 from ice.constants import (
     BINDING_ERROR,
@@ -127,6 +128,7 @@ class Agent:
         consent_interval: float = 5.0,
         consent_disconnect: float = 8.0,
         consent_timeout: float = 30.0,
+        gather_timeout: float = 3.5,
         software: str | None = None,
     ) -> None:
         if components < 1:
@@ -172,6 +174,15 @@ class Agent:
         self._consent_at: dict[int, float] = {}
         self._consent_ok: dict[int, float] = {}
         self._prflx_count = 0
+        # server-reflexive gathering: its own transactions, so that a dead STUN server
+        # times out on its own clock (gather_timeout) and never stalls the checks
+        self._stun_servers: list[Address] = []
+        gather_rto = gather_timeout / 7  # sends at 0, 1, 3 RTO; gives up at 7 RTO
+        self._gather_table = TransactionTable(
+            rto=gather_rto, min_rto=gather_rto, max_rto=max(gather_rto, 60.0), rc=3, rm=4
+        )
+        self._gathering: dict[bytes, tuple[Address, Address]] = {}  # tid -> (base, server)
+        self._gather_started = False
 
     def _random_text(self, length: int) -> str:
         return "".join(self._rng.choice(_ICE_CHARS) for _ in range(length))
@@ -205,6 +216,71 @@ class Agent:
             self._set_gathering(GatheringState.COMPLETE)
             self._events.append(LocalCandidatesEnd())
             self._check_failed(now)
+
+    def add_stun_server(self, server: Address) -> None:
+        """A STUN server to learn server-reflexive candidates from (before `gather`)."""
+        self._stun_servers.append(server)
+
+    def gather(self, now: float) -> None:
+        """Ask every STUN server, from every host candidate's base of its family, for
+        a server-reflexive candidate; end-of-candidates follows when all answered or
+        timed out (at once without servers). Add the host candidates first."""
+        self.start_gathering()
+        self._gather_started = True
+        hosts = [(b, c) for b, c in self._bases.items() if c.type is CandidateType.HOST]
+        for server in self._stun_servers:
+            for base, _ in hosts:
+                if _family(base[0]) != _family(server[0]):
+                    continue
+                request = Message.build(BINDING_REQUEST)
+                if self.software is not None:
+                    Software(self.software).add_to(request)
+                request.add_fingerprint()
+                self._gathering[request.transaction_id] = (base, server)
+                self._gather_table.start(request, server, now)
+        self._gathered(now)
+
+    def _gathered(self, now: float) -> None:
+        if self._gather_started and not self._gathering:
+            self.end_of_local_candidates(now)
+
+    def _drain_gathering(self, now: float) -> None:
+        while (event := self._gather_table.next_event()) is not None:
+            base, server = self._gathering.pop(event.transaction_id, (None, None))
+            if base is None or server is None:
+                continue
+            if isinstance(event, TransactionSucceeded):
+                self._add_server_reflexive(event.response, base, server, now)
+            else:
+                logger.info("no server-reflexive candidate from %s for %s", server, base)
+        self._gathered(now)
+
+    def _add_server_reflexive(
+        self, response: Message, base: Address, server: Address, now: float
+    ) -> None:
+        try:
+            mapped = XorMappedAddress.get_from(response)
+        except DecodeError:
+            return
+        base_candidate = self._bases.get(base)
+        if mapped is None or base_candidate is None or mapped.address == base:
+            return  # no NAT: the srflx candidate would be the host one (redundant)
+        if any(c.address == mapped.address for c in self.local_candidates):
+            return
+        component = base_candidate.component
+        local_preference = (base_candidate.priority >> 8) & 0xFFFF
+        candidate = Candidate(
+            foundation=foundation(CandidateType.SRFLX, base[0], server, "udp"),
+            component=component,
+            transport="udp",
+            priority=candidate_priority(CandidateType.SRFLX, local_preference, component),
+            host=mapped.host,
+            port=mapped.port,
+            type=CandidateType.SRFLX,
+            related_address=base[0],
+            related_port=base[1],
+        )
+        self.add_local_candidate(candidate, base, now)
 
     def set_remote_credentials(self, ufrag: str, pwd: str, *, lite: bool = False) -> None:
         self.remote_ufrag, self.remote_pwd = ufrag, pwd
@@ -285,6 +361,9 @@ class Agent:
         cls = message.cls
         if cls == _REQUEST:
             self._answer_check(message, addr, local, now)
+        elif cls in (_SUCCESS, _ERROR) and message.transaction_id in self._gathering:
+            if self._gather_table.receive_message(message, addr, now):
+                self._drain_gathering(now)
         elif cls in (_SUCCESS, _ERROR):
             self._arrived_on[message.transaction_id] = local
             if self._table.receive_message(message, addr, now):
@@ -292,6 +371,10 @@ class Agent:
             self._arrived_on.pop(message.transaction_id, None)
 
     def datagrams_to_send(self, now: float) -> list[Transmit]:
+        for transmit in self._gather_table.datagrams_to_send(now):
+            base_and_server = self._gathering.get(transmit.data[8:20])
+            if base_and_server is not None:
+                self._outbox.append(Transmit(transmit.data, transmit.addr, base_and_server[0]))
         for transmit in self._table.datagrams_to_send(now):
             check = self._checks.get(transmit.data[8:20])
             if check is not None:
@@ -300,11 +383,17 @@ class Agent:
         return out
 
     def get_timer(self) -> float | None:
-        timers = [t for t in (self._table.get_timer(), self._next_ta) if t is not None]
+        timers = [
+            t
+            for t in (self._table.get_timer(), self._gather_table.get_timer(), self._next_ta)
+            if t is not None
+        ]
         timers.extend(self._consent_deadline(c) for c in self._consent_at)
         return min(timers, default=None)
 
     def handle_timer(self, now: float) -> None:
+        self._gather_table.handle_timer(now)
+        self._drain_gathering(now)
         self._table.handle_timer(now)
         self._drain(now)
         if self._next_ta is not None and now >= self._next_ta:
