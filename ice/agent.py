@@ -183,6 +183,7 @@ class Agent:
         )
         self._gathering: dict[bytes, tuple[Address, Address]] = {}  # tid -> (base, server)
         self._gather_started = False
+        self._stale_selected: set[int] = set()  # selections from before an ICE restart
 
     def _random_text(self, length: int) -> str:
         return "".join(self._rng.choice(_ICE_CHARS) for _ in range(length))
@@ -325,6 +326,34 @@ class Agent:
         self._next_ta = None
         self._consent_at.clear()
         self._set_state(ConnectionState.CLOSED)
+
+    def restart(self, now: float, *, ufrag: str | None = None, pwd: str | None = None) -> None:
+        """ICE restart (RFC 8445 9): new local credentials, the peer's credentials and
+        candidates forgotten until it signals new ones, checks from scratch. The
+        selected pairs keep carrying data until new ones are selected. The local
+        candidates are announced again (`LocalCandidate` events, then
+        `LocalCandidatesEnd`): signal them with the new credentials."""
+        if self.state is ConnectionState.CLOSED:
+            raise ValueError("a closed agent cannot restart")
+        self.local_ufrag = ufrag if ufrag is not None else self._random_text(8)
+        self.local_pwd = pwd if pwd is not None else self._random_text(24)
+        self._local_key = IntegrityKey(short_term_key(self.local_pwd))
+        self.remote_ufrag = self.remote_pwd = None
+        self._remote_key = None
+        self.remote_candidates = []
+        self.remote_end_of_candidates = False
+        for tid in list(self._checks):
+            self._table.cancel(tid)
+        self._checks.clear()
+        self.checklist = CheckList()
+        self._next_ta = None
+        self._stale_selected = set(self._selected)
+        self.failure_reason = ""
+        if self.state is not ConnectionState.NEW:
+            self._set_state(ConnectionState.CHECKING, "ICE restart")
+        for candidate in self.local_candidates:
+            self._events.append(LocalCandidate(candidate))
+        self._events.append(LocalCandidatesEnd())
 
     def selected_pair(self, component: int = 1) -> CandidatePair | None:
         """The pair data goes over, or None. Sending on it stops once consent is lost."""
@@ -615,7 +644,7 @@ class Agent:
         component that works, and never one while another is being nominated."""
         if not self.controlling or self.nomination != "regular":
             return False
-        if pair.component in self._selected:
+        if pair.component in self._selected and pair.component not in self._stale_selected:
             return False
         return not any(
             p.use_candidate_sent and p.component == pair.component for p in self.checklist.pairs
@@ -624,14 +653,18 @@ class Agent:
     def _nominated(self, pair: CandidatePair, now: float) -> None:
         pair.nominated = True
         current = self._selected.get(pair.component)
-        if current is pair or (current is not None and current.priority >= pair.priority):
+        stale = pair.component in self._stale_selected
+        if current is pair or (
+            current is not None and not stale and current.priority >= pair.priority
+        ):
             self._update_state(now)
             return
         self._selected[pair.component] = pair
+        self._stale_selected.discard(pair.component)
         self._consent_ok[pair.component] = now
         self._consent_at[pair.component] = now + self._consent_delay()
         self._events.append(SelectedPairChanged(pair.component, pair.local, pair.remote))
-        self._update_state(now)
+        self._update_state(now, recovered=True)  # a fresh nomination proves the path
 
     def _consent_delay(self) -> float:
         return self.consent_interval * self._rng.uniform(0.8, 1.2)  # RFC 7675 5.1
@@ -679,7 +712,7 @@ class Agent:
             return
         if self.state is ConnectionState.DISCONNECTED and not recovered:
             return
-        if len(self._selected) < self.components:
+        if len(self._selected) < self.components or self._stale_selected:
             return
         if self.checklist.done or self.lite:
             self._set_state(ConnectionState.COMPLETED)

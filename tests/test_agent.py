@@ -231,3 +231,109 @@ class _Deaf:
 
     def handle_timer(self, now: float) -> None:
         self.inner.handle_timer(now)
+
+
+def test_trickled_candidates_in_any_order_connect() -> None:
+    """Remote candidates arrive one by one after connect(); end-of-candidates last."""
+    net = Network()
+    a, b = make_pair(left=(LEFT, ("10.0.0.3", 5001)), right=(RIGHT,))
+    net.add_host(a, [LEFT, ("10.0.0.3", 5001)])
+    net.add_host(b, [RIGHT])
+    a.set_remote_credentials(b.local_ufrag, b.local_pwd)
+    b.set_remote_credentials(a.local_ufrag, a.local_pwd)
+    a.connect(0.0)
+    b.connect(0.0)
+    net.run(until=lambda: net.now >= 0.5)  # nothing to check yet: idle, not failed
+    assert a.state is ConnectionState.CHECKING and b.state is ConnectionState.CHECKING
+    for candidate in reversed(a.local_candidates):
+        b.add_remote_candidate(candidate, net.now)
+        later = net.now + 0.05
+        net.run(until=lambda later=later: net.now >= later)  # type: ignore[misc]
+    a.add_remote_candidate(b.local_candidates[0], net.now)
+    net.run(until=lambda: connected(a, b), max_time=net.now + 5)
+    assert connected(a, b)
+    a.add_remote_candidate(None, net.now)
+    b.add_remote_candidate(None, net.now)
+
+
+def test_a_peer_that_checks_before_signalling_its_candidates_becomes_peer_reflexive() -> None:
+    net = Network()
+    a, b = make_pair()
+    net.add_host(a, [LEFT])
+    net.add_host(b, [RIGHT])
+    a.set_remote_credentials(b.local_ufrag, b.local_pwd)
+    b.set_remote_credentials(a.local_ufrag, a.local_pwd)
+    a.add_remote_candidate(b.local_candidates[0], 0.0)  # b learns of a only from its checks
+    a.connect(0.0)
+    b.connect(0.0)
+    net.run(until=lambda: connected(a, b), max_time=5)
+    pair = b.selected_pair(1)
+    assert pair is not None and pair.remote.type is CandidateType.PRFLX
+
+
+def test_two_components_each_get_a_selected_pair() -> None:
+    net = Network()
+    a = Agent(controlling=True, components=2, rng=random.Random(1))
+    b = Agent(controlling=False, components=2, rng=random.Random(2))
+    for agent, ip in ((a, "10.0.0.1"), (b, "10.0.0.2")):
+        for component, port in ((1, 7000), (2, 7001)):
+            agent.add_local_candidate(host((ip, port), component), (ip, port))
+        agent.end_of_local_candidates()
+    net.add_host(a, [("10.0.0.1", 7000), ("10.0.0.1", 7001)])
+    net.add_host(b, [("10.0.0.2", 7000), ("10.0.0.2", 7001)])
+    signal(a, b)
+    net.run(until=lambda: connected(a, b), max_time=5)
+    for agent in (a, b):
+        for component in (1, 2):
+            pair = agent.selected_pair(component)
+            assert pair is not None and pair.base[1] == 6999 + component
+
+
+def test_a_lite_peer_is_checked_by_the_full_agent_which_takes_control() -> None:
+    net = Network()
+    full = Agent(controlling=False, rng=random.Random(1))
+    lite = Agent(controlling=False, lite=True, rng=random.Random(2))
+    for agent, address in ((full, LEFT), (lite, RIGHT)):
+        agent.add_local_candidate(host(address), address)
+        agent.end_of_local_candidates()
+    net.add_host(full, [LEFT])
+    net.add_host(lite, [RIGHT])
+    full.set_remote_credentials(lite.local_ufrag, lite.local_pwd, lite=True)
+    lite.set_remote_credentials(full.local_ufrag, full.local_pwd)
+    for x, y in ((full, lite), (lite, full)):
+        x.add_remote_candidate(y.local_candidates[0], 0.0)
+        x.add_remote_candidate(None, 0.0)
+    full.connect(0.0)
+    lite.connect(0.0)
+    net.run(until=lambda: connected(full, lite), max_time=5)
+    assert full.controlling and not lite.controlling
+    sent_by_lite = [p for p in net.log if p.source == RIGHT]
+    assert all(ice.Message.decode(p.data).cls != 0 for p in sent_by_lite)  # answers only
+    assert lite.state is ConnectionState.COMPLETED
+
+
+def test_restart_keeps_the_old_pair_until_a_new_one_is_selected() -> None:
+    net = Network()
+    a, b = make_pair()
+    net.add_host(a, [LEFT])
+    net.add_host(b, [RIGHT])
+    signal(a, b)
+    net.run(until=lambda: connected(a, b), max_time=5)
+    old_ufrag, old_pair = a.local_ufrag, a.selected_pair(1)
+    events(a)
+
+    a.restart(net.now)
+    b.restart(net.now)
+    assert a.local_ufrag != old_ufrag and a.state is ConnectionState.CHECKING
+    assert a.selected_pair(1) is old_pair  # data keeps flowing meanwhile
+    assert any(isinstance(e, LocalCandidate) for e in events(a))
+    signal(a, b, net.now)
+    net.run(until=lambda: connected(a, b), max_time=net.now + 5)
+
+    assert connected(a, b)
+    new_pair = a.selected_pair(1)
+    assert new_pair is not None and new_pair is not old_pair
+    # checks after the restart use the new credentials
+    last = ice.Message.decode([p for p in net.log if p.source == LEFT][-1].data)
+    username = ice.Username.get_from(last)
+    assert username is not None and username.value.endswith(f":{a.local_ufrag}")
