@@ -36,12 +36,22 @@ from ice._errors import (
     TurnError,
 )
 from ice._version import __version__
+from ice.agent import Agent
+from ice.agent_events import ConnectionState, GatheringState
 from ice.aio_client import AsyncStunClient, get_mapped_address, stun_request
 from ice.aio_nat import discover_binding_lifetime, discover_nat
 from ice.aio_server import Listener, StunServerRunner, serve_stun
 from ice.aio_turn import TurnClient, TurnDatagramTransport
 from ice.attrs import *  # noqa: F403 - the attribute classes are public API
 from ice.attrs import __all__ as _attrs_all
+from ice.candidate import (
+    Candidate,
+    CandidateType,
+    SdpError,
+    candidate_priority,
+    local_preferences,
+    pair_priority,
+)
 from ice.client_auth import AuthenticationError, LongTermCredentials, ShortTermCredentials
 from ice.constants import *  # noqa: F403 - message types, enums
 from ice.constants import __all__ as _constants_all
@@ -55,6 +65,7 @@ from ice.credentials import (
 )
 from ice.nat import FilteringBehavior, MappingBehavior, NatBehavior, NatDiscovery, NatType
 from ice.nat_lifetime import BindingLifetimeDiscovery
+from ice.sdp import IceParameters, format_ice_attributes, parse_ice_attributes
 from ice.server_auth import LongTermAuthenticator
 from ice.stun_client import StunClient
 from ice.stun_server import StunServer
@@ -100,6 +111,18 @@ __all__ = [
     "TurnClient",
     "TurnDatagramTransport",
     "TurnSession",
+    "Agent",
+    "ConnectionState",
+    "GatheringState",
+    "Candidate",
+    "CandidateType",
+    "SdpError",
+    "candidate_priority",
+    "local_preferences",
+    "pair_priority",
+    "IceParameters",
+    "format_ice_attributes",
+    "parse_ice_attributes",
     "PACKET_CHANNEL_DATA",
     "PACKET_DTLS",
     "PACKET_RTP",

@@ -337,3 +337,50 @@ def test_restart_keeps_the_old_pair_until_a_new_one_is_selected() -> None:
     last = ice.Message.decode([p for p in net.log if p.source == LEFT][-1].data)
     username = ice.Username.get_from(last)
     assert username is not None and username.value.endswith(f":{a.local_ufrag}")
+
+
+class _Lossy:
+    """Wraps an agent: drops every ``nth`` datagram it would receive, and holds every
+    other one back for ``hold`` seconds so that they arrive out of order."""
+
+    def __init__(self, inner: Agent, nth: int, hold: float = 0.0) -> None:
+        self.inner, self.nth, self.hold = inner, nth, hold
+        self.count = 0
+        self.held: list[tuple[float, bytes, Address, Address]] = []
+
+    def receive_datagram(self, data: bytes, addr: Address, now: float, *, local: Address) -> None:
+        self.count += 1
+        if self.count % self.nth == 0:
+            return
+        if self.hold and self.count % 2:
+            self.held.append((now + self.hold, data, addr, local))
+            return
+        self.inner.receive_datagram(data, addr, now, local=local)
+
+    def datagrams_to_send(self, now: float) -> list[ice.Transmit]:
+        return self.inner.datagrams_to_send(now)
+
+    def get_timer(self) -> float | None:
+        timers = [t for t in [self.inner.get_timer(), *(h[0] for h in self.held)] if t is not None]
+        return min(timers, default=None)
+
+    def handle_timer(self, now: float) -> None:
+        due = [h for h in self.held if h[0] <= now]
+        self.held = [h for h in self.held if h[0] > now]
+        for _, data, addr, local in due:
+            self.inner.receive_datagram(data, addr, now, local=local)
+        self.inner.handle_timer(now)
+
+
+@pytest.mark.parametrize(("nth", "hold"), [(2, 0.0), (3, 0.02), (4, 0.05)])
+def test_loss_and_reordering_only_slow_the_checks_down(nth: int, hold: float) -> None:
+    net = Network()
+    a, b = make_pair(left=(LEFT, ("10.0.0.3", 5001)), right=(RIGHT, ("10.0.0.4", 6001)))
+    net.add_host(_Lossy(a, nth, hold), [LEFT, ("10.0.0.3", 5001)])  # type: ignore[arg-type]
+    net.add_host(_Lossy(b, nth + 1, hold), [RIGHT, ("10.0.0.4", 6001)])  # type: ignore[arg-type]
+    signal(a, b)
+    net.run(until=lambda: connected(a, b), max_time=20)
+    assert connected(a, b)
+    pa, pb = a.selected_pair(1), b.selected_pair(1)
+    assert pa is not None and pb is not None
+    assert pa.remote_address == pb.base and pb.remote_address == pa.base
