@@ -39,6 +39,7 @@ from ice._version import __version__
 from ice.agent import Agent
 from ice.agent_events import ConnectionState, GatheringState
 from ice.aio_client import AsyncStunClient, get_mapped_address, stun_request
+from ice.aio_ice import Connection, ConnectionClosed, TransportPolicy
 from ice.aio_nat import discover_binding_lifetime, discover_nat
 from ice.aio_server import Listener, StunServerRunner, serve_stun
 from ice.aio_turn import TurnClient, TurnDatagramTransport
@@ -123,6 +124,9 @@ __all__ = [
     "IceParameters",
     "format_ice_attributes",
     "parse_ice_attributes",
+    "Connection",
+    "ConnectionClosed",
+    "TransportPolicy",
     "PACKET_CHANNEL_DATA",
     "PACKET_DTLS",
     "PACKET_RTP",

@@ -17,6 +17,8 @@ COMMANDS = (
     ("server", "ice._cli.server"),
     ("nat", "ice._cli.nat"),
     ("turn", "ice._cli.turn"),
+    ("peer", "ice._cli.peer"),
+    ("demo", "ice._cli.demo"),
 )
 
 

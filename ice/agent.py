@@ -31,6 +31,8 @@ answers checks and is always controlled.
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 import logging
 import random
 from collections import deque
@@ -222,12 +224,14 @@ class Agent:
         """A STUN server to learn server-reflexive candidates from (before `gather`)."""
         self._stun_servers.append(server)
 
-    def gather(self, now: float) -> None:
+    def gather(self, now: float, *, finish: bool = True) -> None:
         """Ask every STUN server, from every host candidate's base of its family, for
-        a server-reflexive candidate; end-of-candidates follows when all answered or
-        timed out (at once without servers). Add the host candidates first."""
+        a server-reflexive candidate. With ``finish`` end-of-candidates follows when
+        all answered or timed out (at once without servers); without it, the caller
+        adds more candidates (relayed ones, say) and calls `end_of_local_candidates`
+        itself once `gathering_server_reflexive` is False. Add host candidates first."""
         self.start_gathering()
-        self._gather_started = True
+        self._gather_started = finish
         hosts = [(b, c) for b, c in self._bases.items() if c.type is CandidateType.HOST]
         for server in self._stun_servers:
             for base, _ in hosts:
@@ -240,6 +244,11 @@ class Agent:
                 self._gathering[request.transaction_id] = (base, server)
                 self._gather_table.start(request, server, now)
         self._gathered(now)
+
+    @property
+    def gathering_server_reflexive(self) -> bool:
+        """True while STUN servers are still being asked."""
+        return bool(self._gathering)
 
     def _gathered(self, now: float) -> None:
         if self._gather_started and not self._gathering:
@@ -298,6 +307,12 @@ class Agent:
             return
         if candidate.transport.lower() != "udp" or not 1 <= candidate.component <= self.components:
             return  # TCP candidates: RFC 6544 (not here); a component we do not have
+        if candidate.ip_version is None:
+            logger.info("remote candidate %s left out: not an IP address", candidate.host)
+            return  # an mDNS name the adapter did not resolve
+        canonical = str(ipaddress.ip_address(candidate.host))
+        if canonical != candidate.host:  # compare as sockets report addresses
+            candidate = dataclasses.replace(candidate, host=canonical)
         if any(c.address == candidate.address and c.component == candidate.component
                for c in self.remote_candidates):  # fmt: skip
             return
@@ -323,6 +338,9 @@ class Agent:
         for tid in list(self._checks):
             self._table.cancel(tid)
         self._checks.clear()
+        for tid in list(self._gathering):
+            self._gather_table.cancel(tid)
+        self._gathering.clear()
         self._next_ta = None
         self._consent_at.clear()
         self._set_state(ConnectionState.CLOSED)
@@ -588,12 +606,19 @@ class Agent:
         response.add_fingerprint()
         self._outbox.append(Transmit(response.raw, addr, local))
 
-    def _set_role(self, controlling: bool) -> None:
+    def set_role(self, controlling: bool) -> None:
+        """Choose the role before `connect` (later, 487 role conflicts change it)."""
+        if self.state is not ConnectionState.NEW:
+            raise ValueError("the role is set before connect(); after, conflicts decide it")
+        self._set_role(controlling and not self.lite, announce=False)
+
+    def _set_role(self, controlling: bool, *, announce: bool = True) -> None:
         if controlling == self.controlling:
             return
         self.controlling = controlling
         self.checklist.reprioritise(controlling)
-        self._events.append(RoleChanged(controlling))
+        if announce:
+            self._events.append(RoleChanged(controlling))
 
     # -- outcomes of our checks
 

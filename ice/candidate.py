@@ -275,9 +275,11 @@ class Candidate:
         except SdpError as exc:
             raise type(exc)(f"invalid candidate {text.strip()!r}: {exc}") from None
 
-    def to_sdp(self, *, prefix: bool = True) -> str:
-        """The canonical ``candidate:...`` text (without ``a=``); with
-        ``prefix=False`` aioice's form without ``candidate:``."""
+    def to_sdp(self, *, prefix: bool = False) -> str:
+        """The candidate-attribute value as aioice writes it (``foundation component
+        ...``, so that ``"a=candidate:" + c.to_sdp()`` is a valid SDP line, as in
+        aiortc); ``prefix=True`` (or ``str(c)``) gives ``candidate:...``, the
+        form of RTCIceCandidate.candidate and of trickle signalling."""
         parts = [
             f"{self.foundation} {self.component} {self.transport} {self.priority}"
             f" {self.host} {self.port} typ {self.type.value}"
@@ -295,7 +297,7 @@ class Candidate:
         return f"candidate:{line}" if prefix else line
 
     def __str__(self) -> str:
-        return self.to_sdp()
+        return self.to_sdp(prefix=True)
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:

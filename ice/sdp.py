@@ -306,7 +306,7 @@ def format_ice_attributes(
         lines.append(f"a=ice-pwd:{params.pwd}")
         if params.options:
             lines.append(f"a=ice-options:{' '.join(params.options)}")
-    lines.extend(f"a={candidate.to_sdp()}" for candidate in candidates)
+    lines.extend(f"a={candidate.to_sdp(prefix=True)}" for candidate in candidates)
     if end_of_candidates:
         lines.append("a=end-of-candidates")
     return lines

@@ -180,7 +180,7 @@ def test_real_world_lines(line: str, fields: dict[str, Any], canonical: str | No
     for name, value in fields.items():
         assert getattr(candidate, name) == value, name
     expected = canonical or line.removeprefix("a=")
-    assert candidate.to_sdp() == expected
+    assert candidate.to_sdp(prefix=True) == expected
     assert Candidate.from_sdp(expected) == candidate
     assert Candidate.from_sdp("a=" + expected) == candidate
     assert Candidate.from_sdp(candidate.to_sdp(prefix=False)) == candidate
@@ -237,7 +237,7 @@ def test_constructor_normalises_strings() -> None:
     candidate = Candidate("f", 1, "UDP", 1, "10.0.0.1", 1, "HOST")  # type: ignore[arg-type]
     assert candidate.transport == "udp"
     assert candidate.type is HOST
-    assert candidate.to_sdp() == "candidate:f 1 udp 1 10.0.0.1 1 typ host"
+    assert candidate.to_sdp(prefix=True) == "candidate:f 1 udp 1 10.0.0.1 1 typ host"
     listed = Candidate("f", 1, "udp", 1, "h", 1, HOST, extensions=[("a", "b")])  # type: ignore[arg-type]
     assert listed.extensions == (("a", "b"),)
     assert hash(listed) == hash(dataclasses.replace(listed))
@@ -405,17 +405,17 @@ def candidates(draw: st.DrawFn) -> Candidate:
 
 @given(candidates())
 def test_round_trip(candidate: Candidate) -> None:
-    text = candidate.to_sdp()
+    text = candidate.to_sdp(prefix=True)
     assert text.startswith("candidate:")
     assert Candidate.from_sdp(text) == candidate
-    assert Candidate.from_sdp(text).to_sdp() == text  # exact for canonical text
+    assert Candidate.from_sdp(text).to_sdp(prefix=True) == text  # exact for canonical text
     assert Candidate.from_sdp(f"a={text}\r\n") == candidate
     assert Candidate.from_sdp(candidate.to_sdp(prefix=False)) == candidate
 
 
 @given(candidates(), st.sampled_from([" ", "  ", "\t", " \t "]))
 def test_non_canonical_spacing_and_case_parse_the_same(candidate: Candidate, gap: str) -> None:
-    words = candidate.to_sdp().split(" ")
+    words = candidate.to_sdp(prefix=True).split(" ")
     words[2] = words[2].upper()  # transport
     words[7] = words[7].upper()  # type
     assert Candidate.from_sdp(gap.join(words)) == candidate
@@ -655,7 +655,7 @@ def test_foundation_is_short_stable_and_valid_in_sdp() -> None:
     assert value == "3060665617"  # pinned: foundations must not change between releases
     assert FOUNDATION.fullmatch(value)
     candidate = _make(foundation=value)
-    assert Candidate.from_sdp(candidate.to_sdp()).foundation == value
+    assert Candidate.from_sdp(candidate.to_sdp(prefix=True)).foundation == value
 
 
 @given(
@@ -843,7 +843,7 @@ def test_aioice_lines_parse_identically_and_back(theirs: Any) -> None:
     ours = Candidate.from_sdp(text)
     _same_fields(ours, theirs)
     assert ours.to_sdp(prefix=False) == text
-    assert ours.to_sdp() == f"candidate:{text}"
+    assert ours.to_sdp(prefix=True) == f"candidate:{text}"
     assert Candidate.from_sdp(f"a=candidate:{text}") == ours
 
 

@@ -336,7 +336,7 @@ def test_format() -> None:
         "a=ice-ufrag:abcd",
         f"a=ice-pwd:{PWD}",
     ]
-    assert format_ice_attributes(None, [HOST]) == [f"a={HOST.to_sdp()}"]
+    assert format_ice_attributes(None, [HOST]) == [f"a={HOST.to_sdp(prefix=True)}"]
     assert format_ice_attributes(None, (), end_of_candidates=True) == ["a=end-of-candidates"]
 
 

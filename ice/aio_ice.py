@@ -1,0 +1,725 @@
+"""asyncio ICE: the sans-I/O `Agent` on real sockets, a drop-in for aioice's `Connection`.
+
+::
+
+    conn = Connection(ice_controlling=True, stun_server=("stun.example.org", 3478))
+    await conn.gather_candidates()
+    # signal conn.local_username, conn.local_password and conn.local_candidates
+    conn.remote_username, conn.remote_password = their_ufrag, their_pwd
+    for candidate in theirs:                     # ice.Candidate, aioice.Candidate or SDP text
+        await conn.add_remote_candidate(candidate)
+    await conn.add_remote_candidate(None)       # their end-of-candidates
+    await conn.connect()                         # ConnectionError when ICE fails
+    await conn.send(b"hello"); data = await conn.recv()
+    await conn.close()
+
+aioice's `get_event` (`ConnectionClosed`) and settable ``ice_controlling``
+(until `connect`) are there for aiortc. Beyond aioice: `events()` yields the
+agent's events (`ConnectionStateChanged`, `LocalCandidate`,
+`SelectedPairChanged`, ...), `state`, `stats()`, `selected_pair(component)`,
+`restart()` (ICE restart), and the options ``nomination`` ("regular" or
+"aggressive", for RFC 5245 peers), ``lite``, ``ta``, ``rng``, ``ip_filter``,
+``interface_filter``, ``port_range``, ``include_loopback`` and
+``include_link_local`` (see `ice.aio_gather`). ``stun_server`` and
+``turn_server`` take one server (a ``(host, port)`` tuple or a URI) or a list;
+``turn_ssl`` may be an `ssl.SSLContext`. Remote candidates are ours, aioice's
+or SDP text; ``.local`` (mDNS) ones are left out.
+
+The adapter is thin. `gather_candidates` opens one UDP socket per interface
+address and component (host candidates), one `TurnClient` per component, TURN
+server and address family (relayed candidates, whose base is the relayed
+address), and lets the agent ask the STUN servers (server-reflexive ones).
+Every datagram a socket or relay receives is demultiplexed by its first byte
+(RFC 7983): 0-3 is STUN and goes to the agent with the base it arrived on,
+anything else is application data. What the agent wants sent leaves from the
+socket or relay of its ``source``; application data leaves on
+`Agent.selected_pair`, from its base to its remote address, counted in the
+pair's stats. The agent has one timer, fired with ``now = max(timer_at, loop.time())``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import ipaddress
+import logging
+import random
+import ssl as _ssl
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from ice._codec import is_stun
+from ice.agent import Agent, Nomination
+from ice.agent_events import (
+    AgentEvent,
+    ConnectionState,
+    ConnectionStateChanged,
+    GatheringState,
+    LocalCandidatesEnd,
+)
+from ice.aio_gather import (
+    AddressFilter,
+    HostAddress,
+    NameFilter,
+    Relay,
+    allocate_relays,
+    host_addresses,
+    host_candidate,
+    open_host_socket,
+    relayed_candidate,
+    stun_addresses,
+)
+from ice.aio_transport import Target
+from ice.candidate import Candidate, local_preferences
+from ice.checklist import CandidatePair, PairState
+from ice.sdp import IceParameters
+from ice.transaction import Address, Transmit
+from ice.uri import StunUri
+
+__all__ = ["Connection", "ConnectionClosed", "ConnectionStats", "PairStats", "TransportPolicy"]
+
+logger = logging.getLogger("ice.aio_ice")
+
+
+class TransportPolicy(enum.StrEnum):
+    """Which candidates to gather: all, or relayed ones only (RFC 9429 section 4.1.1).
+    aioice's ``TransportPolicy`` values and the plain strings are accepted too."""
+
+    ALL = "all"
+    RELAY = "relay"
+
+
+#: One STUN/TURN server, or several.
+Servers = Target | Sequence[Target]
+#: Received datagrams held for `Connection.recvfrom` before the oldest is dropped.
+QUEUE_SIZE = 1024
+_EVENTS_KEPT = 1024
+_UP = (ConnectionState.CONNECTED, ConnectionState.COMPLETED)
+_DOWN = (ConnectionState.FAILED, ConnectionState.CLOSED)
+
+
+@dataclass(frozen=True, slots=True)
+class PairStats:
+    """One candidate pair: its state and counters (times in seconds)."""
+
+    component: int
+    local: Candidate
+    remote: Candidate
+    state: PairState
+    nominated: bool
+    selected: bool
+    rtt: float | None
+    smoothed_rtt: float | None
+    checks_sent: int
+    checks_received: int
+    responses_sent: int
+    responses_received: int
+    packets_sent: int
+    packets_received: int
+    bytes_sent: int
+    bytes_received: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionClosed:
+    """aioice's one event (`Connection.get_event`): closed, or consent lost."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionStats:
+    state: ConnectionState
+    gathering_state: GatheringState
+    failure_reason: str  # "" unless the agent failed
+    pairs: tuple[PairStats, ...]  # highest priority first
+
+
+def _servers(given: Servers | None) -> list[Target]:
+    if given is None:
+        return []
+    if isinstance(given, str | StunUri):
+        return [given]
+    if isinstance(given, tuple) and len(given) == 2 and isinstance(given[1], int):
+        return [given]
+    return list(given)
+
+
+def _policy(value: object) -> TransportPolicy:
+    """From ours, text, or aioice's TransportPolicy enum (by name)."""
+    name = value if isinstance(value, str) else getattr(value, "name", "")
+    try:
+        return TransportPolicy(str(name).lower())
+    except ValueError:
+        raise ValueError(f"transport_policy is 'all' or 'relay', not {value!r}") from None
+
+
+def _settle_future(future: asyncio.Future[None] | None, exc: BaseException | None = None) -> None:
+    if future is None or future.done():
+        return
+    if exc is None:
+        future.set_result(None)
+    else:
+        future.set_exception(exc)
+        future.exception()  # retrieved: nobody may be waiting
+
+
+class _Socket(asyncio.DatagramProtocol):
+    """A host socket or a relay: what arrives goes to the connection with its base."""
+
+    def __init__(self, conn: Connection, base: Address, component: int) -> None:
+        self.conn, self.base, self.component = conn, base, component
+        self.lost = asyncio.get_running_loop().create_future()
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if len(addr) != 2:  # IPv6: (host, port, flowinfo, scope_id)
+            addr = (addr[0].partition("%")[0], addr[1])
+        try:
+            self.conn._received(data, addr, self.base, self.component)
+        except Exception:  # a bug must not close the socket
+            logger.exception("failed to handle %d bytes from %s", len(data), addr)
+
+    def error_received(self, exc: Exception) -> None:
+        logger.debug("%s: %s", self.base, exc)  # ICMP errors: the checks will tell
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        _settle_future(self.lost)
+
+
+class Connection:
+    """An ICE connection for one data stream of ``components`` components (aioice's API)."""
+
+    def __init__(
+        self,
+        ice_controlling: bool,
+        components: int = 1,
+        stun_server: Servers | None = None,
+        turn_server: Servers | None = None,
+        turn_username: str | None = None,
+        turn_password: str | None = None,
+        turn_ssl: bool | _ssl.SSLContext = False,
+        turn_transport: str | None = None,
+        use_ipv4: bool = True,
+        use_ipv6: bool = True,
+        transport_policy: TransportPolicy | str | enum.Enum = TransportPolicy.ALL,
+        local_username: str | None = None,
+        local_password: str | None = None,
+        *,
+        ip_filter: AddressFilter | None = None,
+        interface_filter: NameFilter | None = None,
+        port_range: tuple[int, int] | None = None,
+        include_loopback: bool = False,
+        include_link_local: bool = False,
+        nomination: Nomination = "regular",
+        lite: bool = False,
+        ta: float | None = None,
+        rng: random.Random | None = None,
+        turn_timeout: float = 5.0,
+    ) -> None:
+        if port_range is not None and not 0 < port_range[0] <= port_range[1] <= 65535:
+            raise ValueError(f"port range {port_range!r} is not within 1-65535")
+        if local_username is not None or local_password is not None:
+            IceParameters(local_username or "abcd", local_password or "a" * 22)  # checks them
+        self._rng = rng if rng is not None else random.SystemRandom()
+        options: dict[str, Any] = {} if ta is None else {"ta": ta}
+        self.agent = Agent(
+            controlling=ice_controlling,
+            components=components,
+            ufrag=local_username,
+            pwd=local_password,
+            rng=self._rng,
+            nomination=nomination,
+            lite=lite,
+            **options,
+        )
+        self.stun_servers = _servers(stun_server)
+        self.turn_servers = _servers(turn_server)
+        self.turn_username, self.turn_password = turn_username, turn_password
+        self.turn_ssl, self.turn_transport = turn_ssl, turn_transport
+        self.turn_timeout = turn_timeout
+        self.transport_policy = _policy(transport_policy)
+        self._use_ipv4, self._use_ipv6 = use_ipv4, use_ipv6
+        self._ip_filter, self._interface_filter = ip_filter, interface_filter
+        self._include_loopback, self._include_link_local = include_loopback, include_link_local
+        self._port_range = port_range
+        #: Whether the peer is an ICE-lite agent (set it before `connect`).
+        self.remote_is_lite = False
+        self._remote_username: str | None = None
+        self._remote_password: str | None = None
+        self._remote_end = False
+        self._senders: dict[Address, asyncio.DatagramTransport] = {}
+        self._sockets: list[_Socket] = []
+        self._relays: list[Relay] = []
+        self._inbox: asyncio.Queue[tuple[bytes, int] | None] = asyncio.Queue(QUEUE_SIZE)
+        self._events: asyncio.Queue[AgentEvent] = asyncio.Queue(_EVENTS_KEPT)
+        self._final_taken = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._gathering: asyncio.Future[None] | None = None
+        self._gathered: asyncio.Future[None] | None = None
+        self._relaying: asyncio.Future[list[Relay]] | None = None
+        self._connected: asyncio.Future[None] | None = None
+        self._closing = False
+        self._closed: asyncio.Future[None] | None = None
+        self._lost: asyncio.Future[None] | None = None  # for get_event
+        self._ended = False
+        self._has_connected = False
+        #: Datagrams dropped because `recvfrom` did not keep up.
+        self.dropped = 0
+
+    # -- aioice's surface
+
+    @property
+    def ice_controlling(self) -> bool:
+        return self.agent.controlling
+
+    @ice_controlling.setter
+    def ice_controlling(self, value: bool) -> None:
+        """The role, settable until `connect` (aiortc sets it once it knows who offered)."""
+        if self._connected is not None:
+            raise ValueError("the role changes by itself after connect (487 role conflicts)")
+        self.agent.set_role(value)
+
+    @property
+    def local_username(self) -> str:
+        return self.agent.local_ufrag
+
+    @property
+    def local_password(self) -> str:
+        return self.agent.local_pwd
+
+    @property
+    def remote_username(self) -> str | None:
+        return self._remote_username
+
+    @remote_username.setter
+    def remote_username(self, value: str | None) -> None:
+        self._remote_username = value
+        self._set_remote_credentials()
+
+    @property
+    def remote_password(self) -> str | None:
+        return self._remote_password
+
+    @remote_password.setter
+    def remote_password(self, value: str | None) -> None:
+        self._remote_password = value
+        self._set_remote_credentials()
+
+    def _set_remote_credentials(self) -> None:
+        if self._remote_username is not None and self._remote_password is not None:
+            lite = self.remote_is_lite
+            self.agent.set_remote_credentials(
+                self._remote_username, self._remote_password, lite=lite
+            )
+
+    @property
+    def local_candidates(self) -> list[Candidate]:
+        return list(self.agent.local_candidates)
+
+    @property
+    def remote_candidates(self) -> list[Candidate]:
+        return list(self.agent.remote_candidates)
+
+    @property
+    def state(self) -> ConnectionState:
+        return self.agent.state
+
+    def get_default_candidate(self, component: int) -> Candidate | None:
+        """The local candidate of ``component`` most likely to work: the lowest priority one."""
+        for candidate in sorted(self.agent.local_candidates, key=lambda c: c.priority):
+            if candidate.component == component:
+                return candidate
+        return None
+
+    def selected_pair(self, component: int = 1) -> CandidatePair | None:
+        return self.agent.selected_pair(component)
+
+    async def gather_candidates(self) -> None:
+        """Gather the local candidates; returns once all are known (end-of-candidates)."""
+        if self._gathering is not None:
+            await asyncio.shield(self._gathering)
+            return
+        loop = self._running_loop()
+        self._gathering = loop.create_future()
+        self._gathered = loop.create_future()
+        try:
+            await self._gather(loop)
+            await asyncio.shield(self._gathered)
+            _settle_future(self._gathering)
+        except asyncio.CancelledError:
+            self._gathering.cancel()
+            raise
+        except BaseException as exc:
+            _settle_future(self._gathering, exc)
+            raise
+
+    async def _gather(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.agent.start_gathering()
+        self._pump(loop.time())
+        relaying: asyncio.Future[list[Relay]] | None = None
+        if self.turn_servers:
+            relaying = self._relaying = asyncio.ensure_future(self._allocate_relays())
+        try:
+            if self.transport_policy is TransportPolicy.ALL:
+                await self._open_host_sockets(loop)
+            if relaying is not None:
+                await asyncio.wait([relaying])
+                if relaying.cancelled():
+                    raise ConnectionError("the connection was closed while gathering")
+                self._add_relays(relaying.result(), loop.time())
+            if self.transport_policy is TransportPolicy.ALL:
+                for server in await stun_addresses(self.stun_servers):
+                    self.agent.add_stun_server(server)
+        finally:
+            if relaying is not None and not relaying.done():
+                relaying.cancel()
+        if self._closing:
+            raise ConnectionError("the connection was closed while gathering")
+        self.agent.gather(loop.time())
+        self._pump(loop.time())
+
+    async def _open_host_sockets(self, loop: asyncio.AbstractEventLoop) -> None:
+        addresses = host_addresses(
+            use_ipv4=self._use_ipv4,
+            use_ipv6=self._use_ipv6,
+            include_loopback=self._include_loopback,
+            include_link_local=self._include_link_local,
+            ip_filter=self._ip_filter,
+            interface_filter=self._interface_filter,
+        )
+        preferences = local_preferences(a.ip for a in addresses)
+        for component in range(1, self.agent.components + 1):
+            for address in addresses:
+                base = await self._open_socket(loop, address, component)
+                if base is not None:
+                    candidate = host_candidate(base, component, preferences[address.ip])
+                    self.agent.add_local_candidate(candidate, base, loop.time())
+                    self._pump(loop.time())
+
+    async def _open_socket(
+        self, loop: asyncio.AbstractEventLoop, address: HostAddress, component: int
+    ) -> Address | None:
+        opened = await open_host_socket(
+            loop, address, lambda base: _Socket(self, base, component), self._port_range, self._rng
+        )
+        if opened is None:
+            return None
+        transport, protocol = opened
+        self._sockets.append(protocol)
+        self._senders[protocol.base] = transport
+        if self._closing:
+            transport.close()
+            return None
+        return protocol.base
+
+    async def _allocate_relays(self) -> list[Relay]:
+        families = [f for f, on in ((4, self._use_ipv4), (6, self._use_ipv6)) if on]
+        tls = self.turn_ssl is not False
+        relays = await allocate_relays(
+            self.turn_servers,
+            components=self.agent.components,
+            families=families,
+            username=self.turn_username,
+            password=self.turn_password,
+            transport="tls" if tls else self.turn_transport,
+            ssl=self.turn_ssl if isinstance(self.turn_ssl, _ssl.SSLContext) else None,
+            timeout=self.turn_timeout,
+        )
+        self._relays.extend(relays)  # closed by close() from now on
+        return relays
+
+    def _add_relays(self, relays: list[Relay], now: float) -> None:
+        preferences = local_preferences(r.client.relayed_address[0] for r in relays)
+        hide = self.transport_policy is TransportPolicy.RELAY
+        for relay in relays:
+            preference = preferences[relay.client.relayed_address[0]]
+            candidate = relayed_candidate(relay, preference, hide_related_address=hide)
+            base = candidate.address
+            protocol = _Socket(self, base, relay.component)
+            self._senders[base] = relay.client.as_datagram_transport(protocol)
+            self.agent.add_local_candidate(candidate, base, now)
+            self._pump(now)
+
+    async def add_remote_candidate(self, candidate: object | None) -> None:
+        """A remote candidate (ours, aioice's, or SDP text), or None for end-of-candidates."""
+        if self._remote_end:
+            raise ValueError("Cannot add remote candidate after end-of-candidates.")
+        if self._closing:
+            return
+        now = self._running_loop().time()
+        if candidate is None:
+            self._remote_end = True
+            self.agent.add_remote_candidate(None, now)
+        else:
+            ours = _candidate(candidate)
+            if ours is None:
+                return
+            self.agent.add_remote_candidate(ours, now)
+        self._pump(now)
+
+    async def connect(self) -> None:
+        """Run the checks; return once every component has a selected pair.
+        Raises ConnectionError when ICE fails (after the peer's end-of-candidates)."""
+        if self._gathered is None or not self._gathered.done():
+            raise ConnectionError("Local candidates gathering was not performed")
+        if self._remote_username is None or self._remote_password is None:
+            raise ConnectionError("Remote username or password is missing")
+        self._set_remote_credentials()  # remote_is_lite may have been set since
+        loop = self._running_loop()
+        if self._connected is None:
+            self._connected = loop.create_future()
+            self._settle(self.agent.state)
+            self.agent.connect(loop.time())
+            self._pump(loop.time())
+        await asyncio.shield(self._connected)
+
+    async def send(self, data: bytes) -> None:
+        await self.sendto(data, 1)
+
+    async def sendto(self, data: bytes, component: int) -> None:
+        """Send a datagram on the selected pair of ``component``."""
+        pair = self.agent.selected_pair(component)
+        sender = self._senders.get(pair.base) if pair is not None else None
+        if pair is None or sender is None:
+            raise ConnectionError("Cannot send data, not connected")
+        sender.sendto(data, pair.remote_address)
+        pair.packets_sent += 1
+        pair.bytes_sent += len(data)
+
+    async def recv(self) -> bytes:
+        data, _ = await self.recvfrom()
+        return data
+
+    async def recvfrom(self) -> tuple[bytes, int]:
+        """The next datagram and the component it came on."""
+        if self._inbox.empty() and not self._ended and not self._has_selected():
+            raise ConnectionError("Cannot receive data, not connected")
+        item = await self._inbox.get()
+        if item is None:  # the end: leave it for the next reader
+            self._inbox.put_nowait(None)
+            raise ConnectionError("Connection lost while receiving data")
+        return item
+
+    def _has_selected(self) -> bool:
+        components = range(1, self.agent.components + 1)
+        return any(self.agent.selected_pair(c) is not None for c in components)
+
+    async def close(self) -> None:
+        """Stop the agent, close the sockets and release the TURN allocations."""
+        if self._closed is not None:
+            await asyncio.shield(self._closed)
+            return
+        loop = self._running_loop()
+        self._closed = loop.create_future()
+        self._closing = True
+        try:
+            self.agent.close()
+            self._pump(loop.time())
+            _settle_future(
+                self._gathered, ConnectionError("the connection was closed while gathering")
+            )
+            if self._relaying is not None:
+                self._relaying.cancel()  # allocations in progress are aborted
+            for protocol in self._sockets:
+                transport = self._senders.get(protocol.base)
+                if transport is not None:
+                    transport.close()
+            await asyncio.gather(*(relay.client.close() for relay in self._relays))
+            await asyncio.gather(*(protocol.lost for protocol in self._sockets))
+        finally:
+            self._senders.clear()
+            self._deliver(None)
+            self._closed.set_result(None)
+
+    async def __aenter__(self) -> Connection:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- beyond aioice
+
+    async def events(self) -> AsyncIterator[AgentEvent]:
+        """The agent's events, until ``ConnectionStateChanged(CLOSED)``; for one reader.
+        The last 1024 are kept for a reader that comes late."""
+        while not (self._final_taken and self._events.empty()):
+            event = await self._events.get()
+            if isinstance(event, ConnectionStateChanged) and event.state is ConnectionState.CLOSED:
+                self._final_taken = True
+            yield event
+
+    async def get_event(self) -> ConnectionClosed | None:
+        """aioice's: `ConnectionClosed` once the connection is closed or has lost
+        consent after connecting; None when that was already so."""
+        if self._lost is None:
+            self._lost = self._running_loop().create_future()
+        elif self._lost.done():
+            return None
+        await asyncio.shield(self._lost)
+        return ConnectionClosed()
+
+    async def restart(self, *, ufrag: str | None = None, pwd: str | None = None) -> None:
+        """ICE restart (RFC 8445 section 9): new local credentials, the peer's forgotten.
+        Signal `local_username`/`local_password` and the candidates (the same sockets)
+        again, set the peer's new credentials and candidates, and `connect` again;
+        data keeps flowing on the old selected pairs until new ones are selected."""
+        if self._closing:
+            raise ConnectionError("the connection is closed")
+        if ufrag is not None or pwd is not None:
+            IceParameters(ufrag or "abcd", pwd or "a" * 22)  # checks them
+        now = self._running_loop().time()
+        self.agent.restart(now, ufrag=ufrag, pwd=pwd)
+        self._remote_username = self._remote_password = None
+        self._remote_end = False
+        self._connected = None
+        if self._lost is not None and self._lost.done():
+            self._lost = None  # consent was lost: get_event waits again
+        if self._ended:  # failed before: receiving works again
+            kept = [self._inbox.get_nowait() for _ in range(self._inbox.qsize())]
+            self._ended = False
+            for item in kept:
+                if item is not None:
+                    self._inbox.put_nowait(item)
+        self._pump(now)
+
+    def stats(self) -> ConnectionStats:
+        agent = self.agent
+        selected = {id(agent.selected_pair(c)) for c in range(1, agent.components + 1)}
+        pairs = tuple(
+            PairStats(
+                component=p.component,
+                local=p.local,
+                remote=p.remote,
+                state=p.state,
+                nominated=p.nominated,
+                selected=id(p) in selected,
+                rtt=p.rtt,
+                smoothed_rtt=p.smoothed_rtt,
+                checks_sent=p.checks_sent,
+                checks_received=p.checks_received,
+                responses_sent=p.responses_sent,
+                responses_received=p.responses_received,
+                packets_sent=p.packets_sent,
+                packets_received=p.packets_received,
+                bytes_sent=p.bytes_sent,
+                bytes_received=p.bytes_received,
+            )
+            for p in agent.checklist.pairs
+        )
+        return ConnectionStats(agent.state, agent.gathering_state, agent.failure_reason, pairs)
+
+    # -- driving the agent
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
+
+    def _received(self, data: bytes, addr: Address, base: Address, component: int) -> None:
+        if data and data[0] < 4 and is_stun(data):  # RFC 7983 (and the magic cookie): STUN
+            assert self._loop is not None
+            now = self._loop.time()
+            self.agent.receive_datagram(data, addr, now, local=base)
+            self._pump(now)
+            return
+        pair = self.agent.checklist.find(base, addr, component)
+        if pair is not None:
+            pair.packets_received += 1
+            pair.bytes_received += len(data)
+        self._deliver((data, component))
+
+    def _pump(self, now: float) -> None:
+        """Send what the agent has for the wire, settle its events, re-arm its timer."""
+        agent = self.agent
+        for transmit in agent.datagrams_to_send(now):
+            self._transmit(transmit)
+        while (event := agent.next_event()) is not None:
+            if isinstance(event, ConnectionStateChanged):
+                self._settle(event.state, event.reason)
+            elif isinstance(event, LocalCandidatesEnd):
+                _settle_future(self._gathered)
+            if self._events.full():
+                self._events.get_nowait()
+            self._events.put_nowait(event)
+        self._arm_timer()
+
+    def _transmit(self, transmit: Transmit) -> None:
+        sender = self._senders.get(transmit.source) if transmit.source is not None else None
+        if sender is None:
+            logger.debug("nothing to send from %s to %s", transmit.source, transmit.addr)
+            return
+        sender.sendto(transmit.data, transmit.addr)
+
+    def _settle(self, state: ConnectionState, reason: str = "") -> None:
+        if state in _UP:
+            self._has_connected = True
+            _settle_future(self._connected)
+        elif state in _DOWN:
+            if state is ConnectionState.FAILED:
+                error = ConnectionError(f"ICE negotiation failed: {reason or 'no working pair'}")
+            else:
+                error = ConnectionError("the connection was closed")
+            if state is ConnectionState.CLOSED or self._has_connected:
+                if self._lost is None and self._loop is not None:
+                    self._lost = self._loop.create_future()
+                _settle_future(self._lost)
+            _settle_future(self._connected, error)
+            self._deliver(None)
+
+    def _deliver(self, item: tuple[bytes, int] | None) -> None:
+        if self._ended:
+            return
+        self._ended = item is None
+        if self._inbox.full():
+            self._inbox.get_nowait()
+            self.dropped += 1
+        self._inbox.put_nowait(item)
+
+    def _arm_timer(self) -> None:
+        at = None if self._closing else self.agent.get_timer()
+        if at == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = at
+        if at is not None:
+            assert self._loop is not None
+            self._timer = self._loop.call_at(at, self._on_timer)
+
+    def _on_timer(self) -> None:
+        at = self._timer_at
+        self._timer = self._timer_at = None
+        assert at is not None and self._loop is not None
+        now = max(at, self._loop.time())
+        self.agent.handle_timer(now)
+        self._pump(now)
+
+
+def _candidate(given: object) -> Candidate | None:
+    """Ours from ours, from SDP text, or from aioice's Candidate (through its SDP text);
+    IPv6 addresses in their canonical form, which is what sockets report."""
+    if isinstance(given, Candidate):
+        candidate = given
+    elif isinstance(given, str):
+        candidate = Candidate.from_sdp(given)
+    else:
+        to_sdp = getattr(given, "to_sdp", None)
+        if to_sdp is None:
+            raise TypeError(f"not a candidate: {given!r}")
+        candidate = Candidate.from_sdp(to_sdp())
+    if candidate.ip_version is None:
+        logger.info("remote candidate %s left out: mDNS names are not resolved", candidate.host)
+        return None
+    host = str(ipaddress.ip_address(candidate.host))
+    if host != candidate.host:
+        candidate = dataclasses.replace(candidate, host=host)
+    return candidate
