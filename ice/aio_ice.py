@@ -46,7 +46,7 @@ import ipaddress
 import logging
 import random
 import ssl as _ssl
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -73,7 +73,13 @@ from ice.aio_gather import (
     stun_addresses,
 )
 from ice.aio_transport import Target
-from ice.candidate import Candidate, local_preferences
+from ice.candidate import (
+    Candidate,
+    CandidateType,
+    candidate_priority,
+    foundation,
+    local_preferences,
+)
 from ice.checklist import CandidatePair, PairState
 from ice.sdp import IceParameters
 from ice.transaction import Address, Transmit
@@ -216,6 +222,7 @@ class Connection:
         ta: float | None = None,
         rng: random.Random | None = None,
         turn_timeout: float = 5.0,
+        nat_1to1: Mapping[str, str] | None = None,
     ) -> None:
         if port_range is not None and not 0 < port_range[0] <= port_range[1] <= 65535:
             raise ValueError(f"port range {port_range!r} is not within 1-65535")
@@ -243,6 +250,9 @@ class Connection:
         self._ip_filter, self._interface_filter = ip_filter, interface_filter
         self._include_loopback, self._include_link_local = include_loopback, include_link_local
         self._port_range = port_range
+        #: host IP -> the public IP a 1:1 NAT (a cloud VM's) maps it to: advertised as a
+        #: server-reflexive candidate with the host socket's port, no STUN needed
+        self._nat_1to1 = {_canonical_ip(k): _canonical_ip(v) for k, v in (nat_1to1 or {}).items()}
         #: Whether the peer is an ICE-lite agent (set it before `connect`).
         self.remote_is_lite = False
         self._remote_username: str | None = None
@@ -397,6 +407,10 @@ class Connection:
                 if base is not None:
                     candidate = host_candidate(base, component, preferences[address.ip])
                     self.agent.add_local_candidate(candidate, base, loop.time())
+                    public = self._nat_1to1.get(_canonical_ip(base[0]))
+                    if public is not None:
+                        mapped = mapped_candidate(candidate, public)
+                        self.agent.add_local_candidate(mapped, base, loop.time())
                     self._pump(loop.time())
 
     async def _open_socket(
@@ -723,3 +737,24 @@ def _candidate(given: object) -> Candidate | None:
     if host != candidate.host:
         candidate = dataclasses.replace(candidate, host=host)
     return candidate
+
+
+def _canonical_ip(text: str) -> str:
+    return str(ipaddress.ip_address(text))
+
+
+def mapped_candidate(host: Candidate, public_ip: str) -> Candidate:
+    """The server-reflexive candidate a configured 1:1 NAT gives ``host``: the public
+    IP with the same port (as a STUN server behind that NAT would report)."""
+    local_preference = (host.priority >> 8) & 0xFFFF
+    return Candidate(
+        foundation=foundation(CandidateType.SRFLX, host.host, "nat-1:1", "udp"),
+        component=host.component,
+        transport="udp",
+        priority=candidate_priority(CandidateType.SRFLX, local_preference, host.component),
+        host=public_ip,
+        port=host.port,
+        type=CandidateType.SRFLX,
+        related_address=host.host,
+        related_port=host.port,
+    )

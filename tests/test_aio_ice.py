@@ -772,3 +772,20 @@ def test_the_same_script_runs_on_both_implementations(
     offerer: types.SimpleNamespace, answerer: types.SimpleNamespace
 ) -> None:
     assert run(script(offerer, answerer)) == [b"hello from the offerer", b"hello from the answerer"]
+
+
+def test_a_1to1_nat_mapping_advertises_the_public_address_as_server_reflexive() -> None:
+    async def main() -> None:
+        a, b = await connected_pair(
+            ours(nat_1to1={"127.0.0.1": "203.0.113.9"}), ours(), components=1
+        )
+        try:
+            (host_candidate,) = [c for c in a.local_candidates if c.type == "host"]
+            (mapped,) = [c for c in a.local_candidates if c.type == "srflx"]
+            assert mapped.address == ("203.0.113.9", host_candidate.port)
+            assert (mapped.related_address, mapped.related_port) == host_candidate.address
+            await ping(a, b)  # the host pair still works on loopback
+        finally:
+            await asyncio.gather(a.close(), b.close())
+
+    run(main())
