@@ -549,7 +549,10 @@ class Agent:
             if candidate.address == addr and candidate.component == component:
                 return candidate
         # a peer-reflexive remote candidate (RFC 8445 7.3.1.3)
-        priority = Priority.get_from(request)
+        try:
+            priority = Priority.get_from(request)
+        except DecodeError:  # a malformed PRIORITY from an authenticated peer: rank it last
+            priority = None
         self._prflx_count += 1
         candidate = Candidate(
             foundation=f"prflx{self._prflx_count}",

@@ -6,6 +6,8 @@ import random
 from collections.abc import Sequence
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from netsim import Network
 
 import ice
@@ -384,3 +386,30 @@ def test_loss_and_reordering_only_slow_the_checks_down(nth: int, hold: float) ->
     pa, pb = a.selected_pair(1), b.selected_pair(1)
     assert pa is not None and pb is not None
     assert pa.remote_address == pb.base and pb.remote_address == pa.base
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200), st.sampled_from([0x0001, 0x0101, 0x0111, 0x0011]))
+def test_hostile_datagrams_never_break_the_agent(body: bytes, msg_type: int) -> None:
+    a, b = make_pair()
+    signal(a, b)
+    a.datagrams_to_send(0.0)
+    body = body[: len(body) - len(body) % 4]
+    framed = msg_type.to_bytes(2, "big") + len(body).to_bytes(2, "big") + b"\x21\x12\xa4\x42"
+    for data in (body, framed + bytes(12) + body):
+        a.receive_datagram(data, RIGHT, 0.1, local=LEFT)
+        for transmit in a.datagrams_to_send(0.1):
+            ice.Message.decode(transmit.data)  # whatever it answers is well-formed STUN
+    assert a.state is ConnectionState.CHECKING
+
+
+def test_an_authentic_check_with_a_malformed_priority_is_answered_not_fatal() -> None:
+    a, b = make_pair()
+    signal(a, b)
+    b.datagrams_to_send(0.0)
+    request = ice.Message.build(BINDING_REQUEST, ice.Username(f"{b.local_ufrag}:{a.local_ufrag}"))
+    request.add(int(AttrType.PRIORITY), b"\x01\x02")  # two bytes, not four
+    request.add_integrity(ice.short_term_key(b.local_pwd))
+    b.receive_datagram(request.raw, ("10.9.9.9", 9999), 0.0, local=RIGHT)
+    (answer,) = b.datagrams_to_send(0.0)
+    assert ice.Message.decode(answer.data).type == ice.BINDING_SUCCESS
