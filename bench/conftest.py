@@ -37,6 +37,7 @@ _GROUPS = {
     "test_turn": "pion/turn internal/proto",
     "test_hmac": "pion/stun internal/hmac",
     "test_aioice": "ice vs aioice",
+    "test_ice": "ice agent (no reference)",
 }
 
 

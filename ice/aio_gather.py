@@ -193,6 +193,11 @@ async def open_host_socket(
     except BaseException:
         sock.close()
         raise
+    if hasattr(transport, "max_size"):
+        # asyncio's selector transport reads each datagram into a fresh 256 KiB buffer,
+        # which glibc may serve with an mmap/munmap per datagram (~15 us); no UDP
+        # datagram is larger than 64 KiB.
+        setattr(transport, "max_size", 65536)  # noqa: B010 - not in the typed interface
     return transport, protocol
 
 

@@ -509,7 +509,12 @@ class Connection:
 
     async def recvfrom(self) -> tuple[bytes, int]:
         """The next datagram and the component it came on."""
-        if self._inbox.empty() and not self._ended and not self._has_selected():
+        if (
+            self._inbox.empty()
+            and not self._ended
+            and self.agent.state not in _RECEIVING
+            and not self._has_selected()
+        ):
             raise ConnectionError("Cannot receive data, not connected")
         item = await self._inbox.get()
         if item is None:  # the end: leave it for the next reader
@@ -737,6 +742,12 @@ def _candidate(given: object) -> Candidate | None:
     if host != candidate.host:
         candidate = dataclasses.replace(candidate, host=host)
     return candidate
+
+
+#: States in which a selected pair carries data (recv waits instead of raising).
+_RECEIVING = frozenset(
+    {ConnectionState.CONNECTED, ConnectionState.COMPLETED, ConnectionState.DISCONNECTED}
+)
 
 
 def _canonical_ip(text: str) -> str:

@@ -26,6 +26,11 @@ twin, registered only when aioice is importable). There, what an ICE session
 holds constant (credentials, tie-breaker, the integrity key) is prepared once
 on both sides, in each library's own form; the message is made on every call.
 
+Two cases time the sans-I/O ICE agent (``Agent_Connect``, ``Agent_ReceiveCheck``,
+group "ice"); they have no Go or aioice twin, so they are shown without a
+reference and not judged (bench/ice_connect.py compares the asyncio connection
+with aioice's on loopback sockets).
+
 `SKIPPED` lists the Go benchmarks with no case, and why.
 """
 
@@ -33,6 +38,7 @@ from __future__ import annotations
 
 import base64
 import io
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -50,6 +56,8 @@ from ice._codec import (
     is_stun,
     message_type,
 )
+from ice.agent import Agent
+from ice.agent_events import ConnectionState
 from ice.attrs import (
     AlternateServer,
     ChannelNumber,
@@ -71,6 +79,7 @@ from ice.attrs import (
     XorPeerAddress,
     XorRelayedAddress,
 )
+from ice.candidate import Candidate, CandidateType, candidate_priority, foundation
 from ice.client_auth import LongTermCredentials
 from ice.credentials import long_term_key, short_term_key
 from ice.transaction import TransactionTable, Transmit
@@ -81,11 +90,13 @@ Op = Callable[[], object]
 
 Kind = Literal["integrity", "op", "ours", "aioice"]
 """How a case is judged: "integrity" (<= 0.5x Go), "op" (<= max(3x Go, Go + 60 ns)),
-"ours"/"aioice" (the two sides of an aioice comparison: ours >= 25x faster)."""
+"ours"/"aioice" (the two sides of an aioice comparison: ours >= 25x faster). An "op"
+with no Go figure (the "ice" group) is shown and not judged."""
 
-Group = Literal["stun", "turn", "hmac", "aioice"]
+Group = Literal["stun", "turn", "hmac", "aioice", "ice"]
 """Where the Go benchmark lives (pion/stun, pion/turn internal/proto,
-pion/stun internal/hmac), or "aioice" for the comparisons with aioice."""
+pion/stun internal/hmac), "aioice" for the comparisons with aioice, or "ice"
+for the ICE agent's cases (no reference: shown, not judged)."""
 
 AIOICE_SUFFIX: Final = "_aioice"
 
@@ -1195,3 +1206,122 @@ def _register_aioice_turn() -> None:
 
 
 _register_aioice_turn()
+
+
+# -------------------------------------------------------- the ICE agent (sans-I/O, no reference)
+
+# Two agents wired in memory, as the asyncio connection drives them: host
+# candidates on documentation addresses, fixed credentials and tie-breakers,
+# every datagram one agent wants sent handed straight to the other (no sockets,
+# no latency), and the clock standing still: on one pair, checking needs no
+# timer (the first check goes out at once, the nomination as soon as it works).
+_AGENT_LEFT: Final = ("192.0.2.1", 50000)
+_AGENT_RIGHT: Final = ("192.0.2.2", 50002)
+_AGENT_NOW: Final = 1.0
+_AGENT_UP: Final = (ConnectionState.CONNECTED, ConnectionState.COMPLETED)
+
+
+def _agent_host(address: tuple[str, int]) -> Candidate:
+    return Candidate(
+        foundation=foundation(CandidateType.HOST, address[0], None, "udp"),
+        component=1,
+        transport="udp",
+        priority=candidate_priority(CandidateType.HOST, 65535, 1),
+        host=address[0],
+        port=address[1],
+        type=CandidateType.HOST,
+    )
+
+
+def _agent_pair(rng: random.Random) -> tuple[Agent, Agent]:
+    """Two agents that know their own host candidate and the peer's credentials and
+    candidate (end-of-candidates both ways): what precedes connect()."""
+    left, right = _agent_host(_AGENT_LEFT), _agent_host(_AGENT_RIGHT)
+    a = Agent(controlling=True, ufrag="LEFT", pwd="left-password-22-chars", tie_breaker=1, rng=rng)
+    b = Agent(controlling=False, ufrag="RIGT", pwd="rigt-password-22-chars", tie_breaker=2, rng=rng)
+    for agent, mine, base, peer, theirs in (
+        (a, left, _AGENT_LEFT, b, right),
+        (b, right, _AGENT_RIGHT, a, left),
+    ):
+        agent.add_local_candidate(mine, base, _AGENT_NOW)
+        agent.end_of_local_candidates(_AGENT_NOW)
+        agent.set_remote_credentials(peer.local_ufrag, peer.local_pwd)
+        agent.add_remote_candidate(theirs, _AGENT_NOW)
+        agent.add_remote_candidate(None, _AGENT_NOW)
+    return a, b
+
+
+def _agent_connect(a: Agent, b: Agent, now: float) -> int:
+    """connect() both, then move datagrams (and fire timers, should one be due) until
+    both are connected; the number of datagrams moved."""
+    a.connect(now)
+    b.connect(now)
+    moved = 0
+    while a.state not in _AGENT_UP or b.state not in _AGENT_UP:
+        quiet = True
+        for sender, receiver, source in ((a, b, _AGENT_LEFT), (b, a, _AGENT_RIGHT)):
+            for transmit in sender.datagrams_to_send(now):
+                receiver.receive_datagram(transmit.data, source, now, local=transmit.addr)
+                quiet = False
+                moved += 1
+        if quiet:
+            timers = [t for t in (a.get_timer(), b.get_timer()) if t is not None]
+            if not timers or a.state is ConnectionState.FAILED or b.state is ConnectionState.FAILED:
+                raise AssertionError(f"the agents did not connect: {a.state}, {b.state}")
+            now = max(now, min(timers))
+            a.handle_timer(now)
+            b.handle_timer(now)
+    return moved
+
+
+@_case("Agent_Connect", "ice")
+def _agent_connect_case() -> Op:
+    """Two sans-I/O ICE agents with one host candidate each: make them and signal
+    credentials and candidates (some 40% of the time here), then connect() both and
+    move datagrams in memory until both are connected (check, answer + triggered
+    check, answer, nomination, answer: 6 datagrams, no timer). No Go or aioice twin."""
+    rng = random.Random(1)
+    pair = _agent_pair
+    connect = _agent_connect
+
+    def op() -> int:
+        a, b = pair(rng)
+        return connect(a, b, _AGENT_NOW)
+
+    moved = op()
+    assert moved == 6, moved
+    return op
+
+
+@_case("Agent_ReceiveCheck", "ice")
+def _agent_receive_check_case() -> Op:
+    """A connected (controlled) agent answers one connectivity check: the peer's consent
+    check (USERNAME, PRIORITY, ICE-CONTROLLING, MESSAGE-INTEGRITY, FINGERPRINT: decoded,
+    verified, matched to the selected pair) through receive_datagram(), and
+    datagrams_to_send() returns the signed Binding success response. No Go or aioice twin."""
+    a, b = _agent_pair(random.Random(1))
+    _agent_connect(a, b, _AGENT_NOW)
+    while a.next_event() is not None or b.next_event() is not None:
+        pass
+    now = _AGENT_NOW
+    out: list[Transmit] = []
+    while not out:  # fire a's timers until its first consent check goes out (~5 s)
+        timer = a.get_timer()
+        assert timer is not None and timer < _AGENT_NOW + 10.0, timer
+        now = max(now, timer)
+        a.handle_timer(now)
+        out = a.datagrams_to_send(now)
+    (check,) = out
+    assert check.source == _AGENT_LEFT and check.addr == _AGENT_RIGHT
+    data, source, local = check.data, _AGENT_LEFT, check.addr
+    receive, to_send = b.receive_datagram, b.datagrams_to_send
+
+    def op() -> list[Transmit]:
+        receive(data, source, now, local=local)
+        return to_send(now)
+
+    (answer,) = op()
+    response = Message.decode(answer.data)
+    assert response.type == _BINDING_SUCCESS and answer.addr == _AGENT_LEFT, response
+    assert b.next_event() is None and b.state in _AGENT_UP
+    return op
