@@ -118,6 +118,7 @@ class Agent:
         *,
         controlling: bool,
         components: int = 1,
+        streams: int = 1,
         ufrag: str | None = None,
         pwd: str | None = None,
         tie_breaker: int | None = None,
@@ -133,13 +134,14 @@ class Agent:
         gather_timeout: float = 3.5,
         software: str | None = None,
     ) -> None:
-        if components < 1:
-            raise ValueError("components must be at least 1")
+        if components < 1 or streams < 1:
+            raise ValueError("components and streams must be at least 1")
         if nomination not in ("regular", "aggressive"):
             raise ValueError("nomination is 'regular' or 'aggressive'")
         self._rng = rng if rng is not None else random.Random()
         self.controlling = controlling and not lite
         self.components = components
+        self.streams = streams
         self.local_ufrag = ufrag if ufrag is not None else self._random_text(8)
         self.local_pwd = pwd if pwd is not None else self._random_text(24)
         self.tie_breaker = tie_breaker if tie_breaker is not None else self._rng.getrandbits(64)
@@ -157,12 +159,14 @@ class Agent:
         self.gathering_state = GatheringState.NEW
         self.failure_reason = ""
         self.local_candidates: list[Candidate] = []
-        self.remote_candidates: list[Candidate] = []
+        self._remote: list[list[Candidate]] = [[] for _ in range(streams)]
         self.remote_end_of_candidates = False
-        self.checklist = CheckList()
+        self.checklists = [CheckList() for _ in range(streams)]
+        self._next_list = 0  # checks go round the check lists
         self._local_key = IntegrityKey(short_term_key(self.local_pwd))
         self._remote_key: IntegrityKey | None = None
-        self._bases: dict[Address, Candidate] = {}  # base -> the local candidate sent from it
+        # base -> (stream, the local candidate sent from it)
+        self._bases: dict[Address, tuple[int, Candidate]] = {}
         self._table = TransactionTable(
             rto=check_rto, min_rto=min(check_rto, 0.5), rc=check_retransmissions, rm=4
         )
@@ -172,9 +176,10 @@ class Agent:
         self._events: deque[AgentEvent] = deque()
         self._next_ta: float | None = None
         self._last_check = float("-inf")
-        self._selected: dict[int, CandidatePair] = {}
-        self._consent_at: dict[int, float] = {}
-        self._consent_ok: dict[int, float] = {}
+        # keyed by slot: (stream, component)
+        self._selected: dict[tuple[int, int], CandidatePair] = {}
+        self._consent_at: dict[tuple[int, int], float] = {}
+        self._consent_ok: dict[tuple[int, int], float] = {}
         self._prflx_count = 0
         # server-reflexive gathering: its own transactions, so that a dead STUN server
         # times out on its own clock (gather_timeout) and never stalls the checks
@@ -185,7 +190,20 @@ class Agent:
         )
         self._gathering: dict[bytes, tuple[Address, Address]] = {}  # tid -> (base, server)
         self._gather_started = False
-        self._stale_selected: set[int] = set()  # selections from before an ICE restart
+        self._stale_selected: set[tuple[int, int]] = set()  # from before an ICE restart
+
+    @property
+    def checklist(self) -> CheckList:
+        """The check list of the first (often only) data stream."""
+        return self.checklists[0]
+
+    @property
+    def remote_candidates(self) -> list[Candidate]:
+        """The peer's candidates for the first data stream."""
+        return self._remote[0]
+
+    def _slots(self) -> list[tuple[int, int]]:
+        return [(s, c) for s in range(self.streams) for c in range(1, self.components + 1)]
 
     def _random_text(self, length: int) -> str:
         return "".join(self._rng.choice(_ICE_CHARS) for _ in range(length))
@@ -196,10 +214,14 @@ class Agent:
         if self.gathering_state is GatheringState.NEW:
             self._set_gathering(GatheringState.GATHERING)
 
-    def add_local_candidate(self, candidate: Candidate, base: Address, now: float = 0.0) -> None:
-        """A gathered local candidate and the transport address it is sent from
-        (its own address for host and relayed candidates, the host socket's for
-        server-reflexive ones); emitted as a `LocalCandidate` event."""
+    def add_local_candidate(
+        self, candidate: Candidate, base: Address, now: float = 0.0, *, stream: int = 0
+    ) -> None:
+        """A gathered local candidate of data stream ``stream`` and the transport
+        address it is sent from (its own address for host and relayed candidates,
+        the host socket's for server-reflexive ones); emitted as a `LocalCandidate`."""
+        if not 0 <= stream < self.streams:
+            raise ValueError(f"stream {stream} of a {self.streams}-stream agent")
         if not 1 <= candidate.component <= self.components:
             raise ValueError(
                 f"component {candidate.component} of a {self.components}-component agent"
@@ -209,9 +231,9 @@ class Agent:
         self._events.append(LocalCandidate(candidate))
         if candidate.type is CandidateType.SERVER_REFLEXIVE:
             return  # checked from its base: the host candidate's pairs cover it (6.1.2.4)
-        self._bases.setdefault(base, candidate)
-        for remote in self.remote_candidates:
-            self._pair(candidate, base, remote)
+        self._bases.setdefault(base, (stream, candidate))
+        for remote in self._remote[stream]:
+            self._pair(candidate, base, remote, stream)
         self._arm(now)
 
     def end_of_local_candidates(self, now: float = 0.0) -> None:
@@ -232,7 +254,7 @@ class Agent:
         itself once `gathering_server_reflexive` is False. Add host candidates first."""
         self.start_gathering()
         self._gather_started = finish
-        hosts = [(b, c) for b, c in self._bases.items() if c.type is CandidateType.HOST]
+        hosts = [(b, c) for b, (_, c) in self._bases.items() if c.type is CandidateType.HOST]
         for server in self._stun_servers:
             for base, _ in hosts:
                 if _family(base[0]) != _family(server[0]):
@@ -272,7 +294,7 @@ class Agent:
             mapped = XorMappedAddress.get_from(response)
         except DecodeError:
             return
-        base_candidate = self._bases.get(base)
+        stream, base_candidate = self._bases.get(base, (0, None))
         if mapped is None or base_candidate is None or mapped.address == base:
             return  # no NAT: the srflx candidate would be the host one (redundant)
         if any(c.address == mapped.address for c in self.local_candidates):
@@ -290,7 +312,7 @@ class Agent:
             related_address=base[0],
             related_port=base[1],
         )
-        self.add_local_candidate(candidate, base, now)
+        self.add_local_candidate(candidate, base, now, stream=stream)
 
     def set_remote_credentials(self, ufrag: str, pwd: str, *, lite: bool = False) -> None:
         self.remote_ufrag, self.remote_pwd = ufrag, pwd
@@ -299,8 +321,13 @@ class Agent:
         if lite and not self.lite and not self.controlling:
             self._set_role(True)  # RFC 8445 6.1.1: the full agent controls a lite peer
 
-    def add_remote_candidate(self, candidate: Candidate | None, now: float = 0.0) -> None:
-        """A candidate the peer signalled, or None for its end-of-candidates."""
+    def add_remote_candidate(
+        self, candidate: Candidate | None, now: float = 0.0, *, stream: int = 0
+    ) -> None:
+        """A candidate the peer signalled for data stream ``stream``, or None for its
+        end-of-candidates (for all streams)."""
+        if not 0 <= stream < self.streams:
+            raise ValueError(f"stream {stream} of a {self.streams}-stream agent")
         if candidate is None:
             self.remote_end_of_candidates = True
             self._check_failed(now)
@@ -314,17 +341,31 @@ class Agent:
         if canonical != candidate.host:  # compare as sockets report addresses
             candidate = dataclasses.replace(candidate, host=canonical)
         if any(c.address == candidate.address and c.component == candidate.component
-               for c in self.remote_candidates):  # fmt: skip
+               for c in self._remote[stream]):  # fmt: skip
             return
-        self.remote_candidates.append(candidate)
-        for base, local in self._bases.items():
-            self._pair(local, base, candidate)
+        self._remote[stream].append(candidate)
+        for base, (local_stream, local) in self._bases.items():
+            if local_stream == stream:
+                self._pair(local, base, candidate, stream)
         self._arm(now)
 
-    def _pair(self, local: Candidate, base: Address, remote: Candidate) -> CandidatePair | None:
+    def _pair(
+        self, local: Candidate, base: Address, remote: Candidate, stream: int
+    ) -> CandidatePair | None:
         if local.component != remote.component or _family(base[0]) != _family(remote.host):
             return None
-        return self.checklist.add(CandidatePair(local, remote, base), self.controlling)
+        pair = self.checklists[stream].add(
+            CandidatePair(local, remote, base, stream), self.controlling
+        )
+        # RFC 8445 6.1.2.6: one Waiting pair per foundation across all check lists
+        if pair.state is PairState.WAITING and any(
+            p.foundation == pair.foundation and p.state is not PairState.FROZEN
+            for other in self.checklists
+            if other is not self.checklists[stream]
+            for p in other.pairs
+        ):
+            pair.state = PairState.FROZEN
+        return pair
 
     # -- starting and stopping
 
@@ -358,12 +399,12 @@ class Agent:
         self._local_key = IntegrityKey(short_term_key(self.local_pwd))
         self.remote_ufrag = self.remote_pwd = None
         self._remote_key = None
-        self.remote_candidates = []
+        self._remote = [[] for _ in range(self.streams)]
         self.remote_end_of_candidates = False
         for tid in list(self._checks):
             self._table.cancel(tid)
         self._checks.clear()
-        self.checklist = CheckList()
+        self.checklists = [CheckList() for _ in range(self.streams)]
         self._next_ta = None
         self._stale_selected = set(self._selected)
         self.failure_reason = ""
@@ -373,11 +414,11 @@ class Agent:
             self._events.append(LocalCandidate(candidate))
         self._events.append(LocalCandidatesEnd())
 
-    def selected_pair(self, component: int = 1) -> CandidatePair | None:
+    def selected_pair(self, component: int = 1, stream: int = 0) -> CandidatePair | None:
         """The pair data goes over, or None. Sending on it stops once consent is lost."""
         if self.state in (ConnectionState.FAILED, ConnectionState.CLOSED):
             return None
-        return self._selected.get(component)
+        return self._selected.get((stream, component))
 
     def _arm(self, now: float) -> None:
         """Make sure the pacer runs: at once if no check went out in the last Ta."""
@@ -435,7 +476,7 @@ class Agent:
             for t in (self._table.get_timer(), self._gather_table.get_timer(), self._next_ta)
             if t is not None
         ]
-        timers.extend(self._consent_deadline(c) for c in self._consent_at)
+        timers.extend(self._consent_deadline(slot) for slot in self._consent_at)
         return min(timers, default=None)
 
     def handle_timer(self, now: float) -> None:
@@ -444,7 +485,7 @@ class Agent:
         self._table.handle_timer(now)
         self._drain(now)
         if self._next_ta is not None and now >= self._next_ta:
-            pair = self.checklist.next_check() if self._remote_key is not None else None
+            pair = self._next_check() if self._remote_key is not None else None
             if pair is not None:
                 self._send_check(pair, now, nominating=self._aggressive_nominating())
                 self._last_check = now
@@ -452,6 +493,17 @@ class Agent:
             else:
                 self._next_ta = None  # idle until a new pair or a triggered check arrives
         self._keep_consent(now)
+
+    def _next_check(self) -> CandidatePair | None:
+        """The next check, taking the check lists in turn (RFC 8445 6.1.4.2)."""
+        count = len(self.checklists)
+        for offset in range(count):
+            index = (self._next_list + offset) % count
+            pair = self.checklists[index].next_check()
+            if pair is not None:
+                self._next_list = (index + 1) % count
+                return pair
+        return None
 
     def next_event(self) -> AgentEvent | None:
         return self._events.popleft() if self._events else None
@@ -517,13 +569,14 @@ class Agent:
         response.add_integrity(self._local_key)
         response.add_fingerprint()
         self._outbox.append(Transmit(response.raw, addr, local))
-        base_candidate = self._bases.get(local)
-        if base_candidate is None:
+        known = self._bases.get(local)
+        if known is None:
             return  # a socket the agent was not told about
-        remote = self._remote_for(addr, base_candidate.component, request)
-        pair = self.checklist.find(local, addr, base_candidate.component)
+        stream, base_candidate = known
+        remote = self._remote_for(addr, base_candidate.component, request, stream)
+        pair = self.checklists[stream].find(local, addr, base_candidate.component)
         if pair is None:
-            pair = self._pair(base_candidate, local, remote)
+            pair = self._pair(base_candidate, local, remote, stream)
             if pair is None:
                 return
         pair.checks_received += 1
@@ -541,11 +594,13 @@ class Agent:
         if use_candidate:
             pair.nominated = True  # selected once its triggered check succeeds (7.3.1.5)
         if pair.state is not PairState.IN_PROGRESS:
-            self.checklist.trigger(pair)
+            self.checklists[pair.stream].trigger(pair)
             self._arm(now)
 
-    def _remote_for(self, addr: Address, component: int, request: Message) -> Candidate:
-        for candidate in self.remote_candidates:
+    def _remote_for(
+        self, addr: Address, component: int, request: Message, stream: int
+    ) -> Candidate:
+        for candidate in self._remote[stream]:
             if candidate.address == addr and candidate.component == component:
                 return candidate
         # a peer-reflexive remote candidate (RFC 8445 7.3.1.3)
@@ -563,7 +618,7 @@ class Agent:
             port=addr[1],
             type=CandidateType.PEER_REFLEXIVE,
         )
-        self.remote_candidates.append(candidate)
+        self._remote[stream].append(candidate)
         return candidate
 
     def _resolve_role_conflict(self, request: Message, addr: Address, local: Address) -> bool:
@@ -619,7 +674,8 @@ class Agent:
         if controlling == self.controlling:
             return
         self.controlling = controlling
-        self.checklist.reprioritise(controlling)
+        for checklist in self.checklists:
+            checklist.reprioritise(controlling)
         if announce:
             self._events.append(RoleChanged(controlling))
 
@@ -638,7 +694,7 @@ class Agent:
             elif isinstance(event, TransactionFailed) and event.code == 487:
                 self._set_role(not self.controlling)
                 pair.use_candidate_sent = False
-                self.checklist.trigger(pair)
+                self.checklists[pair.stream].trigger(pair)
                 self._arm(now)
             else:
                 if pair.transaction_id == event.transaction_id:
@@ -660,7 +716,8 @@ class Agent:
         pair.state = PairState.SUCCEEDED
         pair.valid = True
         if first:
-            self.checklist.unfreeze_foundation(pair.foundation)
+            for checklist in self.checklists:  # RFC 8445 7.2.5.3.3, across all lists
+                checklist.unfreeze_foundation(pair.foundation)
         if check.nominating or (not self.controlling and pair.nominated):
             self._nominated(pair, now)
         elif self._should_nominate(pair):
@@ -672,26 +729,30 @@ class Agent:
         component that works, and never one while another is being nominated."""
         if not self.controlling or self.nomination != "regular":
             return False
-        if pair.component in self._selected and pair.component not in self._stale_selected:
+        slot = pair.slot
+        if slot in self._selected and slot not in self._stale_selected:
             return False
         return not any(
-            p.use_candidate_sent and p.component == pair.component for p in self.checklist.pairs
+            p.use_candidate_sent and p.slot == slot for p in self.checklists[pair.stream].pairs
         )
 
     def _nominated(self, pair: CandidatePair, now: float) -> None:
         pair.nominated = True
-        current = self._selected.get(pair.component)
-        stale = pair.component in self._stale_selected
+        slot = pair.slot
+        current = self._selected.get(slot)
+        stale = slot in self._stale_selected
         if current is pair or (
             current is not None and not stale and current.priority >= pair.priority
         ):
             self._update_state(now)
             return
-        self._selected[pair.component] = pair
-        self._stale_selected.discard(pair.component)
-        self._consent_ok[pair.component] = now
-        self._consent_at[pair.component] = now + self._consent_delay()
-        self._events.append(SelectedPairChanged(pair.component, pair.local, pair.remote))
+        self._selected[slot] = pair
+        self._stale_selected.discard(slot)
+        self._consent_ok[slot] = now
+        self._consent_at[slot] = now + self._consent_delay()
+        self._events.append(
+            SelectedPairChanged(pair.component, pair.local, pair.remote, pair.stream)
+        )
         self._update_state(now, recovered=True)  # a fresh nomination proves the path
 
     def _consent_delay(self) -> float:
@@ -702,34 +763,34 @@ class Agent:
     def _keep_consent(self, now: float) -> None:
         if self.lite:
             return
-        for component, at in list(self._consent_at.items()):
-            ok = self._consent_ok[component]
+        for slot, at in list(self._consent_at.items()):
+            ok = self._consent_ok[slot]
             silent = now - ok
             # compared as deadlines, the same sums get_timer uses (float-exact)
             if now >= ok + self.consent_timeout:
-                self._fail(f"consent lost on component {component}: no answer for {silent:.0f} s")
+                self._fail(f"consent lost on {_describe(slot)}: no answer for {silent:.0f} s")
                 return
             disconnected = self.state is ConnectionState.DISCONNECTED
             if now >= ok + self.consent_disconnect and not disconnected:
                 self._set_state(ConnectionState.DISCONNECTED, f"no consent for {silent:.1f} s")
             if now >= at:
-                self._consent_at[component] = now + self._consent_delay()
+                self._consent_at[slot] = now + self._consent_delay()
                 if self._remote_key is not None:
-                    self._send_check(self._selected[component], now, nominating=False, consent=True)
+                    self._send_check(self._selected[slot], now, nominating=False, consent=True)
 
-    def _consent_deadline(self, component: int) -> float:
+    def _consent_deadline(self, slot: tuple[int, int]) -> float:
         """The next consent check, or the moment silence turns into disconnected/failed."""
-        ok = self._consent_ok[component]
+        ok = self._consent_ok[slot]
         limit = self.consent_timeout
         if self.state is not ConnectionState.DISCONNECTED:
             limit = min(limit, self.consent_disconnect)
-        return min(self._consent_at[component], ok + limit)
+        return min(self._consent_at[slot], ok + limit)
 
     def _consent_outcome(self, pair: CandidatePair, event: object, now: float) -> None:
         if not isinstance(event, TransactionSucceeded) or event.addr != pair.remote_address:
             return
         pair.responses_received += 1
-        self._consent_ok[pair.component] = now
+        self._consent_ok[pair.slot] = now
         if self.state is ConnectionState.DISCONNECTED:
             self._update_state(now, recovered=True)
 
@@ -740,9 +801,9 @@ class Agent:
             return
         if self.state is ConnectionState.DISCONNECTED and not recovered:
             return
-        if len(self._selected) < self.components or self._stale_selected:
+        if len(self._selected) < self.streams * self.components or self._stale_selected:
             return
-        if self.checklist.done or self.lite:
+        if all(checklist.done for checklist in self.checklists) or self.lite:
             self._set_state(ConnectionState.COMPLETED)
         elif self.state is not ConnectionState.COMPLETED:
             self._set_state(ConnectionState.CONNECTED)
@@ -753,13 +814,18 @@ class Agent:
         if self.state is not ConnectionState.CHECKING or self.lite:
             self._update_state(now)
             return
-        if not (self.checklist.done and self.remote_end_of_candidates):
+        done = all(checklist.done for checklist in self.checklists)
+        if not (done and self.remote_end_of_candidates):
             return
         if self.gathering_state is not GatheringState.COMPLETE:
             return
-        missing = [c for c in range(1, self.components + 1) if not self.checklist.valid_pairs(c)]
+        missing = [
+            _describe(slot)
+            for slot in self._slots()
+            if not self.checklists[slot[0]].valid_pairs(slot[1])
+        ]
         if missing:
-            self._fail(f"no working candidate pair for component(s) {missing}")
+            self._fail(f"no working candidate pair for {', '.join(missing)}")
         else:
             self._update_state(now)
 
@@ -788,3 +854,8 @@ def _prflx_priority(pair: CandidatePair) -> int:
     (middle 16 bits) of the candidate the pair checks (RFC 8445 7.1.1)."""
     local_preference = (pair.local.priority >> 8) & 0xFFFF
     return candidate_priority(CandidateType.PRFLX, local_preference, pair.component)
+
+
+def _describe(slot: tuple[int, int]) -> str:
+    stream, component = slot
+    return f"component {component}" if stream == 0 else f"stream {stream} component {component}"

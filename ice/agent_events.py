@@ -63,11 +63,12 @@ class LocalCandidatesEnd:
 
 @dataclass(frozen=True, slots=True)
 class SelectedPairChanged:
-    """The pair data of ``component`` goes over now."""
+    """The pair data of ``component`` (of data stream ``stream``) goes over now."""
 
     component: int
     local: Candidate
     remote: Candidate
+    stream: int = 0
 
 
 @dataclass(frozen=True, slots=True)

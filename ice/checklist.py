@@ -35,6 +35,7 @@ class CandidatePair:
     local: Candidate
     remote: Candidate
     base: Address  # the local transport address checks and data leave from
+    stream: int = 0  # which data stream's check list the pair is on
     state: PairState = PairState.FROZEN
     nominated: bool = False
     use_candidate_sent: bool = False  # a check with USE-CANDIDATE succeeded or is in flight
@@ -56,6 +57,11 @@ class CandidatePair:
     @property
     def component(self) -> int:
         return self.local.component
+
+    @property
+    def slot(self) -> tuple[int, int]:
+        """(stream, component): what a selected pair is selected for."""
+        return (self.stream, self.local.component)
 
     @property
     def foundation(self) -> str:

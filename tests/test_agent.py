@@ -21,6 +21,7 @@ from ice.agent_events import (
     SelectedPairChanged,
 )
 from ice.candidate import Candidate, CandidateType, candidate_priority, foundation
+from ice.checklist import PairState
 from ice.constants import BINDING_REQUEST, AttrType
 from ice.transaction import Address
 
@@ -413,3 +414,40 @@ def test_an_authentic_check_with_a_malformed_priority_is_answered_not_fatal() ->
     b.receive_datagram(request.raw, ("10.9.9.9", 9999), 0.0, local=RIGHT)
     (answer,) = b.datagrams_to_send(0.0)
     assert ice.Message.decode(answer.data).type == ice.BINDING_SUCCESS
+
+
+def test_two_data_streams_share_foundations_across_their_check_lists() -> None:
+    """RFC 8445 6.1.2.6: a foundation's pairs wait in the first check list only; the
+    others are unfrozen when one of that foundation succeeds."""
+    net = Network()
+    a = Agent(controlling=True, streams=2, rng=random.Random(1))
+    b = Agent(controlling=False, streams=2, rng=random.Random(2))
+    ports = {0: 7000, 1: 7002}
+    for agent, ip in ((a, "10.0.0.1"), (b, "10.0.0.2")):
+        for stream, port in ports.items():
+            agent.add_local_candidate(host((ip, port)), (ip, port), stream=stream)
+        agent.end_of_local_candidates()
+    net.add_host(a, [("10.0.0.1", 7000), ("10.0.0.1", 7002)])
+    net.add_host(b, [("10.0.0.2", 7000), ("10.0.0.2", 7002)])
+    a.set_remote_credentials(b.local_ufrag, b.local_pwd)
+    b.set_remote_credentials(a.local_ufrag, a.local_pwd)
+    for x, y in ((a, b), (b, a)):
+        for stream in (0, 1):
+            for candidate in y.local_candidates:
+                if candidate.port == ports[stream]:
+                    x.add_remote_candidate(candidate, 0.0, stream=stream)
+        x.add_remote_candidate(None, 0.0)
+    first, second = a.checklists[0].pairs[0], a.checklists[1].pairs[0]
+    assert first.foundation == second.foundation
+    assert (first.state, second.state) == (PairState.WAITING, PairState.FROZEN)
+
+    a.connect(0.0)
+    b.connect(0.0)
+    net.run(until=lambda: connected(a, b), max_time=5)
+
+    for agent in (a, b):
+        for stream, port in ports.items():
+            pair = agent.selected_pair(1, stream=stream)
+            assert pair is not None and pair.base[1] == port and pair.stream == stream
+    selected = [e for e in events(a) if isinstance(e, SelectedPairChanged)]
+    assert sorted(e.stream for e in selected) == [0, 1]
