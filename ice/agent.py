@@ -57,7 +57,6 @@ from ice.attrs import (
     IceControlled,
     IceControlling,
     Priority,
-    Software,
     UnknownAttributes,
     UseCandidate,
     Username,
@@ -65,6 +64,7 @@ from ice.attrs import (
 )
 from ice.candidate import Candidate, CandidateType, candidate_priority, foundation
 from ice.checklist import CandidatePair, CheckList, PairState
+from ice.consent import Consent
 from ice.constants import (
     BINDING_ERROR,
     BINDING_REQUEST,
@@ -74,6 +74,7 @@ from ice.constants import (
     Method,
 )
 from ice.credentials import short_term_key
+from ice.srflx import Reflexive, ServerReflexiveGatherer
 from ice.transaction import (
     Address,
     TransactionFailed,
@@ -178,17 +179,17 @@ class Agent:
         self._last_check = float("-inf")
         # keyed by slot: (stream, component)
         self._selected: dict[tuple[int, int], CandidatePair] = {}
-        self._consent_at: dict[tuple[int, int], float] = {}
-        self._consent_ok: dict[tuple[int, int], float] = {}
+        self._consent = Consent(
+            self._rng,
+            interval=consent_interval,
+            disconnect=consent_disconnect,
+            timeout=consent_timeout,
+        )
         self._prflx_count = 0
         # server-reflexive gathering: its own transactions, so that a dead STUN server
         # times out on its own clock (gather_timeout) and never stalls the checks
         self._stun_servers: list[Address] = []
-        gather_rto = gather_timeout / 7  # sends at 0, 1, 3 RTO; gives up at 7 RTO
-        self._gather_table = TransactionTable(
-            rto=gather_rto, min_rto=gather_rto, max_rto=max(gather_rto, 60.0), rc=3, rm=4
-        )
-        self._gathering: dict[bytes, tuple[Address, Address]] = {}  # tid -> (base, server)
+        self._srflx = ServerReflexiveGatherer(timeout=gather_timeout, software=software)
         self._gather_started = False
         self._stale_selected: set[tuple[int, int]] = set()  # from before an ICE restart
 
@@ -254,50 +255,27 @@ class Agent:
         itself once `gathering_server_reflexive` is False. Add host candidates first."""
         self.start_gathering()
         self._gather_started = finish
-        hosts = [(b, c) for b, (_, c) in self._bases.items() if c.type is CandidateType.HOST]
-        for server in self._stun_servers:
-            for base, _ in hosts:
-                if _family(base[0]) != _family(server[0]):
-                    continue
-                request = Message.build(BINDING_REQUEST)
-                if self.software is not None:
-                    Software(self.software).add_to(request)
-                request.add_fingerprint()
-                self._gathering[request.transaction_id] = (base, server)
-                self._gather_table.start(request, server, now)
+        hosts = [b for b, (_, c) in self._bases.items() if c.type is CandidateType.HOST]
+        self._srflx.start(hosts, self._stun_servers, now)
         self._gathered(now)
 
     @property
     def gathering_server_reflexive(self) -> bool:
         """True while STUN servers are still being asked."""
-        return bool(self._gathering)
+        return self._srflx.busy
 
     def _gathered(self, now: float) -> None:
-        if self._gather_started and not self._gathering:
+        for found in self._srflx.results():
+            self._add_server_reflexive(found, now)
+        if self._gather_started and not self._srflx.busy:
             self.end_of_local_candidates(now)
 
-    def _drain_gathering(self, now: float) -> None:
-        while (event := self._gather_table.next_event()) is not None:
-            base, server = self._gathering.pop(event.transaction_id, (None, None))
-            if base is None or server is None:
-                continue
-            if isinstance(event, TransactionSucceeded):
-                self._add_server_reflexive(event.response, base, server, now)
-            else:
-                logger.info("no server-reflexive candidate from %s for %s", server, base)
-        self._gathered(now)
-
-    def _add_server_reflexive(
-        self, response: Message, base: Address, server: Address, now: float
-    ) -> None:
-        try:
-            mapped = XorMappedAddress.get_from(response)
-        except DecodeError:
-            return
+    def _add_server_reflexive(self, found: Reflexive, now: float) -> None:
+        base, server, mapped = found.base, found.server, found.mapped
         stream, base_candidate = self._bases.get(base, (0, None))
-        if mapped is None or base_candidate is None or mapped.address == base:
+        if base_candidate is None or mapped == base:
             return  # no NAT: the srflx candidate would be the host one (redundant)
-        if any(c.address == mapped.address for c in self.local_candidates):
+        if any(c.address == mapped for c in self.local_candidates):
             return
         component = base_candidate.component
         local_preference = (base_candidate.priority >> 8) & 0xFFFF
@@ -306,8 +284,8 @@ class Agent:
             component=component,
             transport="udp",
             priority=candidate_priority(CandidateType.SRFLX, local_preference, component),
-            host=mapped.host,
-            port=mapped.port,
+            host=mapped[0],
+            port=mapped[1],
             type=CandidateType.SRFLX,
             related_address=base[0],
             related_port=base[1],
@@ -379,11 +357,9 @@ class Agent:
         for tid in list(self._checks):
             self._table.cancel(tid)
         self._checks.clear()
-        for tid in list(self._gathering):
-            self._gather_table.cancel(tid)
-        self._gathering.clear()
+        self._srflx.cancel()
         self._next_ta = None
-        self._consent_at.clear()
+        self._consent.clear()
         self._set_state(ConnectionState.CLOSED)
 
     def restart(self, now: float, *, ufrag: str | None = None, pwd: str | None = None) -> None:
@@ -449,9 +425,9 @@ class Agent:
         cls = message.cls
         if cls == _REQUEST:
             self._answer_check(message, addr, local, now)
-        elif cls in (_SUCCESS, _ERROR) and message.transaction_id in self._gathering:
-            if self._gather_table.receive_message(message, addr, now):
-                self._drain_gathering(now)
+        elif cls in (_SUCCESS, _ERROR) and self._srflx.owns(message):
+            self._srflx.receive_message(message, addr, now)
+            self._gathered(now)
         elif cls in (_SUCCESS, _ERROR):
             self._arrived_on[message.transaction_id] = local
             if self._table.receive_message(message, addr, now):
@@ -459,10 +435,7 @@ class Agent:
             self._arrived_on.pop(message.transaction_id, None)
 
     def datagrams_to_send(self, now: float) -> list[Transmit]:
-        for transmit in self._gather_table.datagrams_to_send(now):
-            base_and_server = self._gathering.get(transmit.data[8:20])
-            if base_and_server is not None:
-                self._outbox.append(Transmit(transmit.data, transmit.addr, base_and_server[0]))
+        self._outbox.extend(self._srflx.datagrams_to_send(now))
         for transmit in self._table.datagrams_to_send(now):
             check = self._checks.get(transmit.data[8:20])
             if check is not None:
@@ -473,15 +446,18 @@ class Agent:
     def get_timer(self) -> float | None:
         timers = [
             t
-            for t in (self._table.get_timer(), self._gather_table.get_timer(), self._next_ta)
+            for t in (self._table.get_timer(), self._srflx.get_timer(), self._next_ta)
             if t is not None
         ]
-        timers.extend(self._consent_deadline(slot) for slot in self._consent_at)
+        if not self.lite:
+            consent = self._consent.deadline(self.state is ConnectionState.DISCONNECTED)
+            if consent is not None:
+                timers.append(consent)
         return min(timers, default=None)
 
     def handle_timer(self, now: float) -> None:
-        self._gather_table.handle_timer(now)
-        self._drain_gathering(now)
+        self._srflx.handle_timer(now)
+        self._gathered(now)
         self._table.handle_timer(now)
         self._drain(now)
         if self._next_ta is not None and now >= self._next_ta:
@@ -748,49 +724,33 @@ class Agent:
             return
         self._selected[slot] = pair
         self._stale_selected.discard(slot)
-        self._consent_ok[slot] = now
-        self._consent_at[slot] = now + self._consent_delay()
+        self._consent.start(slot, now)
         self._events.append(
             SelectedPairChanged(pair.component, pair.local, pair.remote, pair.stream)
         )
         self._update_state(now, recovered=True)  # a fresh nomination proves the path
 
-    def _consent_delay(self) -> float:
-        return self.consent_interval * self._rng.uniform(0.8, 1.2)  # RFC 7675 5.1
-
     # -- consent freshness (RFC 7675)
 
     def _keep_consent(self, now: float) -> None:
-        if self.lite:
+        if self.lite or not self._consent:
             return
-        for slot, at in list(self._consent_at.items()):
-            ok = self._consent_ok[slot]
-            silent = now - ok
-            # compared as deadlines, the same sums get_timer uses (float-exact)
-            if now >= ok + self.consent_timeout:
-                self._fail(f"consent lost on {_describe(slot)}: no answer for {silent:.0f} s")
-                return
-            disconnected = self.state is ConnectionState.DISCONNECTED
-            if now >= ok + self.consent_disconnect and not disconnected:
-                self._set_state(ConnectionState.DISCONNECTED, f"no consent for {silent:.1f} s")
-            if now >= at:
-                self._consent_at[slot] = now + self._consent_delay()
-                if self._remote_key is not None:
-                    self._send_check(self._selected[slot], now, nominating=False, consent=True)
-
-    def _consent_deadline(self, slot: tuple[int, int]) -> float:
-        """The next consent check, or the moment silence turns into disconnected/failed."""
-        ok = self._consent_ok[slot]
-        limit = self.consent_timeout
-        if self.state is not ConnectionState.DISCONNECTED:
-            limit = min(limit, self.consent_disconnect)
-        return min(self._consent_at[slot], ok + limit)
+        verdict = self._consent.poll(now)
+        if verdict.lost is not None:
+            silence = verdict.silence
+            self._fail(f"consent lost on {_describe(verdict.lost)}: no answer for {silence:.0f} s")
+            return
+        if verdict.silent_slot is not None and self.state is not ConnectionState.DISCONNECTED:
+            self._set_state(ConnectionState.DISCONNECTED, f"no consent for {verdict.silence:.1f} s")
+        if self._remote_key is not None:
+            for slot in verdict.due:
+                self._send_check(self._selected[slot], now, nominating=False, consent=True)
 
     def _consent_outcome(self, pair: CandidatePair, event: object, now: float) -> None:
         if not isinstance(event, TransactionSucceeded) or event.addr != pair.remote_address:
             return
         pair.responses_received += 1
-        self._consent_ok[pair.slot] = now
+        self._consent.answered(pair.slot, now)
         if self.state is ConnectionState.DISCONNECTED:
             self._update_state(now, recovered=True)
 
@@ -832,7 +792,7 @@ class Agent:
     def _fail(self, reason: str) -> None:
         self.failure_reason = reason
         self._next_ta = None
-        self._consent_at.clear()
+        self._consent.clear()
         self._set_state(ConnectionState.FAILED, reason)
 
     def _set_state(self, state: ConnectionState, reason: str = "") -> None:
