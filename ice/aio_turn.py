@@ -83,6 +83,9 @@ from ice.turn_client import (
 )
 from ice.uri import format_address
 
+#: Client transport addresses tried after 437 Allocation Mismatch (RFC 8656 7.4: three).
+ALLOCATION_MISMATCH_TRIES = 3
+
 __all__ = ["CLOSE_TIMEOUT", "DEFAULT_QUEUE_SIZE", "TurnClient", "TurnDatagramTransport"]
 
 logger = logging.getLogger("ice.aio_turn")
@@ -231,15 +234,27 @@ class TurnClient:
                 )
                 errors: list[Exception] = []
                 for addr in addresses:
-                    client = new_client(addr)
-                    try:
-                        await client._start(addr)
-                        return client
-                    except (OSError, TurnError) as exc:
-                        if isinstance(exc, TurnError) and exc.code != 0:
-                            raise
-                        logger.debug("no allocation from %s: %s", format_address(addr), exc)
-                        errors.append(exc)
+                    for attempt in range(ALLOCATION_MISMATCH_TRIES):
+                        client = new_client(addr)
+                        try:
+                            await client._start(addr)
+                            return client
+                        except TurnError as exc:
+                            # RFC 8656 7.4: 437 means the server still holds an
+                            # allocation for this 5-tuple (a port the OS just reused):
+                            # try from other client ports before giving up.
+                            mismatch = exc.code == 437 and local_addr is None
+                            if mismatch and attempt + 1 < ALLOCATION_MISMATCH_TRIES:
+                                logger.debug("437 from %s; another local port", addr)
+                                continue
+                            if exc.code != 0:
+                                raise
+                            logger.debug("no allocation from %s: %s", format_address(addr), exc)
+                            errors.append(exc)
+                        except OSError as exc:
+                            logger.debug("no allocation from %s: %s", format_address(addr), exc)
+                            errors.append(exc)
+                        break
                 raise errors[0]
         except TimeoutError:
             if not deadline.expired():

@@ -799,3 +799,41 @@ def test_a_name_resolves_to_every_address_in_turn(rest_coturn: Coturn) -> None:
                 assert relay.server == ("127.0.0.1", rest_coturn.port)
 
     run(main())
+
+
+def test_a_5_tuple_still_allocated_is_retried_from_another_port(
+    coturn: Coturn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RFC 8656 7.4: 437 to Allocate means the server still holds an allocation for
+    that 5-tuple (the OS reused a port): the client tries other ports."""
+    import ice.aio_turn as aio_turn
+
+    async def main() -> None:
+        port = free_port("udp")
+        held = await TurnClient.allocate(
+            coturn.uri("turn"), "alice", "secret", local_addr=("127.0.0.1", port)
+        )
+        held.abort()  # the socket is gone, coturn still holds the allocation
+        real_open = aio_turn.open_channel
+        calls: list[Any] = []
+
+        async def first_from_the_same_port(*args: Any, **kwargs: Any) -> Any:
+            calls.append(kwargs.get("local_addr"))
+            if len(calls) == 1:
+                kwargs["local_addr"] = ("127.0.0.1", port)
+            return await real_open(*args, **kwargs)
+
+        monkeypatch.setattr(aio_turn, "open_channel", first_from_the_same_port)
+        relay = await TurnClient.allocate(coturn.uri("turn"), "alice", "secret")
+        async with relay:
+            assert len(calls) == 2  # 437 from the old 5-tuple, then a fresh port
+            assert relay.local_address[1] != port
+
+        monkeypatch.setattr(aio_turn, "open_channel", real_open)
+        with pytest.raises(TurnError) as pinned:  # a port the caller chose is not changed
+            await TurnClient.allocate(
+                coturn.uri("turn"), "alice", "secret", local_addr=("127.0.0.1", port)
+            )
+        assert pinned.value.code == 437
+
+    run(main())
