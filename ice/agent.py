@@ -139,7 +139,9 @@ class Agent:
             raise ValueError("components and streams must be at least 1")
         if nomination not in ("regular", "aggressive"):
             raise ValueError("nomination is 'regular' or 'aggressive'")
-        self._rng = rng if rng is not None else random.Random()
+        # ufrag, pwd and tie-breaker must be unguessable (RFC 8445 5.3): the OS CSPRNG
+        # unless a test injects a seeded generator
+        self._rng = rng if rng is not None else random.SystemRandom()
         self.controlling = controlling and not lite
         self.components = components
         self.streams = streams

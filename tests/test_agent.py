@@ -451,3 +451,18 @@ def test_two_data_streams_share_foundations_across_their_check_lists() -> None:
             assert pair is not None and pair.base[1] == port and pair.stream == stream
     selected = [e for e in events(a) if isinstance(e, SelectedPairChanged)]
     assert sorted(e.stream for e in selected) == [0, 1]
+
+
+def test_credentials_come_from_the_os_csprng_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without an injected generator, ufrag/pwd/tie-breaker are unguessable (RFC 8445 5.3)."""
+    drawn: list[int] = []
+    real = random.SystemRandom.getrandbits
+
+    def spy(self: random.SystemRandom, k: int) -> int:
+        drawn.append(k)
+        return real(self, k)
+
+    monkeypatch.setattr(random.SystemRandom, "getrandbits", spy)
+    agent = Agent(controlling=True)
+    assert 64 in drawn  # the tie-breaker
+    assert len(agent.local_pwd) >= 22 and agent.local_pwd != Agent(controlling=True).local_pwd
