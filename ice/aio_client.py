@@ -46,6 +46,7 @@ from types import TracebackType
 
 from ice._codec import Message
 from ice._errors import Error, StunError, StunTimeoutError
+from ice.aio_timer import MachineTimer
 from ice.aio_transport import (
     ClientChannel,
     Endpoint,
@@ -109,8 +110,7 @@ class AsyncStunClient:
         self.server = server
         self._channel: ClientChannel | None = None
         self._pending: dict[bytes, asyncio.Future[TransactionSucceeded]] = {}
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._timer = MachineTimer(self._on_timer)
         self._failure: Exception | None = None
 
     @classmethod
@@ -244,9 +244,7 @@ class AsyncStunClient:
     def close(self) -> None:
         """Close the socket; pending requests fail with ConnectionAbortedError."""
         self._fail_all(ConnectionAbortedError("the STUN client was closed"))
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = self._timer_at = None
+        self._timer.cancel()
         if self._channel is not None:
             self._channel.close()
 
@@ -290,11 +288,7 @@ class AsyncStunClient:
             self._failure = exc
         self._fail_all(exc)
 
-    def _on_timer(self) -> None:
-        at = self._timer_at
-        self._timer = self._timer_at = None
-        assert at is not None
-        now = max(at, self._loop.time())
+    def _on_timer(self, now: float) -> None:
         self.machine.handle_timer(now)
         self._pump(now)
 
@@ -311,15 +305,7 @@ class AsyncStunClient:
         self._arm_timer()
 
     def _arm_timer(self) -> None:
-        at = self.machine.get_timer()
-        if at == self._timer_at:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_at = at
-        if at is not None:
-            self._timer = self._loop.call_at(at, self._on_timer)
+        self._timer.arm(self.machine.get_timer())
 
     def _settle(self, event: TransactionEvent) -> None:
         future = self._pending.pop(event.transaction_id, None)

@@ -72,6 +72,7 @@ from ice.aio_gather import (
     relayed_candidate,
     stun_addresses,
 )
+from ice.aio_timer import MachineTimer
 from ice.aio_transport import Target
 from ice.candidate import (
     Candidate,
@@ -265,8 +266,7 @@ class Connection:
         self._events: asyncio.Queue[AgentEvent] = asyncio.Queue(_EVENTS_KEPT)
         self._final_taken = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._timer = MachineTimer(self._on_timer)
         self._gathering: asyncio.Future[None] | None = None
         self._gathered: asyncio.Future[None] | None = None
         self._relaying: asyncio.Future[list[Relay]] | None = None
@@ -703,22 +703,9 @@ class Connection:
         self._inbox.put_nowait(item)
 
     def _arm_timer(self) -> None:
-        at = None if self._closing else self.agent.get_timer()
-        if at == self._timer_at:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_at = at
-        if at is not None:
-            assert self._loop is not None
-            self._timer = self._loop.call_at(at, self._on_timer)
+        self._timer.arm(None if self._closing else self.agent.get_timer())
 
-    def _on_timer(self) -> None:
-        at = self._timer_at
-        self._timer = self._timer_at = None
-        assert at is not None and self._loop is not None
-        now = max(at, self._loop.time())
+    def _on_timer(self, now: float) -> None:
         self.agent.handle_timer(now)
         self._pump(now)
 

@@ -29,6 +29,7 @@ import socket
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
+from ice.aio_timer import MachineTimer
 from ice.aio_transport import ClientChannel, address_family, open_channel, resolve
 from ice.nat import (
     DEFAULT_TIMEOUT,
@@ -85,8 +86,7 @@ class _Driver:
         self._channels = channels
         self._loop = asyncio.get_running_loop()
         self._done: asyncio.Future[None] = self._loop.create_future()
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._timer = MachineTimer(self._fire)
 
     def received(self, data: bytes, addr: Address, local: Address | None) -> None:
         if self._done.done():
@@ -100,14 +100,9 @@ class _Driver:
         try:
             await self._done
         finally:
-            if self._timer is not None:
-                self._timer.cancel()
+            self._timer.cancel()
 
-    def _fire(self) -> None:
-        timer_at = self._timer_at
-        self._timer = self._timer_at = None
-        assert timer_at is not None
-        now = max(timer_at, self._loop.time())
+    def _fire(self, now: float) -> None:
         self._guard(lambda: self._machine.handle_timer(now), now)
 
     def _guard(self, step: Callable[[], None], now: float) -> None:
@@ -136,12 +131,7 @@ class _Driver:
             if not self._done.done():
                 self._done.set_result(None)
             return
-        timer_at = machine.get_timer()
-        if timer_at != self._timer_at:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = None if timer_at is None else self._loop.call_at(timer_at, self._fire)
-            self._timer_at = timer_at
+        self._timer.arm(machine.get_timer())
 
 
 def _target(server: str | StunUri | tuple[str, int]) -> tuple[str, int]:

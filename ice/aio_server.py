@@ -62,6 +62,7 @@ from typing import Any, Literal, Protocol
 
 from ice._codec import stream_frame_length
 from ice._errors import DecodeError
+from ice.aio_timer import MachineTimer
 from ice.transaction import Address, Transmit
 from ice.uri import format_address
 
@@ -399,8 +400,7 @@ class StunServerRunner:
         self._stream_servers: list[tuple[Transport, asyncio.Server]] = []
         self._bound: list[tuple[Transport, _DatagramEndpoint | asyncio.Server]] = []
         self._connections: dict[tuple[Address, Address], _StreamConnection] = {}
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._timer = MachineTimer(self._on_timer)
         self._started = False
         self._closing = False
 
@@ -438,9 +438,7 @@ class StunServerRunner:
         if self._closing:
             return
         self._closing = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timer.cancel()
         for _, srv in self._stream_servers:
             srv.close()
         connections = list(self._connections.values())
@@ -643,20 +641,9 @@ class StunServerRunner:
             at = None
         if at is not None and not_before is not None and at < not_before:
             at = not_before
-        if at == self._timer_at and self._timer is not None:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_at = at
-        if at is not None:
-            self._timer = self._loop.call_at(at, self._on_timer)
+        self._timer.arm(at)
 
-    def _on_timer(self) -> None:
-        timer_at = self._timer_at if self._timer_at is not None else self._loop.time()
-        self._timer = None
-        self._timer_at = None
-        now = max(timer_at, self._loop.time())
+    def _on_timer(self, now: float) -> None:
         try:
             self.server.handle_timer(now)
             transmits = self.server.datagrams_to_send(now)

@@ -54,6 +54,7 @@ from types import TracebackType
 from typing import Any
 
 from ice._errors import TurnError
+from ice.aio_timer import MachineTimer
 from ice.aio_transport import (
     ClientChannel,
     Endpoint,
@@ -134,8 +135,7 @@ class TurnClient:
         self._channel: ClientChannel | None = None
         self._generation = 0  # of the socket: errors from one that was replaced are ignored
         self._reconnecting = False
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._timer = MachineTimer(self._on_timer)
         self._inbox: asyncio.Queue[tuple[bytes, Address] | None] = asyncio.Queue(queue)
         self._events: asyncio.Queue[TurnEvent] = asyncio.Queue(_EVENTS_KEPT)
         self._final_posted = False
@@ -514,11 +514,7 @@ class TurnClient:
             reason = f"the connection to the TURN server failed: {exc}"
             self._lose(AllocationLost(0, reason))
 
-    def _on_timer(self) -> None:
-        at = self._timer_at
-        self._timer = self._timer_at = None
-        assert at is not None
-        now = max(at, self._loop.time())
+    def _on_timer(self, now: float) -> None:
         self.machine.handle_timer(now)
         self._pump(now)
 
@@ -539,15 +535,7 @@ class TurnClient:
         self._arm_timer()
 
     def _arm_timer(self) -> None:
-        at = self.machine.get_timer() if self._failure is None else None
-        if at == self._timer_at:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_at = at
-        if at is not None:
-            self._timer = self._loop.call_at(at, self._on_timer)
+        self._timer.arm(self.machine.get_timer() if self._failure is None else None)
 
     def _dispatch(self, event: TurnEvent) -> None:
         if type(event) is DataReceived:
