@@ -24,7 +24,7 @@ import hmac
 import logging
 import os
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ice._codec import IntegrityKey, Message
@@ -116,7 +116,8 @@ class LongTermAuthenticator(Authenticator):
     """RFC 8489 long-term credentials with stateless, expiring nonces.
 
     ``users`` maps usernames to passwords; ``password_for`` is consulted for
-    names not in it (return None for an unknown user). ``algorithms`` are
+    names not in it: it returns the password, several to try in turn (secrets
+    being rotated), or None for an unknown user. ``algorithms`` are
     offered in order of preference in PASSWORD-ALGORITHMS; ``secret`` keys
     the nonces (random per process by default: give the same secret to
     every worker that shares a listening port). ``now`` is the caller's
@@ -128,7 +129,7 @@ class LongTermAuthenticator(Authenticator):
         realm: str,
         users: Mapping[str, str] | None = None,
         *,
-        password_for: Callable[[str], str | None] | None = None,
+        password_for: Callable[[str], str | Sequence[str] | None] | None = None,
         algorithms: tuple[int, ...] = (_SHA256, _MD5),
         allow_userhash: bool = True,
         nonce_lifetime: float = 600.0,
@@ -226,16 +227,20 @@ class LongTermAuthenticator(Authenticator):
             if found is None:
                 return self.challenge(401, addr, now)
             username = found
-        key = self._key(username, algorithm)
-        if key is None:
+        keys = self._keys_for(username, algorithm)
+        if not keys:
             logger.debug("401 to %s: unknown user %r", addr, username)
             return self.challenge(401, addr, now)
-        try:
-            if sha256:
-                request.check_integrity_sha256(key)
-            else:
-                request.check_integrity(key)
-        except IntegrityError:
+        for key in keys:
+            try:
+                if sha256:
+                    request.check_integrity_sha256(key)
+                else:
+                    request.check_integrity(key)
+            except IntegrityError:
+                continue
+            break
+        else:
             logger.debug("401 to %s: bad integrity for %r", addr, username)
             return self.challenge(401, addr, now)
         return Authenticated(username, self.realm, key, sha256)
@@ -253,21 +258,29 @@ class LongTermAuthenticator(Authenticator):
             return None
         return chosen.algorithm if chosen.algorithm in offered.ids else None
 
-    def _key(self, username: str, algorithm: int) -> IntegrityKey | None:
+    def _keys_for(self, username: str, algorithm: int) -> list[IntegrityKey]:
+        """The user's key, or keys when ``password_for`` gives several (rotated secrets)."""
         cached = self._keys.get((username, algorithm))
         if cached is not None:
-            return cached
+            return [cached]
         password = self.users.get(username)
-        if password is None and self.password_for is not None:
-            password = self.password_for(username)
-        if password is None:
-            return None
-        try:
-            key = IntegrityKey(long_term_key(username, self.realm, password, algorithm))
-        except ValueError:  # a name or password the string preparation refuses
-            return None
-        if len(self._keys) >= _KEY_CACHE_LIMIT:
-            self._keys.clear()
-        if username in self.users:  # dynamic passwords (REST) change: only cache static ones
-            self._keys[(username, algorithm)] = key
-        return key
+        if password is not None:
+            passwords: Sequence[str] = (password,)
+        elif self.password_for is not None:
+            found = self.password_for(username)
+            passwords = () if found is None else (found,) if isinstance(found, str) else found
+        else:
+            passwords = ()
+        keys = []
+        for candidate in passwords:
+            try:
+                keys.append(
+                    IntegrityKey(long_term_key(username, self.realm, candidate, algorithm))
+                )
+            except ValueError:  # a name or password the string preparation refuses
+                continue
+        if username in self.users and keys:  # dynamic passwords (REST) change: cache static ones
+            if len(self._keys) >= _KEY_CACHE_LIMIT:
+                self._keys.clear()
+            self._keys[(username, algorithm)] = keys[0]
+        return keys

@@ -38,7 +38,8 @@ everything else here.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from ice._codec import Message, message_type
@@ -71,6 +72,7 @@ MAGIC_COOKIE = b"\x21\x12\xa4\x42"
 _BINDING = int(Method.BINDING)
 _REQUEST = int(MessageClass.REQUEST)
 _INDICATION = int(MessageClass.INDICATION)
+_ERROR_RESPONSE = int(MessageClass.ERROR_RESPONSE)
 _FINGERPRINT = int(AttrType.FINGERPRINT)
 _CHANGE_REQUEST = int(AttrType.CHANGE_REQUEST)
 _RESPONSE_PORT = int(AttrType.RESPONSE_PORT)
@@ -104,6 +106,9 @@ class StunServer:
     listen on every address of `local_addresses` (two IPs x two ports) and
     pass the one a datagram arrived on as ``local``. Without ``alternate``
     the server is address-agnostic and ``local`` only fills RESPONSE-ORIGIN.
+
+    With an ``authenticator`` every request must authenticate except those
+    of ``open_methods`` (a TURN server answers Binding to anyone).
     """
 
     def __init__(
@@ -113,6 +118,7 @@ class StunServer:
         alternate: Address | None = None,
         software: str | None = DEFAULT_SOFTWARE,
         authenticator: Authenticator | None = None,
+        open_methods: Collection[int] = (),
     ) -> None:
         if alternate is not None:
             if primary is None:
@@ -123,6 +129,10 @@ class StunServer:
         self.alternate = alternate
         self.software = software
         self.authenticator = authenticator
+        self.open_methods = frozenset(open_methods)
+        #: Requests answered, by method; error responses sent, by code (for metrics).
+        self.request_counts: Counter[int] = Counter()
+        self.error_counts: Counter[int] = Counter()
         self._outbox: list[Transmit] = []
         self._handlers: dict[int, MethodHandler] = {_BINDING: self._binding}
 
@@ -152,7 +162,8 @@ class StunServer:
             logger.exception("dropped a packet from %s that broke the server", addr)
 
     def datagrams_to_send(self, now: float) -> list[Transmit]:
-        out, self._outbox = self._outbox, []
+        out = self._outbox[:]
+        self._outbox.clear()  # cleared in place: a TURN server core appends to the same list
         return out
 
     def get_timer(self) -> float | None:
@@ -181,8 +192,9 @@ class StunServer:
             except FingerprintError:
                 return  # RFC 8489 section 7.3: not a STUN message after all
         size = len(data)
+        self.request_counts[request.method] += 1
         auth: Authenticated | None = None
-        if self.authenticator is not None:
+        if self.authenticator is not None and request.method not in self.open_methods:
             outcome = self.authenticator.authenticate(request, addr, now)
             if isinstance(outcome, Rejected):
                 self._reject(request, addr, local, outcome)
@@ -213,11 +225,13 @@ class StunServer:
         if (data[0] & 0x01, data[1] & 0x10) != (0, 0):
             return  # not a request: nobody waits for an answer
         logger.debug("400 to %s: %s", addr, exc)
+        self.error_counts[400] += 1
         response = Message(message_type(_method_of(data), MessageClass.ERROR_RESPONSE), data[8:20])
         ErrorCodeAttribute(400, "Bad Request").add_to(response)
         self._outbox.append(Transmit(response.raw, addr, local))
 
     def _reject(self, request: Message, addr: Address, local: Address, rejected: Rejected) -> None:
+        self.error_counts[rejected.code] += 1
         response = _error_response(request, rejected.code, rejected.reason)
         for attribute in rejected.attributes:
             attribute.add_to(response)
@@ -251,6 +265,9 @@ class StunServer:
         size: int,
         to: Address | None = None,
     ) -> None:
+        if response.cls == _ERROR_RESPONSE:
+            error = ErrorCodeAttribute.get_from(response)
+            self.error_counts[error.code if error is not None else 0] += 1
         fingerprint = _FINGERPRINT in request
         if self.software is not None:
             software = Software(self.software)
