@@ -109,6 +109,9 @@ class ServerMachine(Protocol):
 
     def handle_timer(self, now: float) -> Any: ...
 
+    # Optional: ``connection_lost(remote, local)`` is called, when the core has
+    # it, after a client's TCP/TLS connection has closed (a TURN allocation ends).
+
 
 @dataclass(frozen=True, slots=True)
 class Listener:
@@ -360,6 +363,7 @@ class _StreamConnection(asyncio.Protocol):
             self._idle_handle = None
         if self._runner._connections.get(self.key) is self:
             del self._runner._connections[self.key]
+            self._runner._connection_closed(self.remote, self.local)
         self._buffer.clear()
         self.transport = None
         if not self.closed.done():
@@ -628,6 +632,20 @@ class StunServerRunner:
             if (":" in endpoint.local[0]) == want_v6:
                 return endpoint
         return None
+
+    def _connection_closed(self, remote: Address, local: Address) -> None:
+        notify = getattr(self.server, "connection_lost", None)
+        if notify is None:
+            return
+        try:
+            notify(remote, local)
+            transmits = self.server.datagrams_to_send(self._loop.time())
+        except Exception:
+            logger.exception("server failed on the loss of %s", format_address(remote))
+            return
+        if transmits:
+            self._send(transmits, None)
+        self._arm_timer()
 
     # -- the core's timer
 

@@ -66,7 +66,7 @@ from ice.stun_server import DEFAULT_SOFTWARE, RequestContext, StunServer
 from ice.transaction import Address, Transmit
 from ice.turn_allocation import Allocation, FiveTuple, TokenBucket
 from ice.turn_policy import PeerPolicy
-from ice.turn_ports import DEFAULT_RELAY_PORTS, PortPool, RelaySockets
+from ice.turn_ports import DEFAULT_RELAY_PORTS, MemoryRelaySockets, PortPool, RelaySockets
 
 __all__ = ["TurnLimits", "TurnServer"]
 
@@ -127,6 +127,8 @@ class _Refusal(Exception):
 class TurnServer:
     """A STUN+TURN server core; see the module docstring.
 
+    ``sockets`` binds relay sockets (the asyncio runner sets itself, see
+    `relay_sockets`; in-memory ones by default, for tests).
     ``relay_ips`` are the addresses relays bind, at most one per family;
     ``external_ips`` maps one to the address to advertise instead (a server
     behind a 1:1 NAT). ``policy`` decides which peers may be reached.
@@ -140,7 +142,7 @@ class TurnServer:
         self,
         *,
         authenticator: Authenticator,
-        sockets: RelaySockets,
+        sockets: RelaySockets | None = None,
         relay_ips: Sequence[str],
         external_ips: Mapping[str, str] | None = None,
         relay_ports: tuple[int, int] = DEFAULT_RELAY_PORTS,
@@ -167,7 +169,9 @@ class TurnServer:
         self.alternate_servers = list(alternate_servers)
         self.redirect_all = redirect_all
         self._rng = rng if rng is not None else random.SystemRandom()
-        self.ports = PortPool(sockets, relay_ports, rng=self._rng)
+        self.ports = PortPool(
+            sockets if sockets is not None else MemoryRelaySockets(), relay_ports, rng=self._rng
+        )
         self.stun = StunServer(
             software=software, authenticator=authenticator, open_methods=(int(Method.BINDING),)
         )
@@ -190,6 +194,17 @@ class TurnServer:
         self.drops: Counter[str] = Counter()
         self.allocations_created = 0
         self.allocations_expired = 0
+
+    @property
+    def relay_sockets(self) -> RelaySockets:
+        """Who binds relay sockets: the runner sets itself here (`ice.aio_turn_server`)."""
+        return self.ports.sockets
+
+    @relay_sockets.setter
+    def relay_sockets(self, sockets: RelaySockets) -> None:
+        if self._allocations:
+            raise RuntimeError("relay sockets cannot change while allocations exist")
+        self.ports.sockets = sockets
 
     # -- the machine surface (what aio_server's runner calls)
 

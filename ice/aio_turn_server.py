@@ -1,0 +1,207 @@
+"""asyncio runner for the TURN server core: listeners plus one UDP socket per relay.
+
+`TurnServerRunner` is the STUN runner (`ice.aio_server`: UDP, TCP and TLS
+listeners, framing, connection limits, the core's timer) that also acts as
+the core's `RelaySockets`: when the core allocates a relayed address the
+runner binds a UDP socket there, feeds what peers send to it into
+`TurnServer.receive_from_peer`, and sends the core's Transmits whose source
+is a relayed address from that socket. A client's TCP/TLS connection that
+closes takes its allocation with it::
+
+    server = TurnServer(authenticator=LongTermAuthenticator("example.org", {"alice": "pw"}),
+                        relay_ips=["192.0.2.1"])
+    async with await serve_turn(server, [Listener("udp", "192.0.2.1", 3478)]) as runner:
+        ...
+
+Relay sockets set the don't-fragment bit when the allocation asked for it
+(DONT-FRAGMENT) on Linux. A datagram the kernel will not take is dropped as
+the network would drop it.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+from ice.aio_server import (
+    IDLE_TIMEOUT,
+    MAX_BUFFER,
+    MAX_CONNECTIONS,
+    MAX_DATAGRAM,
+    READ_BATCH,
+    TLS_HANDSHAKE_TIMEOUT,
+    Listener,
+    StunServerRunner,
+    _DatagramEndpoint,
+    _StreamConnection,
+)
+from ice.transaction import Address, Transmit
+from ice.turn_server import TurnServer
+from ice.uri import format_address
+
+__all__ = ["TurnServerRunner", "serve_turn"]
+
+logger = logging.getLogger("ice.aio_turn_server")
+
+# Linux values (socket.h / in.h); absent elsewhere, where DONT-FRAGMENT is best effort.
+_IP_MTU_DISCOVER = getattr(socket, "IP_MTU_DISCOVER", 10)
+_IP_PMTUDISC_DO = getattr(socket, "IP_PMTUDISC_DO", 2)
+_IPV6_DONTFRAG = getattr(socket, "IPV6_DONTFRAG", 62)
+
+
+class _RelayEndpoint:
+    """One relayed transport address: a bound UDP socket read on the loop."""
+
+    __slots__ = ("_loop", "_runner", "address", "sock")
+
+    def __init__(self, runner: TurnServerRunner, sock: socket.socket, address: Address) -> None:
+        self._runner = runner
+        self._loop = runner._loop
+        self.sock: socket.socket | None = sock
+        self.address = address
+        self._loop.add_reader(sock.fileno(), self._read_ready)
+
+    def _read_ready(self) -> None:
+        sock = self.sock
+        if sock is None:
+            return
+        runner = self._runner
+        server = runner.turn
+        now = self._loop.time()
+        relay = self.address
+        for _ in range(READ_BATCH):
+            try:
+                data, peer = sock.recvfrom(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:  # an ICMP error for an earlier send
+                break
+            server.receive_from_peer(data, (peer[0], peer[1]), relay, now)
+        runner._flush()
+
+    def sendto(self, data: bytes, addr: Address) -> None:
+        sock = self.sock
+        if sock is None:
+            return
+        try:
+            sock.sendto(data, addr)
+        except OSError as exc:  # buffer full, or ICMP trouble reported on this send
+            logger.debug("relay %s -> %s: %s", format_address(self.address), addr, exc)
+
+    def close(self) -> None:
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            self._loop.remove_reader(sock.fileno())
+            sock.close()
+
+
+class TurnServerRunner(StunServerRunner):
+    """Serves a `TurnServer` on ``listeners``; see the module docstring."""
+
+    def __init__(
+        self,
+        server: TurnServer,
+        listeners: Sequence[Listener],
+        *,
+        max_connections: int = MAX_CONNECTIONS,
+        idle_timeout: float = IDLE_TIMEOUT,
+        max_buffer: int = MAX_BUFFER,
+        tls_handshake_timeout: float = TLS_HANDSHAKE_TIMEOUT,
+    ) -> None:
+        super().__init__(
+            server,
+            listeners,
+            max_connections=max_connections,
+            idle_timeout=idle_timeout,
+            max_buffer=max_buffer,
+            tls_handshake_timeout=tls_handshake_timeout,
+        )
+        self.turn = server
+        self._relays: dict[Address, _RelayEndpoint] = {}
+        server.relay_sockets = self
+
+    # -- RelaySockets, for the core
+
+    def open_relay(self, address: Address, *, dont_fragment: bool = False) -> bool:
+        if self._closing:
+            return False
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.setblocking(False)
+            sock.bind(address)
+        except OSError as exc:
+            sock.close()
+            logger.debug("relay %s not available: %s", format_address(address), exc)
+            return False
+        if dont_fragment:
+            _set_dont_fragment(sock, family)
+        self._relays[address] = _RelayEndpoint(self, sock, address)
+        return True
+
+    def close_relay(self, address: Address) -> None:
+        endpoint = self._relays.pop(address, None)
+        if endpoint is not None:
+            endpoint.close()
+
+    @property
+    def relay_count(self) -> int:
+        """Relay sockets open now (reserved ports included)."""
+        return len(self._relays)
+
+    # -- lifecycle and the data path
+
+    async def close(self) -> None:
+        await super().close()
+        for endpoint in list(self._relays.values()):
+            endpoint.close()
+        self._relays.clear()
+
+    def _flush(self) -> None:
+        try:
+            transmits = self.server.datagrams_to_send(self._loop.time())
+        except Exception:
+            logger.exception("server failed in datagrams_to_send")
+            return
+        if transmits:
+            self._send(transmits, None)
+        self._arm_timer()
+
+    def _send_one(
+        self, transmit: Transmit, via: _DatagramEndpoint | _StreamConnection | None
+    ) -> None:
+        source = transmit.source
+        if source is not None:
+            relay = self._relays.get(source)
+            if relay is not None:
+                relay.sendto(transmit.data, transmit.addr)
+                return
+        super()._send_one(transmit, via)
+
+
+def _set_dont_fragment(sock: socket.socket, family: int) -> None:
+    try:
+        if family == socket.AF_INET:
+            sock.setsockopt(socket.IPPROTO_IP, _IP_MTU_DISCOVER, _IP_PMTUDISC_DO)
+        else:
+            sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_DONTFRAG, 1)
+    except OSError as exc:  # not on this platform: relaying still works, fragmentable
+        logger.debug("cannot set don't-fragment: %s", exc)
+
+
+async def serve_turn(
+    server: TurnServer,
+    listeners: Sequence[Listener],
+    **options: Any,
+) -> TurnServerRunner:
+    """Start serving ``server`` on ``listeners``; return the running runner (close it).
+
+    ``options`` are `TurnServerRunner`'s (connection limits, timeouts).
+    """
+    runner = TurnServerRunner(server, listeners, **options)
+    await runner.start()
+    return runner
