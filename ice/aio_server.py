@@ -37,7 +37,10 @@ closes that connection only. Limits (constructor arguments):
   than that of an unfinished frame; it is also the high-water mark of the
   write buffer, above which the runner stops reading that connection until
   its peer has read the answers (back-pressure);
-- ``tls_handshake_timeout`` (10 s).
+- ``tls_handshake_timeout`` (10 s);
+- ``reuse_port`` (False): bind with SO_REUSEPORT, so that several worker
+  processes serve the same ports (the kernel spreads clients over them by
+  their address, so one client's datagrams keep reaching the same worker).
 
 The core has one timer, driven here with ``now = max(timer_at, loop.time())``.
 An exception raised by the core for one packet (or one timer) is logged and
@@ -389,6 +392,7 @@ class StunServerRunner:
         idle_timeout: float = IDLE_TIMEOUT,
         max_buffer: int = MAX_BUFFER,
         tls_handshake_timeout: float = TLS_HANDSHAKE_TIMEOUT,
+        reuse_port: bool = False,
     ) -> None:
         if max_connections < 1 or idle_timeout <= 0 or max_buffer < 1:
             raise ValueError("max_connections, idle_timeout and max_buffer must be positive")
@@ -398,6 +402,7 @@ class StunServerRunner:
         self.idle_timeout = idle_timeout
         self.max_buffer = max_buffer
         self.tls_handshake_timeout = tls_handshake_timeout
+        self.reuse_port = reuse_port
         self._loop = asyncio.get_running_loop()
         self._udp: dict[Address, _DatagramEndpoint] = {}
         self._udp_list: list[_DatagramEndpoint] = []
@@ -519,6 +524,8 @@ class StunServerRunner:
                 # IPv6 only: "::" does not swallow IPv4 (whose clients would then
                 # get IPv4-mapped XOR-MAPPED-ADDRESSes); bind 0.0.0.0 beside it.
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if self.reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.setblocking(False)
             sock.bind(sockaddr)
         except OSError as exc:
@@ -548,6 +555,7 @@ class StunServerRunner:
                 ssl=listener.ssl,
                 ssl_handshake_timeout=self.tls_handshake_timeout if listener.ssl else None,
                 reuse_address=True,
+                reuse_port=self.reuse_port or None,
             )
         except OSError as exc:
             raise OSError(exc.errno, f"cannot listen on {listener}: {exc.strerror}") from None
@@ -682,6 +690,7 @@ async def serve_stun(
     idle_timeout: float = IDLE_TIMEOUT,
     max_buffer: int = MAX_BUFFER,
     tls_handshake_timeout: float = TLS_HANDSHAKE_TIMEOUT,
+    reuse_port: bool = False,
 ) -> StunServerRunner:
     """Start serving ``server`` on ``listeners``; return the running runner (close it)."""
     runner = StunServerRunner(
@@ -691,6 +700,7 @@ async def serve_stun(
         idle_timeout=idle_timeout,
         max_buffer=max_buffer,
         tls_handshake_timeout=tls_handshake_timeout,
+        reuse_port=reuse_port,
     )
     await runner.start()
     return runner

@@ -109,6 +109,7 @@ class TurnServerRunner(StunServerRunner):
         idle_timeout: float = IDLE_TIMEOUT,
         max_buffer: int = MAX_BUFFER,
         tls_handshake_timeout: float = TLS_HANDSHAKE_TIMEOUT,
+        reuse_port: bool = False,
     ) -> None:
         super().__init__(
             server,
@@ -117,6 +118,7 @@ class TurnServerRunner(StunServerRunner):
             idle_timeout=idle_timeout,
             max_buffer=max_buffer,
             tls_handshake_timeout=tls_handshake_timeout,
+            reuse_port=reuse_port,
         )
         self.turn = server
         self._relays: dict[Address, _RelayEndpoint] = {}

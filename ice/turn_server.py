@@ -135,7 +135,8 @@ class TurnServer:
     ``alternate_servers`` (with ``redirect_all``) send every Allocate
     elsewhere with 300; without ``redirect_all`` only when ``total_quota``
     is reached. ``rng`` picks relay ports and reservation tokens (the OS
-    CSPRNG by default).
+    CSPRNG by default). ``stun_primary`` and ``stun_alternate`` turn on the
+    RFC 5780 mode of Binding (see `StunServer`).
     """
 
     def __init__(
@@ -151,6 +152,8 @@ class TurnServer:
         alternate_servers: Sequence[Address] = (),
         redirect_all: bool = False,
         software: str | None = DEFAULT_SOFTWARE,
+        stun_primary: Address | None = None,
+        stun_alternate: Address | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.relay_ips: dict[int, str] = {}
@@ -173,7 +176,11 @@ class TurnServer:
             sockets if sockets is not None else MemoryRelaySockets(), relay_ports, rng=self._rng
         )
         self.stun = StunServer(
-            software=software, authenticator=authenticator, open_methods=(int(Method.BINDING),)
+            primary=stun_primary,
+            alternate=stun_alternate,
+            software=software,
+            authenticator=authenticator,
+            open_methods=(int(Method.BINDING),),
         )
         for method, handler in (
             (Method.ALLOCATE, self._allocate),
@@ -210,7 +217,7 @@ class TurnServer:
 
     @property
     def local_addresses(self) -> list[Address]:
-        return []
+        return self.stun.local_addresses
 
     @property
     def allocation_count(self) -> int:

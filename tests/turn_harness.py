@@ -74,6 +74,10 @@ class TurnNet:
         self.at_peers: list[tuple[bytes, Address, Address]] = []
         #: Answers to addresses no client lives at: (data, to, from).
         self.strays: list[Transmit] = []
+        #: Everything clients sent to the server: (data, from client, to listener, reliable).
+        self.to_server: list[tuple[bytes, Address, Address, bool]] = []
+        #: Everything the server sent to clients (datagrams and stream frames).
+        self.to_clients: list[Transmit] = []
 
     # -- building the picture
 
@@ -105,12 +109,15 @@ class TurnNet:
         addr: Address = CLIENT,
         user: str | None = "alice",
         *,
+        password: str | None = None,
         server: Address = SERVER,
         reliable: bool = False,
     ) -> Client:
+        """A raw `StunClient` (None ``user``: sends no credentials at all)."""
         credentials = None
         if user is not None:
-            credentials = LongTermCredentials(user, USERS.get(user, "wrong"))
+            secret = USERS.get(user, "wrong") if password is None else password
+            credentials = LongTermCredentials(user, secret)
         client = Client(StunClient(credentials=credentials), addr, server, reliable)
         self.clients.append(client)
         return client
@@ -125,6 +132,15 @@ class TurnNet:
                 return event
         raise AssertionError("the transaction did not end")
 
+    def inject(
+        self, data: bytes, addr: Address, *, local: Address = SERVER, reliable: bool = False
+    ) -> list[Transmit]:
+        """Feed bytes to the server from ``addr`` (no client machine needed) and
+        return what it sends back, without delivering it to anyone."""
+        self.pump()
+        self.server.receive_datagram(data, addr, self.now, local=local, reliable=reliable)
+        return self.server.datagrams_to_send(self.now)
+
     # -- moving datagrams and time
 
     def pump(self) -> None:
@@ -133,6 +149,9 @@ class TurnNet:
             for client in self.clients:
                 for transmit in client.machine.datagrams_to_send(self.now):
                     moved = True
+                    self.to_server.append(
+                        (transmit.data, client.addr, transmit.addr, client.reliable)
+                    )
                     self.server.receive_datagram(
                         transmit.data,
                         client.addr,
@@ -155,11 +174,16 @@ class TurnNet:
         if source is not None and source not in (SERVER, SERVER6):
             self.at_peers.append((transmit.data, source, transmit.addr))
             return
+        self.to_clients.append(transmit)
+        # Every client living at the address gets it (two users may share a 5-tuple):
+        # a machine ignores answers to transactions that are not its own.
+        found = False
         for client in self.clients:
             if client.addr == transmit.addr and (source is None or source == client.server):
                 client.machine.receive_datagram(transmit.data, client.server, self.now)
-                return
-        self.strays.append(transmit)
+                found = True
+        if not found:
+            self.strays.append(transmit)
 
     def from_peer(self, data: bytes, peer: Address, relay: Address) -> None:
         self.server.receive_from_peer(data, peer, relay, self.now)

@@ -1,18 +1,34 @@
-"""Run a STUN server (RFC 8489) over UDP, TCP and TLS, IPv4 and IPv6.
+"""Run a STUN and TURN server (RFC 8489, RFC 8656, RFC 6156) over UDP, TCP and TLS.
 
-Without --listen it serves UDP and TCP on 127.0.0.1:3478. Each --listen adds
-an address, written HOST:PORT ([::1]:3478 for IPv6; 0.0.0.0 and [::] for
-every interface), with an optional transport prefix: udp://, tcp:// or
-tls:// (tls needs --tls-cert and --tls-key). Without a prefix the address is
-served over both UDP and TCP; without a port, 3478 (5349 for tls).
+Without flags it serves STUN and TURN over UDP and TCP on 127.0.0.1:3478,
+realm ice.local, with one generated user printed at start. Because every
+listen address is then a loopback one, relaying to loopback peers is allowed
+(and said so); on any other address loopback, private, link-local and
+metadata peers are refused (403) unless --allow-loopback-peers,
+--allow-private-peers or --allow-peer say otherwise.
 
---alternate HOST:PORT turns on RFC 5780 NAT behaviour discovery: the first
-UDP address is the primary one, and the server also answers on the alternate
-address and port and on their two other combinations, from which it sends
-the answers a CHANGE-REQUEST asks for.
+Each --listen adds an address, written HOST:PORT ([::1]:3478 for IPv6;
+0.0.0.0 and [::] for every interface), with an optional transport prefix:
+udp://, tcp:// or tls:// (tls needs --tls-cert and --tls-key). Without a
+prefix the address is served over both UDP and TCP; without a port, 3478
+(5349 for tls). Relays bind the listen IPs (one per family) unless
+--relay-ip names them; behind a 1:1 NAT, --external-ip RELAY=PUBLIC is what
+clients are told.
 
-Prints the addresses it listens on, then serves until Ctrl-C or SIGTERM
-(exit code 0).
+Users: --user NAME:PASSWORD (repeatable), --users-file FILE (name:password
+per line), --auth-secret SECRET (TURN REST API; repeatable, for rotation).
+A TOML --config file takes the same settings under the flags' names; flags
+given on the command line win.
+
+--workers N runs N processes sharing the listen ports (SO_REUSEPORT), each
+with its share of --relay-ports. --metrics HOST:PORT serves Prometheus text
+on /metrics (worker i on PORT+i). --stun-only serves Binding only;
+--alternate HOST:PORT adds RFC 5780 NAT behaviour discovery (the first UDP
+address is the primary one).
+
+Prints the addresses it listens on, one "listening on ..." line each, then
+the realm, the relay and the users it made up; serves until Ctrl-C or
+SIGTERM, which close every allocation and connection (exit code 0).
 """
 
 from __future__ import annotations
@@ -20,171 +36,258 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
+import json
 import logging
+import multiprocessing
+import secrets
 import signal
-import ssl
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import Any
 
-from ice.aio_server import Listener, Transport, serve_stun
+from ice.aio_metrics import serve_metrics
+from ice.aio_server import Listener, StunServerRunner, serve_stun
+from ice.aio_turn_server import serve_turn
+from ice.server_config import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    DEFAULT_TLS_PORT,
+    ConfigError,
+    ListenSpec,
+    ServerConfig,
+    parse_listen,
+    parse_port_range,
+)
 from ice.stun_server import DEFAULT_SOFTWARE, StunServer
 from ice.transaction import Address
+from ice.turn_server import TurnServer
 from ice.uri import format_address, parse_host_port
 
-HELP = "run a STUN server (UDP, TCP, TLS; RFC 5780 with --alternate)"
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "DEFAULT_TLS_PORT", "ListenSpec", "parse_listen"]
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 3478
-DEFAULT_TLS_PORT = 5349
-_SCHEMES: dict[str, tuple[Transport, ...]] = {
-    "udp": ("udp",),
-    "tcp": ("tcp",),
-    "tls": ("tls",),
-}
+HELP = "run a STUN/TURN server (UDP, TCP, TLS; REST secrets; RFC 5780 with --alternate)"
+
+#: The name of the user made up when none is configured.
+GENERATED_USER = "ice"
+#: How long SIGTERM waits for worker processes to finish before killing them.
+WORKER_STOP_TIMEOUT = 10.0
 
 
-@dataclass(frozen=True, slots=True)
-class ListenSpec:
-    """One --listen value: the transports it names and the address."""
+def _typed(parse: Any) -> Any:
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
-    transports: tuple[Transport, ...]
-    host: str
-    port: int
-
-
-def parse_listen(text: str) -> ListenSpec:
-    """One --listen value: ``[udp://|tcp://|tls://]HOST[:PORT]``."""
-    transports: tuple[Transport, ...] = ("udp", "tcp")
-    scheme, sep, rest = text.partition("://")
-    if sep:
-        if scheme.lower() not in _SCHEMES:
-            raise ValueError(f"{text!r}: unknown transport {scheme!r} (udp, tcp or tls)")
-        transports = _SCHEMES[scheme.lower()]
-        text = rest
-    default_port = DEFAULT_TLS_PORT if transports == ("tls",) else DEFAULT_PORT
-    host, port = parse_host_port(text, default_port)
-    return ListenSpec(transports, host, port)
+    return convert
 
 
-def _listen_argument(text: str) -> ListenSpec:
-    try:
-        return parse_listen(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+def _external_ip(text: str) -> tuple[str, str]:
+    relay, sep, public = text.partition("=")
+    if not sep:
+        raise ValueError(f"{text!r} is not RELAY_IP=PUBLIC_IP")
+    return str(ipaddress.ip_address(relay)), str(ipaddress.ip_address(public))
 
 
-def _address_argument(text: str) -> Address:
-    try:
-        return parse_host_port(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def add_listener_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags every server command shares: where to listen, TLS, logging."""
-    parser.add_argument(
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    listen = parser.add_argument_group("listening")
+    listen.add_argument(
         "--listen",
         action="append",
-        type=_listen_argument,
+        type=_typed(parse_listen),
         metavar="[udp://|tcp://|tls://]HOST:PORT",
         help=f"address to serve (repeatable; default udp+tcp {DEFAULT_HOST}:{DEFAULT_PORT})",
     )
-    parser.add_argument("--tls-cert", metavar="FILE", help="PEM certificate chain for tls://")
-    parser.add_argument("--tls-key", metavar="FILE", help="PEM private key for tls://")
+    listen.add_argument("--tls-cert", metavar="FILE", help="PEM certificate chain for tls://")
+    listen.add_argument("--tls-key", metavar="FILE", help="PEM private key for tls://")
+    listen.add_argument("--config", metavar="FILE", help="TOML file with these settings")
+    listen.add_argument("--workers", type=int, metavar="N", help="processes sharing the ports")
+    listen.add_argument(
+        "--metrics", type=_typed(parse_host_port), metavar="HOST:PORT", help="Prometheus /metrics"
+    )
+    auth = parser.add_argument_group("users")
+    auth.add_argument("--realm", help="the realm of the long-term credentials (ice.local)")
+    auth.add_argument(
+        "--user", action="append", metavar="NAME:PASSWORD", help="a TURN user (repeatable)"
+    )
+    auth.add_argument("--users-file", metavar="FILE", help="name:password per line")
+    auth.add_argument(
+        "--auth-secret", action="append", metavar="SECRET", help="TURN REST API shared secret"
+    )
+    relay = parser.add_argument_group("relaying")
+    relay.add_argument("--relay-ip", action="append", metavar="IP", help="IP relays bind")
+    relay.add_argument(
+        "--external-ip",
+        action="append",
+        type=_typed(_external_ip),
+        metavar="RELAY=PUBLIC",
+        help="advertise PUBLIC for relays bound on RELAY (NAT 1:1)",
+    )
+    relay.add_argument(
+        "--relay-ports", type=_typed(parse_port_range), metavar="MIN-MAX", help="relay port range"
+    )
+    relay.add_argument("--allow-loopback-peers", action="store_true", default=None)
+    relay.add_argument("--allow-private-peers", action="store_true", default=None)
+    relay.add_argument("--allow-peer", action="append", metavar="NET", help="always allowed")
+    relay.add_argument("--deny-peer", action="append", metavar="NET", help="always refused")
+    relay.add_argument("--user-quota", type=int, metavar="N", help="allocations per user")
+    relay.add_argument("--total-quota", type=int, metavar="N", help="allocations in all")
+    relay.add_argument("--max-bandwidth", type=int, metavar="BYTES", help="per allocation, bytes/s")
+    relay.add_argument("--max-lifetime", type=float, metavar="S", help="allocation lifetime cap")
+    relay.add_argument(
+        "--alternate-server",
+        action="append",
+        type=_typed(lambda t: parse_host_port(t, DEFAULT_PORT)),
+        metavar="HOST:PORT",
+        help="redirect Allocates here (300) when the total quota is reached",
+    )
+    relay.add_argument(
+        "--redirect-all", action="store_true", default=None, help="redirect every Allocate"
+    )
+    stun = parser.add_argument_group("STUN")
+    stun.add_argument("--stun-only", action="store_true", default=None, help="no TURN")
+    stun.add_argument(
+        "--alternate",
+        type=_typed(parse_host_port),
+        metavar="HOST:PORT",
+        help="RFC 5780: the second address and port (the primary is the first UDP address)",
+    )
+    stun.add_argument(
+        "--software",
+        default=None,
+        help=f"SOFTWARE attribute of the responses ('' to leave it out; {DEFAULT_SOFTWARE})",
+    )
+    parser.add_argument("--log-format", choices=("text", "json"), default="text")
     parser.add_argument(
         "-v",
         "--verbose",
         action="count",
         default=0,
-        help="log more (-v: listeners, refused connections; -vv: closed connections, drops)",
+        help="log more (-v: allocations, listeners; -vv: refusals, drops)",
     )
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_listener_arguments(parser)
-    parser.add_argument(
-        "--alternate",
-        type=_address_argument,
-        metavar="HOST:PORT",
-        help="RFC 5780: the second address and port (the primary is the first UDP address)",
-    )
-    parser.add_argument(
-        "--software",
-        default=DEFAULT_SOFTWARE,
-        help="SOFTWARE attribute of the responses ('' to leave it out)",
-    )
+#: Flags that map one to one onto ServerConfig settings (flag dest -> setting).
+_SETTINGS = {
+    "listen": "listen",
+    "tls_cert": "tls_cert",
+    "tls_key": "tls_key",
+    "workers": "workers",
+    "metrics": "metrics",
+    "realm": "realm",
+    "user": "user",
+    "users_file": "users_file",
+    "auth_secret": "auth_secret",
+    "relay_ip": "relay_ip",
+    "relay_ports": "relay_ports",
+    "allow_loopback_peers": "allow_loopback_peers",
+    "allow_private_peers": "allow_private_peers",
+    "allow_peer": "allow_peer",
+    "deny_peer": "deny_peer",
+    "user_quota": "user_quota",
+    "total_quota": "total_quota",
+    "max_bandwidth": "max_bandwidth",
+    "max_lifetime": "max_lifetime",
+    "alternate_server": "alternate_server",
+    "redirect_all": "redirect_all",
+    "stun_only": "stun_only",
+}
 
 
-class UsageError(Exception):
-    """Flags that parse but do not fit together; reported like argparse errors (exit 2)."""
-
-
-def tls_context(cert: str | None, key: str | None) -> ssl.SSLContext:
-    """A server TLS context from PEM files (TLS 1.2 or later)."""
-    if not cert or not key:
-        raise UsageError("a tls:// listener needs --tls-cert FILE and --tls-key FILE")
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        context.load_cert_chain(cert, key)
-    except (OSError, ssl.SSLError) as exc:
-        raise UsageError(f"cannot load --tls-cert/--tls-key: {exc}") from None
-    return context
-
-
-def listeners_from_args(args: argparse.Namespace) -> list[Listener]:
-    """The Listeners the flags ask for (raises UsageError)."""
-    specs: list[ListenSpec] = args.listen or [
-        ListenSpec(("udp", "tcp"), DEFAULT_HOST, DEFAULT_PORT)
-    ]
-    if (args.tls_cert is None) != (args.tls_key is None):
-        raise UsageError("--tls-cert and --tls-key go together")
-    context = None
-    if any("tls" in spec.transports for spec in specs):
-        context = tls_context(args.tls_cert, args.tls_key)
-    listeners = []
-    for spec in specs:
-        for transport in spec.transports:
-            listeners.append(
-                Listener(transport, spec.host, spec.port, context if transport == "tls" else None)
-            )
-    return listeners
+def config_from_args(args: argparse.Namespace) -> tuple[ServerConfig, list[str]]:
+    """The config the flags (and --config) describe, and notes to print; ConfigError."""
+    config = ServerConfig.from_toml(args.config) if args.config else ServerConfig()
+    values = {
+        setting: getattr(args, dest)
+        for dest, setting in _SETTINGS.items()
+        if getattr(args, dest) is not None
+    }
+    if args.external_ip:
+        values["external_ip"] = dict(args.external_ip)
+    if args.software is not None:
+        values["software"] = args.software or None
+    config.update(values)
+    if args.alternate is not None:
+        config.rfc5780_alternate = args.alternate
+    if config.workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    rfc5780_addresses(config, config.listeners())  # its errors before the TURN ones
+    notes: list[str] = []
+    if config.stun_only:
+        return config, notes
+    if not config.users and not config.users_file and not config.auth_secrets:
+        password = secrets.token_urlsafe(12)
+        config.users[GENERATED_USER] = password
+        notes.append(
+            f"user {GENERATED_USER}:{password} (generated; --user NAME:PASSWORD to choose)"
+        )
+    if config.loopback_only and not config.allow_loopback_peers:
+        config.allow_loopback_peers = True
+        notes.append("loopback peers allowed: every listen address is a loopback address")
+    notes.insert(0, f"realm {config.realm}; relays on {', '.join(config.effective_relay_ips())}"
+                 f" ports {config.relay_ports[0]}-{config.relay_ports[1]}")  # fmt: skip
+    return config, notes
 
 
 def rfc5780_addresses(
-    listeners: Sequence[Listener], alternate: Address | None
-) -> tuple[Address | None, Address | None]:
+    config: ServerConfig, listeners: Sequence[Listener]
+) -> tuple[Address, Address] | None:
     """(primary, alternate) for the core: the first UDP listener and --alternate."""
+    alternate = config.rfc5780_alternate
     if alternate is None:
-        return None, None
+        return None
     primary = next(((li.host, li.port) for li in listeners if li.transport == "udp"), None)
     if primary is None:
-        raise UsageError("--alternate needs a UDP listen address (the primary)")
+        raise ConfigError("--alternate needs a UDP listen address (the primary)")
     for name, (host, port) in (("primary", primary), ("alternate", alternate)):
         try:
             ip = ipaddress.ip_address(host)
         except ValueError:
-            raise UsageError(f"RFC 5780 needs an IP address, not {host!r} ({name})") from None
+            raise ConfigError(f"RFC 5780 needs an IP address, not {host!r} ({name})") from None
         if ip.is_unspecified:
-            raise UsageError(f"RFC 5780 needs a specific {name} address, not {host}")
+            raise ConfigError(f"RFC 5780 needs a specific {name} address, not {host}")
         if port == 0:
-            raise UsageError(f"RFC 5780 needs a fixed {name} port, not 0")
+            raise ConfigError(f"RFC 5780 needs a fixed {name} port, not 0")
     if ipaddress.ip_address(primary[0]).version != ipaddress.ip_address(alternate[0]).version:
-        raise UsageError("the primary and --alternate addresses must be of the same family")
+        raise ConfigError("the primary and --alternate addresses must be of the same family")
     if primary[0] == alternate[0] or primary[1] == alternate[1]:
-        raise UsageError("--alternate needs an address and a port both different from the primary")
+        raise ConfigError("--alternate needs an address and a port both different from the primary")
+    if config.workers > 1:
+        raise ConfigError("RFC 5780 mode (--alternate) runs in one worker")
     return primary, alternate
 
 
-def configure_logging(verbose: int) -> None:
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(verbose: int, log_format: str = "text", worker: int | None = None) -> None:
     level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        tag = f" [worker {worker}]" if worker is not None else ""
+        handler.setFormatter(
+            logging.Formatter(f"%(asctime)s %(levelname)s %(name)s{tag}: %(message)s")
+        )
+    logging.basicConfig(level=level, handlers=[handler], force=True)
 
 
-async def _serve(server: StunServer, listeners: list[Listener]) -> int:
+async def serve(
+    config: ServerConfig, worker: int = 0, *, announce: bool = True, ready: Any = None
+) -> int:
+    """Serve ``config`` as worker ``worker`` until SIGINT/SIGTERM; the process exit code."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     handled: list[signal.Signals] = []
@@ -195,34 +298,137 @@ async def _serve(server: StunServer, listeners: list[Listener]) -> int:
         except (NotImplementedError, RuntimeError):  # Windows; not the main thread
             pass
     try:
+        listeners = config.listeners()
+        server: StunServer | TurnServer = config.build(worker, rfc5780_addresses(config, listeners))
+    except ConfigError as exc:
+        print(f"python -m ice server: error: {exc}", file=sys.stderr)
+        return 2
+    reuse_port = config.workers > 1
+    try:
         try:
-            runner = await serve_stun(server, listeners)
+            runner: StunServerRunner
+            if isinstance(server, TurnServer):
+                runner = await serve_turn(server, listeners, reuse_port=reuse_port)
+            else:
+                runner = await serve_stun(server, listeners, reuse_port=reuse_port)
         except OSError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
+        metrics = None
         try:
-            for kind, addr in runner.addresses:
-                print(f"listening on {kind}://{format_address(addr)}", flush=True)
+            if announce:
+                for kind, addr in runner.addresses:
+                    print(f"listening on {kind}://{format_address(addr)}", flush=True)
+            if config.metrics is not None and isinstance(server, TurnServer):
+                host, port = config.metrics
+                address = (host, port + worker if port else 0)
+                metrics = await serve_metrics(address, server.counters)
+                bound = metrics.sockets[0].getsockname()
+                if announce:
+                    print(f"metrics on http://{format_address((bound[0], bound[1]))}/metrics")
+            if ready is not None:
+                ready.put(worker)
             await stop.wait()
         finally:
+            if metrics is not None:
+                metrics.close()
             await runner.close()
     finally:
         for signum in handled:
             loop.remove_signal_handler(signum)
-    print("stopped", flush=True)
     return 0
 
 
-def run(args: argparse.Namespace) -> int:
-    configure_logging(args.verbose)
+def _worker(config: ServerConfig, worker: int, verbose: int, log_format: str, ready: Any) -> None:
+    configure_logging(verbose, log_format, worker)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops workers with SIGTERM
+    code = asyncio.run(serve(config, worker, announce=False, ready=ready))
+    sys.exit(code)
+
+
+def _run_workers(config: ServerConfig, args: argparse.Namespace) -> int:
+    context = multiprocessing.get_context("spawn")
+    ready = context.Queue()
+    processes = [
+        context.Process(
+            target=_worker,
+            args=(config, i, args.verbose, args.log_format, ready),
+            name=f"ice-server-{i}",
+        )
+        for i in range(config.workers)
+    ]
+    for process in processes:
+        process.start()
+    stop = False
+
+    def on_signal(signum: int, frame: Any) -> None:
+        nonlocal stop
+        stop = True
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        listeners = listeners_from_args(args)
-        primary, alternate = rfc5780_addresses(listeners, args.alternate)
-    except UsageError as exc:
+        started = 0
+        while started < len(processes) and not stop:
+            try:
+                ready.get(timeout=0.2)
+                started += 1
+            except Exception:  # queue.Empty: check the workers are alive
+                if any(p.exitcode not in (None, 0) for p in processes):
+                    stop = True
+        if started == len(processes):
+            for spec in config.listeners():
+                print(f"listening on {spec.transport}://{format_address((spec.host, spec.port))}")
+            print(f"{len(processes)} workers", flush=True)
+        while not stop and all(p.is_alive() for p in processes):
+            for process in processes:
+                process.join(0.2)
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()  # SIGTERM: each worker closes cleanly
+        for process in processes:
+            process.join(WORKER_STOP_TIMEOUT)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    failed = [p.exitcode for p in processes if p.exitcode not in (0, -signal.SIGTERM)]
+    print("stopped", flush=True)
+    return 1 if failed else 0
+
+
+def run(args: argparse.Namespace) -> int:
+    configure_logging(args.verbose, args.log_format)
+    try:
+        config, notes = config_from_args(args)
+        config.listeners()  # TLS files and port checks, before anything starts
+    except ConfigError as exc:
         print(f"python -m ice server: error: {exc}", file=sys.stderr)
         return 2
-    server = StunServer(primary=primary, alternate=alternate, software=args.software or None)
+    if config.workers > 1:
+        for note in notes:
+            print(note)
+        return _run_workers(config, args)
+
+    async def main() -> int:
+        code = await serve(config, ready=_Printer(notes))
+        if code == 0:
+            print("stopped", flush=True)
+        return code
+
     try:
-        return asyncio.run(_serve(server, listeners))
+        return asyncio.run(main())
     except KeyboardInterrupt:  # where signal handlers cannot be installed
         return 0
+
+
+class _Printer:
+    """Prints the notes once the listening lines are out (a ``ready`` for `serve`)."""
+
+    def __init__(self, notes: list[str]) -> None:
+        self.notes = notes
+
+    def put(self, worker: int) -> None:
+        for note in self.notes:
+            print(note, flush=True)
