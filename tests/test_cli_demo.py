@@ -1,6 +1,5 @@
-"""python -m ice demo, run as a user runs it: it connects two agents directly and,
-when coturn is installed, relay-only through it; without coturn it says the
-relay run is skipped."""
+"""python -m ice demo, run as a user runs it: it connects two agents directly and
+relay-only through the package's own embedded STUN/TURN server."""
 
 from __future__ import annotations
 
@@ -10,9 +9,6 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
-from coturn import requires_coturn
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,18 +69,17 @@ def check_run(body: str, kind: str, count: int, size: int) -> None:
     assert 0 < float(ping[3]) <= float(ping[4])
 
 
-@pytest.mark.interop
-@requires_coturn
-def test_demo_connects_directly_and_through_coturn() -> None:
-    done = demo()
+def test_demo_connects_directly_and_through_its_own_turn_server(tmp_path: Path) -> None:
+    """No program on PATH (an empty directory): nothing outside the package is needed."""
+    done = demo(path=str(tmp_path))
     assert (done.returncode, done.stderr) == (0, ""), done
     out = done.stdout
-    stun = re.search(r"^STUN server: udp://127\.0\.0\.1:(\d+) \(embedded\)$", out, re.M)
-    assert stun is not None, out
+    server = re.search(r"^STUN/TURN server: udp://127\.0\.0\.1:(\d+) \(embedded\)$", out, re.M)
+    assert server is not None, out
     runs = sections(out)
     assert set(runs) == {"direct", "relay-only"}, out
     check_run(runs["direct"], "host", 1000, 100)
-    # both agents asked the embedded STUN server (one host candidate each; a
+    # both agents asked the embedded server (one host candidate each; a
     # retransmission on a loaded machine may make it more)
     answered = re.search(
         r"^STUN server: answered (\d+) Binding requests from the agents, 0 srflx candidates\n"
@@ -94,25 +89,13 @@ def test_demo_connects_directly_and_through_coturn() -> None:
     )
     assert answered is not None and int(answered[1]) >= 2, runs["direct"]
     check_run(runs["relay-only"], "relay", 1000, 100)
-    # coturn was started on a loopback port, and is gone once the demo has exited
-    turn = re.search(r"relay-only through TURN \(coturn on udp://127\.0\.0\.1:(\d+)\)", out)
-    assert turn is not None, out
+    turn = re.search(r"relay-only through TURN \(embedded on udp://127\.0\.0\.1:(\d+)\)", out)
+    assert turn is not None and turn[1] == server[1], out
+    allocations = re.search(r"^TURN server: (\d+) allocations, (\d+) channel binds$", out, re.M)
+    assert allocations is not None and int(allocations[1]) == 2 and int(allocations[2]) >= 2, out
+    # the server is gone once the demo has exited
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", int(turn[1])))
-
-
-def test_demo_without_coturn_skips_the_relay_run_with_one_line(tmp_path: Path) -> None:
-    """No turnserver on PATH (an empty directory): the direct run alone, exit 0."""
-    done = demo("--count", "50", "--size", "3", path=str(tmp_path))
-    assert (done.returncode, done.stderr) == (0, ""), done
-    runs = sections(done.stdout)
-    assert list(runs) == ["direct"], done.stdout
-    check_run(runs["direct"], "host", 50, 3)
-    skipped = [line for line in done.stdout.splitlines() if "skipped" in line]
-    assert skipped == [
-        "relay-only run: skipped (no TURN server: coturn's turnserver is not installed;"
-        " apt-get install coturn)"
-    ]
+        sock.bind(("127.0.0.1", int(server[1])))
 
 
 def test_demo_no_relay_and_bad_options() -> None:
@@ -130,4 +113,4 @@ def test_demo_no_relay_and_bad_options() -> None:
 def test_demo_help_says_what_it_does() -> None:
     done = demo("--help")
     assert done.returncode == 0
-    assert "relay-only" in done.stdout and "STUN server" in done.stdout
+    assert "relay-only" in done.stdout and "STUN/TURN server" in done.stdout

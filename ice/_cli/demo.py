@@ -1,15 +1,15 @@
 """Connect two ICE agents over loopback, directly and through a TURN relay.
 
-Starts a STUN server of this package on 127.0.0.1 (a free port), then runs
+Starts a STUN/TURN server of this package on 127.0.0.1 (a free port), then runs
 two agents (`ice.Connection`, one controlling, one controlled) in this
 process and connects them twice:
 
 1. directly, with host and server-reflexive candidates (the embedded STUN
    server answers; on loopback it sees each host address itself, so there
    is no server-reflexive candidate distinct from the host one);
-2. relay-only, through a TURN server: coturn's ``turnserver`` when it is
-   installed, started on a free loopback port with a generated user and
-   stopped at the end; without it this run is skipped with a one-line note.
+2. relay-only, through the same embedded server acting as TURN server
+   (`ice.TurnServer`, a generated user, loopback peers allowed since
+   everything stays on 127.0.0.1).
 
 For each run it prints both agents' candidates, the selected pairs, the
 connect time (from the start of the checks until both agents are
@@ -23,32 +23,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import logging
-import os
-import random
 import secrets
-import shutil
-import signal
-import socket
 import struct
 import sys
-import tempfile
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TextIO
 
 from ice._cli.turn import percentile
-from ice._codec import Message
 from ice._errors import Error
-from ice.aio_client import stun_request
 from ice.aio_ice import Connection
-from ice.aio_server import Listener, serve_stun
+from ice.aio_server import Listener
+from ice.aio_turn_server import serve_turn
 from ice.candidate import Candidate
-from ice.constants import BINDING_REQUEST
-from ice.stun_server import StunServer
-from ice.transaction import Address, Transmit
+from ice.constants import Method
+from ice.server_auth import LongTermAuthenticator
+from ice.server_config import DEFAULT_REALM
+from ice.transaction import Address
+from ice.turn_policy import PeerPolicy
+from ice.turn_server import TurnServer
 from ice.uri import format_address
 
 HELP = "connect two ICE agents over loopback, directly and through a TURN relay"
@@ -58,11 +51,8 @@ HOST = "127.0.0.1"
 CONNECT_TIMEOUT = 10.0
 #: One ping may take this long to come back before it counts as lost.
 PING_TIMEOUT = 1.0
-#: coturn may take this long to answer on its port.
-COTURN_START_TIMEOUT = 10.0
-#: ... and this long to exit after SIGTERM before it is killed.
-COTURN_STOP_TIMEOUT = 5.0
 _SEQ = struct.Struct("!I")
+_BINDING = int(Method.BINDING)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,26 +60,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--count", type=int, default=1000, metavar="N", help="ping-pongs per run (1000)"
     )
     parser.add_argument("--size", type=int, default=100, metavar="B", help="bytes each (100)")
-    parser.add_argument(
-        "--no-relay", action="store_true", help="skip the relay-only run through coturn"
-    )
+    parser.add_argument("--no-relay", action="store_true", help="skip the relay-only run")
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="log to stderr (-vv: debug)"
     )
-
-
-class _CountingStunServer(StunServer):
-    """The package's STUN server, counting the answers it sends."""
-
-    answered = 0
-
-    def datagrams_to_send(self, now: float) -> list[Transmit]:
-        out = super().datagrams_to_send(now)
-        self.answered += len(out)
-        return out
-
-
-# -- coturn
 
 
 @dataclass
@@ -99,109 +73,15 @@ class Turn:
     address: Address
     username: str
     password: str
-    name: str
 
 
-def _bindable(port: int) -> bool:
-    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-        with socket.socket(socket.AF_INET, kind) as sock:
-            try:
-                sock.bind((HOST, port))
-            except OSError:
-                return False
-    return True
-
-
-def _free_port() -> int:
-    """A port P with P and P + 1 free over UDP and TCP on HOST, below the ephemeral
-    range (where no outgoing connection takes it before coturn binds it)."""
-    low, high = 20000, 32767
-    with contextlib.suppress(OSError, ValueError):
-        ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-        if ephemeral_low > 11000:
-            low, high = 10000, ephemeral_low - 1
-    rng = random.SystemRandom()
-    for _ in range(1000):
-        port = rng.randint(low, high - 1)
-        if _bindable(port) and _bindable(port + 1):
-            return port
-    raise OSError("no free port for coturn on 127.0.0.1")
-
-
-async def _answers(address: Address) -> bool:
-    try:
-        await stun_request(address, Message.build(BINDING_REQUEST), timeout=0.25, rto=0.1)
-    except (Error, OSError):
-        return False
-    return True
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM coturn if this process dies first (Linux)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-async def _stop(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is not None:
-        return
-    process.terminate()
-    try:
-        async with asyncio.timeout(COTURN_STOP_TIMEOUT):
-            await process.wait()
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-
-
-@contextlib.asynccontextmanager
-async def coturn(turnserver: str) -> AsyncIterator[Turn]:
-    """Run coturn on HOST with a generated user until the block ends."""
-    username = "demo-" + secrets.token_hex(4)
-    password = secrets.token_urlsafe(16)
-    realm = "ice-demo"
-    with tempfile.TemporaryDirectory(prefix="ice-demo-coturn-") as tmp:
-        workdir = Path(tmp)
-        port = _free_port()
-        log_path = workdir / "turnserver.log"
-        with log_path.open("wb") as log:
-            process = await asyncio.create_subprocess_exec(
-                turnserver,
-                "-n",
-                "--log-file=stdout",
-                "--simple-log",
-                "--no-cli",
-                "--no-tls",
-                "--no-dtls",
-                f"--pidfile={workdir / 'turnserver.pid'}",
-                f"--userdb={workdir / 'turndb'}",
-                f"--listening-ip={HOST}",
-                f"--listening-port={port}",
-                f"--realm={realm}",
-                "--allow-loopback-peers",
-                "--lt-cred-mech",
-                f"--user={username}:{password}",
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
-                stderr=asyncio.subprocess.STDOUT,
-                cwd=workdir,
-                env={**os.environ, "LC_ALL": "C"},
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-            )
-        try:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + COTURN_START_TIMEOUT
-            while not await _answers((HOST, port)):
-                if process.returncode is not None or loop.time() > deadline:
-                    tail = log_path.read_text(errors="replace")[-2000:]
-                    raise Error(f"coturn did not start on {HOST}:{port}:\n{tail}")
-                await asyncio.sleep(0.05)
-            yield Turn((HOST, port), username, password, "coturn")
-        finally:
-            await _stop(process)
-
-
-# -- the two agents
+def embedded_server(username: str, password: str) -> TurnServer:
+    """This package's STUN/TURN server for loopback: one user, loopback peers allowed."""
+    return TurnServer(
+        authenticator=LongTermAuthenticator(DEFAULT_REALM, {username: password}),
+        relay_ips=[HOST],
+        policy=PeerPolicy(allow_loopback=True),
+    )
 
 
 def _print_candidates(name: str, connection: Connection, out: TextIO) -> None:
@@ -270,7 +150,7 @@ async def connect_pair(
     options: dict[str, Any],
     args: argparse.Namespace,
     out: TextIO,
-    stun: _CountingStunServer | None = None,
+    stun: TurnServer | None = None,
 ) -> bool:
     """Gather, exchange candidates, connect and ping-pong one pair of agents; True when
     they connected and pings came back. Raises ConnectionError when ICE fails and
@@ -287,7 +167,8 @@ async def connect_pair(
             candidates = [*a.local_candidates, *b.local_candidates]
             srflx = sum(c.type == "srflx" for c in candidates)
             print(
-                f"STUN server: answered {stun.answered} Binding requests from the agents,"
+                f"STUN server: answered {stun.stun.request_counts[_BINDING]} Binding requests"
+                " from the agents,"
                 f" {srflx} srflx candidates",
                 file=out,
             )
@@ -361,33 +242,30 @@ def _relay_options(turn: Turn) -> dict[str, Any]:
 
 async def demo(args: argparse.Namespace, out: TextIO) -> int:
     print("ice-stun-turn demo: two ICE agents in one process, over loopback", file=out)
-    stun = _CountingStunServer()
-    runner = await serve_stun(stun, [Listener("udp", HOST, 0)])
+    turn = Turn(("", 0), "demo", secrets.token_urlsafe(12))
+    server = embedded_server(turn.username, turn.password)
+    runner = await serve_turn(server, [Listener("udp", HOST, 0)])
     try:
-        stun_address = runner.addresses[0][1]
-        print(f"STUN server: udp://{format_address(stun_address)} (embedded)", file=out)
+        turn.address = runner.addresses[0][1]
+        print(f"STUN/TURN server: udp://{format_address(turn.address)} (embedded)", file=out)
         ok = await connect_pair(
             "direct: host and server-reflexive candidates",
-            {**_host_options(), "stun_server": stun_address},
+            {**_host_options(), "stun_server": turn.address},
             args,
             out,
-            stun,
+            server,
         )
-        turnserver = shutil.which("turnserver")
         if args.no_relay:
             print("\nrelay-only run: skipped (--no-relay)", file=out)
-        elif turnserver is None:
+        else:
+            title = f"relay-only through TURN (embedded on udp://{format_address(turn.address)})"
+            relayed = await connect_pair(title, _relay_options(turn), args, out)
+            counters = server.counters()
             print(
-                "\nrelay-only run: skipped (no TURN server: coturn's turnserver is not"
-                " installed; apt-get install coturn)",
+                f"TURN server: {counters['allocations_created']} allocations,"
+                f" {counters.get('requests_channel_bind', 0)} channel binds",
                 file=out,
             )
-        else:
-            async with coturn(turnserver) as turn:
-                title = (
-                    f"relay-only through TURN ({turn.name} on udp://{format_address(turn.address)})"
-                )
-                relayed = await connect_pair(title, _relay_options(turn), args, out)
             ok = ok and relayed
     finally:
         await runner.close()
