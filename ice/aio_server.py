@@ -535,7 +535,7 @@ class StunServerRunner:
             ) from None
         # The core's own spelling of an RFC 5780 address, so it recognises it.
         bound = local if local is not None else _address(sock.getsockname())
-        endpoint = _DatagramEndpoint(self, sock, bound)
+        endpoint = self._datagram_endpoint(sock, bound)
         try:
             await endpoint.start()
         except BaseException:
@@ -561,6 +561,10 @@ class StunServerRunner:
             raise OSError(exc.errno, f"cannot listen on {listener}: {exc.strerror}") from None
         self._stream_servers.append((kind, srv))
         self._bound.append((kind, srv))
+
+    def _datagram_endpoint(self, sock: socket.socket, local: Address) -> _DatagramEndpoint:
+        """The reader of one bound UDP socket (a subclass may read it another way)."""
+        return _DatagramEndpoint(self, sock, local)
 
     def _udp_endpoint(self, addr: Address) -> _DatagramEndpoint | None:
         endpoint = self._udp.get(addr)

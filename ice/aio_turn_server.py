@@ -13,6 +13,13 @@ closes takes its allocation with it::
     async with await serve_turn(server, [Listener("udp", "192.0.2.1", 3478)]) as runner:
         ...
 
+The per-packet work is compiled (`ice._relay.RelayPump`: ChannelData from
+clients unwrapped and sent to peers, peers' datagrams wrapped and sent to
+clients, both after the same channel and permission checks as the core's),
+and UDP sockets are read and written in batches (`ice._udpio.BatchSocket`:
+recvmmsg/sendmmsg on Linux). What the pump does not handle (requests,
+indications, TCP/TLS clients, bandwidth caps) goes through the core.
+
 Relay sockets set the don't-fragment bit when the allocation asked for it
 (DONT-FRAGMENT) on Linux. A datagram the kernel will not take is dropped as
 the network would drop it.
@@ -25,6 +32,8 @@ import socket
 from collections.abc import Sequence
 from typing import Any
 
+from ice._relay import RelayPump
+from ice._udpio import BatchSocket
 from ice.aio_server import (
     IDLE_TIMEOUT,
     MAX_BUFFER,
@@ -51,44 +60,64 @@ _IP_PMTUDISC_DO = getattr(socket, "IP_PMTUDISC_DO", 2)
 _IPV6_DONTFRAG = getattr(socket, "IPV6_DONTFRAG", 62)
 
 
+class _ListenerEndpoint(_DatagramEndpoint):
+    """A UDP listening socket read and written in batches; ChannelData relayed in C."""
+
+    def __init__(self, runner: TurnServerRunner, sock: socket.socket, local: Address) -> None:
+        super().__init__(runner, sock, local)
+        self.turn_runner = runner
+        self.batch = BatchSocket(sock, READ_BATCH, MAX_DATAGRAM)
+
+    def _read_ready(self) -> None:
+        if self._sock is None:
+            return
+        runner = self.turn_runner
+        local = self.local
+        batch = self.batch.recv()
+        if not batch:
+            return
+        rest = runner.pump.from_clients(batch, local, runner._loop.time())
+        for data, addr in rest:
+            runner._received(data, addr, local, self)
+        runner._flush()
+
+    def sendto(self, data: bytes, addr: Address) -> None:
+        if self._sock is not None:
+            self.batch.sendto(data, addr)
+
+
 class _RelayEndpoint:
     """One relayed transport address: a bound UDP socket read on the loop."""
 
-    __slots__ = ("_loop", "_runner", "address", "sock")
+    __slots__ = ("_loop", "_runner", "address", "batch", "sock")
 
     def __init__(self, runner: TurnServerRunner, sock: socket.socket, address: Address) -> None:
         self._runner = runner
         self._loop = runner._loop
         self.sock: socket.socket | None = sock
         self.address = address
+        self.batch = BatchSocket(sock, READ_BATCH, MAX_DATAGRAM)
         self._loop.add_reader(sock.fileno(), self._read_ready)
 
     def _read_ready(self) -> None:
-        sock = self.sock
-        if sock is None:
+        if self.sock is None:
+            return
+        batch = self.batch.recv()
+        if not batch:
             return
         runner = self._runner
-        server = runner.turn
         now = self._loop.time()
         relay = self.address
-        for _ in range(READ_BATCH):
-            try:
-                data, peer = sock.recvfrom(MAX_DATAGRAM)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:  # an ICMP error for an earlier send
-                break
-            server.receive_from_peer(data, (peer[0], peer[1]), relay, now)
+        rest = runner.pump.from_peers(batch, relay, now)
+        if rest:
+            receive = runner.turn.receive_from_peer
+            for data, peer in rest:
+                receive(data, peer, relay, now)
         runner._flush()
 
     def sendto(self, data: bytes, addr: Address) -> None:
-        sock = self.sock
-        if sock is None:
-            return
-        try:
-            sock.sendto(data, addr)
-        except OSError as exc:  # buffer full, or ICMP trouble reported on this send
-            logger.debug("relay %s -> %s: %s", format_address(self.address), addr, exc)
+        if self.sock is not None:
+            self.batch.sendto(data, addr)
 
     def close(self) -> None:
         sock, self.sock = self.sock, None
@@ -121,6 +150,7 @@ class TurnServerRunner(StunServerRunner):
             reuse_port=reuse_port,
         )
         self.turn = server
+        self.pump = RelayPump(server)
         self._relays: dict[Address, _RelayEndpoint] = {}
         server.relay_sockets = self
 
@@ -163,7 +193,24 @@ class TurnServerRunner(StunServerRunner):
             endpoint.close()
         self._relays.clear()
 
+    def _datagram_endpoint(self, sock: socket.socket, local: Address) -> _DatagramEndpoint:
+        return _ListenerEndpoint(self, sock, local)
+
     def _flush(self) -> None:
+        """Send what the compiled pump queued, then what the core has to send."""
+        pump = self.pump
+        if pump.to_peers:
+            for relay, items in pump.to_peers.items():
+                endpoint = self._relays.get(relay)
+                if endpoint is not None and endpoint.sock is not None:
+                    endpoint.batch.send(items)
+            pump.to_peers.clear()
+        if pump.to_clients:
+            for local, items in pump.to_clients.items():
+                listener = self._udp.get(local)
+                if isinstance(listener, _ListenerEndpoint) and listener.open:
+                    listener.batch.send(items)
+            pump.to_clients.clear()
         try:
             transmits = self.server.datagrams_to_send(self._loop.time())
         except Exception:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -29,15 +28,16 @@ __all__ = ["RestSecrets", "load_users", "parse_user"]
 class RestSecrets:
     """Passwords for TURN REST API usernames; see the module docstring.
 
-    ``clock`` returns UNIX time (``time.time`` by default; tests pass their
-    own). ``separator`` splits the expiry from the user name (coturn's ``:``).
+    ``clock`` returns UNIX time (pass ``time.time``; this module reads no
+    clock itself, so tests pass their own). ``separator`` splits the expiry
+    from the user name (coturn's ``:``).
     """
 
     def __init__(
         self,
         secrets: Sequence[str | bytes],
         *,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float],
         separator: str = ":",
     ) -> None:
         if not secrets:

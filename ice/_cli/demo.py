@@ -30,6 +30,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from ice._cli.server_config import DEFAULT_REALM
 from ice._cli.turn import percentile
 from ice._errors import Error
 from ice.aio_ice import Connection
@@ -38,7 +39,6 @@ from ice.aio_turn_server import serve_turn
 from ice.candidate import Candidate
 from ice.constants import Method
 from ice.server_auth import LongTermAuthenticator
-from ice.server_config import DEFAULT_REALM
 from ice.transaction import Address
 from ice.turn_policy import PeerPolicy
 from ice.turn_server import TurnServer

@@ -45,10 +45,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ice.aio_metrics import serve_metrics
-from ice.aio_server import Listener, StunServerRunner, serve_stun
-from ice.aio_turn_server import serve_turn
-from ice.server_config import (
+from ice._cli.server_config import (
     DEFAULT_HOST,
     DEFAULT_PORT,
     DEFAULT_TLS_PORT,
@@ -58,6 +55,9 @@ from ice.server_config import (
     parse_listen,
     parse_port_range,
 )
+from ice.aio_metrics import serve_metrics
+from ice.aio_server import Listener, StunServerRunner, serve_stun
+from ice.aio_turn_server import serve_turn
 from ice.stun_server import DEFAULT_SOFTWARE, StunServer
 from ice.transaction import Address
 from ice.turn_server import TurnServer

@@ -35,6 +35,7 @@ import dataclasses
 import ipaddress
 import os
 import ssl
+import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -303,7 +304,9 @@ class ServerConfig:
             authenticator = LongTermAuthenticator(
                 self.realm,
                 users,
-                password_for=RestSecrets(self.auth_secrets) if self.auth_secrets else None,
+                password_for=(
+                    RestSecrets(self.auth_secrets, clock=time.time) if self.auth_secrets else None
+                ),
                 secret=self.nonce_secret,
             )
             return TurnServer(
