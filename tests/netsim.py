@@ -227,6 +227,18 @@ class Network:
         self.hosts.append(host)
         return host
 
+    def add_address(self, host: Host, address: Address) -> None:
+        """Give a host one more address (a TURN server binding a relay)."""
+        if address in self._by_address:
+            raise ValueError(f"{address} is taken")
+        self._by_address[address] = host
+        host.addresses.append(address)
+
+    def remove_address(self, host: Host, address: Address) -> None:
+        if self._by_address.get(address) is host and address != host.primary:
+            del self._by_address[address]
+            host.addresses.remove(address)
+
     # -- moving datagrams
 
     def send(self, source: Address, destination: Address, data: bytes) -> None:

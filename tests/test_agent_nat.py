@@ -12,6 +12,7 @@ import random
 
 import pytest
 from netsim import Network, SimNat
+from relay_sim import RelayedAgent, SimTurnServer
 from test_agent import connected, host
 
 from ice.agent import Agent
@@ -126,3 +127,84 @@ def test_a_dead_stun_server_only_costs_its_own_timeout() -> None:
     net.run(until=lambda: agent.gathering_state == "complete", max_time=10)
     assert net.now == pytest.approx(2.0)
     assert [c.type for c in agent.local_candidates] == [CandidateType.HOST]
+
+
+# -- with our TURN server in the network
+
+TURN: Address = ("198.51.100.2", 3478)
+TURN_USERS = {"left": "left-secret", "right": "right-secret"}
+
+
+def run_with_relay(
+    left_kind: str | None, right_kind: str | None, *, relay_only: bool = False
+) -> tuple[Agent, Agent, Network, SimTurnServer]:
+    net = Network(latency=0.01)
+    net.add_host(StunServer(), [STUN], name="stun")
+    turn = SimTurnServer(net, TURN, TURN_USERS)
+    a = Agent(controlling=True, rng=random.Random(1))
+    b = Agent(controlling=False, rng=random.Random(2))
+    relayed = []
+    for agent, name, address, kind, public in (
+        (a, "left", LEFT, left_kind, "203.0.113.1"),
+        (b, "right", RIGHT, right_kind, "203.0.113.2"),
+    ):
+        nat = None
+        if kind is not None:
+            mapping, filtering = KINDS[kind]
+            nat = net.add_nat(SimNat(public, mapping=mapping, filtering=filtering))
+        machine = RelayedAgent(agent, address, TURN, name, TURN_USERS[name])
+        net.add_host(machine, [address], behind=nat, name=name)
+        if not relay_only:
+            agent.add_local_candidate(host(address), address)
+            agent.add_stun_server(STUN)
+        machine.allocate(net.now)
+        relayed.append(machine)
+    net.run(until=lambda: all(m.relayed is not None for m in relayed), max_time=10)
+    for agent in (a, b):
+        agent.gather(net.now)
+    net.run(until=lambda: a.gathering_state == b.gathering_state == "complete", max_time=20)
+    a.set_remote_credentials(b.local_ufrag, b.local_pwd)
+    b.set_remote_credentials(a.local_ufrag, a.local_pwd)
+    for x, y in ((a, b), (b, a)):
+        for candidate in y.local_candidates:
+            x.add_remote_candidate(candidate, net.now)
+        x.add_remote_candidate(None, net.now)
+    a.connect(net.now)
+    b.connect(net.now)
+    failed = (ConnectionState.FAILED,)
+    net.run(
+        until=lambda: connected(a, b) or a.state in failed or b.state in failed,
+        max_time=net.now + 60,
+    )
+    return a, b, net, turn
+
+
+@pytest.mark.parametrize(("left", "right"), FAILS)
+def test_a_relay_connects_what_hole_punching_cannot(left: str, right: str) -> None:
+    a, b, _, turn = run_with_relay(left, right)
+    assert connected(a, b), (a.state, a.failure_reason, b.state, b.failure_reason)
+    pair = a.selected_pair(1)
+    assert pair is not None
+    assert CandidateType.RELAY in (pair.local.type, pair.remote.type)
+    assert turn.core.allocation_count == 2
+
+
+@pytest.mark.parametrize(("left", "right"), CONNECTS[:4])
+def test_with_a_relay_cone_nats_still_connect_directly(left: str, right: str) -> None:
+    a, b, _, _ = run_with_relay(left, right)
+    assert connected(a, b)
+    pair = a.selected_pair(1)
+    assert pair is not None and CandidateType.RELAY not in (pair.local.type, pair.remote.type)
+
+
+@pytest.mark.parametrize("kind", [None, *KINDS])
+def test_relay_only_agents_connect_through_the_turn_server(kind: str | None) -> None:
+    a, b, net, turn = run_with_relay(kind, kind, relay_only=True)
+    assert connected(a, b), (a.state, a.failure_reason, b.state, b.failure_reason)
+    for agent in (a, b):
+        assert {c.type for c in agent.local_candidates} == {CandidateType.RELAY}
+    relays = {alloc.relays[1] for alloc in turn.core.allocations()}
+    pair = a.selected_pair(1)
+    assert pair is not None and (pair.local.host, pair.local.port) in relays
+    # the checks went through the server: peers' datagrams reached the relay addresses
+    assert any(p.receiver in relays for p in net.log if p.delivered)
