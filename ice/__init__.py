@@ -43,6 +43,7 @@ from ice.aio_ice import Connection, ConnectionClosed, TransportPolicy
 from ice.aio_nat import discover_binding_lifetime, discover_nat
 from ice.aio_server import Listener, StunServerRunner, serve_stun
 from ice.aio_turn import TurnClient, TurnDatagramTransport
+from ice.aio_turn_server import TurnServerRunner, serve_turn
 from ice.attrs import *  # noqa: F403 - the attribute classes are public API
 from ice.attrs import __all__ as _attrs_all
 from ice.candidate import (
@@ -77,7 +78,11 @@ from ice.transaction import (
     TransactionTimedOut,
     Transmit,
 )
+from ice.turn_auth import RestSecrets, load_users
 from ice.turn_client import TurnSession
+from ice.turn_policy import PeerPolicy
+from ice.turn_ports import MemoryRelaySockets, RelaySockets
+from ice.turn_server import TurnLimits, TurnServer
 from ice.uri import StunUri, UriError, parse_uri
 
 # The compiled twin of constants.message_type: the same bit layout, ~7x faster.
@@ -112,6 +117,15 @@ __all__ = [
     "TurnClient",
     "TurnDatagramTransport",
     "TurnSession",
+    "TurnServer",
+    "TurnLimits",
+    "TurnServerRunner",
+    "serve_turn",
+    "PeerPolicy",
+    "RestSecrets",
+    "load_users",
+    "RelaySockets",
+    "MemoryRelaySockets",
     "Agent",
     "ConnectionState",
     "GatheringState",
