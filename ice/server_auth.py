@@ -118,7 +118,9 @@ class LongTermAuthenticator(Authenticator):
     ``users`` maps usernames to passwords; ``password_for`` is consulted for
     names not in it: it returns the password, several to try in turn (secrets
     being rotated), or None for an unknown user. ``algorithms`` are
-    offered in order of preference in PASSWORD-ALGORITHMS; ``secret`` keys
+    offered in order of preference in PASSWORD-ALGORITHMS. USERHASH is
+    offered (``allow_userhash``) only without ``password_for``, whose users
+    cannot be found from their hash. ``secret`` keys
     the nonces (random per process by default: give the same secret to
     every worker that shares a listening port). ``now`` is the caller's
     monotonic clock, which nonces are dated by.
@@ -143,11 +145,14 @@ class LongTermAuthenticator(Authenticator):
         self.users = dict(users or {})
         self.password_for = password_for
         self.algorithms = tuple(algorithms)
-        self.allow_userhash = allow_userhash
+        # A USERHASH names a user only among those known in advance: with
+        # password_for (REST usernames, a database) the server could not resolve
+        # it, so it does not invite clients to send one.
+        self.allow_userhash = allow_userhash and password_for is None
         self.nonce_lifetime = nonce_lifetime
         self._secret = secret if secret is not None else os.urandom(32)
         features = SecurityFeatures.PASSWORD_ALGORITHMS
-        if allow_userhash:
+        if self.allow_userhash:
             features |= SecurityFeatures.USERNAME_ANONYMITY
         self._features = features
         self._cookie = NONCE_COOKIE + base64.b64encode(features.to_bytes(3, "big")).decode()

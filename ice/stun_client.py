@@ -57,6 +57,11 @@ _CLIENT_ADDED = frozenset(
         AttrType.SOFTWARE,
     )
 )
+#: XOR-encoded address attributes: an IPv6 one is XORed with the transaction ID too.
+_XOR_ADDRESSES = frozenset(
+    int(t)
+    for t in (AttrType.XOR_MAPPED_ADDRESS, AttrType.XOR_PEER_ADDRESS, AttrType.XOR_RELAYED_ADDRESS)
+)
 #: Challenges answered per request before the error is reported (401 then 438 then 401 ...).
 MAX_CHALLENGES = 3
 
@@ -111,9 +116,13 @@ class StunClient:
         return False
 
     def _start(self, pending: _Request, wire_id: bytes, now: float) -> None:
-        message = Message(pending.template.type, wire_id)
-        for attr_type, value in pending.template.attributes:
+        template = pending.template
+        message = Message(template.type, wire_id)
+        moved = wire_id != template.transaction_id
+        for attr_type, value in template.attributes:
             if attr_type not in _CLIENT_ADDED:
+                if moved and attr_type in _XOR_ADDRESSES:
+                    value = _rexor(value, template.transaction_id, wire_id)
                 message.add(attr_type, value)
         if self.software is not None:
             Software(self.software).add_to(message)
@@ -182,3 +191,16 @@ class StunClient:
         pending.challenges += 1
         self._start(pending, new_transaction_id(), now)
         return True
+
+
+def _rexor(value: bytes, old_id: bytes, new_id: bytes) -> bytes:
+    """An IPv6 XOR address re-keyed from one transaction ID to another (RFC 8489 14.2).
+
+    The last 12 of its 16 address bytes are XORed with the transaction ID, so
+    a request sent again under a new ID must carry them re-XORed, or the
+    server reads another address. IPv4 values do not depend on the ID.
+    """
+    if len(value) != 20 or value[1] != 0x02:
+        return value
+    tail = bytes(v ^ a ^ b for v, a, b in zip(value[8:], old_id, new_id, strict=True))
+    return value[:8] + tail

@@ -24,11 +24,12 @@ Amplification: to a sender it has not authenticated, the server never sends
 more bytes than it received, except for what the RFCs require in the
 answer: the XOR-MAPPED-ADDRESS (or MAPPED-ADDRESS) of a success response,
 RESPONSE-ORIGIN and OTHER-ADDRESS in RFC 5780 mode, FINGERPRINT when the
-request had one, the ERROR-CODE (and UNKNOWN-ATTRIBUTES) of 400 and 420, and
-the REALM, NONCE and PASSWORD-ALGORITHMS of a 401/438 challenge. Optional
-attributes (SOFTWARE) are added only where they fit within the request's
-size. A minimal 20-byte Binding request therefore gets a 32-byte IPv4
-answer (44 bytes for IPv6), as from every STUN server.
+request had one, and the REALM, NONCE and PASSWORD-ALGORITHMS of a 401/438
+challenge. Error responses drop their reason phrase when it would not fit
+(a 400 or 420 is then the bare ERROR-CODE, plus UNKNOWN-ATTRIBUTES), and
+optional attributes (SOFTWARE) are added only where they fit within the
+request's size. A minimal 20-byte Binding request therefore gets a 32-byte
+IPv4 answer (44 bytes for IPv6), as from every STUN server.
 
 Other methods are served by registering a handler (`handle_method`): the
 TURN server adds Allocate, Refresh and the rest that way and reuses
@@ -197,7 +198,7 @@ class StunServer:
         if self.authenticator is not None and request.method not in self.open_methods:
             outcome = self.authenticator.authenticate(request, addr, now)
             if isinstance(outcome, Rejected):
-                self._reject(request, addr, local, outcome)
+                self._reject(request, addr, local, outcome, size)
                 return
             auth = outcome
         unknown = request.unknown_attributes
@@ -227,12 +228,21 @@ class StunServer:
         logger.debug("400 to %s: %s", addr, exc)
         self.error_counts[400] += 1
         response = Message(message_type(_method_of(data), MessageClass.ERROR_RESPONSE), data[8:20])
-        ErrorCodeAttribute(400, "Bad Request").add_to(response)
+        ErrorCodeAttribute(400, _fitting_reason("Bad Request", len(data) - HEADER_SIZE)).add_to(
+            response
+        )
         self._outbox.append(Transmit(response.raw, addr, local))
 
-    def _reject(self, request: Message, addr: Address, local: Address, rejected: Rejected) -> None:
+    def _reject(
+        self, request: Message, addr: Address, local: Address, rejected: Rejected, size: int
+    ) -> None:
         self.error_counts[rejected.code] += 1
-        response = _error_response(request, rejected.code, rejected.reason)
+        reason = rejected.reason
+        if rejected.code not in (401, 438):  # only a challenge may outgrow the request
+            reason = _fitting_reason(
+                reason, size - HEADER_SIZE - (8 if _FINGERPRINT in request else 0)
+            )
+        response = _error_response(request, rejected.code, reason)
         for attribute in rejected.attributes:
             attribute.add_to(response)
         if _FINGERPRINT in request:
@@ -250,6 +260,10 @@ class StunServer:
         auth: Authenticated | None,
         size: int,
     ) -> None:
+        if auth is None:
+            room = size - HEADER_SIZE - (8 if _FINGERPRINT in request else 0)
+            room -= sum(_ATTRIBUTE_HEADER + _padded(2 * len(a.types)) for a in attributes)
+            reason = _fitting_reason(reason, room)
         response = _error_response(request, code, reason)
         for attribute in attributes:
             attribute.add_to(response)
@@ -374,6 +388,13 @@ def _error_response(request: Message, code: int, reason: str | None = None) -> M
     response.transaction_id = request.transaction_id
     ErrorCodeAttribute(code, reason).add_to(response)
     return response
+
+
+def _fitting_reason(reason: str | None, room: int) -> str | None:
+    """The reason phrase, or "" when an ERROR-CODE with it would not fit in ``room`` bytes."""
+    if reason is None:
+        return None if room >= 8 + 32 else ""  # the registry phrases are at most ~30 bytes
+    return reason if 8 + _padded(len(reason.encode())) <= room else ""
 
 
 def _method_of(data: bytes) -> int:

@@ -424,6 +424,7 @@ class TurnServer:
         if additional is not None and (len(additional) != 4 or additional[0] != IPV6):
             raise _Refusal(400, "ADDITIONAL-ADDRESS-FAMILY must be IPv6")
         families = self._families(requested, additional is not None)
+        lifetime = self._lifetime(request)  # before any port is taken: a bad LIFETIME raises
         limits = self.limits
         if self.redirect_all or (
             limits.total_quota and len(self._allocations) >= limits.total_quota
@@ -465,7 +466,6 @@ class TurnServer:
             raise _Refusal(
                 code, "Address Family not Supported" if code == 440 else "Insufficient Capacity"
             )
-        lifetime = self._lifetime(request)
         allocation = Allocation(
             five_tuple=five_tuple,
             username=auth.username,
@@ -554,6 +554,7 @@ class TurnServer:
             return response
         lifetime = self._lifetime(request)
         allocation.expires = ctx.now + lifetime
+        self._schedule(allocation, allocation.expires)  # a shorter lifetime needs an earlier timer
         Lifetime(int(lifetime)).add_to(response)
         return response
 
@@ -625,6 +626,22 @@ class TurnServer:
     def _push(self, at: float, item: Allocation | bytes) -> None:
         self._sequence += 1
         heapq.heappush(self._heap, (at, self._sequence, item))
+        if len(self._heap) > 2 * (len(self._allocations) + len(self._reservations)) + 1024:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Drop the entries of deleted allocations and superseded deadlines, so a
+        client that allocates and deletes in a loop cannot grow the heap."""
+        live = []
+        for entry in self._heap:
+            item = entry[2]
+            if isinstance(item, bytes):
+                if item in self._reservations:
+                    live.append(entry)
+            elif entry[0] == item.scheduled and self._filed(item):
+                live.append(entry)
+        heapq.heapify(live)
+        self._heap = live
 
     def _reserve(self, address: Address, now: float) -> bytes:
         token = self._rng.getrandbits(64).to_bytes(8, "big")

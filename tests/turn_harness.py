@@ -33,6 +33,11 @@ PEER6: Address = ("2001:db8:1::7", 6000)
 USERS = {"alice": "secret", "bob": "hunter2"}
 
 
+def at(i: int) -> Address:
+    """The i-th client address (``at(0)`` is CLIENT)."""
+    return (f"192.0.2.{10 + i}", 40000 + i)
+
+
 @dataclass
 class Client:
     """One client machine at one address, and what it received."""
@@ -91,7 +96,9 @@ class TurnNet:
         reliable: bool = False,
         **options: Any,
     ) -> Client:
-        credentials = LongTermCredentials(user, USERS.get(user, "") if password is None else password)
+        credentials = LongTermCredentials(
+            user, USERS.get(user, "") if password is None else password
+        )
         machine = TurnSession(server, credentials, reliable=reliable, **options)
         client = Client(machine, addr, server, reliable)
         self.clients.append(client)
@@ -128,7 +135,7 @@ class TurnNet:
         tid = client.machine.request(message, client.server, self.now, reliable=client.reliable)
         self.pump()
         for event in client.events:
-            if event.transaction_id == tid:
+            if isinstance(event, TransactionEvent) and event.transaction_id == tid:
                 return event
         raise AssertionError("the transaction did not end")
 
@@ -136,10 +143,16 @@ class TurnNet:
         self, data: bytes, addr: Address, *, local: Address = SERVER, reliable: bool = False
     ) -> list[Transmit]:
         """Feed bytes to the server from ``addr`` (no client machine needed) and
-        return what it sends back, without delivering it to anyone."""
+        return what it sends back, undelivered; what it relays reaches `at_peers`."""
         self.pump()
         self.server.receive_datagram(data, addr, self.now, local=local, reliable=reliable)
-        return self.server.datagrams_to_send(self.now)
+        out = []
+        for transmit in self.server.datagrams_to_send(self.now):
+            if transmit.source is not None and transmit.source not in (SERVER, SERVER6):
+                self.at_peers.append((transmit.data, transmit.source, transmit.addr))
+            else:
+                out.append(transmit)
+        return out
 
     # -- moving datagrams and time
 
