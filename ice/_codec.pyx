@@ -969,12 +969,13 @@ def is_channel_data(data):
     return found
 
 
-def stream_frame_length(data):
+def stream_frame_length(data, bint rfc5766=False):
     """Bytes the next STUN or ChannelData frame occupies at the start of a stream buffer.
 
     Returns None while fewer than 4 bytes are there (the length is not known
     yet). ChannelData over TCP/TLS is padded to 4 bytes (RFC 8656 12.5).
-    Raises DecodeError when the stream carries neither.
+    Raises DecodeError when the stream carries neither. ``rfc5766`` also
+    takes RFC 5766's channel numbers 0x5000-0x7FFF (a TURN server's clients).
     """
     cdef Py_buffer view
     acquire(data, &view, "stream_frame_length")
@@ -987,17 +988,21 @@ def stream_frame_length(data):
         return None
     if first <= 3:
         return HEADER_SIZE + length
-    if 0x40 <= first <= 0x4F:
+    if 0x40 <= first <= (0x7F if rfc5766 else 0x4F):
         return 4 + padded(length)
     raise DecodeError(f"stream byte 0x{first:02x} starts neither STUN nor ChannelData")
 
 
 # ---------------------------------------------------------------- ChannelData
 
-def encode_channel_data(int number, data, bint stream=False):
-    """ChannelData framing (RFC 8656 12.4); stream=True pads to 4 bytes for TCP/TLS."""
-    if number < 0x4000 or number > 0x4FFF:
-        raise ValueError(f"channel number 0x{number:x} is outside 0x4000-0x4FFF")
+def encode_channel_data(int number, data, bint stream=False, bint rfc5766=False):
+    """ChannelData framing (RFC 8656 12.4); stream=True pads to 4 bytes for TCP/TLS.
+
+    ``rfc5766`` allows RFC 5766's channel numbers up to 0x7FFF.
+    """
+    cdef int last = 0x7FFF if rfc5766 else 0x4FFF
+    if number < 0x4000 or number > last:
+        raise ValueError(f"channel number 0x{number:x} is outside 0x4000-0x{last:X}")
     cdef Py_buffer view
     acquire(data, &view, "encode_channel_data")
     cdef Py_ssize_t n = view.len
@@ -1018,13 +1023,15 @@ def encode_channel_data(int number, data, bint stream=False):
     return out
 
 
-def decode_channel_data(data, bint stream=False):
+def decode_channel_data(data, bint stream=False, bint rfc5766=False):
     """(channel number, payload) from one ChannelData message; raises DecodeError.
 
     Over UDP the datagram may carry up to 3 bytes of padding after the
     payload (RFC 8656 12.5 lets senders add it); over a stream (stream=True)
     the padding must be there, as the frame length is rounded up to 4.
+    ``rfc5766`` accepts RFC 5766's channel numbers up to 0x7FFF.
     """
+    cdef uint16_t last = 0x7FFF if rfc5766 else 0x4FFF
     cdef Py_buffer view
     acquire(data, &view, "decode_channel_data")
     cdef const uint8_t *p = <const uint8_t *>view.buf
@@ -1035,8 +1042,8 @@ def decode_channel_data(data, bint stream=False):
         if n < 4:
             raise DecodeError(f"{n} bytes is shorter than the 4-byte ChannelData header")
         number = load16(p)
-        if number < 0x4000 or number > 0x4FFF:
-            raise DecodeError(f"channel number 0x{number:04x} is outside 0x4000-0x4FFF")
+        if number < 0x4000 or number > last:
+            raise DecodeError(f"channel number 0x{number:04x} is outside 0x4000-0x{last:X}")
         length = load16(p + 2)
         if 4 + length > n:
             raise DecodeError(f"ChannelData announces {length} bytes but carries {n - 4}")

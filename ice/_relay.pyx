@@ -40,8 +40,10 @@ cdef class RelayPump:
     cdef dict _allocations
     cdef dict _by_relay
     cdef readonly unsigned long long forwarded
+    cdef uint8_t _last_first_byte
 
     def __init__(self, server):
+        self._last_first_byte = 0x7F if server.rfc5766_channels else 0x4F
         self._allocations = server._allocations
         self._by_relay = server._by_relay
         self.to_peers = {}
@@ -62,7 +64,7 @@ cdef class RelayPump:
             addr = (<tuple>item)[1]
             n = PyBytes_GET_SIZE(data)
             p = <const uint8_t *>PyBytes_AS_STRING(data)
-            if n < 4 or p[0] < 0x40 or p[0] > 0x4F:
+            if n < 4 or p[0] < 0x40 or p[0] > self._last_first_byte:
                 rest.append(item)
                 continue
             length = (p[2] << 8) | p[3]

@@ -302,7 +302,7 @@ class _StreamConnection(asyncio.Protocol):
         view = memoryview(data)
         while offset < total and self.transport is not None and not self.transport.is_closing():
             try:
-                length = stream_frame_length(view[offset : offset + 4])
+                length = stream_frame_length(view[offset : offset + 4], runner.rfc5766_channels)
             except DecodeError as exc:
                 logger.debug("%s from %s: %s; closing", self.kind, format_address(self.remote), exc)
                 self.close()
@@ -403,6 +403,8 @@ class StunServerRunner:
         self.max_buffer = max_buffer
         self.tls_handshake_timeout = tls_handshake_timeout
         self.reuse_port = reuse_port
+        #: Frame RFC 5766 ChannelData (numbers up to 0x7FFF) on streams (a TURN server).
+        self.rfc5766_channels = bool(getattr(server, "rfc5766_channels", False))
         self._loop = asyncio.get_running_loop()
         self._udp: dict[Address, _DatagramEndpoint] = {}
         self._udp_list: list[_DatagramEndpoint] = []

@@ -49,7 +49,6 @@ from ice._errors import DecodeError
 from ice.attrs import (
     AddressErrorCode,
     AlternateServer,
-    ChannelNumber,
     Data,
     ErrorCodeAttribute,
     EvenPort,
@@ -84,6 +83,7 @@ _DATA_INDICATION = message_type(Method.DATA, MessageClass.INDICATION)
 _REQUESTED_ADDRESS_FAMILY = int(AttrType.REQUESTED_ADDRESS_FAMILY)
 _ADDITIONAL_ADDRESS_FAMILY = int(AttrType.ADDITIONAL_ADDRESS_FAMILY)
 _XOR_PEER_ADDRESS = int(AttrType.XOR_PEER_ADDRESS)
+_CHANNEL_NUMBER = int(AttrType.CHANNEL_NUMBER)
 _DONT_FRAGMENT = int(AttrType.DONT_FRAGMENT)
 _UDP = int(TransportProtocol.UDP)
 
@@ -136,7 +136,9 @@ class TurnServer:
     elsewhere with 300; without ``redirect_all`` only when ``total_quota``
     is reached. ``rng`` picks relay ports and reservation tokens (the OS
     CSPRNG by default). ``stun_primary`` and ``stun_alternate`` turn on the
-    RFC 5780 mode of Binding (see `StunServer`).
+    RFC 5780 mode of Binding (see `StunServer`). ``rfc5766_channels``
+    accepts RFC 5766's channel numbers 0x5000-0x7FFF besides RFC 8656's
+    0x4000-0x4FFF, as coturn does (its own client picks from the wider range).
     """
 
     def __init__(
@@ -154,6 +156,7 @@ class TurnServer:
         software: str | None = DEFAULT_SOFTWARE,
         stun_primary: Address | None = None,
         stun_alternate: Address | None = None,
+        rfc5766_channels: bool = True,
         rng: random.Random | None = None,
     ) -> None:
         self.relay_ips: dict[int, str] = {}
@@ -165,6 +168,8 @@ class TurnServer:
         if not self.relay_ips:
             raise ValueError("a TURN server needs at least one relay IP")
         self.external_ips = dict(external_ips or {})
+        self.rfc5766_channels = rfc5766_channels
+        self._last_channel = 0x7FFF if rfc5766_channels else 0x4FFF
         self.policy = policy if policy is not None else PeerPolicy()
         self.limits = limits if limits is not None else TurnLimits()
         if redirect_all and not alternate_servers:
@@ -234,7 +239,7 @@ class TurnServer:
         self, data: bytes, addr: Address, now: float, *, local: Address, reliable: bool = False
     ) -> None:
         """Handle one datagram (or framed stream message) a client sent to ``local``."""
-        if data and 0x40 <= data[0] <= 0x4F:
+        if data and 0x40 <= data[0] <= self._last_channel >> 8:
             self._channel_data(data, addr, local, reliable, now)
         elif data[:2] == _SEND_INDICATION:
             self._send_indication(data, addr, local, reliable, now)
@@ -256,7 +261,7 @@ class TurnServer:
         client, local, reliable = allocation.five_tuple
         channel = allocation.channel_of_peer.get(peer)
         if channel is not None and channel.expires > now:
-            frame = encode_channel_data(channel.number, data, reliable)
+            frame = encode_channel_data(channel.number, data, reliable, self.rfc5766_channels)
         else:
             indication = Message(_DATA_INDICATION)
             XorPeerAddress(*peer).add_to(indication)
@@ -326,7 +331,7 @@ class TurnServer:
             self.drops["no-allocation"] += 1
             return
         try:
-            number, payload = decode_channel_data(data, reliable)
+            number, payload = decode_channel_data(data, reliable, self.rfc5766_channels)
         except DecodeError:
             self.drops["malformed"] += 1
             return
@@ -574,13 +579,18 @@ class TurnServer:
     def _channel_bind(self, ctx: RequestContext) -> Message | None:
         allocation = self._existing(ctx)
         request = ctx.request
-        number_attr = ChannelNumber.get_from(request)
+        # Read by hand: the CHANNEL-NUMBER class keeps to RFC 8656's range.
+        raw_number = request.get(_CHANNEL_NUMBER)
         peer_attr = XorPeerAddress.get_from(request)
-        if number_attr is None or peer_attr is None:
+        if raw_number is None or peer_attr is None:
             raise _Refusal(400, "CHANNEL-NUMBER or XOR-PEER-ADDRESS is missing")
-        number = number_attr.number
-        if not 0x4000 <= number <= 0x4FFF:
-            raise _Refusal(400, f"channel number 0x{number:04x} is outside 0x4000-0x4FFF")
+        if len(raw_number) != 4:
+            raise _Refusal(400, "CHANNEL-NUMBER is 4 bytes")
+        number = int.from_bytes(raw_number[:2], "big")
+        if not 0x4000 <= number <= self._last_channel:
+            raise _Refusal(
+                400, f"channel number 0x{number:04x} is outside 0x4000-0x{self._last_channel:X}"
+            )
         peer = peer_attr.address
         ip = self._check_peer(allocation, peer)
         conflict = allocation.channel_conflict(number, peer, ctx.now)

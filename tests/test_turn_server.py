@@ -402,9 +402,9 @@ _CHANNEL = int(AttrType.CHANNEL_NUMBER)
         ),
         pytest.param(
             lambda: _channel_bind_with(
-                _RawAttr(_CHANNEL, b"\x50\x00\x00\x00"), XorPeerAddress(*PEER)
+                _RawAttr(_CHANNEL, b"\x80\x00\x00\x00"), XorPeerAddress(*PEER)
             ),
-            id="0x5000",
+            id="0x8000",
         ),
         pytest.param(
             lambda: _channel_bind_with(_RawAttr(_CHANNEL, b"\x40\x00"), XorPeerAddress(*PEER)),
@@ -1468,3 +1468,22 @@ def test_counters_reflect_what_happened() -> None:
     assert counters["allocations"] == 0 and counters["permissions"] == 0
     assert counters["channels"] == 0 and counters["allocations_expired"] == 0
     assert counters["requests_refresh"] >= 1
+
+
+def test_rfc5766_channel_numbers_relay_unless_turned_off() -> None:
+    """0x5000-0x7FFF (RFC 5766; coturn's client uses them) work by default, both ways."""
+    net = TurnNet()
+    client, relay = raw_allocation(net)
+    request = _channel_bind_with(_RawAttr(_CHANNEL, b"\x7f\xff\x00\x00"), XorPeerAddress(*PEER))
+    ok(net.request(client, request))
+    net.inject(b"\x7f\xff\x00\x03abc", CLIENT)
+    assert net.at_peers[-1] == (b"abc", relay, PEER)
+    net.server.receive_from_peer(b"back", PEER, relay, net.now)
+    (frame,) = [t.data for t in net.server.datagrams_to_send(net.now)]
+    assert frame == b"\x7f\xff\x00\x04back"
+
+    strict = TurnNet(rfc5766_channels=False)
+    client, _ = raw_allocation(strict)
+    failed(strict.request(client, _channel_bind_with(
+        _RawAttr(_CHANNEL, b"\x50\x00\x00\x00"), XorPeerAddress(*PEER)
+    )), 400)  # fmt: skip
