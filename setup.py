@@ -47,6 +47,8 @@ EXTENSIONS = [
         depends=["ice/_codec.pxd", "ice/_crc.pxd", "ice/_wire.pxd"],
         extra_compile_args=CFLAGS,
     ),
+    Extension("ice._udpio", ["ice/_udpio.pyx"], extra_compile_args=CFLAGS),
+    Extension("ice._relay", ["ice/_relay.pyx"], extra_compile_args=CFLAGS),
 ]
 
 setup(

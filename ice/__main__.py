@@ -19,6 +19,7 @@ COMMANDS = (
     ("turn", "ice._cli.turn"),
     ("peer", "ice._cli.peer"),
     ("demo", "ice._cli.demo"),
+    ("load", "ice._cli.load"),
 )
 
 

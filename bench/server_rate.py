@@ -1,0 +1,479 @@
+"""STUN and TURN servers at full load: Binding requests/s and ChannelData relayed/s.
+
+    python bench/server_rate.py                         # coturn and ours, 5 s per run
+    python bench/server_rate.py --servers coturn --duration 10 --rounds 3
+    python bench/server_rate.py --json /tmp/rate.json
+
+For each server in ``--servers`` (coturn, ice, pion), in turn: start it on
+127.0.0.1 with a free port, then load it with the load generator of
+``python -m ice load`` (`ice.aio_load`, in this process):
+
+- STUN: Binding requests from ``--stun-flows`` sockets, at most ``--window``
+  outstanding per socket, for ``--duration`` seconds;
+- TURN: ``--turn-flows`` allocations, a channel from each to a UDP peer of
+  ours on loopback, ChannelData of ``--size`` bytes client -> server -> peer
+  -> server -> client (each round trip is two relayed packets).
+
+and stop it. Printed: a Markdown table per protocol with the rate sent, the
+rate answered (responses; packets back at the client), for TURN the packets
+relayed per second, loss, latency percentiles, the server's CPU time over the
+run (100% = one core, all its threads) and its rate per core (the rate
+divided by that CPU share: DESIGN.md's target compares servers per core).
+With ``--rounds`` each server is measured that many times and the best round
+is kept. Numbers are only comparable within one run on one machine: the
+load generator shares the machine (on two cores it takes most of one).
+
+The servers:
+
+- coturn: ``turnserver`` started as tests/coturn.py does (no config file, no
+  database, loopback peers allowed), with ``--relay-threads 1``;
+- ice: ``python -m ice server --listen udp://127.0.0.1:PORT --user load:load
+  --realm ice.local --allow-loopback-peers --relay-ports MIN-MAX`` (skipped,
+  with the reason, when this checkout's server does not take those flags);
+- pion: pion/turn's example ``turn-server`` (``-public-ip 127.0.0.1 -port
+  PORT -users load=load -realm ice.local``), only when such a binary is on
+  PATH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+try:
+    import ice  # noqa: F401
+except ImportError:  # a source checkout built in place
+    sys.path.insert(0, str(ROOT))
+
+SERVERS = ("coturn", "ice", "pion")
+USER, PASSWORD, REALM = "load", "load", "ice.local"
+START_TIMEOUT = 15.0
+STOP_TIMEOUT = 5.0
+#: Flags of ``python -m ice server`` this script needs.
+OUR_FLAGS = ("--user", "--realm", "--allow-loopback-peers", "--relay-ports")
+
+
+class Skipped(Exception):
+    """A server that cannot be measured here (not installed, too old); the reason."""
+
+
+def load_coturn() -> ModuleType:
+    """tests/coturn.py (run_coturn, free_port), imported by path under a private name."""
+    name = "_server_rate_coturn"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / "coturn.py")
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {ROOT / 'tests' / 'coturn.py'}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while it executes
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+@dataclass
+class Server:
+    """A running server: where it listens, its process (for its CPU time)."""
+
+    name: str
+    address: tuple[str, int]
+    pid: int
+    note: str
+
+
+@dataclass
+class Run:
+    """One load run against one server."""
+
+    server: str
+    mode: str
+    flows: int
+    duration: float
+    sent: int
+    received: int
+    rate_sent: float
+    rate_received: float
+    loss: float
+    latency_ms: dict[str, float]
+    relayed_rate: float = 0.0
+    server_cpu: float | None = None
+    """The server's CPU seconds per second of the run (1.0: one core busy)."""
+    tool_cpu: float = 0.0
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        """The figure of merit: Binding responses/s, or packets relayed/s."""
+        return self.rate_received if self.mode == "stun" else self.relayed_rate
+
+    @property
+    def per_core(self) -> float | None:
+        if not self.server_cpu:
+            return None
+        return self.rate / self.server_cpu
+
+
+def process_cpu(pid: int) -> float | None:
+    """CPU seconds (user + system, every thread) a process has used; None off Linux."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def stun_answers(addr: tuple[str, int], timeout: float) -> bool:
+    """True when a Binding request to ``addr`` gets a Binding response."""
+    from ice.load import STAMP, STUN_STAMP_OFFSET, binding_request
+
+    request = binding_request((0x5E57, 1, 0))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.sendto(request, addr)
+            data = sock.recv(2048)
+        except OSError:
+            return False
+    end = STUN_STAMP_OFFSET + STAMP.size
+    return data[:2] == b"\x01\x01" and data[STUN_STAMP_OFFSET:end] == request[8:20]
+
+
+def wait_ready(
+    process: subprocess.Popen[bytes], addr: tuple[str, int], what: str, log: Any
+) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while not stun_answers(addr, 0.2):
+        if process.poll() is not None:
+            raise Skipped(f"{what} exited with code {process.returncode}: {tail(log)}")
+        if time.monotonic() > deadline:
+            raise Skipped(
+                f"{what} did not answer on {addr[0]}:{addr[1]} in {START_TIMEOUT:g} s: {tail(log)}"
+            )
+        time.sleep(0.05)  # waiting for another process to come up
+
+
+def tail(log: Any) -> str:
+    """The last lines a process wrote to its log file, on one line."""
+    log.flush()
+    log.seek(0)
+    lines = log.read().decode(errors="replace").strip().splitlines()
+    return " / ".join(lines[-3:]) or "(no output)"
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextlib.contextmanager
+def start_process(args: list[str], addr: tuple[str, int], what: str) -> Iterator[int]:
+    """Run ``args`` (its output to a temporary file) until it answers STUN on ``addr``."""
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        try:
+            wait_ready(process, addr, what, log)
+            yield process.pid
+        finally:
+            stop(process)
+
+
+@contextlib.contextmanager
+def coturn_server() -> Iterator[Server]:
+    coturn = load_coturn()
+    if coturn.TURNSERVER is None:
+        raise Skipped("coturn is not installed (apt-get install coturn)")
+    version = subprocess.run(
+        [coturn.TURNSERVER, "--version"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    with coturn.run_coturn("--relay-threads=1", user=(USER, PASSWORD), realm=REALM) as server:
+        yield Server("coturn", server.address, server.process.pid, f"coturn {version}".strip())
+
+
+def our_server_usage() -> str | None:
+    """Why ``python -m ice server`` cannot be benchmarked here, or None."""
+    result = subprocess.run(
+        [sys.executable, "-m", "ice", "server", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+    if result.returncode != 0:
+        return f"python -m ice server --help failed: {result.stderr.strip()[-300:]}"
+    missing = [flag for flag in OUR_FLAGS if flag not in result.stdout]
+    if missing:
+        return f"python -m ice server has no {', '.join(missing)} yet (no TURN server to load)"
+    return None
+
+
+@contextlib.contextmanager
+def ice_server() -> Iterator[Server]:
+    reason = our_server_usage()
+    if reason is not None:
+        raise Skipped(reason)
+    coturn = load_coturn()
+    port = coturn.free_port("udp")
+    relay = coturn._free_ports(("127.0.0.1",), ("udp",), 64)
+    args = [sys.executable, "-m", "ice", "server", "--listen", f"udp://127.0.0.1:{port}"]
+    args += ["--user", f"{USER}:{PASSWORD}", "--realm", REALM, "--allow-loopback-peers"]
+    args += ["--relay-ports", f"{relay}-{relay + 63}"]
+    from ice import __version__
+
+    with start_process(args, ("127.0.0.1", port), "python -m ice server") as pid:
+        yield Server("ice", ("127.0.0.1", port), pid, f"ice-stun-turn {__version__}")
+
+
+@contextlib.contextmanager
+def pion_server() -> Iterator[Server]:
+    binary = shutil.which("turn-server")
+    if binary is None:
+        raise Skipped("no pion turn-server binary on PATH")
+    port = load_coturn().free_port("udp")
+    args = [binary, "-public-ip", "127.0.0.1", "-port", str(port)]
+    args += ["-users", f"{USER}={PASSWORD}", "-realm", REALM]
+    with start_process(args, ("127.0.0.1", port), "pion turn-server") as pid:
+        yield Server("pion", ("127.0.0.1", port), pid, f"pion turn-server ({binary})")
+
+
+STARTERS = {"coturn": coturn_server, "ice": ice_server, "pion": pion_server}
+
+
+async def measure(server: Server, mode: str, args: argparse.Namespace) -> Run:
+    from ice.aio_load import run_stun, run_turn
+
+    cpu_before = process_cpu(server.pid)
+    tool_before = os.times()
+    started = time.monotonic()
+    if mode == "stun":
+        result = await run_stun(
+            server.address, flows=args.stun_flows, duration=args.duration, window=args.window
+        )
+    else:
+        result = await run_turn(
+            server.address,
+            USER,
+            PASSWORD,
+            flows=args.turn_flows,
+            duration=args.duration,
+            window=args.window,
+            size=args.size,
+        )
+    wall = time.monotonic() - started
+    cpu_after = process_cpu(server.pid)
+    tool_after = os.times()
+    tool = tool_after.user + tool_after.system - tool_before.user - tool_before.system
+    server_cpu = None
+    if cpu_before is not None and cpu_after is not None and wall > 0:
+        server_cpu = (cpu_after - cpu_before) / wall
+    data = result.as_json()
+    return Run(
+        server=server.name,
+        mode=mode,
+        flows=result.flows,
+        duration=result.duration,
+        sent=result.sent,
+        received=result.received,
+        rate_sent=result.rate_sent,
+        rate_received=result.rate_received,
+        loss=result.loss,
+        latency_ms=result.latency_ms,
+        relayed_rate=data.get("rate_relayed", 0.0),
+        server_cpu=server_cpu,
+        tool_cpu=tool / wall if wall > 0 else 0.0,
+        note=server.note,
+        extra={k: data[k] for k in ("dropped", "errors", "stray") if data.get(k)},
+    )
+
+
+def measure_server(name: str, args: argparse.Namespace, say: Any) -> tuple[list[Run], str | None]:
+    """Every round of both protocols on one server; ([], reason) when it was skipped."""
+    from ice import Error
+
+    runs: list[Run] = []
+    try:
+        with STARTERS[name]() as server:
+            for round_number in range(args.rounds):
+                for mode in ("stun", "turn"):
+                    say(f"  {name}: {mode}, round {round_number + 1} ...")
+                    try:
+                        runs.append(asyncio.run(measure(server, mode, args)))
+                    except (Error, OSError, ValueError) as exc:
+                        return runs, f"the {mode} run failed: {exc}"
+    except Skipped as exc:
+        return runs, str(exc)
+    return runs, None
+
+
+def best(runs: Sequence[Run], server: str, mode: str) -> Run | None:
+    mine = [r for r in runs if r.server == server and r.mode == mode]
+    return max(mine, key=lambda r: r.rate) if mine else None
+
+
+def _cpu(run: Run) -> str:
+    return f"{run.server_cpu * 100:.0f}%" if run.server_cpu is not None else "?"
+
+
+def _per_core(run: Run) -> str:
+    value = run.per_core
+    return f"{value:,.0f}" if value is not None else "?"
+
+
+def format_report(runs: Sequence[Run], skipped: dict[str, str], header: str) -> str:
+    servers = list(dict.fromkeys(r.server for r in runs))
+    lines = [header, ""]
+    lines += [
+        "STUN Binding requests (responses/s is the rate):",
+        "",
+        "| server | flows | requests/s | responses/s | loss | p50 ms | p99 ms | max ms "
+        "| server CPU | responses/s per core | load tool CPU |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in servers:
+        r = best(runs, name, "stun")
+        if r is None:
+            continue
+        lat = r.latency_ms
+        lines.append(
+            f"| {name} | {r.flows} | {r.rate_sent:,.0f} | {r.rate_received:,.0f} "
+            f"| {r.loss:.2f}% | {lat['p50']:.3f} | {lat['p99']:.3f} | {lat['max']:.3f} "
+            f"| {_cpu(r)} | {_per_core(r)} | {r.tool_cpu * 100:.0f}% |"
+        )
+    lines += [
+        "",
+        "TURN ChannelData through one channel per allocation, echoed back "
+        "(relayed packets/s is the rate; a round trip is 2 relayed packets):",
+        "",
+        "| server | allocations | sent/s | round trips/s | relayed packets/s | loss | p50 ms "
+        "| p99 ms | max ms | server CPU | relayed/s per core | load tool CPU |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in servers:
+        r = best(runs, name, "turn")
+        if r is None:
+            continue
+        lat = r.latency_ms
+        lines.append(
+            f"| {name} | {r.flows} | {r.rate_sent:,.0f} | {r.rate_received:,.0f} "
+            f"| {r.relayed_rate:,.0f} | {r.loss:.2f}% | {lat['p50']:.3f} | {lat['p99']:.3f} "
+            f"| {lat['max']:.3f} | {_cpu(r)} | {_per_core(r)} | {r.tool_cpu * 100:.0f}% |"
+        )
+    lines.append("")
+    for name in servers:
+        note = next(r.note for r in runs if r.server == name)
+        lines.append(f"- {name}: {note}")
+    for name, reason in skipped.items():
+        lines.append(f"- {name}: skipped: {reason}")
+    for mode in ("stun", "turn"):
+        ours, theirs = best(runs, "ice", mode), best(runs, "coturn", mode)
+        if ours is None or theirs is None or not theirs.rate:
+            continue
+        ratio = ours.rate / theirs.rate
+        line = f"- ice / coturn, {mode}: {ratio:.2f}x the rate"
+        if ours.per_core and theirs.per_core:
+            line += f", {ours.per_core / theirs.per_core:.2f}x per core"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def parse_servers(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in SERVERS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"choose from {','.join(SERVERS)}")
+    return names
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="STUN Binding requests/s and TURN ChannelData relayed/s of local servers."
+    )
+    parser.add_argument(
+        "--servers",
+        type=parse_servers,
+        default=SERVERS,
+        help=f"comma-separated, of {','.join(SERVERS)} (default: all; pion only if on PATH)",
+    )
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per run (5)")
+    parser.add_argument("--rounds", type=int, default=1, help="runs per server, best kept (1)")
+    parser.add_argument("--stun-flows", type=int, default=1, help="STUN client sockets (1)")
+    parser.add_argument("--turn-flows", type=int, default=1, help="TURN allocations (1)")
+    parser.add_argument(
+        "--window", type=int, default=128, help="packets outstanding per flow (128)"
+    )
+    parser.add_argument("--size", type=int, default=100, help="ChannelData payload bytes (100)")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    args = parser.parse_args(argv)
+    if not 0 < args.duration <= 600 or args.rounds < 1:
+        parser.error("need 0 < --duration <= 600 and --rounds >= 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    def say(text: str) -> None:
+        if not args.quiet:
+            print(text, file=sys.stderr, flush=True)
+
+    runs: list[Run] = []
+    skipped: dict[str, str] = {}
+    for name in args.servers:
+        got, reason = measure_server(name, args, say)
+        runs += got
+        if reason is not None:
+            skipped[name] = reason
+            say(f"  {name}: skipped: {reason}")
+    header = (
+        f"Servers on 127.0.0.1 (UDP), {args.duration:g} s per run, best of {args.rounds}, "
+        f"window {args.window}; Python {platform.python_version()} on {platform.machine()}, "
+        f"{os.cpu_count()} CPUs"
+    )
+    print(format_report(runs, skipped, header))
+    if args.json:
+        data = {
+            "header": header,
+            "skipped": skipped,
+            "runs": [{**asdict(r), "rate": r.rate, "per_core": r.per_core} for r in runs],
+        }
+        Path(args.json).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return 0 if runs else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Smoke test of bench/server_rate.py: half a second of STUN and of TURN load per server.
+
+Not a benchmark (no rate is asserted): it runs the script's ``main`` against
+coturn and our server and checks that each was loaded in both protocols
+(responses came back, packets were relayed both ways) and that the Markdown
+tables carry them; our server may be skipped only with a reason.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+
+pytestmark = [
+    pytest.mark.interop,
+    pytest.mark.skipif(
+        shutil.which("turnserver") is None,
+        reason="coturn is not installed (apt-get install coturn): no server to compare with",
+    ),
+]
+
+
+def _server_rate() -> ModuleType:
+    name = "_bench_server_rate"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, HERE / "server_rate.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_both_protocols_against_each_server(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "rate.json"
+    argv = ["--servers", "coturn,ice", "--duration", "0.5", "--quiet", "--json", str(out)]
+    code = _server_rate().main(argv)
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    data = json.loads(out.read_text(encoding="utf-8"))
+    runs = {(r["server"], r["mode"]): r for r in data["runs"]}
+    servers = ["coturn"] if "ice" in data["skipped"] else ["coturn", "ice"]
+    if "ice" in data["skipped"]:
+        assert data["skipped"]["ice"], "skipped without a reason"
+        assert f"- ice: skipped: {data['skipped']['ice']}" in printed
+    for server in servers:
+        stun, turn = runs[(server, "stun")], runs[(server, "turn")]
+        assert stun["received"] > 0 and stun["rate"] > 0, stun
+        assert turn["received"] > 0, turn
+        assert turn["relayed_rate"] >= 2 * turn["rate_received"] > 0, turn  # there and back
+        for run in (stun, turn):
+            lat = run["latency_ms"]
+            assert 0 < lat["p50"] <= lat["p99"] <= lat["max"], run
+        assert printed.count(f"| {server} | 1 |") == 2, printed  # a row in each table
+    assert "STUN Binding requests" in printed and "TURN ChannelData" in printed

@@ -1,0 +1,810 @@
+"""Batched UDP I/O: many datagrams per system call (Linux recvmmsg/sendmmsg).
+
+The data path of a server or a load generator spends most of its time in
+system calls and in building Python objects for each datagram. A
+`BatchSocket` wraps a UDP socket (it does not own it, nor close it) and moves
+up to ``batch`` datagrams per call::
+
+    bsock = BatchSocket(sock, batch=64)
+    loop.add_reader(bsock.fileno, on_readable)      # level-triggered: call recv() once or more
+    for data, addr in bsock.recv(): ...             # [] when nothing is waiting
+    bsock.send([(data, addr), ...])                 # -> how many the kernel took
+    bsock.sendto(data, addr)                        # -> False when it was dropped
+    bsock.dropped                                   # datagrams send/sendto could not hand over
+
+Addresses are ``(host, port)`` 2-tuples for both families (an IPv6 one has no
+flowinfo/scope fields; a scope id is written ``"fe80::1%eth0"``). A datagram
+to an IPv4 literal from an IPv6 socket goes to its IPv4-mapped address.
+
+Neither call ever blocks (MSG_DONTWAIT), whatever the socket's mode, and
+neither raises for network conditions: ``recv`` returns what it got (an ICMP
+error reported on the socket is swallowed), ``send`` drops and counts what the
+kernel refuses (a full buffer drops the rest of that call). Types that are
+wrong (an item that is not a ``(data, address)`` pair, data without the
+buffer protocol) raise TypeError, as ``socket.sendto`` would.
+
+Addresses are converted through two bounded caches (4096 direct-mapped slots
+each, holding their own references): the kernel's sockaddr bytes to the
+``(host, port)`` tuple, so a repeat peer costs no inet_ntop and no new tuple
+(the same tuple object comes back every time), and an address object to its
+sockaddr, so sending to a repeat peer costs one hash and no inet_pton. A host
+that is not an IP literal (a name) takes ``socket.sendto``'s slow path.
+
+`HAVE_MMSG` is False where recvmmsg/sendmmsg do not exist (anything but
+Linux), and then the same API runs on ``recvfrom``/``sendto`` loops, as it
+does with ``mmsg=False``; there the socket should be non-blocking (asyncio's
+are), since a socket with a timeout waits in recvfrom. On Linux a kernel or
+sandbox that refuses the calls (ENOSYS) switches the object to the loops.
+
+Not thread-safe: one BatchSocket is used by one thread at a time (it keeps
+the GIL through its non-blocking system calls).
+"""
+
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.exc cimport PyErr_Clear
+from cpython.list cimport PyList_New, PyList_SET_ITEM
+from cpython.long cimport PyLong_AsLong, PyLong_Check
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.object cimport Py_EQ, PyObject, PyObject_Hash, PyObject_RichCompareBool
+from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE, PyTuple_New, PyTuple_SET_ITEM
+from cpython.unicode cimport PyUnicode_Check, PyUnicode_DecodeASCII
+from libc.string cimport memcmp, memcpy, memset, strlen
+
+import errno as _errno
+import socket
+
+cdef extern from "Python.h":
+    const char *PyUnicode_AsUTF8AndSize(object unicode, Py_ssize_t *size) except NULL
+    object PySequence_Fast(object o, const char *m)
+    Py_ssize_t PySequence_Fast_GET_SIZE(object o)
+    PyObject *PySequence_Fast_GET_ITEM(object o, Py_ssize_t i)
+
+
+cdef extern from *:
+    """
+    #if defined(__linux__)
+    #include <errno.h>
+    #include <stdlib.h>
+    #include <string.h>
+    #include <sys/socket.h>
+    #include <netinet/in.h>
+    #include <arpa/inet.h>
+    #include <net/if.h>
+
+    #define ICE_HAVE_MMSG 1
+    #define ICE_EAGAIN EAGAIN
+    #define ICE_EWOULDBLOCK EWOULDBLOCK
+    #define ICE_EINTR EINTR
+    #define ICE_ENOBUFS ENOBUFS
+    #define ICE_ENOSYS ENOSYS
+
+    typedef union {
+        struct sockaddr sa;
+        struct sockaddr_in v4;
+        struct sockaddr_in6 v6;
+    } ice_sockaddr;
+
+    /* Both directions' message vectors, and the receive buffers (n x max_size). */
+    typedef struct {
+        unsigned int n;
+        size_t max_size;
+        struct mmsghdr *rmsgs;
+        struct iovec *riov;
+        ice_sockaddr *rnames;
+        char *bufs;
+        struct mmsghdr *smsgs;
+        struct iovec *siov;
+        ice_sockaddr *snames;
+    } ice_mm;
+
+    static void ice_mm_free(ice_mm *m) {
+        if (m == NULL) return;
+        free(m->rmsgs); free(m->riov); free(m->rnames); free(m->bufs);
+        free(m->smsgs); free(m->siov); free(m->snames);
+        free(m);
+    }
+
+    static ice_mm *ice_mm_new(unsigned int n, size_t max_size) {
+        ice_mm *m = (ice_mm *)calloc(1, sizeof(ice_mm));
+        unsigned int i;
+        if (m == NULL) return NULL;
+        m->n = n;
+        m->max_size = max_size;
+        m->rmsgs = (struct mmsghdr *)calloc(n, sizeof(struct mmsghdr));
+        m->riov = (struct iovec *)calloc(n, sizeof(struct iovec));
+        m->rnames = (ice_sockaddr *)calloc(n, sizeof(ice_sockaddr));
+        m->bufs = (char *)malloc((size_t)n * max_size);
+        m->smsgs = (struct mmsghdr *)calloc(n, sizeof(struct mmsghdr));
+        m->siov = (struct iovec *)calloc(n, sizeof(struct iovec));
+        m->snames = (ice_sockaddr *)calloc(n, sizeof(ice_sockaddr));
+        if (!m->rmsgs || !m->riov || !m->rnames || !m->bufs
+                || !m->smsgs || !m->siov || !m->snames) {
+            ice_mm_free(m);
+            return NULL;
+        }
+        for (i = 0; i < n; i++) {
+            m->riov[i].iov_base = m->bufs + (size_t)i * max_size;
+            m->riov[i].iov_len = max_size;
+            m->rmsgs[i].msg_hdr.msg_iov = &m->riov[i];
+            m->rmsgs[i].msg_hdr.msg_iovlen = 1;
+            m->rmsgs[i].msg_hdr.msg_name = &m->rnames[i];
+            m->smsgs[i].msg_hdr.msg_iov = &m->siov[i];
+            m->smsgs[i].msg_hdr.msg_iovlen = 1;
+            m->smsgs[i].msg_hdr.msg_name = &m->snames[i];
+        }
+        return m;
+    }
+
+    /* Up to n datagrams without waiting: the count, or -errno. */
+    static int ice_mm_recv(ice_mm *m, int fd, unsigned int n) {
+        unsigned int i;
+        int r;
+        for (i = 0; i < n; i++) {
+            m->rmsgs[i].msg_hdr.msg_namelen = sizeof(ice_sockaddr);
+            m->rmsgs[i].msg_hdr.msg_flags = 0;
+        }
+        do {
+            r = recvmmsg(fd, m->rmsgs, n, MSG_DONTWAIT, NULL);
+        } while (r < 0 && errno == EINTR);
+        return r < 0 ? -errno : r;
+    }
+
+    static const char *ice_mm_data(ice_mm *m, unsigned int i, size_t *len) {
+        size_t got = m->rmsgs[i].msg_len;
+        *len = got < m->max_size ? got : m->max_size;
+        return m->bufs + (size_t)i * m->max_size;
+    }
+
+    static const unsigned char *ice_mm_name(ice_mm *m, unsigned int i, unsigned int *len) {
+        socklen_t got = m->rmsgs[i].msg_hdr.msg_namelen;
+        *len = got < sizeof(ice_sockaddr) ? (unsigned int)got : (unsigned int)sizeof(ice_sockaddr);
+        return (const unsigned char *)&m->rnames[i];
+    }
+
+    static unsigned char *ice_mm_send_name(ice_mm *m, unsigned int i) {
+        return (unsigned char *)&m->snames[i];
+    }
+
+    static void ice_mm_set_send(ice_mm *m, unsigned int i, const void *data, size_t len,
+                                unsigned int namelen) {
+        m->siov[i].iov_base = (void *)data;
+        m->siov[i].iov_len = len;
+        /* no name: the connected peer, with the route the kernel keeps for it */
+        m->smsgs[i].msg_hdr.msg_name = namelen ? (void *)&m->snames[i] : NULL;
+        m->smsgs[i].msg_hdr.msg_namelen = namelen;
+    }
+
+    /* Messages start..start+count-1: how many the kernel took (from start), or -errno
+       for the first one. */
+    static int ice_mm_send(ice_mm *m, int fd, unsigned int start, unsigned int count) {
+        int r;
+        do {
+            r = sendmmsg(fd, m->smsgs + start, count, MSG_DONTWAIT);
+        } while (r < 0 && errno == EINTR);
+        return r < 0 ? -errno : r;
+    }
+
+    static int ice_sendto(int fd, const void *data, size_t len, const unsigned char *name,
+                          unsigned int namelen) {
+        ssize_t r;
+        do {
+            r = sendto(fd, data, len, MSG_DONTWAIT, (const struct sockaddr *)name,
+                       (socklen_t)namelen);
+        } while (r < 0 && errno == EINTR);
+        return r < 0 ? -errno : 0;
+    }
+
+    /* The connected peer's sockaddr into out (ice_sockaddr-sized); its length, or 0. */
+    static unsigned int ice_peer_name(int fd, unsigned char *out) {
+        socklen_t len = sizeof(ice_sockaddr);
+        if (getpeername(fd, (struct sockaddr *)out, &len) != 0) return 0;
+        return len <= sizeof(ice_sockaddr) ? (unsigned int)len : 0;
+    }
+
+    /* host text (NUL-terminated, room for ICE_HOST_MAX) and port of a sockaddr; -1 if
+       it is not AF_INET/AF_INET6. */
+    #define ICE_HOST_MAX (INET6_ADDRSTRLEN + IF_NAMESIZE + 2)
+    static int ice_addr_format(const unsigned char *name, unsigned int len, char *host,
+                               int *port) {
+        const ice_sockaddr *a = (const ice_sockaddr *)name;
+        if (len >= sizeof(struct sockaddr_in) && a->sa.sa_family == AF_INET) {
+            if (!inet_ntop(AF_INET, &a->v4.sin_addr, host, ICE_HOST_MAX)) return -1;
+            *port = ntohs(a->v4.sin_port);
+            return 0;
+        }
+        if (len >= sizeof(struct sockaddr_in6) && a->sa.sa_family == AF_INET6) {
+            if (!inet_ntop(AF_INET6, &a->v6.sin6_addr, host, ICE_HOST_MAX)) return -1;
+            if (a->v6.sin6_scope_id != 0) {
+                size_t used = strlen(host);
+                char ifname[IF_NAMESIZE];
+                if (if_indextoname(a->v6.sin6_scope_id, ifname) != NULL)
+                    snprintf(host + used, ICE_HOST_MAX - used, "%%%s", ifname);
+                else
+                    snprintf(host + used, ICE_HOST_MAX - used, "%%%u",
+                             (unsigned int)a->v6.sin6_scope_id);
+            }
+            *port = ntohs(a->v6.sin6_port);
+            return 0;
+        }
+        return -1;
+    }
+
+    /* The sockaddr of an IP literal for a socket of `family` (an IPv4 literal on an
+       IPv6 socket: its IPv4-mapped address); its length, or 0 when host is no literal. */
+    static unsigned int ice_addr_parse(int family, const char *host, size_t hostlen,
+                                       long port, unsigned char *out) {
+        ice_sockaddr *a = (ice_sockaddr *)out;
+        char text[INET6_ADDRSTRLEN + 1];
+        const char *scope = NULL;
+        size_t iplen = hostlen;
+        struct in_addr v4;
+        if (port < 0 || port > 65535 || strlen(host) != hostlen) return 0;
+        memset(a, 0, sizeof(*a));
+        if (family == AF_INET) {
+            if (inet_pton(AF_INET, host, &a->v4.sin_addr) != 1) return 0;
+            a->v4.sin_family = AF_INET;
+            a->v4.sin_port = htons((unsigned short)port);
+            return sizeof(struct sockaddr_in);
+        }
+        if (family != AF_INET6) return 0;
+        scope = memchr(host, '%', hostlen);
+        if (scope != NULL) iplen = (size_t)(scope - host);
+        if (iplen > INET6_ADDRSTRLEN) return 0;
+        memcpy(text, host, iplen);
+        text[iplen] = 0;
+        if (inet_pton(AF_INET6, text, &a->v6.sin6_addr) == 1) {
+            if (scope != NULL) {
+                char *end = NULL;
+                unsigned long index;
+                if (scope[1] == 0) return 0;
+                index = strtoul(scope + 1, &end, 10);
+                if (end == NULL || *end != 0) index = if_nametoindex(scope + 1);
+                if (index == 0) return 0;
+                a->v6.sin6_scope_id = (uint32_t)index;
+            }
+        } else if (scope == NULL && inet_pton(AF_INET, text, &v4) == 1) {
+            a->v6.sin6_addr.s6_addr[10] = 0xff;
+            a->v6.sin6_addr.s6_addr[11] = 0xff;
+            memcpy(&a->v6.sin6_addr.s6_addr[12], &v4, 4);
+        } else {
+            return 0;
+        }
+        a->v6.sin6_family = AF_INET6;
+        a->v6.sin6_port = htons((unsigned short)port);
+        return sizeof(struct sockaddr_in6);
+    }
+
+    #else  /* no recvmmsg/sendmmsg: BatchSocket runs its recvfrom/sendto loops */
+
+    #define ICE_HAVE_MMSG 0
+    #define ICE_EAGAIN 11
+    #define ICE_EWOULDBLOCK 11
+    #define ICE_EINTR 4
+    #define ICE_ENOBUFS 105
+    #define ICE_ENOSYS 38
+    #define ICE_HOST_MAX 64
+    typedef struct { int unused; } ice_mm;
+    static ice_mm *ice_mm_new(unsigned int n, size_t max_size) { return NULL; }
+    static void ice_mm_free(ice_mm *m) {}
+    static int ice_mm_recv(ice_mm *m, int fd, unsigned int n) { return -ICE_ENOSYS; }
+    static const char *ice_mm_data(ice_mm *m, unsigned int i, size_t *len) {
+        *len = 0; return "";
+    }
+    static const unsigned char *ice_mm_name(ice_mm *m, unsigned int i, unsigned int *len) {
+        *len = 0; return (const unsigned char *)"";
+    }
+    static unsigned char *ice_mm_send_name(ice_mm *m, unsigned int i) { return NULL; }
+    static void ice_mm_set_send(ice_mm *m, unsigned int i, const void *data, size_t len,
+                                unsigned int namelen) {}
+    static int ice_mm_send(ice_mm *m, int fd, unsigned int start, unsigned int count) {
+        return -ICE_ENOSYS;
+    }
+    static int ice_sendto(int fd, const void *data, size_t len, const unsigned char *name,
+                          unsigned int namelen) { return -ICE_ENOSYS; }
+    static unsigned int ice_peer_name(int fd, unsigned char *out) { return 0; }
+    static int ice_addr_format(const unsigned char *name, unsigned int len, char *host,
+                               int *port) { return -1; }
+    static unsigned int ice_addr_parse(int family, const char *host, size_t hostlen,
+                                       long port, unsigned char *out) { return 0; }
+    #endif
+
+    /* A 32-bit mix of a sockaddr's bytes, for the direct-mapped cache. */
+    static unsigned int ice_addr_hash(const unsigned char *p, unsigned int len) {
+        unsigned long long h = 0x9E3779B97F4A7C15ULL ^ len;
+        unsigned int i;
+        for (i = 0; i < len; i++) h = (h ^ p[i]) * 0x100000001B3ULL;
+        h ^= h >> 29;
+        h *= 0xBF58476D1CE4E5B9ULL;
+        h ^= h >> 32;
+        return (unsigned int)h;
+    }
+    """
+    int ICE_HAVE_MMSG
+    int ICE_EAGAIN
+    int ICE_EWOULDBLOCK
+    int ICE_EINTR
+    int ICE_ENOBUFS
+    int ICE_ENOSYS
+    int ICE_HOST_MAX
+    ctypedef struct ice_mm:
+        pass
+    ice_mm *ice_mm_new(unsigned int n, size_t max_size) nogil
+    void ice_mm_free(ice_mm *m) nogil
+    int ice_mm_recv(ice_mm *m, int fd, unsigned int n) nogil
+    const char *ice_mm_data(ice_mm *m, unsigned int i, size_t *len) nogil
+    const unsigned char *ice_mm_name(ice_mm *m, unsigned int i, unsigned int *len) nogil
+    unsigned char *ice_mm_send_name(ice_mm *m, unsigned int i) nogil
+    void ice_mm_set_send(ice_mm *m, unsigned int i, const void *data, size_t len,
+                         unsigned int namelen) nogil
+    int ice_mm_send(ice_mm *m, int fd, unsigned int start, unsigned int count) nogil
+    int ice_sendto(int fd, const void *data, size_t len, const unsigned char *name,
+                   unsigned int namelen) nogil
+    int ice_addr_format(const unsigned char *name, unsigned int len, char *host,
+                        int *port) nogil
+    unsigned int ice_addr_parse(int family, const char *host, size_t hostlen, long port,
+                                unsigned char *out) nogil
+    unsigned int ice_addr_hash(const unsigned char *p, unsigned int len) nogil
+    unsigned int ice_peer_name(int fd, unsigned char *out) nogil
+
+
+#: True where recvmmsg/sendmmsg exist (Linux); elsewhere BatchSocket loops.
+HAVE_MMSG = bool(ICE_HAVE_MMSG)
+
+cdef enum:
+    _SLOTS = 4096           # entries per address cache (a power of two)
+    _NAME_MAX = 28          # sizeof(struct sockaddr_in6), the largest name kept
+    _HOST_BUF = 96          # >= ICE_HOST_MAX on every platform
+
+cdef int _AF_INET = socket.AF_INET
+cdef int _AF_INET6 = socket.AF_INET6
+cdef int _MSG_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+
+
+cdef tuple _pair(object item):
+    """(data, address) from an item that is not a 2-tuple (a list pair); else TypeError."""
+    try:
+        data, addr = item
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"send() takes (data, address) pairs, not {type(item).__name__} {item!r:.60}"
+        ) from None
+    return (data, addr)
+
+
+cdef struct _FromName:
+    # sockaddr bytes -> (host, port): what recv returns for a peer
+    PyObject *value         # owned; NULL while the slot is empty
+    unsigned int namelen
+    unsigned char name[_NAME_MAX]
+
+
+cdef struct _ToName:
+    # (host, port) object -> sockaddr bytes: where send puts a datagram
+    PyObject *key           # owned; NULL while the slot is empty
+    Py_hash_t hash
+    unsigned int namelen
+    unsigned char name[_NAME_MAX]
+
+
+cdef class BatchSocket:
+    """A UDP socket read and written ``batch`` datagrams per system call.
+
+    ``sock`` is an AF_INET or AF_INET6 datagram socket; the BatchSocket keeps
+    a reference to it but does not close it. ``max_size`` bounds a received
+    datagram (a longer one is cut, as ``recvfrom(max_size)`` cuts it).
+    ``mmsg=False`` uses the portable recvfrom/sendto loops even where
+    recvmmsg/sendmmsg exist. See the module doc.
+    """
+
+    cdef readonly object socket
+    cdef int _family
+    cdef unsigned int _batch
+    cdef size_t _max_size
+    cdef bint _mmsg
+    cdef ice_mm *_mm
+    cdef _FromName *_from
+    cdef _ToName *_to
+    cdef Py_buffer *_views
+    cdef unsigned int _held        # views[0:_held] are acquired
+    cdef unsigned long long _dropped
+    cdef bint _last_full
+    cdef bint _connected           # connected when made: send() checks its peer
+
+    def __cinit__(self):
+        self._mm = NULL
+        self._from = NULL
+        self._to = NULL
+        self._views = NULL
+        self._held = 0
+
+    def __init__(self, sock, batch=64, max_size=65535, *, mmsg=True):
+        cdef unsigned char name[_NAME_MAX]
+        if not isinstance(sock, socket.socket):
+            raise TypeError(f"sock must be a socket.socket, not {type(sock).__name__}")
+        if sock.type != socket.SOCK_DGRAM:
+            raise ValueError("sock must be a datagram (SOCK_DGRAM) socket")
+        if sock.family not in (socket.AF_INET, socket.AF_INET6):
+            raise ValueError("sock must be an AF_INET or AF_INET6 socket")
+        if not 1 <= batch <= 1024:
+            raise ValueError(f"batch must be from 1 to 1024, not {batch!r}")
+        if not 1 <= max_size <= 65535:
+            raise ValueError(f"max_size must be from 1 to 65535, not {max_size!r}")
+        if self._mm != NULL:
+            raise RuntimeError("BatchSocket.__init__ called twice")
+        self.socket = sock
+        self._family = sock.family
+        self._batch = batch
+        self._max_size = max_size
+        self._mmsg = bool(mmsg) and HAVE_MMSG
+        if self._mmsg:
+            self._mm = ice_mm_new(self._batch, self._max_size)
+            self._from = <_FromName *>PyMem_Malloc(_SLOTS * sizeof(_FromName))
+            if self._from != NULL:
+                memset(self._from, 0, _SLOTS * sizeof(_FromName))
+            self._to = <_ToName *>PyMem_Malloc(_SLOTS * sizeof(_ToName))
+            if self._to != NULL:
+                memset(self._to, 0, _SLOTS * sizeof(_ToName))
+            self._views = <Py_buffer *>PyMem_Malloc(self._batch * sizeof(Py_buffer))
+            if self._mm == NULL or self._from == NULL or self._to == NULL or self._views == NULL:
+                raise MemoryError()
+            self._connected = ice_peer_name(sock.fileno(), name) != 0
+
+    def __dealloc__(self):
+        self._release_views()
+        self._clear_caches()
+        ice_mm_free(self._mm)
+        PyMem_Free(self._from)
+        PyMem_Free(self._to)
+        PyMem_Free(self._views)
+
+    cdef void _clear_caches(self) noexcept:
+        cdef int i
+        if self._from != NULL:
+            for i in range(_SLOTS):
+                Py_XDECREF(self._from[i].value)
+                self._from[i].value = NULL
+        if self._to != NULL:
+            for i in range(_SLOTS):
+                Py_XDECREF(self._to[i].key)
+                self._to[i].key = NULL
+
+    cdef void _release_views(self) noexcept:
+        cdef unsigned int i
+        for i in range(self._held):
+            PyBuffer_Release(&self._views[i])
+        self._held = 0
+
+    @property
+    def fileno(self):
+        """The socket's file descriptor (-1 once it is closed)."""
+        return self.socket.fileno()
+
+    @property
+    def batch(self):
+        """Datagrams per system call."""
+        return self._batch
+
+    @property
+    def max_size(self):
+        """The longest datagram `recv` returns whole."""
+        return self._max_size
+
+    @property
+    def mmsg(self):
+        """True while recvmmsg/sendmmsg are used (False: the recvfrom/sendto loops)."""
+        return self._mmsg
+
+    @property
+    def dropped(self):
+        """Datagrams `send`/`sendto` dropped: refused by the kernel (buffer full, an
+        error) or never tried because the buffer was full."""
+        return self._dropped
+
+    cdef int _fd(self) except -1:
+        cdef int fd = self.socket.fileno()
+        if fd < 0:
+            raise OSError(9, "Bad file descriptor: the socket is closed")
+        return fd
+
+    # -- receiving
+
+    def recv(self):
+        """Up to ``batch`` datagrams waiting on the socket, as ``[(data, (host, port))]``.
+
+        One recvmmsg(MSG_DONTWAIT) call: ``[]`` when nothing is waiting. An
+        error the socket reports (an ICMP port unreachable for an earlier
+        send) is swallowed. Raises OSError only when the socket is closed.
+        """
+        cdef int fd = self._fd()
+        cdef int n = 0
+        cdef int tries = 0
+        if not self._mmsg:
+            return self._recv_loop()
+        while True:
+            n = ice_mm_recv(self._mm, fd, self._batch)
+            if n >= 0:
+                break
+            if n == -ICE_EAGAIN or n == -ICE_EWOULDBLOCK:
+                return []
+            if n == -ICE_ENOSYS:
+                self._mmsg = False
+                return self._recv_loop()
+            tries += 1  # a reported error is cleared by the call: what follows can be read
+            if tries >= 4:
+                return []
+        return self._collect(n)
+
+    cdef list _collect(self, int n):
+        cdef list result = PyList_New(n)
+        cdef int i
+        cdef size_t length
+        cdef unsigned int namelen
+        cdef const char *data
+        cdef const unsigned char *name
+        cdef object payload, addr
+        cdef tuple item
+        for i in range(n):
+            data = ice_mm_data(self._mm, i, &length)
+            name = ice_mm_name(self._mm, i, &namelen)
+            payload = PyBytes_FromStringAndSize(data, <Py_ssize_t>length)
+            addr = self._address(name, namelen)
+            item = PyTuple_New(2)
+            Py_INCREF(payload)
+            PyTuple_SET_ITEM(item, 0, payload)
+            Py_INCREF(addr)
+            PyTuple_SET_ITEM(item, 1, addr)
+            Py_INCREF(item)
+            PyList_SET_ITEM(result, i, item)
+        return result
+
+    cdef object _address(self, const unsigned char *name, unsigned int namelen):
+        """The (host, port) tuple of a sockaddr, from the cache when it is there."""
+        cdef _FromName *slot = &self._from[ice_addr_hash(name, namelen) & (_SLOTS - 1)]
+        cdef char host[_HOST_BUF]
+        cdef int port = 0
+        cdef tuple value
+        cdef object text
+        if (slot.value != NULL and slot.namelen == namelen
+                and memcmp(slot.name, name, namelen) == 0):
+            return <object>slot.value
+        if namelen > _NAME_MAX or ice_addr_format(name, namelen, host, &port) != 0:
+            return ("", 0)  # not an IP socket address: cannot happen on a UDP socket
+        text = PyUnicode_DecodeASCII(host, <Py_ssize_t>strlen(host), NULL)
+        value = (text, port)
+        Py_XDECREF(slot.value)
+        Py_INCREF(value)
+        slot.value = <PyObject *>value
+        slot.namelen = namelen
+        memcpy(slot.name, name, namelen)
+        return value
+
+    cdef list _recv_loop(self):
+        cdef list result = []
+        cdef unsigned int errors = 0
+        recvfrom = self.socket.recvfrom
+        while len(result) < self._batch:
+            try:
+                data, addr = recvfrom(self._max_size, _MSG_DONTWAIT)
+            except BlockingIOError:
+                break
+            except OSError:  # an ICMP error reported for an earlier send: swallowed
+                if self.socket.fileno() < 0:
+                    raise
+                errors += 1
+                if errors >= 4:
+                    break
+                continue
+            if len(addr) != 2:
+                addr = (addr[0], addr[1])
+            result.append((data, addr))
+        return result
+
+    # -- sending
+
+    cdef unsigned int _name_for(self, object addr, unsigned char *out) except? 0:
+        """Write the sockaddr of a (host, port) tuple into ``out``; its length, or 0
+        when the address needs socket.sendto's slow path (a name, another shape)."""
+        cdef Py_hash_t h
+        cdef _ToName *slot
+        cdef object host, port
+        cdef const char *text
+        cdef Py_ssize_t size
+        cdef long number
+        cdef unsigned int namelen
+        if type(addr) is not tuple or PyTuple_GET_SIZE(addr) != 2:
+            return 0
+        host = <object>PyTuple_GET_ITEM(addr, 0)
+        port = <object>PyTuple_GET_ITEM(addr, 1)
+        if not PyUnicode_Check(host) or not PyLong_Check(port):
+            return 0
+        h = PyObject_Hash(addr)
+        slot = &self._to[<size_t>h & (_SLOTS - 1)]
+        if slot.key != NULL and slot.hash == h and (
+            slot.key == <PyObject *>addr
+            or PyObject_RichCompareBool(<object>slot.key, addr, Py_EQ) == 1
+        ):
+            memcpy(out, slot.name, slot.namelen)
+            return slot.namelen
+        try:
+            text = PyUnicode_AsUTF8AndSize(host, &size)
+            number = PyLong_AsLong(port)
+        except (UnicodeError, OverflowError):
+            return 0
+        namelen = ice_addr_parse(self._family, text, <size_t>size, number, out)
+        if namelen == 0:
+            return 0
+        Py_XDECREF(slot.key)
+        Py_INCREF(addr)
+        slot.key = <PyObject *>addr
+        slot.hash = h
+        slot.namelen = namelen
+        memcpy(slot.name, out, namelen)
+        return namelen
+
+    def send(self, items):
+        """Send ``[(data, (host, port)), ...]``, ``batch`` per sendmmsg call.
+
+        Returns how many datagrams the kernel took; the others were dropped
+        and counted in `dropped`: one the kernel refuses with an error is
+        skipped, and a full buffer (EAGAIN, ENOBUFS) drops the rest of the
+        call. ``data`` is any bytes-like object; it is not copied before the
+        system call. Raises TypeError for an item that is not a pair or data
+        without the buffer protocol (what went before it was sent).
+        """
+        cdef object seq = PySequence_Fast(items, "send() takes a sequence of (data, address)")
+        cdef Py_ssize_t n = PySequence_Fast_GET_SIZE(seq)
+        cdef Py_ssize_t i = 0
+        cdef Py_ssize_t sent = 0
+        cdef Py_ssize_t got
+        cdef unsigned int k
+        cdef unsigned int namelen
+        cdef bint full = False
+        cdef int fd = self._fd()
+        cdef unsigned char peer[_NAME_MAX]
+        cdef unsigned int peerlen = 0
+        cdef unsigned char *name
+        cdef object item, data, addr
+        if not self._mmsg:
+            return self._send_loop(seq)
+        if self._connected:  # datagrams to the peer go unnamed: the kernel's cached route
+            peerlen = ice_peer_name(fd, peer)
+        try:
+            while i < n and not full:
+                k = 0
+                while i < n and k < self._batch:
+                    name = ice_mm_send_name(self._mm, k)
+                    try:
+                        item = <object>PySequence_Fast_GET_ITEM(seq, i)
+                        if type(item) is tuple and PyTuple_GET_SIZE(item) == 2:
+                            data = <object>PyTuple_GET_ITEM(item, 0)
+                            addr = <object>PyTuple_GET_ITEM(item, 1)
+                        else:
+                            data, addr = _pair(item)
+                        namelen = self._name_for(addr, name)
+                        if namelen != 0:
+                            PyObject_GetBuffer(data, &self._views[k], PyBUF_SIMPLE)
+                            self._held = k + 1
+                    except BaseException:
+                        if k:  # what went before the bad item is sent
+                            self._flush(fd, k)
+                        raise
+                    if namelen == 0:  # a host name or an unusual address: socket.sendto
+                        if k:
+                            got = self._flush(fd, k)
+                            k = 0
+                            if got < 0:
+                                sent += -got - 1
+                                full = True
+                                break
+                            sent += got
+                        sent += self._sendto_slow(data, addr)
+                        i += 1
+                        if self._last_full:
+                            full = True
+                            break
+                        continue
+                    if namelen == peerlen and memcmp(name, peer, namelen) == 0:
+                        namelen = 0
+                    ice_mm_set_send(self._mm, k, self._views[k].buf,
+                                    <size_t>self._views[k].len, namelen)
+                    k += 1
+                    i += 1
+                if k and not full:
+                    got = self._flush(fd, k)
+                    if got < 0:
+                        sent += -got - 1
+                        full = True
+                    else:
+                        sent += got
+            if full:  # a full buffer: what was not tried is dropped as well
+                self._dropped += <unsigned long long>(n - i)
+        finally:
+            self._release_views()
+        return sent
+
+    cdef Py_ssize_t _flush(self, int fd, unsigned int k) except? -1:
+        """sendmmsg the k prepared messages and release their buffers: how many
+        went, or -(sent + 1) when the socket buffer filled up (the rest of the k
+        are counted dropped)."""
+        cdef unsigned int j = 0
+        cdef int r
+        cdef Py_ssize_t sent = 0
+        try:
+            while j < k:
+                r = ice_mm_send(self._mm, fd, j, k - j)
+                if r > 0:
+                    j += <unsigned int>r
+                    sent += r
+                elif r == -ICE_EAGAIN or r == -ICE_EWOULDBLOCK or r == -ICE_ENOBUFS:
+                    self._dropped += k - j
+                    return -(sent + 1)
+                elif r == -ICE_ENOSYS:
+                    raise OSError(ICE_ENOSYS, "sendmmsg is not available here")
+                else:  # this one datagram was refused (EMSGSIZE, ECONNREFUSED, ...)
+                    self._dropped += 1
+                    j += 1
+            return sent
+        finally:
+            self._release_views()
+
+    cdef int _sendto_slow(self, object data, object addr) except -1:
+        """One datagram through socket.sendto (names, other address shapes, the
+        portable loops): 1 sent, 0 dropped (and `_last_full` when the buffer was full)."""
+        self._last_full = False
+        if self._family == _AF_INET6 and type(addr) is tuple and len(addr) >= 2:
+            host = addr[0]
+            if isinstance(host, str) and ":" not in host and "." in host:
+                addr = ("::ffff:" + host, *addr[1:])  # as the batched path maps IPv4
+        try:
+            self.socket.sendto(data, _MSG_DONTWAIT, addr)
+        except (BlockingIOError, InterruptedError):
+            self._dropped += 1
+            self._last_full = True
+            return 0
+        except OSError as exc:
+            if self.socket.fileno() < 0:
+                raise
+            self._dropped += 1
+            self._last_full = exc.errno == _errno.ENOBUFS
+            return 0
+        return 1
+
+    cdef Py_ssize_t _send_loop(self, object seq) except -1:
+        cdef Py_ssize_t n = PySequence_Fast_GET_SIZE(seq)
+        cdef Py_ssize_t i
+        cdef Py_ssize_t sent = 0
+        self._fd()
+        for i in range(n):
+            data, addr = _pair(<object>PySequence_Fast_GET_ITEM(seq, i))
+            if self._sendto_slow(data, addr):
+                sent += 1
+            elif self._last_full:
+                self._dropped += <unsigned long long>(n - i - 1)
+                break
+        return sent
+
+    def sendto(self, data, addr):
+        """Send one datagram; True when the kernel took it, False when it was dropped
+        (a full buffer or an error; counted in `dropped`). Never blocks."""
+        cdef unsigned char name[_NAME_MAX]
+        cdef unsigned int namelen
+        cdef Py_buffer view
+        cdef int r
+        cdef int fd = self._fd()
+        if not self._mmsg:
+            return self._sendto_slow(data, addr) == 1
+        namelen = self._name_for(addr, name)
+        if namelen == 0:
+            return self._sendto_slow(data, addr) == 1
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        r = ice_sendto(fd, view.buf, <size_t>view.len, name, namelen)
+        PyBuffer_Release(&view)
+        if r == -ICE_ENOSYS:
+            self._mmsg = False
+            return self._sendto_slow(data, addr) == 1
+        if r < 0:
+            self._dropped += 1
+            return False
+        return True
