@@ -49,6 +49,12 @@ EXTENSIONS = [
     ),
     Extension("ice._udpio", ["ice/_udpio.pyx"], extra_compile_args=CFLAGS),
     Extension("ice._relay", ["ice/_relay.pyx"], extra_compile_args=CFLAGS),
+    Extension(
+        "ice._binding",
+        ["ice/_binding.pyx"],
+        depends=["ice/_crc.pxd", "ice/_wire.pxd"],
+        extra_compile_args=CFLAGS,
+    ),
 ]
 
 setup(

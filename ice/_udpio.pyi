@@ -16,7 +16,13 @@ class BatchSocket:
         """The wrapped socket (not owned: closing it is the caller's job)."""
 
     def __init__(
-        self, sock: _socket.socket, batch: int = 64, max_size: int = 65535, *, mmsg: bool = True
+        self,
+        sock: _socket.socket,
+        batch: int = 64,
+        max_size: int = 65535,
+        *,
+        mmsg: bool = True,
+        send_batch: int | None = None,
     ) -> None: ...
     @property
     def fileno(self) -> int:

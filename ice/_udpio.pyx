@@ -86,14 +86,44 @@ cdef extern from *:
         struct sockaddr_in6 v6;
     } ice_sockaddr;
 
-    /* Both directions' message vectors, and the receive buffers (n x max_size). */
+    /* One receive side for every socket of the process: message vectors and an
+       area of n x max_size bytes, grown on demand. recv() fills them and copies
+       each datagram out before it returns, with the GIL held throughout and no
+       Python code in between, so sockets never need their own. A TURN server
+       with 10,000 relay sockets keeps one 4 MiB area, not 10,000. */
+    static struct mmsghdr *ice_rx_msgs = NULL;
+    static struct iovec *ice_rx_iov = NULL;
+    static ice_sockaddr *ice_rx_names = NULL;
+    static unsigned int ice_rx_slots = 0;
+    static char *ice_rx_area = NULL;
+    static size_t ice_rx_area_size = 0;
+
+    static int ice_rx_reserve(unsigned int n, size_t max_size) {
+        if (n > ice_rx_slots) {
+            struct mmsghdr *msgs = (struct mmsghdr *)realloc(ice_rx_msgs, n * sizeof(*msgs));
+            if (msgs == NULL) return -1;
+            ice_rx_msgs = msgs;
+            struct iovec *iov = (struct iovec *)realloc(ice_rx_iov, n * sizeof(*iov));
+            if (iov == NULL) return -1;
+            ice_rx_iov = iov;
+            ice_sockaddr *names = (ice_sockaddr *)realloc(ice_rx_names, n * sizeof(*names));
+            if (names == NULL) return -1;
+            ice_rx_names = names;
+            ice_rx_slots = n;
+        }
+        if ((size_t)n * max_size > ice_rx_area_size) {
+            char *grown = (char *)realloc(ice_rx_area, (size_t)n * max_size);
+            if (grown == NULL) return -1;
+            ice_rx_area = grown;
+            ice_rx_area_size = (size_t)n * max_size;
+        }
+        return 0;
+    }
+
+    /* The send side, per socket: n message vectors. */
     typedef struct {
         unsigned int n;
         size_t max_size;
-        struct mmsghdr *rmsgs;
-        struct iovec *riov;
-        ice_sockaddr *rnames;
-        char *bufs;
         struct mmsghdr *smsgs;
         struct iovec *siov;
         ice_sockaddr *snames;
@@ -101,7 +131,6 @@ cdef extern from *:
 
     static void ice_mm_free(ice_mm *m) {
         if (m == NULL) return;
-        free(m->rmsgs); free(m->riov); free(m->rnames); free(m->bufs);
         free(m->smsgs); free(m->siov); free(m->snames);
         free(m);
     }
@@ -112,24 +141,14 @@ cdef extern from *:
         if (m == NULL) return NULL;
         m->n = n;
         m->max_size = max_size;
-        m->rmsgs = (struct mmsghdr *)calloc(n, sizeof(struct mmsghdr));
-        m->riov = (struct iovec *)calloc(n, sizeof(struct iovec));
-        m->rnames = (ice_sockaddr *)calloc(n, sizeof(ice_sockaddr));
-        m->bufs = (char *)malloc((size_t)n * max_size);
         m->smsgs = (struct mmsghdr *)calloc(n, sizeof(struct mmsghdr));
         m->siov = (struct iovec *)calloc(n, sizeof(struct iovec));
         m->snames = (ice_sockaddr *)calloc(n, sizeof(ice_sockaddr));
-        if (!m->rmsgs || !m->riov || !m->rnames || !m->bufs
-                || !m->smsgs || !m->siov || !m->snames) {
+        if (!m->smsgs || !m->siov || !m->snames) {
             ice_mm_free(m);
             return NULL;
         }
         for (i = 0; i < n; i++) {
-            m->riov[i].iov_base = m->bufs + (size_t)i * max_size;
-            m->riov[i].iov_len = max_size;
-            m->rmsgs[i].msg_hdr.msg_iov = &m->riov[i];
-            m->rmsgs[i].msg_hdr.msg_iovlen = 1;
-            m->rmsgs[i].msg_hdr.msg_name = &m->rnames[i];
             m->smsgs[i].msg_hdr.msg_iov = &m->siov[i];
             m->smsgs[i].msg_hdr.msg_iovlen = 1;
             m->smsgs[i].msg_hdr.msg_name = &m->snames[i];
@@ -137,30 +156,37 @@ cdef extern from *:
         return m;
     }
 
-    /* Up to n datagrams without waiting: the count, or -errno. */
+    /* Up to n datagrams without waiting, into the shared receive side: the count,
+       or -errno. */
     static int ice_mm_recv(ice_mm *m, int fd, unsigned int n) {
         unsigned int i;
         int r;
+        if (ice_rx_reserve(n, m->max_size) != 0) return -ENOMEM;
         for (i = 0; i < n; i++) {
-            m->rmsgs[i].msg_hdr.msg_namelen = sizeof(ice_sockaddr);
-            m->rmsgs[i].msg_hdr.msg_flags = 0;
+            ice_rx_iov[i].iov_base = ice_rx_area + (size_t)i * m->max_size;
+            ice_rx_iov[i].iov_len = m->max_size;
+            memset(&ice_rx_msgs[i].msg_hdr, 0, sizeof(struct msghdr));
+            ice_rx_msgs[i].msg_hdr.msg_iov = &ice_rx_iov[i];
+            ice_rx_msgs[i].msg_hdr.msg_iovlen = 1;
+            ice_rx_msgs[i].msg_hdr.msg_name = &ice_rx_names[i];
+            ice_rx_msgs[i].msg_hdr.msg_namelen = sizeof(ice_sockaddr);
         }
         do {
-            r = recvmmsg(fd, m->rmsgs, n, MSG_DONTWAIT, NULL);
+            r = recvmmsg(fd, ice_rx_msgs, n, MSG_DONTWAIT, NULL);
         } while (r < 0 && errno == EINTR);
         return r < 0 ? -errno : r;
     }
 
     static const char *ice_mm_data(ice_mm *m, unsigned int i, size_t *len) {
-        size_t got = m->rmsgs[i].msg_len;
+        size_t got = ice_rx_msgs[i].msg_len;
         *len = got < m->max_size ? got : m->max_size;
-        return m->bufs + (size_t)i * m->max_size;
+        return ice_rx_area + (size_t)i * m->max_size;
     }
 
     static const unsigned char *ice_mm_name(ice_mm *m, unsigned int i, unsigned int *len) {
-        socklen_t got = m->rmsgs[i].msg_hdr.msg_namelen;
+        socklen_t got = ice_rx_msgs[i].msg_hdr.msg_namelen;
         *len = got < sizeof(ice_sockaddr) ? (unsigned int)got : (unsigned int)sizeof(ice_sockaddr);
-        return (const unsigned char *)&m->rnames[i];
+        return (const unsigned char *)&ice_rx_names[i];
     }
 
     static unsigned char *ice_mm_send_name(ice_mm *m, unsigned int i) {
@@ -388,6 +414,14 @@ cdef struct _ToName:
     unsigned char name[_NAME_MAX]
 
 
+# The address caches are the process's, not each socket's: a relay server has
+# thousands of sockets, and a peer's address means the same on every one of
+# them (the send cache depends on the socket's family: one per family).
+cdef _FromName _FROM_CACHE[_SLOTS]
+cdef _ToName _TO_CACHE_V4[_SLOTS]
+cdef _ToName _TO_CACHE_V6[_SLOTS]
+
+
 cdef class BatchSocket:
     """A UDP socket read and written ``batch`` datagrams per system call.
 
@@ -395,12 +429,16 @@ cdef class BatchSocket:
     a reference to it but does not close it. ``max_size`` bounds a received
     datagram (a longer one is cut, as ``recvfrom(max_size)`` cuts it).
     ``mmsg=False`` uses the portable recvfrom/sendto loops even where
-    recvmmsg/sendmmsg exist. See the module doc.
+    recvmmsg/sendmmsg exist. ``send_batch`` (default ``batch``) is the most
+    datagrams per sendmmsg: the send side's vectors are the socket's own
+    (~200 bytes a slot), the receive side is shared by every socket of the
+    process. See the module doc.
     """
 
     cdef readonly object socket
     cdef int _family
     cdef unsigned int _batch
+    cdef unsigned int _send_batch
     cdef size_t _max_size
     cdef bint _mmsg
     cdef ice_mm *_mm
@@ -419,7 +457,7 @@ cdef class BatchSocket:
         self._views = NULL
         self._held = 0
 
-    def __init__(self, sock, batch=64, max_size=65535, *, mmsg=True):
+    def __init__(self, sock, batch=64, max_size=65535, *, mmsg=True, send_batch=None):
         cdef unsigned char name[_NAME_MAX]
         if not isinstance(sock, socket.socket):
             raise TypeError(f"sock must be a socket.socket, not {type(sock).__name__}")
@@ -429,6 +467,8 @@ cdef class BatchSocket:
             raise ValueError("sock must be an AF_INET or AF_INET6 socket")
         if not 1 <= batch <= 1024:
             raise ValueError(f"batch must be from 1 to 1024, not {batch!r}")
+        if send_batch is not None and not 1 <= send_batch <= 1024:
+            raise ValueError(f"send_batch must be from 1 to 1024, not {send_batch!r}")
         if not 1 <= max_size <= 65535:
             raise ValueError(f"max_size must be from 1 to 65535, not {max_size!r}")
         if self._mm != NULL:
@@ -436,39 +476,25 @@ cdef class BatchSocket:
         self.socket = sock
         self._family = sock.family
         self._batch = batch
+        self._send_batch = batch if send_batch is None else send_batch
         self._max_size = max_size
         self._mmsg = bool(mmsg) and HAVE_MMSG
         if self._mmsg:
-            self._mm = ice_mm_new(self._batch, self._max_size)
-            self._from = <_FromName *>PyMem_Malloc(_SLOTS * sizeof(_FromName))
-            if self._from != NULL:
-                memset(self._from, 0, _SLOTS * sizeof(_FromName))
-            self._to = <_ToName *>PyMem_Malloc(_SLOTS * sizeof(_ToName))
-            if self._to != NULL:
-                memset(self._to, 0, _SLOTS * sizeof(_ToName))
-            self._views = <Py_buffer *>PyMem_Malloc(self._batch * sizeof(Py_buffer))
+            self._mm = ice_mm_new(self._send_batch, self._max_size)
+            self._from = &_FROM_CACHE[0]
+            if self._family == _AF_INET6:
+                self._to = &_TO_CACHE_V6[0]
+            else:
+                self._to = &_TO_CACHE_V4[0]
+            self._views = <Py_buffer *>PyMem_Malloc(self._send_batch * sizeof(Py_buffer))
             if self._mm == NULL or self._from == NULL or self._to == NULL or self._views == NULL:
                 raise MemoryError()
             self._connected = ice_peer_name(sock.fileno(), name) != 0
 
     def __dealloc__(self):
         self._release_views()
-        self._clear_caches()
         ice_mm_free(self._mm)
-        PyMem_Free(self._from)
-        PyMem_Free(self._to)
         PyMem_Free(self._views)
-
-    cdef void _clear_caches(self) noexcept:
-        cdef int i
-        if self._from != NULL:
-            for i in range(_SLOTS):
-                Py_XDECREF(self._from[i].value)
-                self._from[i].value = NULL
-        if self._to != NULL:
-            for i in range(_SLOTS):
-                Py_XDECREF(self._to[i].key)
-                self._to[i].key = NULL
 
     cdef void _release_views(self) noexcept:
         cdef unsigned int i
@@ -673,7 +699,7 @@ cdef class BatchSocket:
         try:
             while i < n and not full:
                 k = 0
-                while i < n and k < self._batch:
+                while i < n and k < self._send_batch:
                     name = ice_mm_send_name(self._mm, k)
                     try:
                         item = <object>PySequence_Fast_GET_ITEM(seq, i)

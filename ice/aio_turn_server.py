@@ -18,7 +18,9 @@ clients unwrapped and sent to peers, peers' datagrams wrapped and sent to
 clients, both after the same channel and permission checks as the core's),
 and UDP sockets are read and written in batches (`ice._udpio.BatchSocket`:
 recvmmsg/sendmmsg on Linux). What the pump does not handle (requests,
-indications, TCP/TLS clients, bandwidth caps) goes through the core.
+indications, TCP/TLS clients, bandwidth caps) goes through the core, but
+for the plain Binding request, answered in C (`ice._binding`) with the bytes
+the core would have sent.
 
 Relay sockets set the don't-fragment bit when the allocation asked for it
 (DONT-FRAGMENT) on Linux. A datagram the kernel will not take is dropped as
@@ -32,6 +34,7 @@ import socket
 from collections.abc import Sequence
 from typing import Any
 
+from ice._binding import BindingResponder
 from ice._relay import RelayPump
 from ice._udpio import BatchSocket
 from ice.aio_server import (
@@ -51,6 +54,12 @@ from ice.turn_server import TurnServer
 from ice.uri import format_address
 
 __all__ = ["TurnServerRunner", "serve_turn"]
+
+#: Datagrams per sendmmsg from one relay socket: its send vectors (~200 bytes a
+#: slot) are its own, kept small for servers with thousands of relays.
+RELAY_SEND_BATCH = 8
+_BINDING_REQUEST = b"\x00\x01"
+_BINDING = 0x001
 
 logger = logging.getLogger("ice.aio_turn_server")
 
@@ -77,8 +86,18 @@ class _ListenerEndpoint(_DatagramEndpoint):
         if not batch:
             return
         rest = runner.pump.from_clients(batch, local, runner._loop.time())
-        for data, addr in rest:
-            runner._received(data, addr, local, self)
+        if rest:
+            answer = runner.bindings.answer
+            answers = []
+            for data, addr in rest:
+                response = answer(data, addr) if data[:2] == _BINDING_REQUEST else None
+                if response is not None:
+                    answers.append((response, addr))
+                else:
+                    runner._received(data, addr, local, self)
+            if answers:
+                self.batch.send(answers)
+                runner.turn.stun.request_counts[_BINDING] += len(answers)
         runner._flush()
 
     def sendto(self, data: bytes, addr: Address) -> None:
@@ -96,7 +115,7 @@ class _RelayEndpoint:
         self._loop = runner._loop
         self.sock: socket.socket | None = sock
         self.address = address
-        self.batch = BatchSocket(sock, READ_BATCH, MAX_DATAGRAM)
+        self.batch = BatchSocket(sock, READ_BATCH, MAX_DATAGRAM, send_batch=RELAY_SEND_BATCH)
         self._loop.add_reader(sock.fileno(), self._read_ready)
 
     def _read_ready(self) -> None:
@@ -151,6 +170,9 @@ class TurnServerRunner(StunServerRunner):
         )
         self.turn = server
         self.pump = RelayPump(server)
+        # Binding is answered to anyone: the plain request is answered in C, unless
+        # RFC 5780 mode needs the core (CHANGE-REQUEST and friends go there anyway).
+        self.bindings = BindingResponder(server.stun.software)
         self._relays: dict[Address, _RelayEndpoint] = {}
         server.relay_sockets = self
 

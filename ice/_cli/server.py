@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ipaddress
 import json
 import logging
@@ -398,8 +399,21 @@ def _run_workers(config: ServerConfig, args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _raise_file_limit() -> None:
+    """One open file per relay: take the hard limit on open files, as coturn does."""
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def run(args: argparse.Namespace) -> int:
     configure_logging(args.verbose, args.log_format)
+    _raise_file_limit()
     try:
         config, notes = config_from_args(args)
         config.listeners()  # TLS files and port checks, before anything starts
