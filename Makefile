@@ -22,4 +22,4 @@ lint:
 	mypy --strict ice
 
 clean:
-	rm -rf build ice/*.so ice/_codec.c ice/_crc.c ice/_attrs_*.c ice/_transaction.c ice/*.html
+	rm -rf build ice/*.so ice/_codec.c ice/_crc.c ice/_attrs_*.c ice/_transaction.c ice/_udpio.c ice/_relay.c ice/_binding.c ice/*.html

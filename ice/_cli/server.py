@@ -128,8 +128,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     relay.add_argument(
         "--relay-ports", type=_typed(parse_port_range), metavar="MIN-MAX", help="relay port range"
     )
-    relay.add_argument("--allow-loopback-peers", action="store_true", default=None)
-    relay.add_argument("--allow-private-peers", action="store_true", default=None)
+    relay.add_argument(
+        "--allow-loopback-peers",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="relay to 127.0.0.0/8 and ::1 (default: only when listening on loopback only)",
+    )
+    relay.add_argument(
+        "--allow-private-peers",
+        action="store_true",
+        default=None,
+        help="relay to RFC 1918, RFC 6598 and ULA addresses",
+    )
     relay.add_argument("--allow-peer", action="append", metavar="NET", help="always allowed")
     relay.add_argument("--deny-peer", action="append", metavar="NET", help="always refused")
     relay.add_argument("--user-quota", type=int, metavar="N", help="allocations per user")
@@ -223,7 +233,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[ServerConfig, list[str]]
         notes.append(
             f"user {GENERATED_USER}:{password} (generated; --user NAME:PASSWORD to choose)"
         )
-    if config.loopback_only and not config.allow_loopback_peers:
+    if config.allow_loopback_peers is None and config.loopback_only:
         config.allow_loopback_peers = True
         notes.append("loopback peers allowed: every listen address is a loopback address")
     notes.insert(0, f"realm {config.realm}; relays on {', '.join(config.effective_relay_ips())}"

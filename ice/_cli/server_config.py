@@ -128,7 +128,8 @@ class ServerConfig:
     max_bandwidth: int = 0
     default_lifetime: float = 600.0
     max_lifetime: float = 3600.0
-    allow_loopback_peers: bool = False
+    #: None: not said, which means allowed only when every listen address is loopback.
+    allow_loopback_peers: bool | None = None
     allow_private_peers: bool = False
     allow_peers: list[str] = field(default_factory=list)
     deny_peers: list[str] = field(default_factory=list)
@@ -289,7 +290,7 @@ class ServerConfig:
             raise ConfigError("a TURN server needs --user, --users-file or --auth-secret")
         try:
             policy = PeerPolicy(
-                allow_loopback=self.allow_loopback_peers,
+                allow_loopback=bool(self.allow_loopback_peers),
                 allow_private=self.allow_private_peers,
                 allow=parse_networks(self.allow_peers),
                 deny=parse_networks(self.deny_peers),
