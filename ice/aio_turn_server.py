@@ -87,10 +87,14 @@ class _ListenerEndpoint(_DatagramEndpoint):
             return
         rest = runner.pump.from_clients(batch, local, runner._loop.time())
         if rest:
-            answer = runner.bindings.answer
+            bindings = runner.bindings
             answers = []
             for data, addr in rest:
-                response = answer(data, addr) if data[:2] == _BINDING_REQUEST else None
+                response = (
+                    bindings.answer(data, addr)
+                    if bindings is not None and data[:2] == _BINDING_REQUEST
+                    else None
+                )
                 if response is not None:
                     answers.append((response, addr))
                 else:
@@ -170,9 +174,11 @@ class TurnServerRunner(StunServerRunner):
         )
         self.turn = server
         self.pump = RelayPump(server)
-        # Binding is answered to anyone: the plain request is answered in C, unless
-        # RFC 5780 mode needs the core (CHANGE-REQUEST and friends go there anyway).
-        self.bindings = BindingResponder(server.stun.software)
+        # Binding is answered to anyone: the plain request is answered in C, except
+        # in RFC 5780 mode, where every answer carries RESPONSE-ORIGIN and OTHER-ADDRESS.
+        self.bindings = (
+            BindingResponder(server.stun.software) if server.stun.alternate is None else None
+        )
         self._relays: dict[Address, _RelayEndpoint] = {}
         server.relay_sockets = self
 
