@@ -88,7 +88,10 @@ def coturn_server(port: int, count: int) -> Iterator[subprocess.Popen[bytes]]:
     with run_coturn(
         f"--total-quota={count + 10}",
         f"--min-port={RELAY_LOW}",
-        f"--max-port={RELAY_LOW + max(count + 64, 1000)}", port=port, user=(USER, PASSWORD), realm=REALM
+        f"--max-port={RELAY_LOW + max(count + 64, 1000)}",
+        port=port,
+        user=(USER, PASSWORD),
+        realm=REALM,
     ) as coturn:
         yield coturn.process
 

@@ -353,6 +353,9 @@ class Agent:
         """Start the checks (or, for a lite agent, wait for the peer's)."""
         if self.state is ConnectionState.NEW:
             self._set_state(ConnectionState.CHECKING)
+            # Both sides may already be done with nothing to check (every remote
+            # candidate unusable): that is a failure now, not a wait forever.
+            self._check_failed(now)
         self._arm(now)
 
     def close(self) -> None:

@@ -23,7 +23,9 @@ agent's events (`ConnectionStateChanged`, `LocalCandidate`,
 ``include_link_local`` (see `ice.aio_gather`). ``stun_server`` and
 ``turn_server`` take one server (a ``(host, port)`` tuple or a URI) or a list;
 ``turn_ssl`` may be an `ssl.SSLContext`. Remote candidates are ours, aioice's
-or SDP text; ``.local`` (mDNS) ones are left out.
+or SDP text; ``.local`` (mDNS) ones are resolved (``mdns_timeout``), and
+with ``mdns=True`` the local host addresses are signalled as ``<uuid>.local``
+names this connection answers for (`ice.aio_mdns`).
 
 The adapter is thin. `gather_candidates` opens one UDP socket per interface
 address and component (host candidates), one `TurnClient` per component, TURN
@@ -58,6 +60,7 @@ from ice.agent_events import (
     ConnectionState,
     ConnectionStateChanged,
     GatheringState,
+    LocalCandidate,
     LocalCandidatesEnd,
 )
 from ice.aio_gather import (
@@ -72,6 +75,7 @@ from ice.aio_gather import (
     relayed_candidate,
     stun_addresses,
 )
+from ice.aio_mdns import MdnsService
 from ice.aio_timer import MachineTimer
 from ice.aio_transport import Target
 from ice.candidate import (
@@ -82,6 +86,7 @@ from ice.candidate import (
     local_preferences,
 )
 from ice.checklist import CandidatePair, PairState
+from ice.mdns import is_mdns_name
 from ice.sdp import IceParameters
 from ice.transaction import Address, Transmit
 from ice.uri import StunUri
@@ -224,6 +229,8 @@ class Connection:
         rng: random.Random | None = None,
         turn_timeout: float = 5.0,
         nat_1to1: Mapping[str, str] | None = None,
+        mdns: bool = False,
+        mdns_timeout: float = 5.0,
     ) -> None:
         if port_range is not None and not 0 < port_range[0] <= port_range[1] <= 65535:
             raise ValueError(f"port range {port_range!r} is not within 1-65535")
@@ -254,6 +261,13 @@ class Connection:
         #: host IP -> the public IP a 1:1 NAT (a cloud VM's) maps it to: advertised as a
         #: server-reflexive candidate with the host socket's port, no STUN needed
         self._nat_1to1 = {_canonical_ip(k): _canonical_ip(v) for k, v in (nat_1to1 or {}).items()}
+        #: Hide host addresses behind ``<uuid>.local`` names answered over mDNS.
+        self.mdns = mdns
+        self.mdns_timeout = mdns_timeout
+        self._mdns: MdnsService | None = None
+        self._mdns_starting: asyncio.Future[MdnsService] | None = None
+        self._mdns_names: dict[str, str] = {}  # host IP -> its .local name
+        self._resolving: set[asyncio.Task[None]] = set()
         #: Whether the peer is an ICE-lite agent (set it before `connect`).
         self.remote_is_lite = False
         self._remote_username: str | None = None
@@ -327,7 +341,8 @@ class Connection:
 
     @property
     def local_candidates(self) -> list[Candidate]:
-        return list(self.agent.local_candidates)
+        """What to signal: with ``mdns``, host addresses are their ``.local`` names."""
+        return [self._public(c) for c in self.agent.local_candidates]
 
     @property
     def remote_candidates(self) -> list[Candidate]:
@@ -341,7 +356,7 @@ class Connection:
         """The local candidate of ``component`` most likely to work: the lowest priority one."""
         for candidate in sorted(self.agent.local_candidates, key=lambda c: c.priority):
             if candidate.component == component:
-                return candidate
+                return self._public(candidate)
         return None
 
     def selected_pair(self, component: int = 1) -> CandidatePair | None:
@@ -406,6 +421,9 @@ class Connection:
                 base = await self._open_socket(loop, address, component)
                 if base is not None:
                     candidate = host_candidate(base, component, preferences[address.ip])
+                    if self.mdns and candidate.host not in self._mdns_names:
+                        service = await self._mdns_service()
+                        self._mdns_names[candidate.host] = service.register(candidate.host)
                     self.agent.add_local_candidate(candidate, base, loop.time())
                     public = self._nat_1to1.get(_canonical_ip(base[0]))
                     if public is not None:
@@ -458,21 +476,86 @@ class Connection:
             self._pump(now)
 
     async def add_remote_candidate(self, candidate: object | None) -> None:
-        """A remote candidate (ours, aioice's, or SDP text), or None for end-of-candidates."""
+        """A remote candidate (ours, aioice's, or SDP text), or None for end-of-candidates.
+
+        A ``.local`` (mDNS) candidate is resolved in the background and added
+        with the address learnt; one that does not resolve within
+        ``mdns_timeout`` is left out (logged). End-of-candidates waits for
+        the resolutions under way.
+        """
         if self._remote_end:
             raise ValueError("Cannot add remote candidate after end-of-candidates.")
         if self._closing:
             return
-        now = self._running_loop().time()
         if candidate is None:
             self._remote_end = True
-            self.agent.add_remote_candidate(None, now)
-        else:
-            ours = _candidate(candidate)
-            if ours is None:
+            if self._resolving:
+                await asyncio.gather(*self._resolving, return_exceptions=True)
+            if self._closing:
                 return
-            self.agent.add_remote_candidate(ours, now)
+            now = self._running_loop().time()
+            self.agent.add_remote_candidate(None, now)
+            self._pump(now)
+            return
+        ours = _candidate(candidate)
+        if is_mdns_name(ours.host):
+            task = asyncio.ensure_future(self._add_mdns_candidate(ours))
+            self._resolving.add(task)
+            task.add_done_callback(self._resolving.discard)
+            return
+        now = self._running_loop().time()
+        self.agent.add_remote_candidate(ours, now)
         self._pump(now)
+
+    async def _add_mdns_candidate(self, candidate: Candidate) -> None:
+        try:
+            service = await self._mdns_service()
+            addresses = await service.resolve(candidate.host, self.mdns_timeout)
+        except (LookupError, OSError) as exc:
+            logger.info("remote candidate %s left out: %s", candidate.host, exc)
+            return
+        usable = [a for a in addresses if (":" in a and self._use_ipv6) or
+                  (":" not in a and self._use_ipv4)]  # fmt: skip
+        if not usable or self._closing:
+            return
+        resolved = dataclasses.replace(candidate, host=_canonical_ip(usable[0]))
+        now = self._running_loop().time()
+        self.agent.add_remote_candidate(resolved, now)
+        self._pump(now)
+
+    async def _mdns_service(self) -> MdnsService:
+        """The connection's mDNS service, started on first use on an IPv4 host address."""
+        if self._mdns is not None:
+            return self._mdns
+        if self._mdns_starting is None:
+            self._mdns_starting = asyncio.ensure_future(self._start_mdns())
+        return await asyncio.shield(self._mdns_starting)
+
+    async def _start_mdns(self) -> MdnsService:
+        interfaces = host_addresses(
+            use_ipv4=True,
+            use_ipv6=False,
+            include_loopback=self._include_loopback,
+            include_link_local=self._include_link_local,
+            ip_filter=self._ip_filter,
+            interface_filter=self._interface_filter,
+        )
+        interface = interfaces[0].ip if interfaces else None
+        self._mdns = await MdnsService.start(interface=interface, rng=self._rng)
+        return self._mdns
+
+    def _public(self, candidate: Candidate) -> Candidate:
+        """``candidate`` as signalled: host addresses replaced by their mDNS names, and
+        related addresses that would give one away by 0.0.0.0:9 (the mDNS ICE draft)."""
+        if not self._mdns_names:
+            return candidate
+        if candidate.type is CandidateType.HOST:
+            name = self._mdns_names.get(candidate.host)
+            return candidate if name is None else dataclasses.replace(candidate, host=name)
+        if candidate.related_address in self._mdns_names:
+            hidden = "::" if ":" in str(candidate.related_address) else "0.0.0.0"
+            return dataclasses.replace(candidate, related_address=hidden, related_port=9)
+        return candidate
 
     async def connect(self) -> None:
         """Run the checks; return once every component has a selected pair.
@@ -546,6 +629,12 @@ class Connection:
                 transport = self._senders.get(protocol.base)
                 if transport is not None:
                     transport.close()
+            for task in list(self._resolving):
+                task.cancel()
+            if self._mdns_starting is not None and not self._mdns_starting.done():
+                self._mdns_starting.cancel()
+            if self._mdns is not None:
+                self._mdns.close()
             await asyncio.gather(*(relay.client.close() for relay in self._relays))
             await asyncio.gather(*(protocol.lost for protocol in self._sockets))
         finally:
@@ -573,6 +662,8 @@ class Connection:
             event = await self._events.get()
             if isinstance(event, ConnectionStateChanged) and event.state is ConnectionState.CLOSED:
                 self._final_taken = True
+            if isinstance(event, LocalCandidate):
+                event = LocalCandidate(self._public(event.candidate))
             yield event
 
     async def get_event(self) -> ConnectionClosed | None:
@@ -710,7 +801,7 @@ class Connection:
         self._pump(now)
 
 
-def _candidate(given: object) -> Candidate | None:
+def _candidate(given: object) -> Candidate:
     """Ours from ours, from SDP text, or from aioice's Candidate (through its SDP text);
     IPv6 addresses in their canonical form, which is what sockets report."""
     if isinstance(given, Candidate):
@@ -723,8 +814,7 @@ def _candidate(given: object) -> Candidate | None:
             raise TypeError(f"not a candidate: {given!r}")
         candidate = Candidate.from_sdp(to_sdp())
     if candidate.ip_version is None:
-        logger.info("remote candidate %s left out: mDNS names are not resolved", candidate.host)
-        return None
+        return candidate  # a .local name, resolved by the caller
     host = str(ipaddress.ip_address(candidate.host))
     if host != candidate.host:
         candidate = dataclasses.replace(candidate, host=host)

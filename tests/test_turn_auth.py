@@ -8,12 +8,12 @@ import hmac
 from pathlib import Path
 
 import pytest
+from turn_harness import REALM, TurnNet, at
 
 from ice.credentials import turn_rest_credentials
 from ice.server_auth import LongTermAuthenticator
 from ice.turn_auth import RestSecrets, load_users, parse_user
 from ice.turn_client import Allocated, AllocationFailed, AllocationLost, Refreshed
-from tests.turn_harness import REALM, TurnNet, at
 
 NOW = 1_700_000_000.0
 

@@ -13,6 +13,20 @@ import random
 from collections.abc import Callable
 
 import pytest
+from turn_harness import (
+    CLIENT,
+    PEER,
+    PEER6,
+    REALM,
+    RELAY_IP,
+    RELAY_IP6,
+    SERVER,
+    SERVER6,
+    USERS,
+    Client,
+    TurnNet,
+    at,
+)
 
 from ice import Message
 from ice._codec import decode_channel_data, encode_channel_data
@@ -66,20 +80,6 @@ from ice.turn_client import (
 from ice.turn_policy import PeerPolicy, parse_networks
 from ice.turn_ports import MemoryRelaySockets
 from ice.turn_server import RESERVATION_LIFETIME, TurnLimits, TurnServer
-from tests.turn_harness import (
-    CLIENT,
-    PEER,
-    PEER6,
-    REALM,
-    RELAY_IP,
-    RELAY_IP6,
-    SERVER,
-    SERVER6,
-    USERS,
-    Client,
-    TurnNet,
-    at,
-)
 
 UDP = 17
 TCP = 6
