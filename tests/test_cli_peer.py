@@ -478,3 +478,18 @@ def test_two_peers_relay_only_through_coturn() -> None:
             check_quit(a, b)
         candidates = [line["candidate"] for line in a.seen + b.seen if line["type"] == "candidate"]
         assert candidates and all(" typ relay" in text for text in candidates)
+
+
+def test_two_peers_with_mdns_names_connect() -> None:
+    """--mdns: the candidates on the wire carry <uuid>.local names, not 127.0.0.1."""
+    a_args = ["--controlling", "--ip", "127.0.0.1", "--mdns"]
+    with wired(a_args, ["--echo", "--ip", "127.0.0.1", "--mdns"]) as (a, b):
+        for side in (a, b):
+            line = side.expect_type("candidate")
+            parsed = Candidate.from_sdp(line["candidate"])
+            assert parsed.host.endswith(".local") and parsed.type == "host", line
+        for side in (a, b):
+            side.find(connected, "connected state")
+        a.send({"type": "send", "data": "named"})
+        b.expect_type("recv", data="named")
+        check_quit(a, b)

@@ -96,6 +96,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--aggressive", action="store_true", help="aggressive nomination (RFC 5245 peers)"
     )
     parser.add_argument(
+        "--mdns",
+        action="store_true",
+        help="signal host candidates as <uuid>.local names answered over mDNS",
+    )
+    parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="log more to stderr (-vv: debug)"
     )
 
@@ -107,6 +112,7 @@ def connection_options(args: argparse.Namespace) -> dict[str, Any]:
         "ice_controlling": bool(args.controlling),
         "nomination": "aggressive" if args.aggressive else "regular",
         "lite": bool(args.lite),
+        "mdns": bool(args.mdns),
     }
     if args.lite and args.controlling:
         raise ValueError("a lite agent is always controlled: drop --controlling or --lite")
