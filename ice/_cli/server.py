@@ -389,6 +389,10 @@ def _run_workers(config: ServerConfig, args: argparse.Namespace) -> int:
         if started == len(processes):
             for spec in config.listeners():
                 print(f"listening on {spec.transport}://{format_address((spec.host, spec.port))}")
+            if config.metrics is not None:
+                host, port = config.metrics
+                for i in range(len(processes)):
+                    print(f"metrics on http://{format_address((host, port + i))}/metrics")
             print(f"{len(processes)} workers", flush=True)
         while not stop and all(p.is_alive() for p in processes):
             for process in processes:
@@ -426,7 +430,11 @@ def run(args: argparse.Namespace) -> int:
     _raise_file_limit()
     try:
         config, notes = config_from_args(args)
-        config.listeners()  # TLS files and port checks, before anything starts
+        listeners = config.listeners()  # TLS files and port checks, before anything starts
+        for worker in range(config.workers):  # users file, relay port slices, ...
+            config.build(worker, rfc5780_addresses(config, listeners))
+        if config.workers > 1 and config.metrics is not None and config.metrics[1] == 0:
+            raise ConfigError("--metrics needs a fixed port with --workers (worker i: PORT+i)")
     except ConfigError as exc:
         print(f"python -m ice server: error: {exc}", file=sys.stderr)
         return 2

@@ -169,7 +169,8 @@ class ServerConfig:
 
     def _set(self, key: str, value: Any) -> None:
         if key == "listen":
-            self.listen = [parse_listen(v) if isinstance(v, str) else v for v in _list(value)]
+            self.listen = [v if isinstance(v, ListenSpec) else parse_listen(_text(v))
+                           for v in _list(value)]  # fmt: skip
         elif key == "users" and isinstance(value, dict):
             self.users.update({str(k): str(v) for k, v in value.items()})
         elif key in ("user", "users"):
@@ -185,7 +186,12 @@ class ServerConfig:
                 str(ipaddress.ip_address(k)): str(ipaddress.ip_address(v)) for k, v in value.items()
             }
         elif key == "relay_ports":
-            self.relay_ports = parse_port_range(value) if isinstance(value, str) else tuple(value)
+            if isinstance(value, str):
+                self.relay_ports = parse_port_range(value)
+            elif isinstance(value, list | tuple) and len(value) == 2:
+                self.relay_ports = parse_port_range(f"{_number(value[0])}-{_number(value[1])}")
+            else:
+                raise TypeError("expected MIN-MAX or [MIN, MAX]")
         elif key in ("allow_peer", "allow_peers"):
             self.allow_peers = [str(n) for n in parse_networks(_list(value))]
         elif key in ("deny_peer", "deny_peers"):
@@ -193,13 +199,17 @@ class ServerConfig:
         elif key in ("alternate_server", "alternate_servers"):
             self.alternate_servers = [parse_host_port(v, DEFAULT_PORT) for v in _list(value)]
         elif key == "metrics":
-            self.metrics = parse_host_port(value) if isinstance(value, str) else value
+            self.metrics = value if isinstance(value, tuple) else parse_host_port(_text(value))
         elif key in _SCALARS:
             expected = _SCALARS[key]
             if expected is float and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
+            if isinstance(value, bool) and expected is not bool:
+                raise TypeError(f"expected {expected.__name__}, not a boolean")
             if value is not None and not isinstance(value, expected):
                 raise TypeError(f"expected {expected.__name__}, not {type(value).__name__}")
+            if key == "realm" and not value:
+                raise ValueError("the realm cannot be empty")
             if isinstance(value, int | float) and value < 0:
                 raise ValueError("must be >= 0")
             setattr(self, key, value)
@@ -209,7 +219,13 @@ class ServerConfig:
     # -- checking and building
 
     def all_users(self) -> dict[str, str]:
-        users = load_users(self.users_file) if self.users_file else {}
+        """--user and the users file together; ConfigError when the file cannot be read."""
+        try:
+            users = load_users(self.users_file) if self.users_file else {}
+        except OSError as exc:
+            raise ConfigError(f"cannot read the users file: {exc}") from None
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         users.update(self.users)
         return users
 
@@ -347,6 +363,18 @@ _SCALARS: dict[str, type] = {
     "software": str,
     "stun_only": bool,
 }
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected text, not {type(value).__name__}")
+    return value
+
+
+def _number(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected a port number, not {value!r}")
+    return value
 
 
 def _list(value: Any) -> list[Any]:
