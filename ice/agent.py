@@ -74,6 +74,7 @@ from ice.constants import (
     Method,
 )
 from ice.credentials import short_term_key
+from ice.ice_tcp import OpenConnection, TcpConnections, can_pair, peer_reflexive_tcptype
 from ice.srflx import Reflexive, ServerReflexiveGatherer
 from ice.transaction import (
     Address,
@@ -134,6 +135,7 @@ class Agent:
         consent_timeout: float = 30.0,
         gather_timeout: float = 3.5,
         software: str | None = None,
+        tcp_passive_wait: float = 10.0,
     ) -> None:
         if components < 1 or streams < 1:
             raise ValueError("components and streams must be at least 1")
@@ -194,6 +196,11 @@ class Agent:
         self._srflx = ServerReflexiveGatherer(timeout=gather_timeout, software=software)
         self._gather_started = False
         self._stale_selected: set[tuple[int, int]] = set()  # from before an ICE restart
+        self._tcp = TcpConnections()  # ICE-TCP (RFC 6544): connections asked for and open
+        #: How long an agent with passive TCP candidates waits for the peer to connect
+        #: before it declares failure with nothing else left to check.
+        self.tcp_passive_wait = tcp_passive_wait
+        self._connect_time: float | None = None
 
     @property
     def checklist(self) -> CheckList:
@@ -312,8 +319,11 @@ class Agent:
             self.remote_end_of_candidates = True
             self._check_failed(now)
             return
-        if candidate.transport.lower() != "udp" or not 1 <= candidate.component <= self.components:
-            return  # TCP candidates: RFC 6544 (not here); a component we do not have
+        if not 1 <= candidate.component <= self.components:
+            return  # a component we do not have
+        if candidate.transport == "tcp" and candidate.tcptype is None:
+            logger.info("remote TCP candidate %s left out: no tcptype", candidate.host)
+            return
         if candidate.ip_version is None:
             logger.info("remote candidate %s left out: not an IP address", candidate.host)
             return  # an mDNS name the adapter did not resolve
@@ -330,9 +340,21 @@ class Agent:
         self._arm(now)
 
     def _pair(
-        self, local: Candidate, base: Address, remote: Candidate, stream: int
+        self,
+        local: Candidate,
+        base: Address,
+        remote: Candidate,
+        stream: int,
+        *,
+        incoming: bool = False,
     ) -> CandidatePair | None:
         if local.component != remote.component or _family(base[0]) != _family(remote.host):
+            return None
+        # RFC 6544 6.2; a check that came in over a connection to a passive candidate
+        # makes a pair with its sender, checked over that connection (7.2.1)
+        if not can_pair(local, remote) and not (
+            incoming and local.tcptype == "passive" and remote.transport == "tcp"
+        ):
             return None
         pair = self.checklists[stream].add(
             CandidatePair(local, remote, base, stream), self.controlling
@@ -352,6 +374,7 @@ class Agent:
     def connect(self, now: float) -> None:
         """Start the checks (or, for a lite agent, wait for the peer's)."""
         if self.state is ConnectionState.NEW:
+            self._connect_time = now
             self._set_state(ConnectionState.CHECKING)
             # Both sides may already be done with nothing to check (every remote
             # candidate unusable): that is a failure now, not a wait forever.
@@ -365,6 +388,7 @@ class Agent:
         self._srflx.cancel()
         self._next_ta = None
         self._consent.clear()
+        self._tcp.clear()
         self._set_state(ConnectionState.CLOSED)
 
     def restart(self, now: float, *, ufrag: str | None = None, pwd: str | None = None) -> None:
@@ -458,9 +482,15 @@ class Agent:
             consent = self._consent.deadline(self.state is ConnectionState.DISCONNECTED)
             if consent is not None:
                 timers.append(consent)
+        if self.state is ConnectionState.CHECKING and self._connect_time is not None:
+            deadline = self._connect_time + self.tcp_passive_wait
+            if self._awaiting_connections(self._connect_time):
+                timers.append(deadline)
         return min(timers, default=None)
 
     def handle_timer(self, now: float) -> None:
+        if self._connect_time is not None and now >= self._connect_time + self.tcp_passive_wait:
+            self._check_failed(now)
         self._srflx.handle_timer(now)
         self._gathered(now)
         self._table.handle_timer(now)
@@ -489,6 +519,66 @@ class Agent:
     def next_event(self) -> AgentEvent | None:
         return self._events.popleft() if self._events else None
 
+    # -- ICE-TCP connections (RFC 6544): the adapter opens them, the agent checks over them
+
+    def connections_to_open(self) -> list[OpenConnection]:
+        """TCP connections the check list needs: open each and report back with
+        `connection_opened` or `connection_failed`."""
+        return self._tcp.to_open()
+
+    def connection_opened(self, connection_id: int, local: Address, now: float) -> None:
+        """The connection asked for is up, leaving from ``local``: its check goes out."""
+        pair = self._tcp.settle(connection_id)
+        if not isinstance(pair, CandidatePair) or self.state is ConnectionState.CLOSED:
+            return
+        self._tcp.open.add((local, pair.remote_address))
+        self._bases.setdefault(local, (pair.stream, pair.local))
+        self.checklists[pair.stream].rebase(pair, local)
+        self.checklists[pair.stream].trigger(pair)
+        self._arm(now)
+
+    def connection_failed(self, connection_id: int, now: float) -> None:
+        """The connection could not be opened: its pair fails."""
+        pair = self._tcp.settle(connection_id)
+        if not isinstance(pair, CandidatePair):
+            return
+        if (pair.base, pair.remote_address) in self._tcp.open:
+            # simultaneous open: the peer's connection to us has the same addresses
+            self.checklists[pair.stream].trigger(pair)
+            self._arm(now)
+            return
+        pair.state = PairState.FAILED
+        self._check_failed(now)
+
+    def connection_accepted(self, local: Address, remote: Address) -> None:
+        """The peer connected to a passive or simultaneous-open candidate at ``local``."""
+        self._tcp.open.add((local, remote))
+
+    def connection_closed(self, local: Address, remote: Address, now: float) -> None:
+        """A connection closed: the pairs over it fail (the selected one loses consent)."""
+        self._tcp.open.discard((local, remote))
+        for checklist in self.checklists:
+            for pair in checklist.pairs:
+                if pair.base == local and pair.remote_address == remote and not pair.valid:
+                    pair.state = PairState.FAILED
+        self._check_failed(now)
+
+    def _awaiting_connections(self, now: float) -> bool:
+        """True while a peer with active TCP candidates may still connect to one of
+        our passive ones: until ``tcp_passive_wait`` after `connect`."""
+        if self._connect_time is None or now >= self._connect_time + self.tcp_passive_wait:
+            return False
+        passive = any(c.tcptype in ("passive", "so") for c in self.local_candidates)
+        active = any(c.tcptype in ("active", "so") for remotes in self._remote for c in remotes)
+        return passive and active
+
+    def _open_connection(self, pair: CandidatePair) -> None:
+        if self._tcp.waiting_for(pair):
+            return
+        pair.state = PairState.IN_PROGRESS
+        simultaneous = pair.local.tcptype == "so"
+        self._tcp.request(pair, pair.base, pair.remote_address, simultaneous)
+
     # -- sending checks
 
     def _aggressive_nominating(self) -> bool:
@@ -511,6 +601,10 @@ class Agent:
             IceControlled(self.tie_breaker).add_to(request)
         request.add_integrity(self._remote_key)
         request.add_fingerprint()
+        tcp = pair.local.transport == "tcp"
+        if tcp and (pair.base, pair.remote_address) not in self._tcp.open:
+            self._open_connection(pair)
+            return
         tid = request.transaction_id
         self._checks[tid] = _Check(pair, nominating, consent, now)
         if not consent:
@@ -521,7 +615,7 @@ class Agent:
             if nominating:
                 pair.use_candidate_sent = True
         pair.checks_sent += 1
-        self._table.start(request, pair.remote_address, now, key=self._remote_key)
+        self._table.start(request, pair.remote_address, now, key=self._remote_key, reliable=tcp)
 
     # -- answering checks
 
@@ -554,10 +648,10 @@ class Agent:
         if known is None:
             return  # a socket the agent was not told about
         stream, base_candidate = known
-        remote = self._remote_for(addr, base_candidate.component, request, stream)
+        remote = self._remote_for(addr, base_candidate.component, request, stream, local)
         pair = self.checklists[stream].find(local, addr, base_candidate.component)
         if pair is None:
-            pair = self._pair(base_candidate, local, remote, stream)
+            pair = self._pair(base_candidate, local, remote, stream, incoming=True)
             if pair is None:
                 return
         pair.checks_received += 1
@@ -579,7 +673,7 @@ class Agent:
             self._arm(now)
 
     def _remote_for(
-        self, addr: Address, component: int, request: Message, stream: int
+        self, addr: Address, component: int, request: Message, stream: int, base: Address
     ) -> Candidate:
         for candidate in self._remote[stream]:
             if candidate.address == addr and candidate.component == component:
@@ -590,14 +684,17 @@ class Agent:
         except DecodeError:  # a malformed PRIORITY from an authenticated peer: rank it last
             priority = None
         self._prflx_count += 1
+        local = self._bases.get(base)
+        tcp = local is not None and local[1].transport == "tcp"
         candidate = Candidate(
             foundation=f"prflx{self._prflx_count}",
             component=component,
-            transport="udp",
+            transport="tcp" if tcp else "udp",
             priority=priority.value if priority is not None else 0,
             host=addr[0],
             port=addr[1],
             type=CandidateType.PEER_REFLEXIVE,
+            tcptype=peer_reflexive_tcptype(local[1]) if tcp and local is not None else None,
         )
         self._remote[stream].append(candidate)
         return candidate
@@ -789,6 +886,8 @@ class Agent:
             for slot in self._slots()
             if not self.checklists[slot[0]].valid_pairs(slot[1])
         ]
+        if missing and self._awaiting_connections(now):
+            return  # the peer may still connect to a passive candidate (RFC 6544)
         if missing:
             self._fail(f"no working candidate pair for {', '.join(missing)}")
         else:

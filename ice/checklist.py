@@ -130,6 +130,14 @@ class CheckList:
         self._sort()
         return pair
 
+    def rebase(self, pair: CandidatePair, base: Address) -> None:
+        """The pair now leaves from ``base`` (an ICE-TCP connection's local address)."""
+        old = (pair.base, pair.remote_address, pair.component)
+        if self._by_key.get(old) is pair:
+            del self._by_key[old]
+        pair.base = base
+        self._by_key.setdefault((base, pair.remote_address, pair.component), pair)
+
     def reprioritise(self, controlling: bool) -> None:
         """After a role change every pair priority changes (RFC 8445 7.2.5.1)."""
         for pair in self.pairs:
