@@ -94,7 +94,7 @@ def test_tcp_types_that_do_not_pair_fail_cleanly() -> None:
 
 
 def test_with_udp_blocked_the_agents_fall_back_to_tcp() -> None:
-    a, b, net = run(["active", "passive"], ["active", "passive"], udp=True, block_udp=True)
+    a, b, _ = run(["active", "passive"], ["active", "passive"], udp=True, block_udp=True)
     assert connected(a, b), (a.failure_reason, b.failure_reason)
     pair = a.selected_pair(1)
     assert pair is not None and pair.local.transport == "tcp"
