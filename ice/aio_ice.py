@@ -44,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import enum
+import functools
 import ipaddress
 import logging
 import random
@@ -75,17 +76,20 @@ from ice.aio_gather import (
     relayed_candidate,
     stun_addresses,
 )
+from ice.aio_ice_tcp import TcpLink, listen, open_link
 from ice.aio_mdns import MdnsService
 from ice.aio_timer import MachineTimer
 from ice.aio_transport import Target
 from ice.candidate import (
     Candidate,
     CandidateType,
+    TcpType,
     candidate_priority,
     foundation,
     local_preferences,
 )
 from ice.checklist import CandidatePair, PairState
+from ice.ice_tcp import OpenConnection, tcp_priority
 from ice.mdns import is_mdns_name
 from ice.sdp import IceParameters
 from ice.transaction import Address, Transmit
@@ -231,7 +235,11 @@ class Connection:
         nat_1to1: Mapping[str, str] | None = None,
         mdns: bool = False,
         mdns_timeout: float = 5.0,
+        tcp: bool = False,
+        udp: bool = True,
     ) -> None:
+        if not (tcp or udp):
+            raise ValueError("gather UDP, TCP or both: udp and tcp cannot both be False")
         if port_range is not None and not 0 < port_range[0] <= port_range[1] <= 65535:
             raise ValueError(f"port range {port_range!r} is not within 1-65535")
         if local_username is not None or local_password is not None:
@@ -261,6 +269,11 @@ class Connection:
         #: host IP -> the public IP a 1:1 NAT (a cloud VM's) maps it to: advertised as a
         #: server-reflexive candidate with the host socket's port, no STUN needed
         self._nat_1to1 = {_canonical_ip(k): _canonical_ip(v) for k, v in (nat_1to1 or {}).items()}
+        #: Which host candidates to gather: UDP, and TCP ones (RFC 6544) too.
+        self.udp, self.tcp = udp, tcp
+        self._links: dict[tuple[Address, Address], TcpLink] = {}
+        self._tcp_servers: list[asyncio.Server] = []
+        self._opening: set[asyncio.Task[None]] = set()
         #: Hide host addresses behind ``<uuid>.local`` names answered over mDNS.
         self.mdns = mdns
         self.mdns_timeout = mdns_timeout
@@ -418,6 +431,10 @@ class Connection:
         preferences = local_preferences(a.ip for a in addresses)
         for component in range(1, self.agent.components + 1):
             for address in addresses:
+                if self.tcp:
+                    await self._open_tcp_candidates(address, component, preferences[address.ip])
+                if not self.udp:
+                    continue
                 base = await self._open_socket(loop, address, component)
                 if base is not None:
                     candidate = host_candidate(base, component, preferences[address.ip])
@@ -430,6 +447,97 @@ class Connection:
                         mapped = mapped_candidate(candidate, public)
                         self.agent.add_local_candidate(mapped, base, loop.time())
                     self._pump(loop.time())
+
+    async def _open_tcp_candidates(
+        self, address: HostAddress, component: int, preference: int
+    ) -> None:
+        """Passive, simultaneous-open and active TCP host candidates (RFC 6544 5.1)."""
+        loop = self._running_loop()
+        ip = address.ip
+        if self.mdns and ip not in self._mdns_names:
+            self._mdns_names[ip] = (await self._mdns_service()).register(ip)
+        tcptype: TcpType
+        for tcptype in ("passive", "so", "active"):
+            if tcptype == "active":
+                base: Address = (ip, 0)
+            else:
+                try:
+                    server = await listen(
+                        ip,
+                        functools.partial(self._link, component, accepted=True),
+                        reuse_port=tcptype == "so",
+                    )
+                except OSError as exc:
+                    logger.info("no %s TCP candidate on %s: %s", tcptype, ip, exc)
+                    continue
+                self._tcp_servers.append(server)
+                sockname = server.sockets[0].getsockname()
+                base = (ip, sockname[1])
+            candidate = Candidate(
+                foundation=foundation(CandidateType.HOST, ip, None, "tcp"),
+                component=component,
+                transport="tcp",
+                priority=tcp_priority(CandidateType.HOST, tcptype, preference, component),
+                host=ip,
+                port=9 if tcptype == "active" else base[1],
+                type=CandidateType.HOST,
+                tcptype=tcptype,
+            )
+            self.agent.add_local_candidate(candidate, base, loop.time())
+        self._pump(loop.time())
+
+    def _link(self, component: int, *, accepted: bool = False) -> TcpLink:
+        def opened(link: TcpLink) -> None:
+            if self._closing:
+                link.close()
+                return
+            self._links[link.key] = link
+            if accepted:
+                self.agent.connection_accepted(link.local, link.remote)
+
+        return TcpLink(component, self._received, opened, self._link_closed)
+
+    def _link_closed(self, link: TcpLink) -> None:
+        if self._links.get(link.key) is link:
+            del self._links[link.key]
+        if not self._closing and self._loop is not None:
+            now = self._loop.time()
+            self.agent.connection_closed(link.local, link.remote, now)
+            self._pump(now)
+
+    def _open_connections(self) -> None:
+        for request in self.agent.connections_to_open():
+            task = asyncio.ensure_future(self._open_connection(request))
+            self._opening.add(task)
+            task.add_done_callback(self._opening.discard)
+
+    async def _open_connection(self, request: OpenConnection) -> None:
+        component = self._component_of_base(request.local)
+        try:
+            link = await open_link(request, lambda: self._link(component))
+        except (OSError, TimeoutError) as exc:
+            logger.debug("TCP %s -> %s: %s", request.local, request.remote, exc)
+            if not self._closing:
+                now = self._running_loop().time()
+                self.agent.connection_failed(request.connection_id, now)
+                self._pump(now)
+            return
+        if self._closing:
+            link.close()
+            return
+        now = self._running_loop().time()
+        self.agent.connection_opened(request.connection_id, link.local, now)
+        self._pump(now)
+
+    def _component_of_base(self, base: Address) -> int:
+        for candidate in self.agent.local_candidates:
+            if (
+                candidate.transport == "tcp"
+                and candidate.host == base[0]
+                and (candidate.port == base[1] or (base[1] == 0 and candidate.tcptype == "active"))
+            ):
+                return candidate.component
+        return 1
 
     async def _open_socket(
         self, loop: asyncio.AbstractEventLoop, address: HostAddress, component: int
@@ -579,6 +687,14 @@ class Connection:
     async def sendto(self, data: bytes, component: int) -> None:
         """Send a datagram on the selected pair of ``component``."""
         pair = self.agent.selected_pair(component)
+        if pair is not None and pair.local.transport == "tcp":
+            link = self._links.get((pair.base, pair.remote_address))
+            if link is None:
+                raise ConnectionError("Cannot send data, the TCP connection is closed")
+            link.write(data)
+            pair.packets_sent += 1
+            pair.bytes_sent += len(data)
+            return
         sender = self._senders.get(pair.base) if pair is not None else None
         if pair is None or sender is None:
             raise ConnectionError("Cannot send data, not connected")
@@ -629,8 +745,12 @@ class Connection:
                 transport = self._senders.get(protocol.base)
                 if transport is not None:
                     transport.close()
-            for task in list(self._resolving):
+            for task in list(self._resolving) + list(self._opening):
                 task.cancel()
+            for server in self._tcp_servers:
+                server.close()
+            for link in list(self._links.values()):
+                link.close()
             if self._mdns_starting is not None and not self._mdns_starting.done():
                 self._mdns_starting.cancel()
             if self._mdns is not None:
@@ -751,6 +871,8 @@ class Connection:
         agent = self.agent
         for transmit in agent.datagrams_to_send(now):
             self._transmit(transmit)
+        if self.tcp:
+            self._open_connections()
         while (event := agent.next_event()) is not None:
             if isinstance(event, ConnectionStateChanged):
                 self._settle(event.state, event.reason)
@@ -762,6 +884,11 @@ class Connection:
         self._arm_timer()
 
     def _transmit(self, transmit: Transmit) -> None:
+        if transmit.source is not None and self._links:
+            link = self._links.get((transmit.source, transmit.addr))
+            if link is not None:
+                link.write(transmit.data)
+                return
         sender = self._senders.get(transmit.source) if transmit.source is not None else None
         if sender is None:
             logger.debug("nothing to send from %s to %s", transmit.source, transmit.addr)

@@ -96,6 +96,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--aggressive", action="store_true", help="aggressive nomination (RFC 5245 peers)"
     )
     parser.add_argument(
+        "--tcp", action="store_true", help="TCP candidates only (RFC 6544: active, passive, so)"
+    )
+    parser.add_argument(
         "--mdns",
         action="store_true",
         help="signal host candidates as <uuid>.local names answered over mDNS",
@@ -114,6 +117,8 @@ def connection_options(args: argparse.Namespace) -> dict[str, Any]:
         "lite": bool(args.lite),
         "mdns": bool(args.mdns),
     }
+    if args.tcp:
+        options["tcp"], options["udp"] = True, False
     if args.lite and args.controlling:
         raise ValueError("a lite agent is always controlled: drop --controlling or --lite")
     if args.ip is not None:
