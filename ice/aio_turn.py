@@ -39,6 +39,19 @@ machine's events (`Refreshed`, `AllocationLost`, `PermissionFailed`, ...).
 Received datagrams wait in a bounded `asyncio.Queue` (``queue_size``); when
 it is full the oldest one is dropped and counted in `dropped`, so a slow
 reader sees the newest traffic, as with a socket buffer that overflows.
+
+A TCP allocation (RFC 6062: ``relay_transport="tcp"``, over a ``tcp`` or
+``tls`` connection to the server) relays TCP connections, each as a pair of
+asyncio streams carrying the peer's bytes::
+
+    async with await TurnClient.allocate(uri, "alice", "secret", relay_transport="tcp") as relay:
+        reader, writer = await relay.connect(("198.51.100.7", 80))   # outgoing
+        await relay.create_permission("203.0.113.9")                  # then incoming:
+        peer, reader, writer = await relay.accept()
+
+Each is bound (ConnectionBind) on a new connection to the server, made like
+the first one (same address, TLS settings and credentials); the streams are
+then handed over as they are, and closed when the client is.
 """
 
 from __future__ import annotations
@@ -53,7 +66,8 @@ from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any
 
-from ice._errors import TurnError
+from ice._codec import stream_frame_length
+from ice._errors import DecodeError, TurnError
 from ice.aio_timer import MachineTimer
 from ice.aio_transport import (
     ClientChannel,
@@ -74,7 +88,10 @@ from ice.turn_client import (
     ChannelBindFailed,
     ChannelBound,
     Closed,
+    ConnectionAttempt,
     DataReceived,
+    PeerConnected,
+    PeerConnectFailed,
     PermissionExpired,
     PermissionFailed,
     PermissionInstalled,
@@ -82,12 +99,20 @@ from ice.turn_client import (
     TurnEvent,
     TurnSession,
 )
+from ice.turn_data_connection import TurnDataConnection
+from ice.turn_events import BindFailed, Bound
 from ice.uri import format_address
 
 #: Client transport addresses tried after 437 Allocation Mismatch (RFC 8656 7.4: three).
 ALLOCATION_MISMATCH_TRIES = 3
 
-__all__ = ["CLOSE_TIMEOUT", "DEFAULT_QUEUE_SIZE", "TurnClient", "TurnDatagramTransport"]
+__all__ = [
+    "ATTEMPT_TIMEOUT",
+    "CLOSE_TIMEOUT",
+    "DEFAULT_QUEUE_SIZE",
+    "TurnClient",
+    "TurnDatagramTransport",
+]
 
 logger = logging.getLogger("ice.aio_turn")
 
@@ -98,6 +123,11 @@ DEFAULT_QUEUE_SIZE = 1024
 CLOSE_TIMEOUT = 3.0
 #: Events kept for `TurnClient.events` before the oldest is dropped.
 _EVENTS_KEPT = 256
+#: ConnectionAttempts kept for `TurnClient.accept` before the oldest is dropped.
+_ATTEMPTS_KEPT = 64
+#: RFC 6062 5.3: the server closes a peer's connection not bound within 30 s;
+#: `accept` skips attempts older than this.
+ATTEMPT_TIMEOUT = 30.0
 _FINAL = (Closed, AllocationLost, AllocationFailed)
 
 
@@ -146,6 +176,12 @@ class TurnClient:
         self._installed: set[str] = set()
         self._channel_waiters: dict[int, asyncio.Future[None]] = {}
         self._bound: dict[int, Address] = {}
+        self._connects: dict[bytes, asyncio.Future[int]] = {}  # by Connect transaction ID
+        # (when it came, the attempt); None: the end
+        self._attempts: asyncio.Queue[tuple[float, ConnectionAttempt] | None] = asyncio.Queue(
+            _ATTEMPTS_KEPT
+        )
+        self._data_writers: set[asyncio.StreamWriter] = set()
         self._failure: Exception | None = None
         self._closing: asyncio.Future[None] | None = None
         self._transport: TurnDatagramTransport | None = None
@@ -163,6 +199,7 @@ class TurnClient:
         credentials: LongTermCredentials | None = None,
         transport: str | None = None,
         ssl: _ssl.SSLContext | None = None,
+        relay_transport: str = "udp",
         family: int = 4,
         dual_stack: bool = False,
         lifetime: int | None = None,
@@ -183,7 +220,9 @@ class TurnClient:
 
         Give ``username`` and ``password``, or ``credentials`` (its username,
         password and algorithm choices are copied: each allocation keeps its
-        own realm and nonce). ``family`` 6 asks for an IPv6 relayed address
+        own realm and nonce). ``relay_transport="tcp"`` asks for a TCP allocation
+        (RFC 6062; the server must be reached over tcp or tls), used through
+        `connect` and `accept`. ``family`` 6 asks for an IPv6 relayed address
         (RFC 6156), ``dual_stack`` for an IPv6 one besides the IPv4 one (RFC
         8656); ``permission_lifetime``/``channel_lifetime`` are the server's
         (300 s and 600 s by the RFC), refreshed before they run out while in
@@ -198,6 +237,10 @@ class TurnClient:
         elif username is not None or password is not None:
             raise TypeError("give a username and a password, or credentials=, not both")
         endpoint = endpoint_for(target, transport, ssl)
+        if relay_transport not in ("udp", "tcp"):
+            raise ValueError(f"relay_transport must be udp or tcp, not {relay_transport!r}")
+        if relay_transport == "tcp" and endpoint.kind == "udp":
+            raise ValueError("a TCP allocation needs a tcp or tls connection to the server")
         settings = credentials
 
         def new_client(server: Address) -> TurnClient:
@@ -210,6 +253,7 @@ class TurnClient:
                     settings.allow_userhash,
                 ),
                 reliable=endpoint.kind != "udp",
+                relay_transport=relay_transport,
                 family=family,
                 dual_stack=dual_stack,
                 lifetime=lifetime,
@@ -321,6 +365,11 @@ class TurnClient:
         return self._endpoint.kind
 
     @property
+    def relay_transport(self) -> str:
+        """ "udp" (datagrams: `sendto`, `recvfrom`) or "tcp" (connections: `connect`, `accept`)."""
+        return self.machine.relay_transport
+
+    @property
     def local_address(self) -> Address:
         """The (host, port) of our socket to the server."""
         return self._channel.local_address if self._channel is not None else ("", 0)
@@ -342,6 +391,7 @@ class TurnClient:
         frame = self.machine.encapsulate(data, peer)
         if frame is not None and self._send_frame(frame):
             return
+        self._require_datagrams()
         if peer[0] not in self._installed:
             await self._send_first(data, peer)
             return
@@ -376,6 +426,72 @@ class TurnClient:
             assert self._failure is not None
             raise self._failure
         return item
+
+    # -- connections (a TCP allocation)
+
+    async def connect(self, peer: Address) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Have the server connect to ``peer`` (an IP address and port) and return the
+        connection's streams, bound on a new connection to the server.
+
+        Raises TurnError: 446 (a connection to ``peer`` exists or is being
+        made), 447 (the server could not connect), 403 (forbidden), 0 (no
+        answer; a UDP allocation), or the code ConnectionBind failed with.
+        """
+        self._require_allocation()
+        peer = (_ip(peer[0]), peer[1])
+        now = self._loop.time()
+        transaction_id = self.machine.connect(peer, now)
+        waiter: asyncio.Future[int] = self._loop.create_future()
+        self._connects[transaction_id] = waiter
+        self._pump(now)
+        connection_id = await asyncio.shield(waiter)
+        return await self._bind(connection_id)
+
+    async def accept(self) -> tuple[Address, asyncio.StreamReader, asyncio.StreamWriter]:
+        """Wait for a peer to connect to the relayed address; return it and the streams.
+
+        Only peers with a permission (`create_permission`) get through. The
+        connection is bound as it is accepted, within the 30 s the server waits;
+        raises TurnError when that fails (the next call takes the next peer)
+        and once the allocation is gone.
+        """
+        self._require_allocation()
+        if self.machine.relay_transport != "tcp":
+            raise TurnError(0, "accept needs a TCP allocation (relay_transport='tcp')")
+        while True:
+            item = await self._attempts.get()
+            if item is None:  # the end: keep it there for the next caller
+                self._attempts.put_nowait(None)
+                assert self._failure is not None
+                raise self._failure
+            came, attempt = item
+            if self._loop.time() - came < ATTEMPT_TIMEOUT:
+                break
+            logger.debug("ConnectionAttempt from %s expired unaccepted", attempt.peer)
+        reader, writer = await self._bind(attempt.connection_id)
+        return attempt.peer, reader, writer
+
+    async def _bind(self, connection_id: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Open a data connection to the server and bind it to ``connection_id``."""
+        server, ssl = self.machine.server, self._endpoint.ssl
+        local = (self._local_addr[0], 0) if self._local_addr is not None else None
+        reader, writer = await asyncio.open_connection(
+            server[0],
+            server[1],
+            family=address_family(server[0]) or 0,
+            ssl=ssl,
+            server_hostname=(self._tls_name or server[0].partition("%")[0]) if ssl else None,
+            local_addr=local,
+        )
+        try:
+            await _run_bind(self.machine.data_connection(connection_id), reader, writer)
+            self._require_allocation()  # lost while binding: the server has closed it
+        except BaseException:
+            writer.transport.abort()
+            raise
+        self._data_writers = {w for w in self._data_writers if not w.is_closing()}
+        self._data_writers.add(writer)
+        return reader, writer
 
     async def create_permission(self, *peers: Address | str) -> None:
         """Install permissions for these peers' IPs (one CreatePermission); raise TurnError."""
@@ -427,6 +543,10 @@ class TurnClient:
         if self._failure is not None:
             raise self._failure
 
+    def _require_datagrams(self) -> None:
+        if self.machine.relay_transport != "udp":
+            raise TurnError(0, "a TCP allocation relays connections (connect/accept)")
+
     # -- closing
 
     async def close(self) -> None:
@@ -476,6 +596,7 @@ class TurnClient:
         """Deliver datagrams to ``protocol`` instead of `recvfrom`; see `TurnDatagramTransport`."""
         if self._transport is not None:
             raise RuntimeError("this TurnClient already has a datagram transport")
+        self._require_datagrams()
         self._transport = TurnDatagramTransport(self, protocol)
         while not self._inbox.empty():  # what came before goes to the protocol first
             item = self._inbox.get_nowait()
@@ -577,6 +698,17 @@ class TurnClient:
                 self._settle(self._channel_waiters.pop(event.channel, None), error)
             if self._transport is not None:
                 self._transport._protocol.error_received(error)
+        elif isinstance(event, PeerConnected | PeerConnectFailed):
+            waiter = self._connects.pop(event.transaction_id, None)
+            if waiter is not None and not waiter.done():
+                if isinstance(event, PeerConnected):
+                    waiter.set_result(event.connection_id)
+                else:
+                    _future_done(waiter, TurnError(event.code, event.reason))
+        elif isinstance(event, ConnectionAttempt):
+            if self._attempts.full():
+                self._attempts.get_nowait()
+            self._attempts.put_nowait((self._loop.time(), event))
         self._post(event)
 
     def _deliver(self, data: bytes, peer: Address) -> None:
@@ -638,10 +770,22 @@ class TurnClient:
         self._failure = failure
         _future_done(self._allocated, failure)
         _future_done(self._released)
-        for waiter in [*self._permissions.values(), *self._channel_waiters.values()]:
+        waiters: list[asyncio.Future[Any]] = [
+            *self._permissions.values(),
+            *self._channel_waiters.values(),
+            *self._connects.values(),
+        ]
+        for waiter in waiters:
             _future_done(waiter, failure)
         self._permissions.clear()
         self._channel_waiters.clear()
+        self._connects.clear()
+        while not self._attempts.empty():  # the server closes them with the allocation
+            self._attempts.get_nowait()
+        self._attempts.put_nowait(None)
+        for writer in self._data_writers:
+            writer.close()
+        self._data_writers.clear()
         self._arm_timer()
         if self._inbox.full():
             self._inbox.get_nowait()
@@ -650,6 +794,52 @@ class TurnClient:
         self._post(Closed())
         if self._transport is not None:
             self._transport._lost(lost)
+
+
+async def _read_stun(reader: asyncio.StreamReader) -> bytes:
+    """One STUN message off a stream, not a byte more."""
+    header = await reader.readexactly(4)
+    length = stream_frame_length(header)
+    assert length is not None
+    return header + await reader.readexactly(length - 4)
+
+
+async def _run_bind(
+    machine: TurnDataConnection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """Drive ConnectionBind on a new connection to the server; raise TurnError if refused.
+
+    Reads exactly the answer, so whatever the peer sent after it stays in ``reader``.
+    """
+    loop = asyncio.get_running_loop()
+    machine.bind(loop.time())
+    while True:
+        now = loop.time()
+        for transmit in machine.datagrams_to_send(now):
+            writer.write(transmit.data)
+        event = machine.next_event()
+        if isinstance(event, Bound):
+            return
+        if isinstance(event, BindFailed):
+            raise TurnError(event.code, event.reason)
+        timer = machine.get_timer()
+        deadline = asyncio.timeout_at(timer)
+        try:
+            async with deadline:
+                frame = await _read_stun(reader)
+        except TimeoutError:
+            if not deadline.expired():
+                machine.connection_lost(loop.time(), "the data connection timed out")
+            elif timer is not None:
+                machine.handle_timer(max(timer, loop.time()))
+            continue
+        except asyncio.IncompleteReadError:
+            machine.connection_lost(loop.time())  # closed by the server
+            continue
+        except (OSError, DecodeError) as exc:
+            machine.connection_lost(loop.time(), f"the data connection failed: {exc}")
+            continue
+        machine.receive_datagram(frame, machine.server, loop.time())
 
 
 class TurnDatagramTransport(asyncio.DatagramTransport):

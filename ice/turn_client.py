@@ -28,6 +28,15 @@ What it does for you:
 - losing the allocation (a refresh refused or unanswered, or its lifetime
   running out) is an `AllocationLost` event, never a silent stall.
 
+TCP allocations (RFC 6062, ``relay_transport="tcp"``, over a TCP/TLS control
+connection only) relay TCP connections instead of datagrams: `connect`
+asks the server to connect to a peer (`PeerConnected` or
+`PeerConnectFailed`), a peer connecting to the relayed address is a
+`ConnectionAttempt` (it needs a permission, `create_permission`), and
+either way the connection's bytes go over a new connection to the server
+that `data_connection` binds (`ice.turn_data_connection`). Permissions of a
+TCP allocation are kept while it lives, as no datagrams show them in use.
+
 Over TCP/TLS the adapter cuts the stream into frames (`ice.stream_frame_length`)
 and feeds each to `receive_datagram`; what comes out is already framed.
 """
@@ -49,6 +58,7 @@ from ice.attrs import (
     AlternateDomain,
     AlternateServer,
     ChannelNumber,
+    ConnectionId,
     Data,
     DontFragment,
     EvenPort,
@@ -64,6 +74,8 @@ from ice.client_auth import LongTermCredentials
 from ice.constants import (
     ALLOCATE_REQUEST,
     CHANNEL_BIND_REQUEST,
+    CONNECT_REQUEST,
+    CONNECTION_ATTEMPT_INDICATION,
     CREATE_PERMISSION_REQUEST,
     DATA_INDICATION,
     REFRESH_REQUEST,
@@ -78,6 +90,7 @@ from ice.transaction import (
     TransactionTable,
     Transmit,
 )
+from ice.turn_data_connection import TurnDataConnection
 from ice.turn_events import (
     Allocated,
     AllocationFailed,
@@ -85,7 +98,10 @@ from ice.turn_events import (
     ChannelBindFailed,
     ChannelBound,
     Closed,
+    ConnectionAttempt,
     DataReceived,
+    PeerConnected,
+    PeerConnectFailed,
     PermissionExpired,
     PermissionFailed,
     PermissionInstalled,
@@ -102,7 +118,10 @@ __all__ = [
     "ChannelBindFailed",
     "ChannelBound",
     "Closed",
+    "ConnectionAttempt",
     "DataReceived",
+    "PeerConnectFailed",
+    "PeerConnected",
     "PermissionExpired",
     "PermissionFailed",
     "PermissionInstalled",
@@ -119,7 +138,8 @@ FIRST_CHANNEL = 0x4000
 LAST_CHANNEL = 0x4FFF
 #: Datagrams kept per peer IP while its permission is being installed.
 MAX_QUEUED_PER_PEER = 64
-_UDP = 17
+#: REQUESTED-TRANSPORT protocol numbers.
+_PROTOCOLS = {"udp": 17, "tcp": 6}
 _FAMILY = {4: 0x01, 6: 0x02}
 
 
@@ -153,9 +173,10 @@ class _Channel:
 class _Pending:
     """What a transaction in flight is for."""
 
-    kind: str  # allocate | refresh | close | permission | channel
+    kind: str  # allocate | refresh | close | permission | channel | connect
     ips: tuple[str, ...] = ()
     channel: int = 0
+    peer: Address = ("", 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +187,7 @@ class _Outcome:
     failure: Message | None
     code: int
     reason: str
+    transaction_id: bytes
 
 
 def refresh_delay(lifetime: float) -> float:
@@ -190,6 +212,7 @@ class TurnSession:
         credentials: LongTermCredentials,
         *,
         reliable: bool = False,
+        relay_transport: str = "udp",
         family: int = 4,
         dual_stack: bool = False,
         lifetime: int | None = None,
@@ -214,9 +237,17 @@ class TurnSession:
             raise ValueError("reserve_next_port needs even_port")
         if channel_after < 0:
             raise ValueError("channel_after must be >= 0 (0: never bind channels by itself)")
+        if relay_transport not in _PROTOCOLS:
+            raise ValueError(f"relay_transport must be udp or tcp, not {relay_transport!r}")
+        if relay_transport == "tcp":  # RFC 6062 section 5.1
+            if not reliable:
+                raise ValueError("a TCP allocation needs a TCP or TLS connection to the server")
+            if even_port or dont_fragment or reservation_token is not None:
+                raise ValueError("no EVEN-PORT, RESERVATION-TOKEN, DONT-FRAGMENT for TCP")
         self.server = server
         self.credentials = credentials
         self.reliable = reliable
+        self.relay_transport = relay_transport
         self.family = family
         self.dual_stack = dual_stack
         self.requested_lifetime = lifetime
@@ -258,7 +289,8 @@ class TurnSession:
         self._send_allocate(now)
 
     def _send_allocate(self, now: float) -> None:
-        request = Message.build(ALLOCATE_REQUEST, RequestedTransport(_UDP))
+        protocol = _PROTOCOLS[self.relay_transport]
+        request = Message.build(ALLOCATE_REQUEST, RequestedTransport(protocol))
         if self.family == 6:
             RequestedAddressFamily(_FAMILY[6]).add_to(request)
         if self.dual_stack:
@@ -273,9 +305,10 @@ class TurnSession:
             DontFragment().add_to(request)
         self._request(request, _Pending("allocate"), now)
 
-    def _request(self, request: Message, pending: _Pending, now: float) -> None:
+    def _request(self, request: Message, pending: _Pending, now: float) -> bytes:
         tid = self._client.request(request, self.server, now, reliable=self.reliable)
         self._pending[tid] = pending
+        return tid
 
     def close(self, now: float) -> None:
         """Release the allocation (Refresh with LIFETIME 0); `Closed` follows."""
@@ -296,9 +329,33 @@ class TurnSession:
             self._wanted.add(ip)
         self._flush_permissions(now)
 
+    def connect(self, peer: Address, now: float) -> bytes:
+        """Ask the server of a TCP allocation to connect to ``peer`` (RFC 6062 Connect);
+        returns the transaction ID that `PeerConnected`/`PeerConnectFailed` carry."""
+        self._require_allocation()
+        if self.relay_transport != "tcp":
+            raise TurnError(0, "Connect needs a TCP allocation (relay_transport='tcp')")
+        peer = (_normal_ip(peer[0]), peer[1])
+        request = Message.build(CONNECT_REQUEST, XorPeerAddress(*peer))
+        return self._request(request, _Pending("connect", peer=peer), now)
+
+    def data_connection(
+        self, connection_id: int, *, table: TransactionTable | None = None
+    ) -> TurnDataConnection:
+        """The machine that binds a new connection to this server to ``connection_id``
+        (from `PeerConnected` or `ConnectionAttempt`), signing with these credentials."""
+        return TurnDataConnection(
+            self.server,
+            self.credentials,
+            connection_id,
+            software=self._client.software,
+            table=table,
+        )
+
     def bind_channel(self, peer: Address, now: float) -> int:
         """Bind a channel to ``peer`` (or return the one it has); returns its number."""
         self._require_allocation()
+        self._require_datagrams()
         peer = (_normal_ip(peer[0]), peer[1])
         channel = self._channel_by_peer.get(peer)
         if channel is not None:
@@ -328,6 +385,10 @@ class TurnSession:
     def _require_allocation(self) -> None:
         if self.state != "allocated":
             raise TurnError(0, f"no allocation (state {self.state})")
+
+    def _require_datagrams(self) -> None:
+        if self.relay_transport != "udp":
+            raise TurnError(0, "a TCP allocation relays connections (connect), not datagrams")
 
     # -- data
 
@@ -373,6 +434,7 @@ class TurnSession:
             return
         if self.state != "allocated":
             raise TurnError(0, f"no allocation (state {self.state})")
+        self._require_datagrams()
         key = self._peer_keys.get(peer)
         if key is None:
             key = self._peer_key(peer)
@@ -438,6 +500,8 @@ class TurnSession:
             return
         if message.type == DATA_INDICATION:
             self._receive_data_indication(message, now)
+        elif message.type == CONNECTION_ATTEMPT_INDICATION:
+            self._receive_connection_attempt(message)
         elif self._client.receive_message(message, addr, now):
             self._drain(now)
         else:
@@ -463,6 +527,18 @@ class TurnSession:
         if permission is not None:
             permission.used = True
         self._events.append(DataReceived(data.value, address, None))
+
+    def _receive_connection_attempt(self, message: Message) -> None:
+        try:
+            connection_id = ConnectionId.get_from(message)
+            peer = XorPeerAddress.get_from(message)
+        except DecodeError as exc:
+            logger.debug("dropped a malformed ConnectionAttempt: %s", exc)
+            connection_id = peer = None
+        if connection_id is None or peer is None or self.relay_transport != "tcp":
+            self.dropped += 1
+            return
+        self._events.append(ConnectionAttempt(connection_id.value, peer.address))
 
     def datagrams_to_send(self, now: float) -> list[Transmit]:
         """Everything due for the server, in order."""
@@ -512,7 +588,7 @@ class TurnSession:
         for ip, permission in list(self._permissions.items()):
             if not permission.installed or permission.in_flight or now < permission.refresh_at:
                 continue
-            if permission.used:
+            if permission.used or self.relay_transport == "tcp":
                 self._wanted.add(ip)
             elif now >= permission.expires:
                 permission.installed = False  # channels linked to it stop using it
@@ -566,15 +642,17 @@ class TurnSession:
 
     def _settle(self, pending: _Pending, event: TransactionEvent, now: float) -> None:
         """Hand a transaction's outcome to the handler of what it was for."""
+        tid = event.transaction_id
         if isinstance(event, TransactionSucceeded):
-            outcome = _Outcome(event.response, None, 0, "")
+            outcome = _Outcome(event.response, None, 0, "", tid)
         elif isinstance(event, TransactionFailed):
-            reason = event.reason
+            reason = event.reason.rstrip("\x00 ")  # coturn pads some reasons with NULs
             if self._client.auth_failure is not None and event.code in (400, 401, 438):
                 reason = f"{reason}: {self._client.auth_failure}"
-            outcome = _Outcome(None, event.response, event.code, reason)
+            outcome = _Outcome(None, event.response, event.code, reason, tid)
         else:
-            outcome = _Outcome(None, None, 0, f"no answer from {format_address(self.server)}")
+            reason = f"no answer from {format_address(self.server)}"
+            outcome = _Outcome(None, None, 0, reason, tid)
         _OUTCOME_HANDLERS[pending.kind](self, pending, outcome, now)
 
     def _allocate_outcome(self, pending: _Pending, outcome: _Outcome, now: float) -> None:
@@ -720,6 +798,16 @@ class TurnSession:
         self._channel_by_peer.pop(channel.peer, None)
         self._events.append(ChannelBindFailed(number, channel.peer, outcome.code, outcome.reason))
 
+    def _connect_outcome(self, pending: _Pending, outcome: _Outcome, now: float) -> None:
+        tid = outcome.transaction_id
+        if outcome.success is not None:
+            connection_id = ConnectionId.get_from(outcome.success)
+            if connection_id is not None:
+                self._events.append(PeerConnected(connection_id.value, pending.peer, tid))
+                return
+            outcome = _Outcome(None, None, 0, "success response without CONNECTION-ID", tid)
+        self._events.append(PeerConnectFailed(pending.peer, outcome.code, outcome.reason, tid))
+
     def _lose(self, code: int, reason: str, now: float) -> None:
         self.state = "failed"
         self._refresh_at = None
@@ -745,4 +833,5 @@ _OUTCOME_HANDLERS: dict[str, Callable[[TurnSession, _Pending, _Outcome, float], 
     "close": TurnSession._close_outcome,
     "permission": TurnSession._permission_outcome,
     "channel": TurnSession._channel_outcome,
+    "connect": TurnSession._connect_outcome,
 }

@@ -10,10 +10,16 @@ __all__ = [
     "Allocated",
     "AllocationFailed",
     "AllocationLost",
+    "BindFailed",
+    "Bound",
     "ChannelBindFailed",
     "ChannelBound",
     "Closed",
+    "ConnectionAttempt",
+    "DataConnectionEvent",
     "DataReceived",
+    "PeerConnectFailed",
+    "PeerConnected",
     "PermissionExpired",
     "PermissionFailed",
     "PermissionInstalled",
@@ -114,6 +120,59 @@ class DataReceived:
     channel: int | None
 
 
+# -- TCP allocations (RFC 6062)
+
+
+@dataclass(frozen=True, slots=True)
+class PeerConnected:
+    """The server connected to ``peer`` (the Connect of ``transaction_id``): bind a data
+    connection to ``connection_id`` within 30 s (`TurnSession.data_connection`)."""
+
+    connection_id: int
+    peer: Address
+    transaction_id: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PeerConnectFailed:
+    """Connect was refused: 446 (a connection to ``peer`` exists or is being made),
+    447 (the server could not reach it), 403 (forbidden), ... or unanswered (0)."""
+
+    peer: Address
+    code: int
+    reason: str
+    transaction_id: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionAttempt:
+    """``peer`` connected to the relayed address (a ConnectionAttempt indication):
+    bind a data connection to ``connection_id`` within 30 s to accept it."""
+
+    connection_id: int
+    peer: Address
+
+
+@dataclass(frozen=True, slots=True)
+class Bound:
+    """ConnectionBind succeeded: from here on the data connection carries the peer's
+    bytes, raw, both ways (`ice.turn_data_connection.TurnDataConnection`)."""
+
+    connection_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class BindFailed:
+    """ConnectionBind was refused (the code), unanswered or the server closed the
+    connection (0); close the data connection."""
+
+    connection_id: int
+    code: int
+    reason: str
+
+
+DataConnectionEvent = Bound | BindFailed
+
 TurnEvent = (
     Allocated
     | AllocationFailed
@@ -127,4 +186,7 @@ TurnEvent = (
     | ChannelBound
     | ChannelBindFailed
     | DataReceived
+    | PeerConnected
+    | PeerConnectFailed
+    | ConnectionAttempt
 )
