@@ -80,6 +80,7 @@ from ice.transaction import (
 )
 from ice.turn_auth import RestSecrets, load_users
 from ice.turn_client import TurnSession
+from ice.turn_data_connection import TurnDataConnection
 from ice.turn_policy import PeerPolicy
 from ice.turn_ports import MemoryRelaySockets, RelaySockets
 from ice.turn_server import TurnLimits, TurnServer
@@ -117,6 +118,7 @@ __all__ = [
     "TurnClient",
     "TurnDatagramTransport",
     "TurnSession",
+    "TurnDataConnection",
     "TurnServer",
     "TurnLimits",
     "TurnServerRunner",
