@@ -172,6 +172,9 @@ class Agent:
         self._remote_key: IntegrityKey | None = None
         # base -> (stream, the local candidate sent from it)
         self._bases: dict[Address, tuple[int, Candidate]] = {}
+        # every candidate checked from, with its base and stream: two may share a base
+        # (a TCP allocation's passive and active relayed candidates)
+        self._checked_from: list[tuple[Address, int, Candidate]] = []
         self._table = TransactionTable(
             rto=check_rto, min_rto=min(check_rto, 0.5), rc=check_retransmissions, rm=4
         )
@@ -242,6 +245,7 @@ class Agent:
         if candidate.type is CandidateType.SERVER_REFLEXIVE:
             return  # checked from its base: the host candidate's pairs cover it (6.1.2.4)
         self._bases.setdefault(base, (stream, candidate))
+        self._checked_from.append((base, stream, candidate))
         for remote in self._remote[stream]:
             self._pair(candidate, base, remote, stream)
         self._arm(now)
@@ -334,7 +338,7 @@ class Agent:
                for c in self._remote[stream]):  # fmt: skip
             return
         self._remote[stream].append(candidate)
-        for base, (local_stream, local) in self._bases.items():
+        for base, local_stream, local in self._checked_from:
             if local_stream == stream:
                 self._pair(local, base, candidate, stream)
         self._arm(now)

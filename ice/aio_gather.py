@@ -221,6 +221,7 @@ class Relay:
     component: int
     server: Address  # the TURN server's address (after any redirect)
     transport: str  # udp, tcp or tls: to the server
+    relay_transport: str = "udp"  # tcp: an RFC 6062 allocation (relayed TCP candidates)
 
 
 def relayed_candidate(
@@ -273,10 +274,12 @@ async def allocate_relays(
     transport: str | None = None,
     ssl: _ssl.SSLContext | None = None,
     timeout: float = 5.0,
+    relay_transport: str = "udp",
 ) -> list[Relay]:
     """One allocation per component, server and relayed address family, all at
     once; those that fail or take longer than ``timeout`` are left out (logged).
-    Cancelling the call aborts the allocations in progress."""
+    ``relay_transport="tcp"`` asks for RFC 6062 TCP allocations (over TCP or TLS
+    servers only). Cancelling the call aborts the allocations in progress."""
     if username is None or password is None:
         if servers:
             logger.warning("TURN servers given without a username and password: no relay")
@@ -291,8 +294,9 @@ async def allocate_relays(
             ssl=ssl,
             family=family,
             timeout=timeout,
+            relay_transport=relay_transport,
         )
-        return Relay(client, component, client.server, client.transport)
+        return Relay(client, component, client.server, client.transport, relay_transport)
 
     jobs = [(s, c, f) for s in servers for c in range(1, components + 1) for f in families]
     tasks = [asyncio.ensure_future(one(*job)) for job in jobs]

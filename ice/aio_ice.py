@@ -55,6 +55,7 @@ from types import TracebackType
 from typing import Any
 
 from ice._codec import is_stun
+from ice._errors import TurnError
 from ice.agent import Agent, Nomination
 from ice.agent_events import (
     AgentEvent,
@@ -76,7 +77,7 @@ from ice.aio_gather import (
     relayed_candidate,
     stun_addresses,
 )
-from ice.aio_ice_tcp import TcpLink, listen, open_link
+from ice.aio_ice_tcp import Link, StreamLink, TcpLink, listen, open_link
 from ice.aio_mdns import MdnsService
 from ice.aio_timer import MachineTimer
 from ice.aio_transport import Target
@@ -169,6 +170,11 @@ def _policy(value: object) -> TransportPolicy:
         return TransportPolicy(str(name).lower())
     except ValueError:
         raise ValueError(f"transport_policy is 'all' or 'relay', not {value!r}") from None
+
+
+def _ignore_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.debug("a relay permission failed: %s", task.exception())
 
 
 def _settle_future(future: asyncio.Future[None] | None, exc: BaseException | None = None) -> None:
@@ -271,7 +277,8 @@ class Connection:
         self._nat_1to1 = {_canonical_ip(k): _canonical_ip(v) for k, v in (nat_1to1 or {}).items()}
         #: Which host candidates to gather: UDP, and TCP ones (RFC 6544) too.
         self.udp, self.tcp = udp, tcp
-        self._links: dict[tuple[Address, Address], TcpLink] = {}
+        self._links: dict[tuple[Address, Address], Link] = {}
+        self._tcp_relays: dict[Address, Relay] = {}  # relayed address -> its TCP allocation
         self._tcp_servers: list[asyncio.Server] = []
         self._opening: set[asyncio.Task[None]] = set()
         #: Hide host addresses behind ``<uuid>.local`` names answered over mDNS.
@@ -497,7 +504,7 @@ class Connection:
 
         return TcpLink(component, self._received, opened, self._link_closed)
 
-    def _link_closed(self, link: TcpLink) -> None:
+    def _link_closed(self, link: Link) -> None:
         if self._links.get(link.key) is link:
             del self._links[link.key]
         if not self._closing and self._loop is not None:
@@ -513,9 +520,19 @@ class Connection:
 
     async def _open_connection(self, request: OpenConnection) -> None:
         component = self._component_of_base(request.local)
+        relay = self._tcp_relays.get(request.local)
+        link: Link
         try:
-            link = await open_link(request, lambda: self._link(component))
-        except (OSError, TimeoutError) as exc:
+            if relay is not None:  # an active relayed candidate: the server connects for us
+                reader, writer = await relay.client.connect(request.remote)
+                link = StreamLink(
+                    reader, writer, request.local, request.remote, component,
+                    self._received, self._link_closed,
+                )  # fmt: skip
+                self._links[link.key] = link
+            else:
+                link = await open_link(request, lambda: self._link(component))
+        except (OSError, TimeoutError, TurnError) as exc:
             logger.debug("TCP %s -> %s: %s", request.local, request.remote, exc)
             if not self._closing:
                 now = self._running_loop().time()
@@ -558,16 +575,23 @@ class Connection:
     async def _allocate_relays(self) -> list[Relay]:
         families = [f for f, on in ((4, self._use_ipv4), (6, self._use_ipv6)) if on]
         tls = self.turn_ssl is not False
-        relays = await allocate_relays(
-            self.turn_servers,
-            components=self.agent.components,
-            families=families,
-            username=self.turn_username,
-            password=self.turn_password,
-            transport="tls" if tls else self.turn_transport,
-            ssl=self.turn_ssl if isinstance(self.turn_ssl, _ssl.SSLContext) else None,
-            timeout=self.turn_timeout,
+        transport = "tls" if tls else self.turn_transport
+        options: dict[str, Any] = {
+            "components": self.agent.components,
+            "families": families,
+            "username": self.turn_username,
+            "password": self.turn_password,
+            "transport": transport,
+            "ssl": self.turn_ssl if isinstance(self.turn_ssl, _ssl.SSLContext) else None,
+            "timeout": self.turn_timeout,
+        }
+        kinds = ["udp"] if self.udp else []
+        if self.tcp and transport in ("tcp", "tls"):
+            kinds.append("tcp")  # RFC 6062 allocations: relayed TCP candidates
+        found = await asyncio.gather(
+            *(allocate_relays(self.turn_servers, relay_transport=k, **options) for k in kinds)
         )
+        relays = [relay for group in found for relay in group]
         self._relays.extend(relays)  # closed by close() from now on
         return relays
 
@@ -577,11 +601,59 @@ class Connection:
         for relay in relays:
             preference = preferences[relay.client.relayed_address[0]]
             candidate = relayed_candidate(relay, preference, hide_related_address=hide)
+            if relay.relay_transport == "tcp":
+                self._add_tcp_relay(relay, candidate, preference, now)
+                continue
             base = candidate.address
             protocol = _Socket(self, base, relay.component)
             self._senders[base] = relay.client.as_datagram_transport(protocol)
             self.agent.add_local_candidate(candidate, base, now)
             self._pump(now)
+
+    def _add_tcp_relay(
+        self, relay: Relay, udp_like: Candidate, preference: int, now: float
+    ) -> None:
+        """A TCP allocation gives a passive relayed candidate (peers connect to it
+        through the server) and an active one (the server connects for us)."""
+        base = udp_like.address
+        self._tcp_relays[base] = relay
+        tcptype: TcpType
+        for tcptype in ("passive", "active"):
+            candidate = dataclasses.replace(
+                udp_like,
+                transport="tcp",
+                tcptype=tcptype,
+                port=9 if tcptype == "active" else udp_like.port,
+                foundation=foundation(CandidateType.RELAY, base[0], relay.server, "tcp"),
+                priority=tcp_priority(CandidateType.RELAY, tcptype, preference, relay.component),
+            )
+            self.agent.add_local_candidate(candidate, base, now)
+        task = asyncio.ensure_future(self._accept_relayed(relay, base))
+        self._opening.add(task)
+        task.add_done_callback(self._opening.discard)
+        self._pump(now)
+
+    async def _accept_relayed(self, relay: Relay, base: Address) -> None:
+        """Peers connecting to a relayed TCP candidate, for as long as the relay lives."""
+        while not self._closing:
+            try:
+                peer, reader, writer = await relay.client.accept()
+            except (TurnError, OSError) as exc:
+                if relay.client.closed:
+                    return
+                logger.debug("relayed TCP %s: %s", base, exc)
+                continue
+            link = StreamLink(
+                reader, writer, base, peer, relay.component, self._received, self._link_closed
+            )
+            self._links[link.key] = link
+            self.agent.connection_accepted(base, peer)
+
+    def _permit_tcp_relays(self, candidate: Candidate) -> None:
+        """Peers may only connect to a relayed TCP candidate with a permission."""
+        for relay in self._tcp_relays.values():
+            task = asyncio.ensure_future(relay.client.create_permission(candidate.host))
+            task.add_done_callback(_ignore_failure)
 
     async def add_remote_candidate(self, candidate: object | None) -> None:
         """A remote candidate (ours, aioice's, or SDP text), or None for end-of-candidates.
@@ -612,6 +684,8 @@ class Connection:
             task.add_done_callback(self._resolving.discard)
             return
         now = self._running_loop().time()
+        if self._tcp_relays:
+            self._permit_tcp_relays(ours)
         self.agent.add_remote_candidate(ours, now)
         self._pump(now)
 
@@ -627,6 +701,8 @@ class Connection:
         if not usable or self._closing:
             return
         resolved = dataclasses.replace(candidate, host=_canonical_ip(usable[0]))
+        if self._tcp_relays:
+            self._permit_tcp_relays(resolved)
         now = self._running_loop().time()
         self.agent.add_remote_candidate(resolved, now)
         self._pump(now)

@@ -23,7 +23,7 @@ from typing import Any
 from ice.ice_tcp import FrameReader, OpenConnection, frame
 from ice.transaction import Address
 
-__all__ = ["CONNECT_TIMEOUT", "TcpLink", "listen", "open_link"]
+__all__ = ["CONNECT_TIMEOUT", "Link", "StreamLink", "TcpLink", "listen", "open_link"]
 
 logger = logging.getLogger("ice.aio_ice_tcp")
 
@@ -125,3 +125,57 @@ async def open_link(
             sock.close()
         raise
     return link
+
+
+class StreamLink:
+    """A connection given as asyncio streams: a relayed TCP candidate's (RFC 6062),
+    whose ``local`` is the relayed address the TURN server connects from."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        local: Address,
+        remote: Address,
+        component: int,
+        on_frame: FrameHandler,
+        on_close: Callable[[StreamLink], None],
+    ) -> None:
+        self.local, self.remote, self.component = local, remote, component
+        self._writer = writer
+        self._on_frame = on_frame
+        self._on_close = on_close
+        self._task = asyncio.ensure_future(self._read(reader))
+
+    @property
+    def key(self) -> tuple[Address, Address]:
+        return (self.local, self.remote)
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        frames = FrameReader()
+        try:
+            while data := await reader.read(65536):
+                for payload in frames.feed(data):
+                    try:
+                        self._on_frame(payload, self.remote, self.local, self.component)
+                    except Exception:
+                        logger.exception("failed to handle a frame from %s", self.remote)
+                if frames.pending > _MAX_PENDING:
+                    break
+        except (ConnectionError, OSError) as exc:
+            logger.debug("relayed TCP %s -> %s: %s", self.local, self.remote, exc)
+        finally:
+            self._writer.close()
+            self._on_close(self)
+
+    def write(self, data: bytes) -> None:
+        if not self._writer.is_closing():
+            self._writer.write(frame(data))
+
+    def close(self) -> None:
+        self._writer.close()
+        self._task.cancel()
+
+
+#: Either kind of connection a TCP candidate pair runs over.
+Link = TcpLink | StreamLink

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from coturn import requires_coturn, run_coturn
 from test_cli_peer import check_quit, connected, wired
 
 import ice
@@ -102,3 +103,42 @@ def test_two_peer_processes_connect_over_tcp() -> None:
         b.expect_type("recv", data="over tcp")
         a.expect_type("recv", data="over tcp")  # the echo
         check_quit(a, b)
+
+
+@requires_coturn
+def test_relayed_tcp_candidates_through_coturn() -> None:
+    """Relay-only over TCP: RFC 6062 allocations give each agent a passive and an
+    active relayed TCP candidate; one side's server connects to the other's relay."""
+
+    async def scenario(port: int) -> None:
+        options = {
+            **LOOPBACK,
+            "tcp": True,
+            "udp": False,
+            "turn_server": ("127.0.0.1", port),
+            "turn_username": "alice",
+            "turn_password": "secret",
+            "turn_transport": "tcp",
+            "transport_policy": "relay",
+        }
+        a = ice.Connection(ice_controlling=True, **options)
+        b = ice.Connection(ice_controlling=False, **options)
+        try:
+            await signal_and_connect(a, b, None, None)
+            for connection in (a, b):
+                kinds = {(c.type, c.transport, c.tcptype) for c in connection.local_candidates}
+                assert kinds == {("relay", "tcp", "passive"), ("relay", "tcp", "active")}
+                pair = connection.selected_pair(1)
+                assert pair is not None and pair.local.type == "relay"
+                assert pair.local.transport == "tcp"
+            for size in (1, 500, 1400):
+                payload = bytes(range(256)) * (size // 256) + b"z" * (size % 256)
+                await a.send(payload)
+                assert await b.recv() == payload
+                await b.send(payload)
+                assert await a.recv() == payload
+        finally:
+            await asyncio.gather(a.close(), b.close())
+
+    with run_coturn("--allow-loopback-peers") as coturn:
+        asyncio.run(scenario(coturn.port))
