@@ -6,7 +6,14 @@ the core's `RelaySockets`: when the core allocates a relayed address the
 runner binds a UDP socket there, feeds what peers send to it into
 `TurnServer.receive_from_peer`, and sends the core's Transmits whose source
 is a relayed address from that socket. A client's TCP/TLS connection that
-closes takes its allocation with it::
+closes takes its allocation with it.
+
+TCP allocations (RFC 6062): the runner is also the core's `TcpRelaySockets`
+(a listening socket per TCP relayed address) and does what the core's
+effects ask (`ice.turn_tcp`: open a connection from a relayed address to a
+peer, splice a client data connection to a peer connection, close them);
+that part lives in `ice.aio_turn_tcp`. Its client connections are
+`ice.aio_turn_tcp.ClientStream`s, which carry raw bytes once bound::
 
     server = TurnServer(authenticator=LongTermAuthenticator("example.org", {"alice": "pw"}),
                         relay_ips=["192.0.2.1"])
@@ -29,6 +36,7 @@ the network would drop it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from collections.abc import Sequence
@@ -49,6 +57,7 @@ from ice.aio_server import (
     _DatagramEndpoint,
     _StreamConnection,
 )
+from ice.aio_turn_tcp import ClientStream, TcpRelayIO
 from ice.transaction import Address, Transmit
 from ice.turn_server import TurnServer
 from ice.uri import format_address
@@ -180,6 +189,8 @@ class TurnServerRunner(StunServerRunner):
             BindingResponder(server.stun.software) if server.stun.alternate is None else None
         )
         self._relays: dict[Address, _RelayEndpoint] = {}
+        #: TCP relayed addresses and peer connections (RFC 6062).
+        self.tcp = TcpRelayIO(self)
         server.relay_sockets = self
 
     # -- RelaySockets, for the core
@@ -208,10 +219,23 @@ class TurnServerRunner(StunServerRunner):
         if endpoint is not None:
             endpoint.close()
 
+    def open_tcp_relay(self, address: Address) -> bool:
+        if self._closing:
+            return False
+        return self.tcp.open_tcp_relay(address)
+
+    def close_tcp_relay(self, address: Address) -> None:
+        self.tcp.close_tcp_relay(address)
+
     @property
     def relay_count(self) -> int:
-        """Relay sockets open now (reserved ports included)."""
-        return len(self._relays)
+        """Relay sockets open now (reserved ports and TCP listeners included)."""
+        return len(self._relays) + self.tcp.listener_count
+
+    @property
+    def peer_connection_count(self) -> int:
+        """TCP connections to peers open or being opened (RFC 6062)."""
+        return self.tcp.peer_count
 
     # -- lifecycle and the data path
 
@@ -220,6 +244,27 @@ class TurnServerRunner(StunServerRunner):
         for endpoint in list(self._relays.values()):
             endpoint.close()
         self._relays.clear()
+        self.tcp.close()
+        await asyncio.sleep(0)  # let the peer transports' close callbacks run
+
+    async def _listen_stream(self, listener: Listener) -> None:
+        """As the STUN runner's, with `ClientStream` connections (they may become data
+        connections of TCP allocations)."""
+        kind = listener.transport
+        try:
+            srv = await self._loop.create_server(
+                lambda: ClientStream(self, kind),
+                listener.host or None,
+                listener.port,
+                ssl=listener.ssl,
+                ssl_handshake_timeout=self.tls_handshake_timeout if listener.ssl else None,
+                reuse_address=True,
+                reuse_port=self.reuse_port or None,
+            )
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot listen on {listener}: {exc.strerror}") from None
+        self._stream_servers.append((kind, srv))
+        self._bound.append((kind, srv))
 
     def _datagram_endpoint(self, sock: socket.socket, local: Address) -> _DatagramEndpoint:
         return _ListenerEndpoint(self, sock, local)
@@ -246,7 +291,42 @@ class TurnServerRunner(StunServerRunner):
             return
         if transmits:
             self._send(transmits, None)
+        self._apply_effects()
         self._arm_timer()
+
+    def _apply_effects(self) -> None:
+        """Do what the core asks about TCP connections (after sending its Transmits)."""
+        server = self.turn
+        while True:
+            try:
+                effect = server.next_effect()
+            except Exception:
+                logger.exception("server failed in next_effect")
+                return
+            if effect is None:
+                return
+            try:
+                self.tcp.apply(effect)
+            except Exception:
+                logger.exception("applying %s failed", effect)
+
+    def _received(
+        self,
+        data: bytes,
+        addr: Address,
+        local: Address,
+        via: _DatagramEndpoint | _StreamConnection,
+    ) -> None:
+        super()._received(data, addr, local, via)
+        self._apply_effects()  # a Splice right after its ConnectionBind success, say
+
+    def _connection_closed(self, remote: Address, local: Address) -> None:
+        super()._connection_closed(remote, local)
+        self._apply_effects()
+
+    def _on_timer(self, now: float) -> None:
+        super()._on_timer(now)
+        self._apply_effects()
 
     def _send_one(
         self, transmit: Transmit, via: _DatagramEndpoint | _StreamConnection | None

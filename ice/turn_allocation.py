@@ -74,9 +74,13 @@ class Allocation:
     reservation: bytes | None = None  # RESERVATION-TOKEN handed out with this allocation
     dont_fragment: bool = False
     bucket: TokenBucket | None = None
+    #: A TCP allocation (RFC 6062): its relayed addresses are TCP listeners.
+    tcp: bool = False
     permissions: dict[str, float] = field(default_factory=dict)  # peer IP -> expiry
     channels: dict[int, Channel] = field(default_factory=dict)
     channel_of_peer: dict[Address, Channel] = field(default_factory=dict)
+    #: A TCP allocation's peer connections: peer transport address -> CONNECTION-ID.
+    tcp_peers: dict[Address, int] = field(default_factory=dict)
     #: The deadline this allocation is filed under in the server's timer heap.
     scheduled: float = 0.0
     packets_to_peers: int = 0

@@ -10,17 +10,29 @@ Ports are picked at random in the configured range (RFC 8656 section 7.2
 recommends RFC 6056's randomised port assignment), even ones on request
 (EVEN-PORT), and a reserved pair keeps port + 1 bound until a later
 Allocate claims it with the RESERVATION-TOKEN or the reservation expires.
+
+A TCP allocation (RFC 6062) takes its port from the same pool, but what is
+bound there is a listening TCP socket: `TcpRelaySockets` (``open_tcp_relay``
+/ ``close_tcp_relay``), which the asyncio runner has. A server whose sockets
+lack it answers TCP Allocates with 442, as one that does not relay TCP.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from ice.transaction import Address
 
-__all__ = ["DEFAULT_RELAY_PORTS", "MemoryRelaySockets", "PortPool", "RelaySockets"]
+__all__ = [
+    "DEFAULT_RELAY_PORTS",
+    "MemoryRelaySockets",
+    "MemoryTcpRelaySockets",
+    "PortPool",
+    "RelaySockets",
+    "TcpRelaySockets",
+]
 
 #: coturn's default relay range (49152-65535 is the OS's ephemeral range on many systems).
 DEFAULT_RELAY_PORTS = (49152, 65535)
@@ -37,6 +49,19 @@ class RelaySockets(Protocol):
 
     def close_relay(self, address: Address) -> None:
         """Close the socket bound by `open_relay` (a no-op for an unknown address)."""
+        ...
+
+
+@runtime_checkable
+class TcpRelaySockets(Protocol):
+    """Binds and closes the listening sockets of TCP relayed addresses (RFC 6062)."""
+
+    def open_tcp_relay(self, address: Address) -> bool:
+        """Bind and listen on ``address`` (TCP); False when the port is taken."""
+        ...
+
+    def close_tcp_relay(self, address: Address) -> None:
+        """Close the socket bound by `open_tcp_relay` (a no-op for an unknown address)."""
         ...
 
 
@@ -57,6 +82,23 @@ class MemoryRelaySockets:
         self.open.pop(address, None)
 
 
+class MemoryTcpRelaySockets(MemoryRelaySockets):
+    """`MemoryRelaySockets` that also "listen" on TCP relayed addresses (``listening``)."""
+
+    def __init__(self, taken: set[Address] | None = None) -> None:
+        super().__init__(taken)
+        self.listening: set[Address] = set()
+
+    def open_tcp_relay(self, address: Address) -> bool:
+        if address in self.taken or address in self.open or address in self.listening:
+            return False
+        self.listening.add(address)
+        return True
+
+    def close_tcp_relay(self, address: Address) -> None:
+        self.listening.discard(address)
+
+
 class PortPool:
     """Hands out relay ports on one IP per address family, and takes them back."""
 
@@ -75,6 +117,12 @@ class PortPool:
         self.high = high
         self._rng = rng if rng is not None else random.SystemRandom()
         self._used: dict[str, set[int]] = {}
+        self._tcp: set[Address] = set()  # taken addresses whose socket is a TCP listener
+
+    @property
+    def tcp(self) -> bool:
+        """Whether the sockets can listen on TCP relayed addresses."""
+        return isinstance(self.sockets, TcpRelaySockets)
 
     @property
     def size(self) -> int:
@@ -84,14 +132,31 @@ class PortPool:
         return len(self._used.get(ip, ()))
 
     def take(
-        self, ip: str, *, even: bool = False, pair: bool = False, dont_fragment: bool = False
+        self,
+        ip: str,
+        *,
+        even: bool = False,
+        pair: bool = False,
+        dont_fragment: bool = False,
+        tcp: bool = False,
     ) -> tuple[Address, Address | None] | None:
         """Bind a free port on ``ip``; None when the range is exhausted.
 
         ``even`` asks for an even port; ``pair`` also binds the next port
-        (the reservation of EVEN-PORT's R bit), returned second.
+        (the reservation of EVEN-PORT's R bit), returned second. ``tcp``
+        listens on a TCP port instead (neither ``even`` nor ``pair`` then).
         """
         used = self._used.setdefault(ip, set())
+        if tcp:
+            sockets = self.sockets
+            if pair or not isinstance(sockets, TcpRelaySockets):
+                return None
+            for port in self._candidates(used, even, False):
+                if sockets.open_tcp_relay((ip, port)):
+                    used.add(port)
+                    self._tcp.add((ip, port))
+                    return (ip, port), None
+            return None
         even = even or pair
         for port in self._candidates(used, even, pair):
             if not self.sockets.open_relay((ip, port), dont_fragment=dont_fragment):
@@ -115,6 +180,12 @@ class PortPool:
         if used is None or port not in used:
             return
         used.discard(port)
+        if address in self._tcp:
+            self._tcp.discard(address)
+            sockets = self.sockets
+            if isinstance(sockets, TcpRelaySockets):
+                sockets.close_tcp_relay(address)
+            return
         self.sockets.close_relay(address)
 
     def _candidates(self, used: set[int], even: bool, pair: bool) -> Iterator[int]:

@@ -1,20 +1,29 @@
-"""The TURN server core, sans-I/O (RFC 8656, RFC 5766, RFC 6156).
+"""The TURN server core, sans-I/O (RFC 8656, RFC 5766, RFC 6156, RFC 6062).
 
 `TurnServer` is a `StunServer` (Binding, authentication, 400/420, the
 amplification rule: see `ice.stun_server`) with the TURN methods added:
 Allocate, Refresh, CreatePermission, ChannelBind, and the Send indication
-and ChannelData messages of the data path. The runner feeds it
+and ChannelData messages of the data path; for TCP allocations (RFC 6062)
+Connect, ConnectionBind and the ConnectionAttempt indication. The runner
+feeds it
 
 - what clients send to the listening addresses: `receive_datagram` (with
   ``reliable=True`` for a frame from a TCP/TLS connection);
 - what peers send to relayed addresses: `receive_from_peer`;
 - the loss of a client's TCP/TLS connection: `connection_lost` (its
-  allocation goes with it, RFC 8656 section 3.1);
+  allocation goes with it, RFC 8656 section 3.1; a client data connection
+  takes its peer connection);
+- for TCP allocations, how the peer connections it asked for went
+  (`peer_connected`, `peer_connection_failed`), the connections peers make
+  to relayed addresses (`peer_connection_accepted`) and those that close
+  (`peer_connection_closed`);
 
 and sends what `datagrams_to_send` returns: a `Transmit` whose ``source`` is
 a relayed address goes to a peer from that relay socket, one whose source is
-a listening address goes to a client. Relay sockets are bound and closed
-through the `RelaySockets` the runner passes in (`ice.turn_ports`).
+a listening address goes to a client. Then it does what `next_effect`
+returns (open, close or splice TCP connections: `ice.turn_tcp`). Relay
+sockets are bound and closed through the `RelaySockets` the runner passes in
+(`ice.turn_ports`; TCP listeners through its `TcpRelaySockets` side).
 
 Every TURN request must authenticate (long-term credentials, REST API
 secrets: `ice.server_auth`, `ice.turn_auth`) before the server keeps
@@ -23,15 +32,23 @@ per RFC 8656 section 7 and RFC 6156:
 
 =====  ==================================================================
 300    Allocate redirected to an ``alternate_servers`` entry
-400    malformed request, missing attribute, ChannelBind conflict
-403    peer refused by the `PeerPolicy` (loopback, private, metadata, ...)
+400    malformed request, missing attribute, ChannelBind conflict; a TCP
+       Allocate over UDP or with EVEN-PORT, RESERVATION-TOKEN or
+       DONT-FRAGMENT; ConnectionBind over UDP, on a control connection, or
+       for an unknown, unconnected or already bound CONNECTION-ID
+403    peer refused by the `PeerPolicy` (loopback, private, metadata, ...);
+       Connect on a UDP allocation, ChannelBind on a TCP one
 437    Allocate on a 5-tuple already allocated; other requests without one
 440    REQUESTED-ADDRESS-FAMILY the server has no relay address for
 441    a request for an allocation from a different user
-442    REQUESTED-TRANSPORT other than UDP
+442    REQUESTED-TRANSPORT other than UDP and TCP (TCP too when the relay
+       sockets cannot listen on TCP, or with ``tcp_relays=False``)
 443    peer address family differs from the allocation's
+446    Connect to a peer the allocation already has a connection to
+447    the Connect's connection failed or was not made within 30 s
 486    the user's allocation quota is reached
-508    no relay port free, total quota reached, or too many permissions
+508    no relay port free, total quota reached, or too many permissions,
+       channels or peer connections
 =====  ==================================================================
 """
 
@@ -49,6 +66,7 @@ from ice._errors import DecodeError
 from ice.attrs import (
     AddressErrorCode,
     AlternateServer,
+    ConnectionId,
     Data,
     ErrorCodeAttribute,
     EvenPort,
@@ -66,6 +84,7 @@ from ice.transaction import Address, Transmit
 from ice.turn_allocation import Allocation, FiveTuple, TokenBucket
 from ice.turn_policy import PeerPolicy
 from ice.turn_ports import DEFAULT_RELAY_PORTS, MemoryRelaySockets, PortPool, RelaySockets
+from ice.turn_tcp import PeerConnection, TcpEffect, TcpRelay
 
 __all__ = ["TurnLimits", "TurnServer"]
 
@@ -86,6 +105,7 @@ _XOR_PEER_ADDRESS = int(AttrType.XOR_PEER_ADDRESS)
 _CHANNEL_NUMBER = int(AttrType.CHANNEL_NUMBER)
 _DONT_FRAGMENT = int(AttrType.DONT_FRAGMENT)
 _UDP = int(TransportProtocol.UDP)
+_TCP = int(TransportProtocol.TCP)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +113,9 @@ class TurnLimits:
     """Lifetimes, quotas and bounds (the defaults are coturn's where it has one).
 
     ``user_quota`` and ``total_quota`` cap allocations (0: no cap);
-    ``max_permissions`` and ``max_channels`` bound one allocation's memory;
-    ``bandwidth`` caps each allocation's relayed bytes per second, both
+    ``max_permissions``, ``max_channels`` and ``max_peer_connections`` (a
+    TCP allocation's connections) bound one allocation's memory;
+    ``bandwidth`` caps each UDP allocation's relayed bytes per second, both
     directions together (0: no cap); excess datagrams are dropped.
     """
 
@@ -105,14 +126,15 @@ class TurnLimits:
     max_permissions: int = 256
     max_channels: int = 256
     bandwidth: int = 0
+    max_peer_connections: int = 256
 
     def __post_init__(self) -> None:
         if not 0 < self.default_lifetime <= self.max_lifetime:
             raise ValueError("lifetimes must satisfy 0 < default_lifetime <= max_lifetime")
         if min(self.user_quota, self.total_quota, self.bandwidth) < 0:
             raise ValueError("quotas and bandwidth must be >= 0 (0: no cap)")
-        if self.max_permissions < 1 or self.max_channels < 1:
-            raise ValueError("max_permissions and max_channels must be >= 1")
+        if min(self.max_permissions, self.max_channels, self.max_peer_connections) < 1:
+            raise ValueError("max_permissions, max_channels and max_peer_connections must be >= 1")
 
 
 class _Refusal(Exception):
@@ -139,6 +161,8 @@ class TurnServer:
     RFC 5780 mode of Binding (see `StunServer`). ``rfc5766_channels``
     accepts RFC 5766's channel numbers 0x5000-0x7FFF besides RFC 8656's
     0x4000-0x4FFF, as coturn does (its own client picks from the wider range).
+    ``tcp_relays`` (default on) serves TCP allocations when the relay
+    sockets can listen on TCP (`ice.turn_ports.TcpRelaySockets`).
     """
 
     def __init__(
@@ -157,6 +181,7 @@ class TurnServer:
         stun_primary: Address | None = None,
         stun_alternate: Address | None = None,
         rfc5766_channels: bool = True,
+        tcp_relays: bool = True,
         rng: random.Random | None = None,
     ) -> None:
         self.relay_ips: dict[int, str] = {}
@@ -176,6 +201,7 @@ class TurnServer:
             raise ValueError("redirect_all needs alternate_servers")
         self.alternate_servers = list(alternate_servers)
         self.redirect_all = redirect_all
+        self.tcp_relays = tcp_relays
         self._rng = rng if rng is not None else random.SystemRandom()
         self.ports = PortPool(
             sockets if sockets is not None else MemoryRelaySockets(), relay_ports, rng=self._rng
@@ -192,16 +218,27 @@ class TurnServer:
             (Method.REFRESH, self._refresh),
             (Method.CREATE_PERMISSION, self._create_permission),
             (Method.CHANNEL_BIND, self._channel_bind),
+            (Method.CONNECT, self._connect),
+            (Method.CONNECTION_BIND, self._connection_bind),
         ):
             self.stun.handle_method(int(method), self._guarded(handler))
         self._allocations: dict[FiveTuple, Allocation] = {}
         self._by_relay: dict[Address, Allocation] = {}
         self._per_user: Counter[str] = Counter()
         self._reservations: dict[bytes, tuple[Address, float]] = {}
-        self._heap: list[tuple[float, int, Allocation | bytes]] = []
+        self._heap: list[tuple[float, int, Allocation | bytes | PeerConnection]] = []
         self._sequence = 0
         self._redirects = 0
         self._outbox = self.stun._outbox  # one outbox: answers and relayed data in order
+        #: The peer connections of TCP allocations (RFC 6062).
+        self.tcp = TcpRelay(
+            allocations=self._by_relay,
+            respond=self._respond_later,
+            send=self._outbox.append,
+            schedule=self._push,
+            rng=self._rng,
+            max_per_allocation=self.limits.max_peer_connections,
+        )
         #: Datagrams dropped on the data path, by reason (for metrics and tests).
         self.drops: Counter[str] = Counter()
         self.allocations_created = 0
@@ -272,7 +309,10 @@ class TurnServer:
         self._outbox.append(Transmit(frame, client, local))
 
     def connection_lost(self, addr: Address, local: Address) -> None:
-        """A client's TCP/TLS connection closed: its allocation ends with it."""
+        """A client's TCP/TLS connection closed: its allocation ends with it (or, for a
+        client data connection, its peer connection)."""
+        if self.tcp.data_lost(addr, local):
+            return
         allocation = self._allocations.get((addr, local, True))
         if allocation is not None:
             self._delete(allocation, "connection closed")
@@ -289,6 +329,9 @@ class TurnServer:
             at, _, item = heapq.heappop(heap)
             if isinstance(item, bytes):
                 self._expire_reservation(item, now)
+                continue
+            if isinstance(item, PeerConnection):
+                self.tcp.expire(item, at, now)
                 continue
             if item.scheduled != at or self._allocations.get(item.five_tuple) is not item:
                 continue  # rescheduled or gone since it was filed
@@ -312,6 +355,10 @@ class TurnServer:
             "channels": sum(len(a.channels) for a in self._allocations.values()),
             "reservations": len(self._reservations),
         }
+        if self.tcp.counts:  # once TCP allocations are in use
+            out["tcp_connections"] = len(self.tcp)
+            for kind, count in self.tcp.counts.items():
+                out[f"tcp_{kind}"] = count
         for method, count in self.stun.request_counts.items():
             name = Method(method).name.lower() if method in Method._value2member_map_ else method
             out[f"requests_{name}"] = count
@@ -320,6 +367,29 @@ class TurnServer:
         for reason, count in self.drops.items():
             out[f"dropped_{reason.replace('-', '_')}"] = count
         return out
+
+    # -- TCP allocations (RFC 6062): what the runner reports, what it must do
+
+    def next_effect(self) -> TcpEffect | None:
+        """The next thing to do about TCP connections (`ice.turn_tcp`), or None."""
+        return self.tcp.next_effect()
+
+    def peer_connected(self, connection_id: int, now: float) -> None:
+        """The connection asked for by `OpenPeerConnection` is established."""
+        self.tcp.connected(connection_id, now)
+
+    def peer_connection_failed(self, connection_id: int, now: float) -> None:
+        """The connection asked for by `OpenPeerConnection` could not be made: 447."""
+        self.tcp.failed(connection_id)
+
+    def peer_connection_accepted(self, relay: Address, peer: Address, now: float) -> int | None:
+        """A peer connected to the TCP relayed address ``relay``: its CONNECTION-ID (the
+        client is told with a ConnectionAttempt), or None to close it at once."""
+        return self.tcp.accepted(relay, peer, now)
+
+    def peer_connection_closed(self, connection_id: int, now: float) -> None:
+        """A peer connection ended (the runner closed both sides of its splice)."""
+        self.tcp.closed(connection_id)
 
     # -- the data path from clients
 
@@ -361,6 +431,9 @@ class TurnServer:
         self._relay(allocation, data_attr.value, peer_attr.address, now)
 
     def _relay(self, allocation: Allocation, payload: bytes, peer: Address, now: float) -> None:
+        if allocation.tcp:
+            self.drops["tcp-allocation"] += 1  # its data goes over data connections
+            return
         relay = allocation.relays.get(IPV6 if ":" in peer[0] else IPV4)
         if relay is None:
             self.drops["family-mismatch"] += 1
@@ -416,10 +489,16 @@ class TurnServer:
         transport = RequestedTransport.get_from(request)
         if transport is None:
             raise _Refusal(400, "REQUESTED-TRANSPORT is missing")
-        if transport.protocol != _UDP:
+        tcp = transport.protocol == _TCP and self.tcp_relays and self.ports.tcp
+        if transport.protocol != _UDP and not tcp:
             raise _Refusal(442, "Unsupported Transport Protocol")
         token = ReservationToken.get_from(request)
         even = EvenPort.get_from(request)
+        if tcp:  # RFC 6062 section 5.1
+            if not ctx.reliable:
+                raise _Refusal(400, "a TCP allocation needs a TCP or TLS connection")
+            if token is not None or even is not None or _DONT_FRAGMENT in request:
+                raise _Refusal(400, "EVEN-PORT, RESERVATION-TOKEN or DONT-FRAGMENT with TCP")
         requested = request.get(_REQUESTED_ADDRESS_FAMILY)
         additional = request.get(_ADDITIONAL_ADDRESS_FAMILY)
         if token is not None and (even is not None or requested is not None):
@@ -459,6 +538,7 @@ class TurnServer:
                     even=even is not None,
                     pair=even is not None and even.reserve and not relays,
                     dont_fragment=dont_fragment,
+                    tcp=tcp,
                 )
                 if taken is None:
                     family_errors[family] = 508
@@ -481,6 +561,7 @@ class TurnServer:
             reservation=reservation,
             dont_fragment=dont_fragment,
             bucket=TokenBucket(limits.bandwidth, ctx.now) if limits.bandwidth else None,
+            tcp=tcp,
         )
         self._allocations[five_tuple] = allocation
         for relay in relays.values():
@@ -489,7 +570,8 @@ class TurnServer:
         self.allocations_created += 1
         self._schedule(allocation, allocation.expires)
         logger.info(
-            "allocation for %r from %s: relay %s, %d s",
+            "%s allocation for %r from %s: relay %s, %d s",
+            "TCP" if tcp else "UDP",
             auth.username,
             ctx.addr,
             ", ".join(f"{a[0]}:{a[1]}" for a in relays.values()),
@@ -578,6 +660,8 @@ class TurnServer:
 
     def _channel_bind(self, ctx: RequestContext) -> Message | None:
         allocation = self._existing(ctx)
+        if allocation.tcp:
+            raise _Refusal(403, "Forbidden: no channels on a TCP allocation")
         request = ctx.request
         # Read by hand: the CHANNEL-NUMBER class keeps to RFC 8656's range.
         raw_number = request.get(_CHANNEL_NUMBER)
@@ -608,6 +692,50 @@ class TurnServer:
         self._permit(allocation, ip, ctx.now)
         return _success(request)
 
+    def _connect(self, ctx: RequestContext) -> Message | None:
+        """RFC 6062 section 5.2; answered when the runner reports how the connection went."""
+        allocation = self._existing(ctx)
+        if not allocation.tcp:
+            raise _Refusal(403, "Forbidden: Connect needs a TCP allocation")
+        peer_attr = XorPeerAddress.get_from(ctx.request)
+        if peer_attr is None or peer_attr.port == 0:
+            raise _Refusal(400, "XOR-PEER-ADDRESS is missing or invalid")
+        peer = peer_attr.address
+        self._check_peer(allocation, peer)
+        if peer in allocation.relays.values():
+            raise _Refusal(403, "Forbidden: the allocation's own relayed address")
+        if peer in allocation.tcp_peers:
+            raise _Refusal(446, "Connection Already Exists")
+        if len(allocation.tcp_peers) >= self.limits.max_peer_connections:
+            raise _Refusal(508, "Insufficient Capacity (too many connections)")
+        relay = allocation.relays[IPV6 if ":" in peer[0] else IPV4]
+        self.tcp.connect(allocation, relay, peer, ctx)
+        return None
+
+    def _connection_bind(self, ctx: RequestContext) -> Message | None:
+        """RFC 6062 section 5.4: a new connection becomes a peer connection's data connection."""
+        if not ctx.reliable:
+            raise _Refusal(400, "ConnectionBind needs a TCP or TLS connection")
+        if (ctx.addr, ctx.local, True) in self._allocations:
+            raise _Refusal(400, "ConnectionBind on a control connection")
+        if self.tcp.is_data_connection(ctx.addr, ctx.local):
+            raise _Refusal(400, "ConnectionBind on a connection already bound")
+        attr = ConnectionId.get_from(ctx.request)
+        connection = self.tcp.pending(attr.value) if attr is not None else None
+        if connection is None:
+            raise _Refusal(400, "CONNECTION-ID is missing, unknown or not pending")
+        assert ctx.auth is not None
+        if connection.allocation.username != ctx.auth.username:
+            raise _Refusal(441, "Wrong Credentials")
+        self.tcp.bind(connection, ctx.addr, ctx.local)
+        return _success(ctx.request)
+
+    def _respond_later(self, ctx: RequestContext, response: Message) -> None:
+        """Sign and queue an answer the handler deferred (a Connect's)."""
+        self.stun._finish(
+            response, ctx.request, ctx.auth, ctx.addr, ctx.local, len(ctx.request.raw)
+        )
+
     def _check_peer(self, allocation: Allocation, peer: Address) -> str:
         ip = peer[0]
         if (IPV6 if ":" in ip else IPV4) not in allocation.relays:
@@ -633,10 +761,11 @@ class TurnServer:
     def _filed(self, allocation: Allocation) -> bool:
         return self._allocations.get(allocation.five_tuple) is allocation
 
-    def _push(self, at: float, item: Allocation | bytes) -> None:
+    def _push(self, at: float, item: Allocation | bytes | PeerConnection) -> None:
         self._sequence += 1
         heapq.heappush(self._heap, (at, self._sequence, item))
-        if len(self._heap) > 2 * (len(self._allocations) + len(self._reservations)) + 1024:
+        live = len(self._allocations) + len(self._reservations) + len(self.tcp)
+        if len(self._heap) > 2 * live + 1024:
             self._compact()
 
     def _compact(self) -> None:
@@ -647,6 +776,9 @@ class TurnServer:
             item = entry[2]
             if isinstance(item, bytes):
                 if item in self._reservations:
+                    live.append(entry)
+            elif isinstance(item, PeerConnection):
+                if self.tcp.filed(item, entry[0]):
                     live.append(entry)
             elif entry[0] == item.scheduled and self._filed(item):
                 live.append(entry)
@@ -669,6 +801,7 @@ class TurnServer:
         if self._allocations.get(allocation.five_tuple) is not allocation:
             return
         del self._allocations[allocation.five_tuple]
+        self.tcp.close_all(allocation)
         for relay in allocation.relays.values():
             self._by_relay.pop(relay, None)
             self.ports.release(relay)

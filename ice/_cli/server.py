@@ -357,7 +357,7 @@ def _worker(config: ServerConfig, worker: int, verbose: int, log_format: str, re
     sys.exit(code)
 
 
-def _run_workers(config: ServerConfig, args: argparse.Namespace) -> int:
+def _run_workers(config: ServerConfig, args: argparse.Namespace, notes: list[str]) -> int:
     context = multiprocessing.get_context("spawn")
     ready = context.Queue()
     processes = [
@@ -393,6 +393,8 @@ def _run_workers(config: ServerConfig, args: argparse.Namespace) -> int:
                 host, port = config.metrics
                 for i in range(len(processes)):
                     print(f"metrics on http://{format_address((host, port + i))}/metrics")
+            for note in notes:  # as one process prints them: after the addresses
+                print(note)
             print(f"{len(processes)} workers", flush=True)
         while not stop and all(p.is_alive() for p in processes):
             for process in processes:
@@ -439,9 +441,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"python -m ice server: error: {exc}", file=sys.stderr)
         return 2
     if config.workers > 1:
-        for note in notes:
-            print(note)
-        return _run_workers(config, args)
+        return _run_workers(config, args, notes)
 
     async def main() -> int:
         code = await serve(config, ready=_Printer(notes))
