@@ -458,9 +458,12 @@ def test_two_workers_share_the_port_and_all_stop_on_sigterm() -> None:
     args += ["--metrics", f"127.0.0.1:{metrics_port}"]
     children: list[int] = []
     try:
-        # realm, loopback note, udp listening, "2 workers"
-        with turn_server(*args, lines=4) as server:
+        # udp listening, two metrics addresses, realm, loopback note, "2 workers"
+        with turn_server(*args, lines=6) as server:
             assert server.lines[-1] == "2 workers"
+            assert server.lines[1:3] == [
+                f"metrics on http://127.0.0.1:{metrics_port + i}/metrics" for i in range(2)
+            ]
             assert server.addresses == [("udp", ("127.0.0.1", port))]
             children = _children(server.process.pid)
             workers = [
