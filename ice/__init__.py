@@ -82,7 +82,12 @@ from ice.turn_auth import RestSecrets, load_users
 from ice.turn_client import TurnSession
 from ice.turn_data_connection import TurnDataConnection
 from ice.turn_policy import PeerPolicy
-from ice.turn_ports import MemoryRelaySockets, RelaySockets
+from ice.turn_ports import (
+    MemoryRelaySockets,
+    MemoryTcpRelaySockets,
+    RelaySockets,
+    TcpRelaySockets,
+)
 from ice.turn_server import TurnLimits, TurnServer
 from ice.uri import StunUri, UriError, parse_uri
 
@@ -128,6 +133,8 @@ __all__ = [
     "load_users",
     "RelaySockets",
     "MemoryRelaySockets",
+    "TcpRelaySockets",
+    "MemoryTcpRelaySockets",
     "Agent",
     "ConnectionState",
     "GatheringState",
