@@ -74,7 +74,13 @@ from ice.constants import (
     Method,
 )
 from ice.credentials import short_term_key
-from ice.ice_tcp import OpenConnection, TcpConnections, can_pair, peer_reflexive_tcptype
+from ice.ice_tcp import (
+    OpenConnection,
+    TcpConnections,
+    can_pair,
+    peer_reflexive_tcptype,
+    tcp_priority,
+)
 from ice.srflx import Reflexive, ServerReflexiveGatherer
 from ice.transaction import (
     Address,
@@ -268,7 +274,11 @@ class Agent:
         itself once `gathering_server_reflexive` is False. Add host candidates first."""
         self.start_gathering()
         self._gather_started = finish
-        hosts = [b for b, (_, c) in self._bases.items() if c.type is CandidateType.HOST]
+        hosts = [
+            b
+            for b, (_, c) in self._bases.items()
+            if c.type is CandidateType.HOST and c.transport == "udp"  # STUN over UDP only
+        ]
         self._srflx.start(hosts, self._stun_servers, now)
         self._gathered(now)
 
@@ -304,6 +314,38 @@ class Agent:
             related_port=base[1],
         )
         self.add_local_candidate(candidate, base, now, stream=stream)
+        self._add_tcp_server_reflexive(candidate, base[0], server, stream, now)
+
+    def _add_tcp_server_reflexive(
+        self, udp: Candidate, ip: str, server: Address, stream: int, now: float
+    ) -> None:
+        """RFC 6544 5.2: an active TCP host candidate's server-reflexive twin is the UDP
+        one's address with port 9 (no STUN over TCP: an active candidate's port is
+        whatever its connection gets). Signalled so the peer knows the public IP."""
+        for local in list(self.local_candidates):
+            if not (
+                local.transport == "tcp" and local.tcptype == "active"
+                and local.type is CandidateType.HOST and local.host == ip
+                and local.component == udp.component
+            ):  # fmt: skip
+                continue
+            twin = Candidate(
+                foundation=foundation(CandidateType.SRFLX, ip, server, "tcp"),
+                component=local.component,
+                transport="tcp",
+                priority=tcp_priority(
+                    CandidateType.SRFLX, "active", (local.priority >> 8) & 0x1FFF, local.component
+                ),
+                host=udp.host,
+                port=9,
+                type=CandidateType.SRFLX,
+                related_address=ip,
+                related_port=9,
+                tcptype="active",
+            )
+            if not any(c.address == twin.address and c.transport == "tcp"
+                       for c in self.local_candidates):  # fmt: skip
+                self.add_local_candidate(twin, (ip, 0), now, stream=stream)
 
     def set_remote_credentials(self, ufrag: str, pwd: str, *, lite: bool = False) -> None:
         self.remote_ufrag, self.remote_pwd = ufrag, pwd

@@ -142,3 +142,38 @@ def test_rfc4571_framing() -> None:
     assert reader.pending == 0
     with pytest.raises(ValueError):
         frame(bytes(70000))
+
+
+def test_an_active_tcp_candidate_gets_a_server_reflexive_twin_from_udp() -> None:
+    """RFC 6544 5.2: behind a NAT, the UDP srflx address with port 9 and tcptype active."""
+    from netsim import Network, SimNat
+
+    from ice.nat import FilteringBehavior, MappingBehavior
+    from ice.stun_server import StunServer
+
+    net = Network()
+    stun: Address = ("198.51.100.1", 3478)
+    net.add_host(StunServer(), [stun], name="stun")
+    nat = net.add_nat(
+        SimNat(
+            "203.0.113.1",
+            mapping=MappingBehavior.ENDPOINT_INDEPENDENT,
+            filtering=FilteringBehavior.ENDPOINT_INDEPENDENT,
+        )
+    )
+    agent = Agent(controlling=True, rng=random.Random(1))
+    base: Address = ("192.168.1.10", 5000)
+    net.add_host(agent, [base], behind=nat)
+    agent.add_local_candidate(host(base), base)
+    add_tcp(TcpNet(), agent, base[0], 6000, "active")
+    agent.add_stun_server(stun)
+    agent.gather(net.now)
+    net.run(until=lambda: agent.gathering_state == "complete", max_time=10)
+    twins = [c for c in agent.local_candidates if c.transport == "tcp" and c.type == "srflx"]
+    assert [(c.host, c.port, c.tcptype, c.related_address) for c in twins] == [
+        ("203.0.113.1", 9, "active", base[0])
+    ]
+    udp_srflx = next(
+        c for c in agent.local_candidates if c.transport == "udp" and c.type == "srflx"
+    )
+    assert twins[0].priority < udp_srflx.priority
