@@ -42,12 +42,14 @@ pair's stats. The agent has one timer, fired with ``now = max(timer_at, loop.tim
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import enum
 import functools
 import ipaddress
 import logging
 import random
+import socket
 import ssl as _ssl
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -725,7 +727,24 @@ class Connection:
             interface_filter=self._interface_filter,
         )
         interface = interfaces[0].ip if interfaces else None
-        self._mdns = await MdnsService.start(interface=interface, rng=self._rng)
+        interface6 = None
+        if self._use_ipv6:
+            for address in host_addresses(
+                use_ipv4=False,
+                use_ipv6=True,
+                include_link_local=True,
+                ip_filter=self._ip_filter,
+                interface_filter=self._interface_filter,
+            ):
+                with contextlib.suppress(OSError):
+                    interface6 = socket.if_nametoindex(address.interface)
+                    break
+        try:
+            self._mdns = await MdnsService.start(
+                interface=interface, interface6=interface6, rng=self._rng
+            )
+        except OSError:  # no IPv6 multicast on that link: IPv4 alone
+            self._mdns = await MdnsService.start(interface=interface, rng=self._rng)
         return self._mdns
 
     def _public(self, candidate: Candidate) -> Candidate:

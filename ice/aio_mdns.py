@@ -10,8 +10,11 @@ multicast UDP sockets.
 
 One IPv4 socket bound to port 5353 (shared with other responders on the host
 through SO_REUSEADDR/SO_REUSEPORT) joins 224.0.0.251 on ``interface`` (an
-IPv4 address of the host; the default interface when None) and sends there.
-`resolve` raises `LookupError` when no answer comes within ``timeout``.
+IPv4 address of the host; the default interface when None) and sends there;
+with ``interface6`` (an interface index) an IPv6 socket does the same with
+ff02::fb on that link, and questions go to both groups. Either may be
+switched off (``interface=None, ipv4=False``), but not both. `resolve`
+raises `LookupError` when no answer comes within ``timeout``.
 """
 
 from __future__ import annotations
@@ -21,11 +24,13 @@ import contextlib
 import logging
 import random
 import socket
+import struct
 from typing import Any
 
 from ice.aio_timer import MachineTimer
 from ice.mdns import (
     MDNS_GROUP_V4,
+    MDNS_GROUP_V6,
     MDNS_PORT,
     MdnsResolver,
     MdnsResponder,
@@ -45,47 +50,48 @@ class MdnsService:
 
     def __init__(
         self,
-        sock: socket.socket,
+        sockets: list[socket.socket],
         interface: str | None,
         *,
         rng: random.Random | None = None,
     ) -> None:
-        self._sock: socket.socket | None = sock
+        if not sockets:
+            raise ValueError("an mDNS service needs an IPv4 or an IPv6 socket")
+        self._sockets = list(sockets)
         self.interface = interface
         self.responder = MdnsResponder(rng=rng)
-        self.resolver = MdnsResolver()
+        groups = tuple(
+            MDNS_GROUP_V6 if s.family == socket.AF_INET6 else MDNS_GROUP_V4 for s in sockets
+        )
+        self.resolver = MdnsResolver(groups=groups)
         self._loop = asyncio.get_running_loop()
         self._timer = MachineTimer(self._on_timer)
         self._waiters: dict[str, list[asyncio.Future[tuple[str, ...]]]] = {}
-        self._loop.add_reader(sock.fileno(), self._read_ready)
+        for sock in self._sockets:
+            self._loop.add_reader(sock.fileno(), self._read_ready, sock)
 
     @classmethod
     async def start(
         cls,
         *,
         interface: str | None = None,
+        interface6: int | None = None,
+        ipv4: bool = True,
         port: int = MDNS_PORT,
         rng: random.Random | None = None,
     ) -> MdnsService:
-        """Open the multicast socket (OSError when the port or group cannot be had)."""
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        """Open the multicast sockets (OSError when a port or group cannot be had)."""
+        sockets = []
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if hasattr(socket, "SO_REUSEPORT"):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.setblocking(False)
-            sock.bind(("", port))
-            local = socket.inet_aton(interface or "0.0.0.0")
-            group = socket.inet_aton(MDNS_GROUP_V4[0])
-            sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, group + local)
-            if interface:
-                sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, local)
-            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 255)
-            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
+            if ipv4:
+                sockets.append(_ipv4_socket(interface, port))
+            if interface6 is not None:
+                sockets.append(_ipv6_socket(interface6, port))
         except OSError:
-            sock.close()
+            for sock in sockets:
+                sock.close()
             raise
-        return cls(sock, interface, rng=rng)
+        return cls(sockets, interface, rng=rng)
 
     # -- names
 
@@ -98,7 +104,7 @@ class MdnsService:
 
     async def resolve(self, name: str, timeout: float = 5.0) -> tuple[str, ...]:
         """The addresses of ``name``; LookupError when none is learnt within ``timeout``."""
-        if self._sock is None:
+        if not self._sockets:
             raise LookupError(f"{name}: the mDNS service is closed")
         waiter: asyncio.Future[tuple[str, ...]] = self._loop.create_future()
         self._waiters.setdefault(name.lower().rstrip("."), []).append(waiter)
@@ -107,9 +113,9 @@ class MdnsService:
         return await waiter
 
     def close(self) -> None:
-        sock, self._sock = self._sock, None
+        sockets, self._sockets = self._sockets, []
         self._timer.cancel()
-        if sock is not None:
+        for sock in sockets:
             self._loop.remove_reader(sock.fileno())
             sock.close()
         for waiters in self._waiters.values():
@@ -120,9 +126,8 @@ class MdnsService:
 
     # -- the machines
 
-    def _read_ready(self) -> None:
-        sock = self._sock
-        if sock is None:
+    def _read_ready(self, sock: socket.socket) -> None:
+        if sock not in self._sockets:
             return
         now = self._loop.time()
         for _ in range(_READ_BATCH):
@@ -156,12 +161,14 @@ class MdnsService:
         self._timer.arm(self.resolver.get_timer())
 
     def _send(self, transmit: Transmit) -> None:
-        if self._sock is None or ":" in transmit.addr[0]:
-            return  # IPv6 groups are not joined by this service
-        try:
-            self._sock.sendto(transmit.data, transmit.addr)
-        except OSError as exc:
-            logger.debug("mdns: cannot send to %s: %s", transmit.addr, exc)
+        family = socket.AF_INET6 if ":" in transmit.addr[0] else socket.AF_INET
+        for sock in self._sockets:
+            if sock.family == family:
+                try:
+                    sock.sendto(transmit.data, transmit.addr)
+                except OSError as exc:
+                    logger.debug("mdns: cannot send to %s: %s", transmit.addr, exc)
+                return
 
     def _on_timer(self, now: float) -> None:
         self.resolver.handle_timer(now)
@@ -173,3 +180,45 @@ class MdnsService:
     async def __aexit__(self, *exc: Any) -> None:
         with contextlib.suppress(Exception):
             self.close()
+
+
+def _shared_socket(family: int) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if hasattr(socket, "SO_REUSEPORT"):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.setblocking(False)
+    return sock
+
+
+def _ipv4_socket(interface: str | None, port: int) -> socket.socket:
+    sock = _shared_socket(socket.AF_INET)
+    try:
+        sock.bind(("", port))
+        local = socket.inet_aton(interface or "0.0.0.0")
+        group = socket.inet_aton(MDNS_GROUP_V4[0])
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, group + local)
+        if interface:
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, local)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 255)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _ipv6_socket(index: int, port: int) -> socket.socket:
+    sock = _shared_socket(socket.AF_INET6)
+    try:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(("::", port))
+        group = socket.inet_pton(socket.AF_INET6, MDNS_GROUP_V6[0]) + struct.pack("@I", index)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, group)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 1)
+    except OSError:
+        sock.close()
+        raise
+    return sock

@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import re
+import shutil
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -32,6 +38,7 @@ from ice.mdns import (
     is_mdns_name,
 )
 
+ROOT = Path(__file__).resolve().parent.parent
 QUERIER = ("192.0.2.20", 5353)
 UUID_NAME = re.compile(
     r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\.local$"
@@ -263,3 +270,80 @@ def test_a_local_name_that_does_not_resolve_fails_cleanly_within_its_timeout() -
             await connection.close()
 
     run(scenario())
+
+
+# -- IPv6: ff02::fb between two network namespaces joined by a veth pair
+# (loopback has no IPv6 multicast; root and `ip netns` are needed, as for the NAT lab)
+
+_SERVICE = """
+import asyncio, socket, sys
+from ice.aio_mdns import MdnsService
+async def main(role, ifname):
+    service = await MdnsService.start(interface6=socket.if_nametoindex(ifname), ipv4=False)
+    if role == "respond":
+        print(service.register("2001:db8::42"), flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)  # till done
+    else:
+        print(" ".join(await service.resolve(sys.stdin.readline().strip(), 3.0)), flush=True)
+    service.close()
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+def _ip(*args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(["ip", *args], capture_output=True, timeout=30, check=False)
+
+
+@pytest.fixture
+def veth_pair() -> Iterator[tuple[str, str]]:
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("needs root and iproute2 for network namespaces")
+    suffix = f"{os.getpid() % 100000}"
+    left, right = f"mdns-a{suffix}", f"mdns-b{suffix}"
+    if _ip("netns", "add", left).returncode != 0:
+        pytest.skip("ip netns does not work here")
+    try:
+        _ip("netns", "add", right)
+        made = _ip("link", "add", "va", "netns", left, "type", "veth", "peer", "name", "vb",
+                   "netns", right)  # fmt: skip
+        if made.returncode != 0:
+            pytest.skip(f"no veth pair: {made.stderr.decode(errors='replace').strip()}")
+        for ns, link in ((left, "va"), (right, "vb")):
+            subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw",
+                            "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0",
+                            f"net.ipv6.conf.{link}.accept_dad=0"],
+                           capture_output=True, timeout=30, check=False)  # fmt: skip
+            _ip("-n", ns, "link", "set", link, "up")
+        yield left, right
+    finally:
+        _ip("netns", "del", left)
+        _ip("netns", "del", right)
+
+
+def test_a_name_resolves_over_ipv6_multicast(veth_pair: tuple[str, str]) -> None:
+    left, right = veth_pair
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-c", _SERVICE]
+    responder = subprocess.Popen(
+        ["ip", "netns", "exec", right, *command, "respond", "vb"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+    )  # fmt: skip
+    try:
+        assert responder.stdout is not None and responder.stdin is not None
+        name = responder.stdout.readline().decode().strip()
+        assert UUID_NAME.match(name), name
+        for _ in range(20):  # the link-local address may take a moment to be usable
+            done = subprocess.run(
+                ["ip", "netns", "exec", left, *command, "resolve", "va"],
+                input=f"{name}\n".encode(), capture_output=True, timeout=20, env=env, check=False,
+            )  # fmt: skip
+            if done.returncode == 0:
+                break
+            time.sleep(0.25)
+        assert done.stdout.decode().split() == ["2001:db8::42"], done.stderr.decode()
+        responder.stdin.close()
+        assert responder.wait(10) == 0
+    finally:
+        if responder.poll() is None:
+            responder.kill()
+            responder.wait()
