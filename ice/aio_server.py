@@ -551,7 +551,7 @@ class StunServerRunner:
         kind = listener.transport
         try:
             srv = await self._loop.create_server(
-                lambda: _StreamConnection(self, kind),
+                lambda: self._stream_connection(kind),
                 listener.host or None,
                 listener.port,
                 ssl=listener.ssl,
@@ -563,6 +563,10 @@ class StunServerRunner:
             raise OSError(exc.errno, f"cannot listen on {listener}: {exc.strerror}") from None
         self._stream_servers.append((kind, srv))
         self._bound.append((kind, srv))
+
+    def _stream_connection(self, kind: Transport) -> _StreamConnection:
+        """The protocol of one TCP/TLS connection (a subclass may frame it another way)."""
+        return _StreamConnection(self, kind)
 
     def _datagram_endpoint(self, sock: socket.socket, local: Address) -> _DatagramEndpoint:
         """The reader of one bound UDP socket (a subclass may read it another way)."""

@@ -54,6 +54,7 @@ from ice.aio_server import (
     TLS_HANDSHAKE_TIMEOUT,
     Listener,
     StunServerRunner,
+    Transport,
     _DatagramEndpoint,
     _StreamConnection,
 )
@@ -247,24 +248,10 @@ class TurnServerRunner(StunServerRunner):
         self.tcp.close()
         await asyncio.sleep(0)  # let the peer transports' close callbacks run
 
-    async def _listen_stream(self, listener: Listener) -> None:
-        """As the STUN runner's, with `ClientStream` connections (they may become data
-        connections of TCP allocations)."""
-        kind = listener.transport
-        try:
-            srv = await self._loop.create_server(
-                lambda: ClientStream(self, kind),
-                listener.host or None,
-                listener.port,
-                ssl=listener.ssl,
-                ssl_handshake_timeout=self.tls_handshake_timeout if listener.ssl else None,
-                reuse_address=True,
-                reuse_port=self.reuse_port or None,
-            )
-        except OSError as exc:
-            raise OSError(exc.errno, f"cannot listen on {listener}: {exc.strerror}") from None
-        self._stream_servers.append((kind, srv))
-        self._bound.append((kind, srv))
+    def _stream_connection(self, kind: Transport) -> _StreamConnection:
+        """`ClientStream`s: a connection may become the data connection of a TCP
+        allocation (RFC 6062)."""
+        return ClientStream(self, kind)
 
     def _datagram_endpoint(self, sock: socket.socket, local: Address) -> _DatagramEndpoint:
         return _ListenerEndpoint(self, sock, local)
