@@ -52,6 +52,7 @@ from ice.agent_events import (
     RoleChanged,
     SelectedPairChanged,
 )
+from ice.agent_tcp import TcpChecks
 from ice.attrs import (
     ErrorCodeAttribute,
     IceControlled,
@@ -74,13 +75,7 @@ from ice.constants import (
     Method,
 )
 from ice.credentials import short_term_key
-from ice.ice_tcp import (
-    OpenConnection,
-    TcpConnections,
-    can_pair,
-    peer_reflexive_tcptype,
-    tcp_priority,
-)
+from ice.ice_tcp import TcpConnections, can_pair, peer_reflexive_tcptype
 from ice.srflx import Reflexive, ServerReflexiveGatherer
 from ice.transaction import (
     Address,
@@ -118,7 +113,7 @@ class _Check:
     started: float
 
 
-class Agent:
+class Agent(TcpChecks):
     """One ICE session: a check list over the components of one data stream."""
 
     def __init__(
@@ -315,37 +310,6 @@ class Agent:
         )
         self.add_local_candidate(candidate, base, now, stream=stream)
         self._add_tcp_server_reflexive(candidate, base[0], server, stream, now)
-
-    def _add_tcp_server_reflexive(
-        self, udp: Candidate, ip: str, server: Address, stream: int, now: float
-    ) -> None:
-        """RFC 6544 5.2: an active TCP host candidate's server-reflexive twin is the UDP
-        one's address with port 9 (no STUN over TCP: an active candidate's port is
-        whatever its connection gets). Signalled so the peer knows the public IP."""
-        for local in list(self.local_candidates):
-            if not (
-                local.transport == "tcp" and local.tcptype == "active"
-                and local.type is CandidateType.HOST and local.host == ip
-                and local.component == udp.component
-            ):  # fmt: skip
-                continue
-            twin = Candidate(
-                foundation=foundation(CandidateType.SRFLX, ip, server, "tcp"),
-                component=local.component,
-                transport="tcp",
-                priority=tcp_priority(
-                    CandidateType.SRFLX, "active", (local.priority >> 8) & 0x1FFF, local.component
-                ),
-                host=udp.host,
-                port=9,
-                type=CandidateType.SRFLX,
-                related_address=ip,
-                related_port=9,
-                tcptype="active",
-            )
-            if not any(c.address == twin.address and c.transport == "tcp"
-                       for c in self.local_candidates):  # fmt: skip
-                self.add_local_candidate(twin, (ip, 0), now, stream=stream)
 
     def set_remote_credentials(self, ufrag: str, pwd: str, *, lite: bool = False) -> None:
         self.remote_ufrag, self.remote_pwd = ufrag, pwd
@@ -564,66 +528,6 @@ class Agent:
 
     def next_event(self) -> AgentEvent | None:
         return self._events.popleft() if self._events else None
-
-    # -- ICE-TCP connections (RFC 6544): the adapter opens them, the agent checks over them
-
-    def connections_to_open(self) -> list[OpenConnection]:
-        """TCP connections the check list needs: open each and report back with
-        `connection_opened` or `connection_failed`."""
-        return self._tcp.to_open()
-
-    def connection_opened(self, connection_id: int, local: Address, now: float) -> None:
-        """The connection asked for is up, leaving from ``local``: its check goes out."""
-        pair = self._tcp.settle(connection_id)
-        if not isinstance(pair, CandidatePair) or self.state is ConnectionState.CLOSED:
-            return
-        self._tcp.open.add((local, pair.remote_address))
-        self._bases.setdefault(local, (pair.stream, pair.local))
-        self.checklists[pair.stream].rebase(pair, local)
-        self.checklists[pair.stream].trigger(pair)
-        self._arm(now)
-
-    def connection_failed(self, connection_id: int, now: float) -> None:
-        """The connection could not be opened: its pair fails."""
-        pair = self._tcp.settle(connection_id)
-        if not isinstance(pair, CandidatePair):
-            return
-        if (pair.base, pair.remote_address) in self._tcp.open:
-            # simultaneous open: the peer's connection to us has the same addresses
-            self.checklists[pair.stream].trigger(pair)
-            self._arm(now)
-            return
-        pair.state = PairState.FAILED
-        self._check_failed(now)
-
-    def connection_accepted(self, local: Address, remote: Address) -> None:
-        """The peer connected to a passive or simultaneous-open candidate at ``local``."""
-        self._tcp.open.add((local, remote))
-
-    def connection_closed(self, local: Address, remote: Address, now: float) -> None:
-        """A connection closed: the pairs over it fail (the selected one loses consent)."""
-        self._tcp.open.discard((local, remote))
-        for checklist in self.checklists:
-            for pair in checklist.pairs:
-                if pair.base == local and pair.remote_address == remote and not pair.valid:
-                    pair.state = PairState.FAILED
-        self._check_failed(now)
-
-    def _awaiting_connections(self, now: float) -> bool:
-        """True while a peer with active TCP candidates may still connect to one of
-        our passive ones: until ``tcp_passive_wait`` after `connect`."""
-        if self._connect_time is None or now >= self._connect_time + self.tcp_passive_wait:
-            return False
-        passive = any(c.tcptype in ("passive", "so") for c in self.local_candidates)
-        active = any(c.tcptype in ("active", "so") for remotes in self._remote for c in remotes)
-        return passive and active
-
-    def _open_connection(self, pair: CandidatePair) -> None:
-        if self._tcp.waiting_for(pair):
-            return
-        pair.state = PairState.IN_PROGRESS
-        simultaneous = pair.local.tcptype == "so"
-        self._tcp.request(pair, pair.base, pair.remote_address, simultaneous)
 
     # -- sending checks
 
