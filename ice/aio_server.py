@@ -322,8 +322,15 @@ class _StreamConnection(asyncio.Protocol):
             frame = data if length == total else data[offset : offset + length]
             offset += length
             runner._received(frame, self.remote, self.local, self)
+            if self._handed_over(data, offset):
+                return
         if offset < total:  # part of a frame no longer than max_buffer
             self._buffer += view[offset:]
+
+    def _handed_over(self, data: bytes, offset: int) -> bool:
+        """After a frame: True when the connection stopped carrying frames (a subclass
+        then takes ``data[offset:]`` as it is)."""
+        return False
 
     def eof_received(self) -> bool | None:
         return None  # close our side too

@@ -34,8 +34,6 @@ import socket
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from ice._codec import stream_frame_length
-from ice._errors import DecodeError
 from ice.aio_server import _address, _StreamConnection
 from ice.transaction import Address
 from ice.turn_tcp import ClosePeerConnection, OpenPeerConnection, Splice, TcpEffect
@@ -65,44 +63,16 @@ class ClientStream(_StreamConnection):
         splice = self.splice
         if splice is not None:
             splice.from_client(data)
-            return
-        runner = self._runner
-        self._last_activity = runner._loop.time()
-        if self._buffer:
-            self._buffer += data
-            data = bytes(self._buffer)
-            self._buffer.clear()
-        total = len(data)
-        offset = 0
-        view = memoryview(data)
-        while offset < total and self.transport is not None and not self.transport.is_closing():
-            try:
-                length = stream_frame_length(view[offset : offset + 4], runner.rfc5766_channels)
-            except DecodeError as exc:
-                logger.debug("%s from %s: %s; closing", self.kind, format_address(self.remote), exc)
-                self.close()
-                return
-            if length is None or offset + length > total:
-                if length is not None and length > runner.max_buffer:
-                    logger.debug(
-                        "%s from %s: a %d-byte frame is over the limit; closing",
-                        self.kind,
-                        format_address(self.remote),
-                        length,
-                    )
-                    self.close()
-                    return
-                break
-            frame = data if length == total else data[offset : offset + length]
-            offset += length
-            runner._received(frame, self.remote, self.local, self)
-            splice = self.splice
-            if splice is not None:  # that was the ConnectionBind: the rest is raw data
-                if offset < total:
-                    splice.from_client(data[offset:])
-                return
-        if offset < total:  # part of a frame no longer than max_buffer
-            self._buffer += view[offset:]
+        else:
+            super().data_received(data)
+
+    def _handed_over(self, data: bytes, offset: int) -> bool:
+        splice = self.splice
+        if splice is None:
+            return False
+        if offset < len(data):  # that frame was the ConnectionBind: the rest is raw data
+            splice.from_client(data[offset:])
+        return True
 
     def eof_received(self) -> bool | None:
         if self.splice is not None:
