@@ -24,6 +24,7 @@ example ``listen=("127.0.0.1", "127.0.0.2")``; it then also binds the
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import datetime
@@ -396,3 +397,27 @@ def run_coturn(
             yield server
         finally:
             _stop(process)
+
+
+UCLIENT = shutil.which("turnutils_uclient")
+
+
+async def run_uclient(*args: str, timeout: float = 25) -> tuple[int, str]:
+    """Run coturn's turnutils_uclient; its exit status and everything it printed
+    (killed if it outlives ``timeout``)."""
+    assert UCLIENT is not None
+    process = await asyncio.create_subprocess_exec(
+        UCLIENT,
+        *args,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        output, _ = await asyncio.wait_for(process.communicate(), timeout)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode is not None
+    return process.returncode, output.decode(errors="replace")

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pytest
-from coturn import free_port, requires_coturn
+from coturn import UCLIENT, free_port, requires_coturn, run_uclient
 from ice_turn_server import IceTurn, run_ice_turn
 
 from ice._codec import Message
@@ -72,12 +72,12 @@ SECRET = "north-wind"
 #: Payload sizes: 1-3, 5, 7, 13 need ChannelData padding over TCP; 4 and 8 do not.
 SIZES = [1, 2, 3, 4, 5, 7, 8, 13, 100, 1023, 1200, 4097]
 
-UCLIENT = shutil.which("turnutils_uclient")
 UPEER = shutil.which("turnutils_peer")
 requires_turnutils = pytest.mark.skipif(
     UCLIENT is None or UPEER is None,
     reason="turnutils_uclient/turnutils_peer (coturn) are not installed (apt-get install coturn)",
 )
+
 
 def run(coro: Coroutine[Any, Any, T], timeout: float = 20) -> T:
     async def guarded() -> T:
@@ -251,22 +251,7 @@ class UclientReport:
 
 async def uclient(*args: str, timeout: float = 20) -> UclientReport:
     """Run turnutils_uclient with ``args``; kill it if it outlives ``timeout``."""
-    assert UCLIENT is not None
-    process = await asyncio.create_subprocess_exec(
-        UCLIENT,
-        *args,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        output, _ = await asyncio.wait_for(process.communicate(), timeout)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    assert process.returncode is not None
-    return UclientReport.parse(process.returncode, output.decode(errors="replace"))
+    return UclientReport.parse(*await run_uclient(*args, timeout=timeout))
 
 
 def uclient_args(

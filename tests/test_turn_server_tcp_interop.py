@@ -28,16 +28,14 @@ import asyncio
 import contextlib
 import os
 import re
-import shutil
 import socket
 import ssl
-import subprocess
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import pytest
-from coturn import requires_coturn, run_coturn
+from coturn import UCLIENT, requires_coturn, run_coturn, run_uclient
 from ice_turn_server import USERS, IceTurn, run_ice_turn
 
 from ice._codec import Message, message_type, stream_frame_length
@@ -66,7 +64,6 @@ UDP = 17
 USER = "alice"
 PASSWORD = USERS[USER]
 
-UCLIENT = shutil.which("turnutils_uclient")
 requires_uclient = pytest.mark.skipif(
     UCLIENT is None, reason="turnutils_uclient (coturn) is not installed (apt-get install coturn)"
 )
@@ -612,26 +609,6 @@ def test_ipv6_tcp_allocation_connect_and_bind() -> None:
 
 
 # -- coturn's turnutils_uclient -T
-
-
-async def run_uclient(*args: str, timeout: float = 25) -> tuple[int, str]:
-    """Run turnutils_uclient; its exit status and everything it printed."""
-    assert UCLIENT is not None
-    process = await asyncio.create_subprocess_exec(
-        UCLIENT,
-        *args,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        output, _ = await asyncio.wait_for(process.communicate(), timeout)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    assert process.returncode is not None
-    return process.returncode, output.decode(errors="replace")
 
 
 def uclient_totals(text: str) -> tuple[int, int, int]:
