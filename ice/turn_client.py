@@ -740,13 +740,7 @@ class TurnSession:
                 if permission is None:
                     continue
                 permission.in_flight = False
-                permission.installed = True
-                permission.used = False
-                permission.expires = now + self.permission_lifetime
-                permission.refresh_at = now + refresh_delay(self.permission_lifetime)
-                while permission.queue:
-                    data, peer = permission.queue.popleft()
-                    self._send_to_peer(data, peer)
+                self._installed(permission, now)
             for channel in self._channels.values():
                 if channel.peer[0] in ips:
                     channel.permission = self._permissions.get(channel.peer[0])
@@ -758,6 +752,16 @@ class TurnSession:
                 permission.installed = False
                 self.dropped += len(permission.queue)
         self._events.append(PermissionFailed(ips, outcome.code, outcome.reason))
+
+    def _installed(self, permission: _Permission, now: float) -> None:
+        """A permission is (re)installed: date it and send what waited for it."""
+        permission.installed = True
+        permission.used = False
+        permission.expires = now + self.permission_lifetime
+        permission.refresh_at = now + refresh_delay(self.permission_lifetime)
+        while permission.queue:
+            data, peer = permission.queue.popleft()
+            self._send_to_peer(data, peer)
 
     def _send_to_peer(self, data: bytes, peer: Address) -> None:
         channel = self._channel_by_peer.get(peer)
@@ -784,13 +788,7 @@ class TurnSession:
             permission = self._permissions.setdefault(channel.peer[0], _Permission(channel.peer[0]))
             channel.permission = permission
             if not permission.installed or permission.expires < now + self.permission_lifetime:
-                permission.installed = True
-                permission.used = False
-                permission.expires = now + self.permission_lifetime
-                permission.refresh_at = now + refresh_delay(self.permission_lifetime)
-                while permission.queue:
-                    data, peer = permission.queue.popleft()
-                    self._send_to_peer(data, peer)
+                self._installed(permission, now)
             if first:
                 self._events.append(ChannelBound(number, channel.peer))
             return
