@@ -289,11 +289,7 @@ class TurnServer:
         if allocation is None:
             self.drops["no-allocation"] += 1
             return
-        if not allocation.permitted(peer[0], now):
-            self.drops["no-permission"] += 1
-            return
-        if allocation.bucket is not None and not allocation.bucket.take(len(data), now):
-            self.drops["bandwidth"] += 1
+        if not self._admits(allocation, peer[0], len(data), now):
             return
         client, local, reliable = allocation.five_tuple
         channel = allocation.channel_of_peer.get(peer)
@@ -438,15 +434,22 @@ class TurnServer:
         if relay is None:
             self.drops["family-mismatch"] += 1
             return
-        if not allocation.permitted(peer[0], now):
-            self.drops["no-permission"] += 1
-            return
-        if allocation.bucket is not None and not allocation.bucket.take(len(payload), now):
-            self.drops["bandwidth"] += 1
+        if not self._admits(allocation, peer[0], len(payload), now):
             return
         allocation.packets_to_peers += 1
         allocation.bytes_to_peers += len(payload)
         self._outbox.append(Transmit(payload, peer, relay))
+
+    def _admits(self, allocation: Allocation, ip: str, size: int, now: float) -> bool:
+        """Whether a datagram to or from ``ip`` may pass: a permission, and room in the
+        bandwidth budget (either way; a drop is counted by its reason)."""
+        if not allocation.permitted(ip, now):
+            self.drops["no-permission"] += 1
+            return False
+        if allocation.bucket is not None and not allocation.bucket.take(size, now):
+            self.drops["bandwidth"] += 1
+            return False
+        return True
 
     # -- requests
 
