@@ -7,7 +7,7 @@ build:
 # cython -a: HTML next to each .pyx; hot loops should show white (pure C).
 annotate:
 	ICE_ANNOTATE=1 python setup.py build_ext --inplace -q --force
-	@ls ice/*.html
+	@find ice -name '*.html'
 
 test: build
 	pytest -q
@@ -22,4 +22,5 @@ lint:
 	mypy --strict ice
 
 clean:
-	rm -rf build ice/*.so ice/_codec.c ice/_crc.c ice/_attrs_*.c ice/_transaction.c ice/_udpio.c ice/_relay.c ice/_binding.c ice/*.html
+	rm -rf build
+	find ice \( -name '*.so' -o -name '*.html' -o -name '_*.c' ! -name '_sha.c' \) -delete

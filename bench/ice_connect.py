@@ -6,10 +6,10 @@
     python bench/ice_connect.py --impls ours,aioice  # without the plain-socket floor
 
 Both implementations run in the same process and the same run, each through
-its usual API (``ice.aio_ice.Connection`` and ``aioice.Connection``), one
+its usual API (``ice.aio.connection.Connection`` and ``aioice.Connection``), one
 component, host candidates on 127.0.0.1 only (ours: ``ip_filter``; aioice,
 which leaves loopback out: ``aioice.ice.get_host_addresses`` replaced for the
-run, as tests/test_aio_ice.py does).
+run, as tests/aio/test_connection.py does).
 
 1. **Connect time.** For each of ``-n`` runs (after ``--connect-warmup``
    uncounted ones), per implementation in turn: two connections gather, swap
@@ -119,7 +119,7 @@ def aioice_on_loopback() -> Iterator[None]:
 
 def make_connection(impl: str, controlling: bool) -> Any:
     if impl == "ours":
-        from ice.aio_ice import Connection
+        from ice.aio.connection import Connection
 
         return Connection(controlling, ip_filter=[HOST], use_ipv6=False)
     import aioice
@@ -213,7 +213,7 @@ def describe(impl: str) -> str:
     if impl == "ours":
         from ice import __version__
 
-        return f"ice {__version__}, ice.aio_ice.Connection"
+        return f"ice {__version__}, ice.aio.connection.Connection"
     if impl == "aioice":
         import aioice
 

@@ -4,7 +4,7 @@
     python bench/server_memory.py -n 2000 --servers ice,coturn --json /tmp/mem.json
 
 Starts the server on 127.0.0.1 (ours: ``python -m ice server``; coturn:
-``turnserver`` as tests/coturn.py starts it), reads its resident set size
+``turnserver`` as tests/support/coturn.py starts it), reads its resident set size
 (VmRSS), then makes ``-n`` allocations from as many UDP sockets of this
 process (each a 5-tuple of its own), each with one permission and one
 channel to a peer address, reads the RSS again and prints both, and the
@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT)]
 
 import ice  # noqa: E402
 from ice.constants import ALLOCATE_REQUEST, CHANNEL_BIND_REQUEST  # noqa: E402
@@ -58,7 +58,7 @@ def raise_file_limit() -> int:
 
 
 def free_port() -> int:
-    from coturn import free_port as coturn_free_port
+    from tests.support.coturn import free_port as coturn_free_port
 
     return int(coturn_free_port())
 
@@ -83,7 +83,7 @@ def ice_server(port: int, count: int) -> Iterator[subprocess.Popen[bytes]]:
 
 @contextlib.contextmanager
 def coturn_server(port: int, count: int) -> Iterator[subprocess.Popen[bytes]]:
-    from coturn import run_coturn
+    from tests.support.coturn import run_coturn
 
     with run_coturn(
         f"--total-quota={count + 10}",

@@ -6,7 +6,7 @@
 
 For each server in ``--servers`` (coturn, ice, pion), in turn: start it on
 127.0.0.1 with a free port, then load it with the load generator of
-``python -m ice load`` (`ice.aio_load`, in this process):
+``python -m ice load`` (`ice._load.engine`, in this process):
 
 - STUN: Binding requests from ``--stun-flows`` sockets, at most ``--window``
   outstanding per socket, for ``--duration`` seconds;
@@ -25,7 +25,7 @@ load generator shares the machine (on two cores it takes most of one).
 
 The servers:
 
-- coturn: ``turnserver`` started as tests/coturn.py does (no config file, no
+- coturn: ``turnserver`` started as tests/support/coturn.py does (no config file, no
   database, loopback peers allowed), with ``--relay-threads 1``;
 - ice: ``python -m ice server --listen udp://127.0.0.1:PORT --user load:load
   --realm ice.local --allow-loopback-peers --relay-ports MIN-MAX`` (skipped,
@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.util
 import json
 import os
 import platform
@@ -75,21 +74,12 @@ class Skipped(Exception):
 
 
 def load_coturn() -> ModuleType:
-    """tests/coturn.py (run_coturn, free_port), imported by path under a private name."""
-    name = "_server_rate_coturn"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / "coturn.py")
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {ROOT / 'tests' / 'coturn.py'}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while it executes
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[name]
-        raise
-    return module
+    """tests/support/coturn.py (run_coturn, free_port): the tests' coturn fixture."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    import tests.support.coturn
+
+    return tests.support.coturn
 
 
 @dataclass
@@ -146,7 +136,7 @@ def process_cpu(pid: int) -> float | None:
 
 def stun_answers(addr: tuple[str, int], timeout: float) -> bool:
     """True when a Binding request to ``addr`` gets a Binding response."""
-    from ice.load import STAMP, STUN_STAMP_OFFSET, binding_request
+    from ice._load.packets import STAMP, STUN_STAMP_OFFSET, binding_request
 
     request = binding_request((0x5E57, 1, 0))
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
@@ -274,7 +264,7 @@ STARTERS = {"coturn": coturn_server, "ice": ice_server, "pion": pion_server}
 
 
 async def measure(server: Server, mode: str, args: argparse.Namespace) -> Run:
-    from ice.aio_load import run_stun, run_turn
+    from ice._load.engine import run_stun, run_turn
 
     cpu_before = process_cpu(server.pid)
     tool_before = os.times()

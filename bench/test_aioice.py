@@ -46,7 +46,7 @@ def test_Binding_ParseResponse_aioice(benchmark: BenchmarkFixture) -> None:
     benchmark(cases.get("Binding_ParseResponse_aioice").setup())
 
 
-# The TURN client's per-datagram cost (ice.turn_client.TurnSession vs aioice.turn).
+# The TURN client's per-datagram cost (ice.turn.client.TurnSession vs aioice.turn).
 
 
 def test_TurnClient_Send(benchmark: BenchmarkFixture) -> None:

@@ -1,4 +1,4 @@
-"""The sans-I/O ICE agent (ice.agent.Agent), per operation: no Go or aioice twin.
+"""The sans-I/O ICE agent (ice.agent.agent.Agent), per operation: no Go or aioice twin.
 
 Two agents wired in memory (no sockets, the clock standing still); the
 workloads live in ice/_bench/cases.py (group "ice"). The report shows these

@@ -4,7 +4,7 @@
     python bench/turn_relay.py -n 50000 --size 1200 --window 64 --transport tcp
     python bench/turn_relay.py --clients ours --rounds 3 --json /tmp/relay.json
 
-Starts ``turnserver`` (coturn) on 127.0.0.1 with a free port (tests/coturn.py's
+Starts ``turnserver`` (coturn) on 127.0.0.1 with a free port (tests/support/coturn.py's
 ``run_coturn``) and a UDP echo peer in a child process, echoes straight to
 the peer for ``--prime`` seconds (uncounted: the first second or so of any
 client in a fresh process costs about twice the CPU), then, for each
@@ -23,7 +23,7 @@ then the ratio of the two rates (issue 4's target: ours at least 3x aioice).
 
 The clients, each through its usual API:
 
-- ours: ``ice.aio_turn.TurnClient.allocate(uri, ...)`` then ``await
+- ours: ``ice.aio.turn_client.TurnClient.allocate(uri, ...)`` then ``await
   relay.sendto()`` / ``await relay.recvfrom()`` (``--ours-api transport``:
   its ``asyncio.DatagramTransport``); a channel is bound (ChannelData) unless
   ``--indications`` (Send and Data indications);
@@ -40,7 +40,6 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import importlib.util
 import json
 import os
 import platform
@@ -87,21 +86,12 @@ while True:
 
 
 def load_coturn() -> ModuleType:
-    """tests/coturn.py (run_coturn), imported by path under a private name."""
-    name = "_turn_relay_coturn"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / "coturn.py")
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {ROOT / 'tests' / 'coturn.py'}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while it executes
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[name]
-        raise
-    return module
+    """tests/support/coturn.py (run_coturn, free_port): the tests' coturn fixture."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    import tests.support.coturn
+
+    return tests.support.coturn
 
 
 @contextlib.contextmanager
@@ -307,7 +297,7 @@ async def drive(relay: Relay, load: Load) -> None:
 
 
 class OursSocket:
-    """ice.aio_turn.TurnClient through await sendto() / await recvfrom()."""
+    """ice.aio.turn_client.TurnClient through await sendto() / await recvfrom()."""
 
     name = "ours"
 
@@ -408,7 +398,7 @@ def ice_version() -> str:
 async def open_ours(
     server: tuple[str, int], transport: str, peer: tuple[str, int], args: argparse.Namespace
 ) -> Relay:
-    from ice.aio_turn import TurnClient
+    from ice.aio.turn_client import TurnClient
 
     uri = f"turn:{server[0]}:{server[1]}?transport={transport}"
     client = await TurnClient.allocate(

@@ -7,7 +7,8 @@ import re
 from pathlib import Path
 
 import pytest
-from coturn import requires_coturn, run_coturn
+
+from tests.support.coturn import requires_coturn, run_coturn
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

@@ -56,8 +56,9 @@ from ice._codec import (
     is_stun,
     message_type,
 )
-from ice.agent import Agent
-from ice.agent_events import ConnectionState
+from ice.agent.agent import Agent
+from ice.agent.candidate import Candidate, CandidateType, candidate_priority, foundation
+from ice.agent.events import ConnectionState
 from ice.attrs import (
     AlternateServer,
     ChannelNumber,
@@ -79,11 +80,11 @@ from ice.attrs import (
     XorPeerAddress,
     XorRelayedAddress,
 )
-from ice.candidate import Candidate, CandidateType, candidate_priority, foundation
-from ice.client_auth import LongTermCredentials
-from ice.credentials import long_term_key, short_term_key
-from ice.transaction import TransactionTable, Transmit
-from ice.turn_client import DataReceived, TurnSession
+from ice.machine import Transmit
+from ice.stun.client_auth import LongTermCredentials
+from ice.stun.credentials import long_term_key, short_term_key
+from ice.stun.transaction import TransactionTable
+from ice.turn.client import DataReceived, TurnSession
 
 Op = Callable[[], object]
 """One iteration of a benchmark loop."""

@@ -42,7 +42,7 @@ _SECTIONS: Final[dict[str, str]] = {
     "turn": "pion/turn (github.com/pion/turn/v2/internal/proto)",
     "hmac": "pion/stun HMAC (github.com/pion/stun/internal/hmac)",
     "aioice": "aioice (pure-Python STUN, aioice.stun)",
-    "ice": "ICE agent (ice.agent, sans-I/O; no Go or aioice twin: not judged)",
+    "ice": "ICE agent (ice.agent.agent, sans-I/O; no Go or aioice twin: not judged)",
 }
 
 

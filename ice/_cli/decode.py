@@ -19,7 +19,7 @@ from ice._codec import PACKET_CHANNEL_DATA, PACKET_STUN, Message, classify, deco
 from ice._errors import DecodeError, FingerprintError, IntegrityError
 from ice.attrs import BY_TYPE
 from ice.constants import AttrType, MessageClass, Method, PasswordAlgorithmId
-from ice.credentials import long_term_key, short_term_key
+from ice.stun.credentials import long_term_key, short_term_key
 
 _SEALS = (AttrType.MESSAGE_INTEGRITY, AttrType.MESSAGE_INTEGRITY_SHA256, AttrType.FINGERPRINT)
 

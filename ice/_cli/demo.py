@@ -30,19 +30,19 @@ import sys
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from ice._cli.common import percentile
 from ice._cli.server_config import DEFAULT_REALM
-from ice._cli.turn import percentile
 from ice._errors import Error
-from ice.aio_ice import Connection
-from ice.aio_server import Listener
-from ice.aio_turn_server import serve_turn
-from ice.candidate import Candidate
+from ice.agent.candidate import Candidate
+from ice.aio.connection import Connection
+from ice.aio.stun_server import Listener
+from ice.aio.turn_server import serve_turn
 from ice.constants import Method
-from ice.server_auth import LongTermAuthenticator
-from ice.transaction import Address
-from ice.turn_policy import PeerPolicy
-from ice.turn_server import TurnServer
-from ice.uri import format_address
+from ice.machine import Address
+from ice.stun.server_auth import LongTermAuthenticator
+from ice.stun.uri import format_address
+from ice.turn.policy import PeerPolicy
+from ice.turn.server import TurnServer
 
 HELP = "connect two ICE agents over loopback, directly and through a TURN relay"
 

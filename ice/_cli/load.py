@@ -34,15 +34,15 @@ import sys
 import time
 from typing import TextIO
 
-from ice._cli.turn import turn_failure
+from ice._cli.common import turn_failure
 from ice._errors import Error, TurnError
+from ice._load.engine import DEFAULT_BATCH, DEFAULT_WINDOW, check_settings, run_stun, run_turn
+from ice._load.packets import MAX_DURATION, STAMP, LoadResult, format_summary
 from ice._version import __version__
-from ice.aio_load import DEFAULT_BATCH, DEFAULT_WINDOW, check_settings, run_stun, run_turn
-from ice.aio_transport import resolve
-from ice.credentials import turn_rest_credentials
-from ice.load import MAX_DURATION, STAMP, LoadResult, format_summary
-from ice.transaction import Address
-from ice.uri import StunUri, UriError, parse_uri
+from ice.aio.transport import resolve
+from ice.machine import Address
+from ice.stun.credentials import turn_rest_credentials
+from ice.stun.uri import StunUri, UriError, parse_uri
 
 HELP = "load a STUN or TURN server with UDP traffic (requests/s, relayed packets/s, latency)"
 

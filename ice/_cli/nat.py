@@ -27,16 +27,16 @@ import asyncio
 import logging
 import sys
 
-from ice.aio_nat import discover_nat
-from ice.nat import (
+from ice.aio.nat import discover_nat
+from ice.stun.nat import (
     DEFAULT_TIMEOUT,
     LifetimeProbe,
     NatEvent,
     NatType,
     StepFinished,
 )
-from ice.nat_lifetime import LifetimeEvent
-from ice.uri import SCHEMES, UriError, format_address, parse_host_port
+from ice.stun.nat_lifetime import LifetimeEvent
+from ice.stun.uri import SCHEMES, UriError, format_address, parse_host_port
 
 HELP = "find the NAT type and behaviour (RFC 5780) with a STUN server"
 

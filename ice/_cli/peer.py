@@ -55,15 +55,15 @@ from collections.abc import Coroutine
 from typing import Any, TextIO
 
 from ice._errors import Error
-from ice.agent_events import (
+from ice.agent.candidate import Candidate, SdpError
+from ice.agent.events import (
     ConnectionStateChanged,
     LocalCandidate,
     RoleChanged,
     SelectedPairChanged,
 )
-from ice.aio_ice import Connection
-from ice.candidate import Candidate, SdpError
-from ice.uri import UriError, parse_uri
+from ice.aio.connection import Connection
+from ice.stun.uri import UriError, parse_uri
 
 HELP = "run one ICE agent, signalling with JSON lines on stdin/stdout"
 

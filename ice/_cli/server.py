@@ -56,13 +56,13 @@ from ice._cli.server_config import (
     parse_listen,
     parse_port_range,
 )
-from ice.aio_metrics import serve_metrics
-from ice.aio_server import Listener, StunServerRunner, serve_stun
-from ice.aio_turn_server import serve_turn
-from ice.stun_server import DEFAULT_SOFTWARE, StunServer
-from ice.transaction import Address
-from ice.turn_server import TurnServer
-from ice.uri import format_address, parse_host_port
+from ice.aio.metrics import serve_metrics
+from ice.aio.stun_server import Listener, StunServerRunner, serve_stun
+from ice.aio.turn_server import serve_turn
+from ice.machine import Address
+from ice.stun.server import DEFAULT_SOFTWARE, StunServer
+from ice.stun.uri import format_address, parse_host_port
+from ice.turn.server import TurnServer
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "DEFAULT_TLS_PORT", "ListenSpec", "parse_listen"]
 

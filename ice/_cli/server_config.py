@@ -41,15 +41,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ice.aio_server import Listener, Transport
-from ice.server_auth import LongTermAuthenticator
-from ice.stun_server import DEFAULT_SOFTWARE, StunServer
-from ice.transaction import Address
-from ice.turn_auth import RestSecrets, load_users, parse_user
-from ice.turn_policy import PeerPolicy, parse_networks
-from ice.turn_ports import DEFAULT_RELAY_PORTS
-from ice.turn_server import TurnLimits, TurnServer
-from ice.uri import parse_host_port
+from ice.aio.stun_server import Listener, Transport
+from ice.machine import Address
+from ice.stun.server import DEFAULT_SOFTWARE, StunServer
+from ice.stun.server_auth import LongTermAuthenticator
+from ice.stun.uri import parse_host_port
+from ice.turn.auth import RestSecrets, load_users, parse_user
+from ice.turn.policy import PeerPolicy, parse_networks
+from ice.turn.ports import DEFAULT_RELAY_PORTS
+from ice.turn.server import TurnLimits, TurnServer
 
 __all__ = [
     "DEFAULT_HOST",

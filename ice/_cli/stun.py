@@ -21,14 +21,15 @@ import ssl
 import sys
 from typing import TextIO
 
+from ice._cli.common import describe
 from ice._codec import Message
-from ice._errors import Error, StunError, StunTimeoutError
+from ice._errors import Error
 from ice._version import __version__
-from ice.aio_client import AsyncStunClient, mapped_address
-from ice.aio_transport import TransportKind
+from ice.aio.stun_client import AsyncStunClient, mapped_address
+from ice.aio.transport import TransportKind
 from ice.attrs import OtherAddress, Software
 from ice.constants import BINDING_REQUEST
-from ice.uri import StunUri, UriError, format_address, parse_host_port, parse_uri
+from ice.stun.uri import StunUri, UriError, format_address, parse_host_port, parse_uri
 
 DEFAULT_SOFTWARE = f"ice-stun-turn/{__version__} (python -m ice stun)"
 
@@ -134,21 +135,6 @@ async def query(args: argparse.Namespace, out: TextIO) -> None:
     if other is not None:
         lines.append(f"other address:  {format_address(other.address)} (RFC 5780)")
     print("\n".join(lines), file=out)
-
-
-def describe(exc: BaseException, timeout: float) -> str:
-    """A one-line explanation of why the query failed."""
-    if isinstance(exc, StunTimeoutError | TimeoutError):
-        return f"no response within {timeout:g} s"
-    if isinstance(exc, StunError):
-        return f"the server answered with error {exc}"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"TLS certificate verification failed: {exc.verify_message or exc.reason}"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS failed: {exc.reason or exc}"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror if not exc.filename else f"{exc.filename}: {exc.strerror}"
-    return str(exc) or type(exc).__name__
 
 
 def run(args: argparse.Namespace) -> int:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import math
 import ssl
 import struct
 import sys
@@ -30,13 +29,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO, cast
 
-from ice._cli.stun import describe
+from ice._cli.common import describe, percentile, turn_failure
 from ice._errors import Error, TurnError
 from ice._version import __version__
-from ice.aio_turn import TurnClient
-from ice.credentials import turn_rest_credentials
-from ice.transaction import Address
-from ice.uri import UriError, format_address, parse_host_port, parse_uri
+from ice.aio.turn_client import TurnClient
+from ice.machine import Address
+from ice.stun.credentials import turn_rest_credentials
+from ice.stun.uri import UriError, format_address, parse_host_port, parse_uri
 
 HELP = "allocate on a TURN server and relay datagrams through it (RTT, loss, throughput)"
 
@@ -109,12 +108,6 @@ class Stats:
     duplicate: int = 0
     stray: int = 0
     last_at: float = 0.0
-
-
-def percentile(sorted_values: list[float], p: float) -> float:
-    """The nearest-rank percentile ``p`` (0-100) of sorted values."""
-    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
-    return sorted_values[rank - 1]
 
 
 class _Echo(asyncio.DatagramProtocol):
@@ -306,15 +299,3 @@ def run(args: argparse.Namespace) -> int:
     except (Error, OSError, TimeoutError) as exc:
         print(f"python -m ice turn: {args.uri}: {describe(exc, args.timeout)}", file=sys.stderr)
         return 1
-
-
-def turn_failure(exc: TurnError) -> str:
-    """A one-line explanation of a TurnError, with a hint for the common ones."""
-    if exc.code == 0:
-        return exc.reason or "no answer"
-    text = f"the server answered with error {exc}"
-    if exc.code == 403:
-        text += ": the server does not relay to that peer (coturn: --allow-loopback-peers)"
-    elif exc.code == 440:
-        text += " (the server has no relay address of that family)"
-    return text

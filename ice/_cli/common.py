@@ -1,0 +1,41 @@
+"""Helpers more than one command uses: failure explanations and percentiles."""
+
+from __future__ import annotations
+
+import math
+import ssl
+
+from ice._errors import StunError, StunTimeoutError, TurnError
+
+
+def describe(exc: BaseException, timeout: float) -> str:
+    """A one-line explanation of why the query failed."""
+    if isinstance(exc, StunTimeoutError | TimeoutError):
+        return f"no response within {timeout:g} s"
+    if isinstance(exc, StunError):
+        return f"the server answered with error {exc}"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate verification failed: {exc.verify_message or exc.reason}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS failed: {exc.reason or exc}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror if not exc.filename else f"{exc.filename}: {exc.strerror}"
+    return str(exc) or type(exc).__name__
+
+
+def turn_failure(exc: TurnError) -> str:
+    """A one-line explanation of a TurnError, with a hint for the common ones."""
+    if exc.code == 0:
+        return exc.reason or "no answer"
+    text = f"the server answered with error {exc}"
+    if exc.code == 403:
+        text += ": the server does not relay to that peer (coturn: --allow-loopback-peers)"
+    elif exc.code == 440:
+        text += " (the server has no relay address of that family)"
+    return text
+
+
+def percentile(sorted_values: list[float], p: float) -> float:
+    """The nearest-rank percentile ``p`` (0-100) of sorted values."""
+    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]

@@ -1,0 +1,50 @@
+"""Types of the compiled batched UDP I/O (ice/aio/_udpio.pyx); see its module doc."""
+
+import socket as _socket
+from collections.abc import Sequence
+
+from _typeshed import ReadableBuffer
+
+#: True where recvmmsg/sendmmsg exist (Linux); elsewhere BatchSocket loops.
+HAVE_MMSG: bool
+
+class BatchSocket:
+    """A UDP socket read and written ``batch`` datagrams per system call."""
+
+    @property
+    def socket(self) -> _socket.socket:
+        """The wrapped socket (not owned: closing it is the caller's job)."""
+
+    def __init__(
+        self,
+        sock: _socket.socket,
+        batch: int = 64,
+        max_size: int = 65535,
+        *,
+        mmsg: bool = True,
+        send_batch: int | None = None,
+    ) -> None: ...
+    @property
+    def fileno(self) -> int:
+        """The socket's file descriptor (-1 once it is closed)."""
+
+    @property
+    def batch(self) -> int: ...
+    @property
+    def max_size(self) -> int: ...
+    @property
+    def mmsg(self) -> bool:
+        """True while recvmmsg/sendmmsg are used (False: recvfrom/sendto loops)."""
+
+    @property
+    def dropped(self) -> int:
+        """Datagrams send/sendto dropped (refused by the kernel, or a full buffer)."""
+
+    def recv(self) -> list[tuple[bytes, tuple[str, int]]]:
+        """Up to ``batch`` waiting datagrams; [] when none is waiting. Never blocks."""
+
+    def send(self, items: Sequence[tuple[ReadableBuffer, tuple[str, int]]]) -> int:
+        """Send the datagrams; how many the kernel took (the rest count in dropped)."""
+
+    def sendto(self, data: ReadableBuffer, addr: tuple[str, int]) -> bool:
+        """Send one datagram; False when it was dropped. Never blocks."""

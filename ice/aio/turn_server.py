@@ -1,0 +1,351 @@
+"""asyncio runner for the TURN server core: listeners plus one UDP socket per relay.
+
+`TurnServerRunner` is the STUN runner (`ice.aio.stun_server`: UDP, TCP and TLS
+listeners, framing, connection limits, the core's timer) that also acts as
+the core's `RelaySockets`: when the core allocates a relayed address the
+runner binds a UDP socket there, feeds what peers send to it into
+`TurnServer.receive_from_peer`, and sends the core's Transmits whose source
+is a relayed address from that socket. A client's TCP/TLS connection that
+closes takes its allocation with it.
+
+TCP allocations (RFC 6062): the runner is also the core's `TcpRelaySockets`
+(a listening socket per TCP relayed address) and does what the core's
+effects ask (`ice.turn.server_tcp`: open a connection from a relayed address to a
+peer, splice a client data connection to a peer connection, close them);
+that part lives in `ice.aio.turn_server_tcp`. Its client connections are
+`ice.aio.turn_server_tcp.ClientStream`s, which carry raw bytes once bound::
+
+    server = TurnServer(authenticator=LongTermAuthenticator("example.org", {"alice": "pw"}),
+                        relay_ips=["192.0.2.1"])
+    async with await serve_turn(server, [Listener("udp", "192.0.2.1", 3478)]) as runner:
+        ...
+
+The per-packet work is compiled (`ice.turn._relay.RelayPump`: ChannelData from
+clients unwrapped and sent to peers, peers' datagrams wrapped and sent to
+clients, both after the same channel and permission checks as the core's),
+and UDP sockets are read and written in batches (`ice.aio._udpio.BatchSocket`:
+recvmmsg/sendmmsg on Linux). What the pump does not handle (requests,
+indications, TCP/TLS clients, bandwidth caps) goes through the core, but
+for the plain Binding request, answered in C (`ice.stun._binding`) with the bytes
+the core would have sent.
+
+Relay sockets set the don't-fragment bit when the allocation asked for it
+(DONT-FRAGMENT) on Linux. A datagram the kernel will not take is dropped as
+the network would drop it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+from ice.aio._udpio import BatchSocket
+from ice.aio.stun_server import (
+    IDLE_TIMEOUT,
+    MAX_BUFFER,
+    MAX_CONNECTIONS,
+    MAX_DATAGRAM,
+    READ_BATCH,
+    TLS_HANDSHAKE_TIMEOUT,
+    Listener,
+    StunServerRunner,
+    Transport,
+    _DatagramEndpoint,
+    _StreamConnection,
+)
+from ice.aio.turn_server_tcp import ClientStream, TcpRelayIO
+from ice.machine import Address, Transmit
+from ice.stun._binding import BindingResponder
+from ice.stun.uri import format_address
+from ice.turn._relay import RelayPump
+from ice.turn.server import TurnServer
+
+__all__ = ["TurnServerRunner", "serve_turn"]
+
+#: Datagrams per sendmmsg from one relay socket: its send vectors (~200 bytes a
+#: slot) are its own, kept small for servers with thousands of relays.
+RELAY_SEND_BATCH = 8
+_BINDING_REQUEST = b"\x00\x01"
+_BINDING = 0x001
+
+logger = logging.getLogger("ice.aio.turn_server")
+
+# Linux values (socket.h / in.h); absent elsewhere, where DONT-FRAGMENT is best effort.
+_IP_MTU_DISCOVER = getattr(socket, "IP_MTU_DISCOVER", 10)
+_IP_PMTUDISC_DO = getattr(socket, "IP_PMTUDISC_DO", 2)
+_IPV6_DONTFRAG = getattr(socket, "IPV6_DONTFRAG", 62)
+
+
+class _ListenerEndpoint(_DatagramEndpoint):
+    """A UDP listening socket read and written in batches; ChannelData relayed in C."""
+
+    def __init__(self, runner: TurnServerRunner, sock: socket.socket, local: Address) -> None:
+        super().__init__(runner, sock, local)
+        self.turn_runner = runner
+        self.batch = BatchSocket(sock, READ_BATCH, MAX_DATAGRAM)
+
+    def _read_ready(self) -> None:
+        if self._sock is None:
+            return
+        runner = self.turn_runner
+        local = self.local
+        batch = self.batch.recv()
+        if not batch:
+            return
+        rest = runner.pump.from_clients(batch, local, runner._loop.time())
+        if rest:
+            bindings = runner.bindings
+            answers = []
+            for data, addr in rest:
+                response = (
+                    bindings.answer(data, addr)
+                    if bindings is not None and data[:2] == _BINDING_REQUEST
+                    else None
+                )
+                if response is not None:
+                    answers.append((response, addr))
+                else:
+                    runner._received(data, addr, local, self)
+            if answers:
+                self.batch.send(answers)
+                runner.turn.stun.request_counts[_BINDING] += len(answers)
+        runner._flush()
+
+    def sendto(self, data: bytes, addr: Address) -> None:
+        if self._sock is not None:
+            self.batch.sendto(data, addr)
+
+
+class _RelayEndpoint:
+    """One relayed transport address: a bound UDP socket read on the loop."""
+
+    __slots__ = ("_loop", "_runner", "address", "batch", "sock")
+
+    def __init__(self, runner: TurnServerRunner, sock: socket.socket, address: Address) -> None:
+        self._runner = runner
+        self._loop = runner._loop
+        self.sock: socket.socket | None = sock
+        self.address = address
+        self.batch = BatchSocket(sock, READ_BATCH, MAX_DATAGRAM, send_batch=RELAY_SEND_BATCH)
+        self._loop.add_reader(sock.fileno(), self._read_ready)
+
+    def _read_ready(self) -> None:
+        if self.sock is None:
+            return
+        batch = self.batch.recv()
+        if not batch:
+            return
+        runner = self._runner
+        now = self._loop.time()
+        relay = self.address
+        rest = runner.pump.from_peers(batch, relay, now)
+        if rest:
+            receive = runner.turn.receive_from_peer
+            for data, peer in rest:
+                receive(data, peer, relay, now)
+        runner._flush()
+
+    def sendto(self, data: bytes, addr: Address) -> None:
+        if self.sock is not None:
+            self.batch.sendto(data, addr)
+
+    def close(self) -> None:
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            self._loop.remove_reader(sock.fileno())
+            sock.close()
+
+
+class TurnServerRunner(StunServerRunner):
+    """Serves a `TurnServer` on ``listeners``; see the module docstring."""
+
+    def __init__(
+        self,
+        server: TurnServer,
+        listeners: Sequence[Listener],
+        *,
+        max_connections: int = MAX_CONNECTIONS,
+        idle_timeout: float = IDLE_TIMEOUT,
+        max_buffer: int = MAX_BUFFER,
+        tls_handshake_timeout: float = TLS_HANDSHAKE_TIMEOUT,
+        reuse_port: bool = False,
+    ) -> None:
+        super().__init__(
+            server,
+            listeners,
+            max_connections=max_connections,
+            idle_timeout=idle_timeout,
+            max_buffer=max_buffer,
+            tls_handshake_timeout=tls_handshake_timeout,
+            reuse_port=reuse_port,
+        )
+        self.turn = server
+        self.pump = RelayPump(server)
+        # Binding is answered to anyone: the plain request is answered in C, except
+        # in RFC 5780 mode, where every answer carries RESPONSE-ORIGIN and OTHER-ADDRESS.
+        self.bindings = (
+            BindingResponder(server.stun.software) if server.stun.alternate is None else None
+        )
+        self._relays: dict[Address, _RelayEndpoint] = {}
+        #: TCP relayed addresses and peer connections (RFC 6062).
+        self.tcp = TcpRelayIO(self)
+        server.relay_sockets = self
+
+    # -- RelaySockets, for the core
+
+    def open_relay(self, address: Address, *, dont_fragment: bool = False) -> bool:
+        if self._closing:
+            return False
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.setblocking(False)
+            sock.bind(address)
+        except OSError as exc:
+            sock.close()
+            logger.debug("relay %s not available: %s", format_address(address), exc)
+            return False
+        if dont_fragment:
+            _set_dont_fragment(sock, family)
+        self._relays[address] = _RelayEndpoint(self, sock, address)
+        return True
+
+    def close_relay(self, address: Address) -> None:
+        endpoint = self._relays.pop(address, None)
+        if endpoint is not None:
+            endpoint.close()
+
+    def open_tcp_relay(self, address: Address) -> bool:
+        if self._closing:
+            return False
+        return self.tcp.open_tcp_relay(address)
+
+    def close_tcp_relay(self, address: Address) -> None:
+        self.tcp.close_tcp_relay(address)
+
+    @property
+    def relay_count(self) -> int:
+        """Relay sockets open now (reserved ports and TCP listeners included)."""
+        return len(self._relays) + self.tcp.listener_count
+
+    @property
+    def peer_connection_count(self) -> int:
+        """TCP connections to peers open or being opened (RFC 6062)."""
+        return self.tcp.peer_count
+
+    # -- lifecycle and the data path
+
+    async def close(self) -> None:
+        await super().close()
+        for endpoint in list(self._relays.values()):
+            endpoint.close()
+        self._relays.clear()
+        self.tcp.close()
+        await asyncio.sleep(0)  # let the peer transports' close callbacks run
+
+    def _stream_connection(self, kind: Transport) -> _StreamConnection:
+        """`ClientStream`s: a connection may become the data connection of a TCP
+        allocation (RFC 6062)."""
+        return ClientStream(self, kind)
+
+    def _datagram_endpoint(self, sock: socket.socket, local: Address) -> _DatagramEndpoint:
+        return _ListenerEndpoint(self, sock, local)
+
+    def _flush(self) -> None:
+        """Send what the compiled pump queued, then what the core has to send."""
+        pump = self.pump
+        if pump.to_peers:
+            for relay, items in pump.to_peers.items():
+                endpoint = self._relays.get(relay)
+                if endpoint is not None and endpoint.sock is not None:
+                    endpoint.batch.send(items)
+            pump.to_peers.clear()
+        if pump.to_clients:
+            for local, items in pump.to_clients.items():
+                listener = self._udp.get(local)
+                if isinstance(listener, _ListenerEndpoint) and listener.open:
+                    listener.batch.send(items)
+            pump.to_clients.clear()
+        try:
+            transmits = self.server.datagrams_to_send(self._loop.time())
+        except Exception:
+            logger.exception("server failed in datagrams_to_send")
+            return
+        if transmits:
+            self._send(transmits, None)
+        self._apply_effects()
+        self._arm_timer()
+
+    def _apply_effects(self) -> None:
+        """Do what the core asks about TCP connections (after sending its Transmits)."""
+        server = self.turn
+        while True:
+            try:
+                effect = server.next_effect()
+            except Exception:
+                logger.exception("server failed in next_effect")
+                return
+            if effect is None:
+                return
+            try:
+                self.tcp.apply(effect)
+            except Exception:
+                logger.exception("applying %s failed", effect)
+
+    def _received(
+        self,
+        data: bytes,
+        addr: Address,
+        local: Address,
+        via: _DatagramEndpoint | _StreamConnection,
+    ) -> None:
+        super()._received(data, addr, local, via)
+        self._apply_effects()  # a Splice right after its ConnectionBind success, say
+
+    def _connection_closed(self, remote: Address, local: Address) -> None:
+        super()._connection_closed(remote, local)
+        self._apply_effects()
+
+    def _on_timer(self, now: float) -> None:
+        super()._on_timer(now)
+        self._apply_effects()
+
+    def _send_one(
+        self, transmit: Transmit, via: _DatagramEndpoint | _StreamConnection | None
+    ) -> None:
+        source = transmit.source
+        if source is not None:
+            relay = self._relays.get(source)
+            if relay is not None:
+                relay.sendto(transmit.data, transmit.addr)
+                return
+        super()._send_one(transmit, via)
+
+
+def _set_dont_fragment(sock: socket.socket, family: int) -> None:
+    try:
+        if family == socket.AF_INET:
+            sock.setsockopt(socket.IPPROTO_IP, _IP_MTU_DISCOVER, _IP_PMTUDISC_DO)
+        else:
+            sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_DONTFRAG, 1)
+    except OSError as exc:  # not on this platform: relaying still works, fragmentable
+        logger.debug("cannot set don't-fragment: %s", exc)
+
+
+async def serve_turn(
+    server: TurnServer,
+    listeners: Sequence[Listener],
+    **options: Any,
+) -> TurnServerRunner:
+    """Start serving ``server`` on ``listeners``; return the running runner (close it).
+
+    ``options`` are `TurnServerRunner`'s (connection limits, timeouts).
+    """
+    runner = TurnServerRunner(server, listeners, **options)
+    await runner.start()
+    return runner

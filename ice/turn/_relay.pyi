@@ -1,0 +1,24 @@
+"""Types of the compiled TURN relay data path (ice/turn/_relay.pyx); see its module doc."""
+
+from typing import Any
+
+Address = tuple[str, int]
+
+class RelayPump:
+    """Forwards ChannelData between clients and peers for one `TurnServer`."""
+
+    @property
+    def to_peers(self) -> dict[Address, list[tuple[bytes, Address]]]: ...
+    @property
+    def to_clients(self) -> dict[Address, list[tuple[bytes, Address]]]: ...
+    @property
+    def forwarded(self) -> int:
+        """Datagrams relayed by the pump (either way) since it was made."""
+
+    def __init__(self, server: Any) -> None: ...
+    def from_clients(
+        self, datagrams: list[tuple[bytes, Address]], local: Address, now: float
+    ) -> list[tuple[bytes, Address]]: ...
+    def from_peers(
+        self, datagrams: list[tuple[bytes, Address]], relay: Address, now: float
+    ) -> list[tuple[bytes, Address]]: ...

@@ -1,0 +1,178 @@
+"""ICE-TCP (RFC 6544) in the sans-I/O agent: pairing, priorities, framing, and two agents
+connecting over TCP in an in-memory network (TCP only, UDP blocked, both with UDP winning)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from ice.agent.agent import Agent
+from ice.agent.candidate import Candidate, CandidateType, foundation
+from ice.agent.events import ConnectionState
+from ice.agent.tcp import FrameReader, can_pair, frame, peer_reflexive_tcptype, tcp_priority
+from ice.machine import Address
+from tests.agent.test_agent import connected, host
+from tests.support.tcp_net import TcpNet
+
+LEFT_IP, RIGHT_IP = "192.0.2.1", "192.0.2.2"
+
+
+def tcp(ip: str, port: int, tcptype: str, component: int = 1) -> Candidate:
+    return Candidate(
+        foundation=foundation(CandidateType.HOST, ip, None, "tcp"),
+        component=component,
+        transport="tcp",
+        priority=tcp_priority(CandidateType.HOST, tcptype, 65535, component),  # type: ignore[arg-type]
+        host=ip,
+        port=9 if tcptype == "active" else port,
+        type=CandidateType.HOST,
+        tcptype=tcptype,  # type: ignore[arg-type]
+    )
+
+
+def add_tcp(net: TcpNet, agent: Agent, ip: str, port: int, tcptype: str) -> None:
+    candidate = tcp(ip, port, tcptype)
+    base: Address = (ip, 0) if tcptype == "active" else (ip, port)
+    agent.add_local_candidate(candidate, base)
+    if tcptype != "active":
+        net.listeners[base] = agent
+
+
+def run(
+    left: list[str],
+    right: list[str],
+    *,
+    udp: bool = False,
+    block_udp: bool = False,
+    block_tcp: bool = False,
+) -> tuple[Agent, Agent, TcpNet]:
+    net = TcpNet(block_udp=block_udp, block_tcp=block_tcp)
+    a = Agent(controlling=True, rng=random.Random(1))
+    b = Agent(controlling=False, rng=random.Random(2))
+    for agent, ip, types in ((a, LEFT_IP, left), (b, RIGHT_IP, right)):
+        net.agents.append(agent)
+        if udp:
+            address = (ip, 5000)
+            agent.add_local_candidate(host(address), address)
+            net.udp[address] = agent
+        for index, tcptype in enumerate(types):
+            add_tcp(net, agent, ip, 6000 + index, tcptype)
+        agent.end_of_local_candidates()
+    a.set_remote_credentials(b.local_ufrag, b.local_pwd)
+    b.set_remote_credentials(a.local_ufrag, a.local_pwd)
+    for x, y in ((a, b), (b, a)):
+        for candidate in y.local_candidates:
+            x.add_remote_candidate(candidate)
+        x.add_remote_candidate(None)
+    a.connect(0.0)
+    b.connect(0.0)
+    failed = ConnectionState.FAILED
+    net.run(lambda: connected(a, b) or failed in (a.state, b.state), max_time=30)
+    return a, b, net
+
+
+@pytest.mark.parametrize(
+    ("left", "right"),
+    [(["active"], ["passive"]), (["passive"], ["active"]), (["so"], ["so"])],
+    ids=["active-passive", "passive-active", "so-so"],
+)
+def test_each_tcptype_pairing_connects_over_tcp_only(left: list[str], right: list[str]) -> None:
+    a, b, net = run(left, right)
+    assert connected(a, b), (a.failure_reason, b.failure_reason)
+    for agent in (a, b):
+        pair = agent.selected_pair(1)
+        assert pair is not None and pair.local.transport == "tcp"
+        assert pair.nominated
+    assert {kind for kind, _, _ in net.delivered} == {"tcp"}
+
+
+def test_tcp_types_that_do_not_pair_fail_cleanly() -> None:
+    a, b, _ = run(["passive"], ["passive"])
+    assert ConnectionState.FAILED in (a.state, b.state)
+    assert "no working candidate pair" in (a.failure_reason or b.failure_reason)
+
+
+def test_with_udp_blocked_the_agents_fall_back_to_tcp() -> None:
+    a, b, _ = run(["active", "passive"], ["active", "passive"], udp=True, block_udp=True)
+    assert connected(a, b), (a.failure_reason, b.failure_reason)
+    pair = a.selected_pair(1)
+    assert pair is not None and pair.local.transport == "tcp"
+
+
+def test_when_both_work_udp_wins() -> None:
+    a, b, _ = run(["active", "passive"], ["active", "passive"], udp=True)
+    assert connected(a, b)
+    for agent in (a, b):
+        pair = agent.selected_pair(1)
+        assert pair is not None and pair.local.transport == "udp"
+
+
+def test_with_tcp_blocked_udp_still_connects() -> None:
+    a, b, _ = run(["active"], ["passive"], udp=True, block_tcp=True)
+    assert connected(a, b)
+    pair = a.selected_pair(1)
+    assert pair is not None and pair.local.transport == "udp"
+
+
+def test_priorities_put_tcp_below_udp_and_order_directions() -> None:
+    udp = host(("192.0.2.1", 5000)).priority
+    active, passive, so = (tcp(LEFT_IP, 6000, t).priority for t in ("active", "passive", "so"))
+    assert udp > active > passive > so
+
+
+def test_pairing_rules() -> None:
+    active, passive, so = (tcp(LEFT_IP, 6000, t) for t in ("active", "passive", "so"))
+    remote = {t: tcp(RIGHT_IP, 7000, t) for t in ("active", "passive", "so")}
+    udp = host((RIGHT_IP, 5000))
+    assert can_pair(active, remote["passive"]) and not can_pair(active, remote["active"])
+    assert can_pair(so, remote["so"]) and not can_pair(so, remote["passive"])
+    assert not any(can_pair(passive, r) for r in remote.values())
+    assert not can_pair(active, udp) and not can_pair(udp, remote["passive"])
+    assert peer_reflexive_tcptype(passive) == "active"
+    assert peer_reflexive_tcptype(so) == "so"
+
+
+def test_rfc4571_framing() -> None:
+    reader = FrameReader()
+    stream = frame(b"first") + frame(b"") + frame(b"x" * 300)
+    assert reader.feed(stream[:3]) == []
+    assert reader.feed(stream[3:8]) == [b"first"]
+    assert reader.feed(stream[8:]) == [b"", b"x" * 300]
+    assert reader.pending == 0
+    with pytest.raises(ValueError):
+        frame(bytes(70000))
+
+
+def test_an_active_tcp_candidate_gets_a_server_reflexive_twin_from_udp() -> None:
+    """RFC 6544 5.2: behind a NAT, the UDP srflx address with port 9 and tcptype active."""
+    from ice.stun.nat import FilteringBehavior, MappingBehavior
+    from ice.stun.server import StunServer
+    from tests.support.netsim import Network, SimNat
+
+    net = Network()
+    stun: Address = ("198.51.100.1", 3478)
+    net.add_host(StunServer(), [stun], name="stun")
+    nat = net.add_nat(
+        SimNat(
+            "203.0.113.1",
+            mapping=MappingBehavior.ENDPOINT_INDEPENDENT,
+            filtering=FilteringBehavior.ENDPOINT_INDEPENDENT,
+        )
+    )
+    agent = Agent(controlling=True, rng=random.Random(1))
+    base: Address = ("192.168.1.10", 5000)
+    net.add_host(agent, [base], behind=nat)
+    agent.add_local_candidate(host(base), base)
+    add_tcp(TcpNet(), agent, base[0], 6000, "active")
+    agent.add_stun_server(stun)
+    agent.gather(net.now)
+    net.run(until=lambda: agent.gathering_state == "complete", max_time=10)
+    twins = [c for c in agent.local_candidates if c.transport == "tcp" and c.type == "srflx"]
+    assert [(c.host, c.port, c.tcptype, c.related_address) for c in twins] == [
+        ("203.0.113.1", 9, "active", base[0])
+    ]
+    udp_srflx = next(
+        c for c in agent.local_candidates if c.transport == "udp" and c.type == "srflx"
+    )
+    assert twins[0].priority < udp_srflx.priority

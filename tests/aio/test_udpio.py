@@ -1,0 +1,341 @@
+"""ice.aio._udpio.BatchSocket on real loopback sockets: batches, addresses, errors.
+
+Every behaviour is checked on the recvmmsg/sendmmsg path and on the portable
+recvfrom/sendto loops (``mmsg=False``), which must agree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import socket
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from ice.aio._udpio import HAVE_MMSG, BatchSocket
+from tests.support.loop import HAS_IPV6_LOOPBACK
+
+IP_RECVERR = 11  # Linux <netinet/in.h>: report ICMP errors on unconnected sockets too
+
+
+HOSTS = [
+    pytest.param("127.0.0.1", id="ipv4"),
+    pytest.param(
+        "::1", id="ipv6", marks=pytest.mark.skipif(not HAS_IPV6_LOOPBACK, reason="no IPv6 loopback")
+    ),
+]
+MODES = [
+    pytest.param(True, id="mmsg", marks=pytest.mark.skipif(not HAVE_MMSG, reason="no mmsg")),
+    pytest.param(False, id="loops"),
+]
+
+
+@contextlib.contextmanager
+def udp(host: str = "127.0.0.1", count: int = 1) -> Iterator[list[socket.socket]]:
+    """``count`` non-blocking UDP sockets bound to ``host`` on free ports."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    socks = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            socks.append(sock)
+            sock.setblocking(False)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            sock.bind((host, 0))
+        yield socks
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def name(sock: socket.socket) -> tuple[str, int]:
+    host, port = sock.getsockname()[:2]
+    return host, port
+
+
+def dead_port(host: str) -> tuple[str, int]:
+    """An address nothing listens on (bound, then closed)."""
+    with udp(host) as (sock,):
+        return name(sock)
+
+
+def recv_all(
+    bsock: BatchSocket, want: int, timeout: float = 2.0
+) -> list[list[tuple[bytes, tuple[str, int]]]]:
+    """recv() until ``want`` datagrams came (or the timeout): the batches as returned."""
+    batches = []
+    got = 0
+    deadline = time.monotonic() + timeout
+    while got < want and time.monotonic() < deadline:
+        batch = bsock.recv()
+        if batch:
+            batches.append(batch)
+            got += len(batch)
+        else:
+            time.sleep(0.001)  # loopback delivery is immediate; this only guards a slow CI
+    return batches
+
+
+def test_mmsg_is_there_on_linux() -> None:
+    assert sys.platform.startswith("linux") is HAVE_MMSG
+
+
+@pytest.mark.parametrize("mmsg", MODES)
+@pytest.mark.parametrize("host", HOSTS)
+def test_batches_larger_than_batch_arrive_in_order(host: str, mmsg: bool) -> None:
+    with udp(host, 2) as (a, b):
+        sender, receiver = BatchSocket(a, batch=16, mmsg=mmsg), BatchSocket(b, 16, 2048, mmsg=mmsg)
+        assert sender.mmsg is mmsg and sender.batch == 16 and receiver.max_size == 2048
+        assert sender.fileno == a.fileno()
+        items = [(i.to_bytes(2, "big") * 50, name(b)) for i in range(150)]
+        assert sender.send(items) == 150
+        assert sender.dropped == 0
+        batches = recv_all(receiver, 150)
+        assert all(1 <= len(batch) <= 16 for batch in batches)
+        got = [item for batch in batches for item in batch]
+        assert [data for data, _ in got] == [data for data, _ in items]
+        # a (host, port) 2-tuple for both families, the sender's address
+        assert {addr for _, addr in got} == {name(a)}
+        assert receiver.recv() == []
+
+
+@pytest.mark.parametrize("mmsg", MODES)
+@pytest.mark.parametrize("host", HOSTS)
+def test_recv_on_an_empty_socket_returns_at_once(host: str, mmsg: bool) -> None:
+    with udp(host) as (sock,):
+        sock.setblocking(True)  # MSG_DONTWAIT: never waits, whatever the socket's mode
+        bsock = BatchSocket(sock, mmsg=mmsg)
+        started = time.monotonic()
+        assert bsock.recv() == []
+        assert bsock.recv() == []
+        assert time.monotonic() - started < 0.5
+
+
+@pytest.mark.parametrize("mmsg", MODES)
+@pytest.mark.parametrize("host", HOSTS)
+def test_addresses_round_trip_through_an_echo(host: str, mmsg: bool) -> None:
+    """What recv returns as the source is where send delivers the answer."""
+    with udp(host, 3) as (echo, a, b):
+        echoer = BatchSocket(echo, batch=8, mmsg=mmsg)
+        for sock, tag in ((a, b"a"), (b, b"b")):
+            for i in range(5):
+                sock.sendto(tag + bytes([i]), name(echo))
+        got = [item for batch in recv_all(echoer, 10) for item in batch]
+        assert len(got) == 10
+        assert echoer.send(got) == 10
+        for sock, tag in ((a, b"a"), (b, b"b")):
+            back = [item for batch in recv_all(BatchSocket(sock), 5) for item in batch]
+            assert [data for data, _ in back] == [tag + bytes([i]) for i in range(5)]
+            assert {addr for _, addr in back} == {name(echo)}
+
+
+@pytest.mark.skipif(not HAVE_MMSG, reason="the cache is the mmsg path's")
+def test_a_repeat_peer_gets_the_same_address_object() -> None:
+    with udp("127.0.0.1", 2) as (a, b):
+        receiver = BatchSocket(b)
+        for _ in range(3):
+            a.sendto(b"x", name(b))
+        got = [item for batch in recv_all(receiver, 3) for item in batch]
+        assert len(got) == 3
+        first = got[0][1]
+        assert all(addr is first for _, addr in got)
+        a.sendto(b"y", name(b))
+        assert recv_all(receiver, 1)[0][0][1] is first  # and in a later call
+
+
+@pytest.mark.parametrize("mmsg", MODES)
+def test_many_peers_each_get_their_own_address(mmsg: bool) -> None:
+    """More sources than fit without collisions in part of the cache: never mixed up."""
+    with udp("127.0.0.1", 201) as (receiver_sock, *senders):
+        receiver = BatchSocket(receiver_sock, mmsg=mmsg)
+        for rounds in range(2):
+            for i, sock in enumerate(senders):
+                sock.sendto(i.to_bytes(2, "big"), name(receiver_sock))
+            got = [item for batch in recv_all(receiver, 200) for item in batch]
+            assert len(got) == 200, rounds
+            for data, addr in got:
+                assert addr == name(senders[int.from_bytes(data, "big")])
+
+
+@pytest.mark.parametrize("mmsg", MODES)
+def test_sends_to_many_addresses_then_to_a_live_one(mmsg: bool) -> None:
+    """The address -> sockaddr cache stays right past its 4096 slots."""
+    with udp("127.0.0.1", 2) as (a, b):
+        sender, receiver = BatchSocket(a, mmsg=mmsg), BatchSocket(b, mmsg=mmsg)
+        port = name(b)[1]
+        others = [("127.0.0.1", p) for p in range(40000, 45000) if p != port]
+        assert sender.send([(b"-", addr) for addr in others]) == len(others)
+        # equal tuples that are other objects, and the very object, both find b
+        assert sender.send([(b"1", ("127.0.0.1", port)), (b"2", name(b))]) == 2
+        assert sender.sendto(b"3", ("127.0.0.1", port))
+        got = [item for batch in recv_all(receiver, 3) for item in batch]
+        assert [data for data, _ in got] == [b"1", b"2", b"3"]
+
+
+@pytest.mark.parametrize("mmsg", MODES)
+@pytest.mark.parametrize("host", HOSTS)
+def test_a_datagram_the_kernel_refuses_is_dropped_and_counted(host: str, mmsg: bool) -> None:
+    too_big = b"\0" * 70000  # over UDP's 65507/65527 bytes: EMSGSIZE
+    with udp(host, 2) as (a, b):
+        sender, receiver = BatchSocket(a, batch=4, mmsg=mmsg), BatchSocket(b, mmsg=mmsg)
+        to = name(b)
+        assert sender.send([(b"one", to), (too_big, to), (b"two", to)]) == 2
+        assert sender.dropped == 1
+        assert sender.sendto(too_big, to) is False
+        assert sender.dropped == 2
+        assert sender.sendto(b"three", to) is True
+        got = [data for batch in recv_all(receiver, 3) for data, _ in batch]
+        assert got == [b"one", b"two", b"three"]
+
+
+@pytest.mark.parametrize("mmsg", MODES)
+def test_a_peer_that_is_gone(mmsg: bool) -> None:
+    """ICMP port unreachable: the error is swallowed by recv, the send counted dropped,
+    and datagrams behind it still come through."""
+    dead = dead_port("127.0.0.1")
+    with udp("127.0.0.1", 2) as (a, b):
+        # unconnected, with IP_RECVERR: the ICMP error is reported to the next call
+        a.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+        bsock = BatchSocket(a, mmsg=mmsg)
+        a.sendto(b"ping", dead)
+        time.sleep(0.05)
+        b.sendto(b"after", name(a))
+        got = [data for batch in recv_all(bsock, 1) for data, _ in batch]
+        assert got == [b"after"]
+        # a plain recvfrom would have raised: the error was really there
+        a.sendto(b"ping", dead)
+        time.sleep(0.05)
+        with pytest.raises(ConnectionRefusedError):
+            a.recvfrom(100)
+
+    with udp("127.0.0.1") as (c,):
+        c.connect(dead)
+        bsock = BatchSocket(c, mmsg=mmsg)
+        assert bsock.sendto(b"first", dead)
+        time.sleep(0.05)  # the ICMP error is now pending on the socket
+        assert bsock.send([(b"refused", dead), (b"next", dead)]) == 1
+        assert bsock.dropped == 1
+        time.sleep(0.05)
+        assert bsock.recv() == []
+
+
+@pytest.mark.parametrize("mmsg", MODES)
+def test_a_connected_socket_sends_to_its_peer_and_to_others(mmsg: bool) -> None:
+    with udp("127.0.0.1", 3) as (a, peer, other):
+        a.connect(name(peer))
+        sender = BatchSocket(a, batch=4, mmsg=mmsg)
+        items = [(b"p%d" % i, name(peer)) for i in range(6)] + [(b"o", name(other))]
+        assert sender.send(items) == 7
+        assert [d for batch in recv_all(BatchSocket(peer), 6) for d, _ in batch] == [
+            b"p%d" % i for i in range(6)
+        ]
+        assert [d for batch in recv_all(BatchSocket(other), 1) for d, _ in batch] == [b"o"]
+
+
+@pytest.mark.parametrize("mmsg", MODES)
+def test_bytes_like_data_and_host_names(mmsg: bool) -> None:
+    with udp("127.0.0.1", 2) as (a, b):
+        sender = BatchSocket(a, mmsg=mmsg)
+        port = name(b)[1]
+        items: list[tuple[bytes | bytearray | memoryview, tuple[str, int]]] = [
+            (bytearray(b"ba"), ("127.0.0.1", port)),
+            (memoryview(b"xmvx")[1:3], ("127.0.0.1", port)),
+            (b"name", ("localhost", port)),  # not a literal: socket.sendto resolves it
+            (b"last", ("127.0.0.1", port)),
+        ]
+        assert sender.send(items) == 4
+        got = [d for batch in recv_all(BatchSocket(b), 4) for d, _ in batch]
+        assert got == [b"ba", b"mv", b"name", b"last"]
+
+
+@pytest.mark.skipif(not HAS_IPV6_LOOPBACK, reason="no IPv6 loopback")
+@pytest.mark.parametrize("mmsg", MODES)
+def test_a_dual_stack_socket_reaches_ipv4(mmsg: bool) -> None:
+    with (
+        udp("127.0.0.1") as (v4,),
+        contextlib.closing(socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)) as v6,
+    ):
+        v6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        v6.bind(("::", 0))
+        dual = BatchSocket(v6, mmsg=mmsg)
+        assert dual.send([(b"to v4", name(v4))]) == 1  # an IPv4 literal: IPv4-mapped
+        got = [item for batch in recv_all(BatchSocket(v4), 1) for item in batch]
+        assert [data for data, _ in got] == [b"to v4"]
+        v4.sendto(b"from v4", ("127.0.0.1", v6.getsockname()[1]))
+        back = [item for batch in recv_all(dual, 1) for item in batch]
+        assert back == [(b"from v4", ("::ffff:127.0.0.1", name(v4)[1]))]
+
+
+@pytest.mark.parametrize("mmsg", MODES)
+def test_max_size_cuts_a_longer_datagram(mmsg: bool) -> None:
+    with udp("127.0.0.1", 2) as (a, b):
+        a.sendto(b"0123456789", name(b))
+        got = recv_all(BatchSocket(b, max_size=4, mmsg=mmsg), 1)
+        assert got[0][0][0] == b"0123"
+
+
+@pytest.mark.parametrize("mmsg", MODES)
+def test_wrong_arguments(mmsg: bool) -> None:
+    with udp("127.0.0.1", 2) as (a, b):
+        bsock = BatchSocket(a, mmsg=mmsg)
+        with pytest.raises(TypeError):
+            bsock.send([(b"x", name(b), "extra")])  # type: ignore[list-item]
+        with pytest.raises(TypeError):
+            bsock.send([("text", name(b))])  # type: ignore[list-item]
+        with pytest.raises(TypeError):
+            bsock.send(42)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            bsock.sendto(b"x", ["127.0.0.1", 1])  # type: ignore[arg-type]
+        assert bsock.dropped == 0
+        # what went before a bad item was sent
+        with pytest.raises(TypeError):
+            bsock.send([(b"ok", name(b)), (None, name(b))])  # type: ignore[list-item]
+        assert [d for batch in recv_all(BatchSocket(b), 1) for d, _ in batch] == [b"ok"]
+    with pytest.raises(TypeError):
+        BatchSocket("not a socket")  # type: ignore[arg-type]
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM) as stream,
+        pytest.raises(ValueError, match="SOCK_DGRAM"),
+    ):
+        BatchSocket(stream)
+    with udp() as (sock,):
+        with pytest.raises(ValueError, match="batch"):
+            BatchSocket(sock, batch=0)
+        with pytest.raises(ValueError, match="max_size"):
+            BatchSocket(sock, max_size=70000)
+
+
+@pytest.mark.parametrize("mmsg", MODES)
+def test_a_closed_socket_raises(mmsg: bool) -> None:
+    with udp() as (sock,):
+        bsock = BatchSocket(sock, mmsg=mmsg)
+    assert bsock.fileno == -1
+    with pytest.raises(OSError):
+        bsock.recv()
+    with pytest.raises(OSError):
+        bsock.send([(b"x", ("127.0.0.1", 9))])
+    with pytest.raises(OSError):
+        bsock.sendto(b"x", ("127.0.0.1", 9))
+
+
+@pytest.mark.skipif(not HAVE_MMSG, reason="the cache is the mmsg path's")
+def test_it_keeps_the_socket_and_releases_what_it_holds() -> None:
+    with udp("127.0.0.1", 2) as (a, b):
+        bsock = BatchSocket(a)
+        assert bsock.socket is a
+        payload = bytearray(b"resizable")
+        addr = name(b)
+        bsock.send([(payload, addr)])
+        payload.extend(b" again")  # no buffer export is left behind
+        refs = sys.getrefcount(addr)
+        del bsock
+        gc.collect()
+        # The address cache is the process's (one slot per address, bounded), not the
+        # socket's: another socket sending there reuses the slot, adding no reference.
+        assert sys.getrefcount(addr) == refs
+        other = BatchSocket(a)
+        other.send([(b"x", addr)])
+        assert sys.getrefcount(addr) == refs
