@@ -20,14 +20,15 @@ that part lives in `ice.aio.turn_server_tcp`. Its client connections are
     async with await serve_turn(server, [Listener("udp", "192.0.2.1", 3478)]) as runner:
         ...
 
-The per-packet work is compiled (`ice.turn._relay.RelayPump`: ChannelData from
-clients unwrapped and sent to peers, peers' datagrams wrapped and sent to
-clients, both after the same channel and permission checks as the core's),
-and UDP sockets are read and written in batches (`ice.aio._udpio.BatchSocket`:
-recvmmsg/sendmmsg on Linux). What the pump does not handle (requests,
-indications, TCP/TLS clients, bandwidth caps) goes through the core, but
-for the plain Binding request, answered in C (`ice.stun._binding`) with the bytes
-the core would have sent.
+The per-packet work is compiled (`ice.turn._relay.RelayPump`, which reads the
+core's `ice.turn.allocation.AllocationTable`: ChannelData from clients
+unwrapped and sent to peers, peers' datagrams wrapped and sent to clients,
+after the very channel, permission and budget rules the core applies), and
+UDP sockets are read and written in batches (`ice.aio._udpio.BatchSocket`:
+recvmmsg/sendmmsg on Linux). What the pump hands back (requests,
+indications, TCP/TLS clients, anything its rules refuse) goes through the
+core, but for the plain Binding request, answered in C (`ice.stun._binding`)
+with the bytes the core would have sent.
 
 Relay sockets set the don't-fragment bit when the allocation asked for it
 (DONT-FRAGMENT) on Linux. A datagram the kernel will not take is dropped as
@@ -183,7 +184,7 @@ class TurnServerRunner(StunServerRunner):
             reuse_port=reuse_port,
         )
         self.turn = server
-        self.pump = RelayPump(server)
+        self.pump = RelayPump(server.allocation_table, rfc5766_channels=server.rfc5766_channels)
         # Binding is answered to anyone: the plain request is answered in C, except
         # in RFC 5780 mode, where every answer carries RESPONSE-ORIGIN and OTHER-ADDRESS.
         self.bindings = (
