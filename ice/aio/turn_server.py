@@ -26,9 +26,10 @@ unwrapped and sent to peers, peers' datagrams wrapped and sent to clients,
 after the very channel, permission and budget rules the core applies), and
 UDP sockets are read and written in batches (`ice.aio._udpio.BatchSocket`:
 recvmmsg/sendmmsg on Linux). What the pump hands back (requests,
-indications, TCP/TLS clients, anything its rules refuse) goes through the
-core, but for the plain Binding request, answered in C (`ice.stun._binding`)
-with the bytes the core would have sent.
+indications, TCP/TLS clients, anything its rules refuse) goes to the core,
+the whole batch before the core's answers are sent, once; the plain Binding
+request is answered in C (`ice.stun._binding`) with the bytes the core would
+have sent. A batch the pump relays whole does not touch the core at all.
 
 Relay sockets set the don't-fragment bit when the allocation asked for it
 (DONT-FRAGMENT) on Linux. A datagram the kernel will not take is dropped as
@@ -96,7 +97,9 @@ class _ListenerEndpoint(_DatagramEndpoint):
         batch = self.batch.recv()
         if not batch:
             return
-        rest = runner.pump.from_clients(batch, local, runner._loop.time())
+        now = runner._loop.time()
+        rest = runner.pump.from_clients(batch, local, now)
+        fed = False
         if rest:
             bindings = runner.bindings
             answers = []
@@ -109,11 +112,14 @@ class _ListenerEndpoint(_DatagramEndpoint):
                 if response is not None:
                     answers.append((response, addr))
                 else:
-                    runner._received(data, addr, local, self)
+                    runner._feed(data, addr, local, now)
+                    fed = True
             if answers:
                 self.batch.send(answers)
                 runner.turn.stun.request_counts[_BINDING] += len(answers)
-        runner._flush()
+        runner._send_pumped()
+        if fed:
+            runner._drain(now, self)  # answers go back the way their requests came
 
     def sendto(self, data: bytes, addr: Address) -> None:
         if self._sock is not None:
@@ -146,8 +152,13 @@ class _RelayEndpoint:
         if rest:
             receive = runner.turn.receive_from_peer
             for data, peer in rest:
-                receive(data, peer, relay, now)
-        runner._flush()
+                try:
+                    receive(data, peer, relay, now)
+                except Exception:
+                    logger.exception("server failed on %d bytes from peer %s", len(data), peer)
+        runner._send_pumped()
+        if rest:
+            runner._drain(now)
 
     def sendto(self, data: bytes, addr: Address) -> None:
         if self.sock is not None:
@@ -259,6 +270,18 @@ class TurnServerRunner(StunServerRunner):
 
     def _flush(self) -> None:
         """Send what the compiled pump queued, then what the core has to send."""
+        self._send_pumped()
+        self._drain(self._loop.time())
+
+    def _feed(self, data: bytes, addr: Address, local: Address, now: float) -> None:
+        """One datagram of a batch for the core; `_drain` sends its answers once for all."""
+        try:
+            self.turn.receive_datagram(data, addr, now, local=local)
+        except Exception:
+            logger.exception("server failed on %d bytes from %s", len(data), format_address(addr))
+
+    def _send_pumped(self) -> None:
+        """Send what the compiled pump queued: one sendmmsg per socket."""
         pump = self.pump
         if pump.to_peers:
             for relay, items in pump.to_peers.items():
@@ -272,13 +295,17 @@ class TurnServerRunner(StunServerRunner):
                 if isinstance(listener, _ListenerEndpoint) and listener.open:
                     listener.batch.send(items)
             pump.to_clients.clear()
+
+    def _drain(self, now: float, via: _DatagramEndpoint | None = None) -> None:
+        """Send what the core has to send, do its effects, re-arm its timer: once per batch
+        that reached it (a batch the pump relayed whole left the core as it was)."""
         try:
-            transmits = self.server.datagrams_to_send(self._loop.time())
+            transmits = self.server.datagrams_to_send(now)
         except Exception:
             logger.exception("server failed in datagrams_to_send")
             return
         if transmits:
-            self._send(transmits, None)
+            self._send(transmits, via)
         self._apply_effects()
         self._arm_timer()
 
