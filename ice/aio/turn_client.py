@@ -94,7 +94,6 @@ from ice.turn.client import (
     DataReceived,
     PeerConnected,
     PeerConnectFailed,
-    PermissionExpired,
     PermissionFailed,
     PermissionInstalled,
     Redirected,
@@ -173,10 +172,9 @@ class TurnClient:
         self._final_taken = False
         self._allocated: asyncio.Future[None] = self._loop.create_future()
         self._released: asyncio.Future[None] = self._loop.create_future()
+        # waiters only: which permissions and channels the server holds, the machine says
         self._permissions: dict[str, asyncio.Future[None]] = {}
-        self._installed: set[str] = set()
         self._channel_waiters: dict[int, asyncio.Future[None]] = {}
-        self._bound: dict[int, Address] = {}
         self._connects: dict[bytes, asyncio.Future[int]] = {}  # by Connect transaction ID
         # (when it came, the attempt); None: the end
         self._attempts: asyncio.Queue[tuple[float, ConnectionAttempt] | None] = asyncio.Queue(
@@ -393,11 +391,30 @@ class TurnClient:
         if frame is not None and self._send_frame(frame):
             return
         self._require_datagrams()
-        if peer[0] not in self._installed:
+        if not self.machine.has_permission(peer[0]):
             await self._send_first(data, peer)
             return
         now = self._loop.time()
         self.machine.send(data, peer, now)
+        self._pump(now)
+
+    def send_nowait(self, data: bytes, peer: Address) -> None:
+        """Relay ``data`` to ``peer`` without waiting for anything (what
+        `TurnDatagramTransport.sendto` does): on a bound channel straight onto the
+        wire, else through the machine, which holds it until the peer's permission
+        is installed (a refusal is a `PermissionFailed` event, not an exception).
+        Raises as `sendto` does once the allocation is lost or the client closed,
+        and ValueError for a peer that is not an IP address."""
+        if self._failure is not None:
+            raise self._failure
+        machine = self.machine
+        frame = machine.encapsulate(data, peer)
+        if frame is not None and self._send_frame(frame):
+            return
+        host = peer[0]
+        peer = (host, peer[1]) if machine.has_permission(host) else (_ip(host), peer[1])
+        now = self._loop.time()
+        machine.send(data, peer, now)
         self._pump(now)
 
     def _send_frame(self, frame: bytes) -> bool:
@@ -509,8 +526,9 @@ class TurnClient:
         """Bind a channel to ``peer`` (or find the one it has); return its number."""
         self._require_allocation()
         now = self._loop.time()
-        number = self.machine.bind_channel((_ip(peer[0]), peer[1]), now)
-        if number in self._bound:
+        peer = (_ip(peer[0]), peer[1])
+        number = self.machine.bind_channel(peer, now)
+        if self.machine.channel_for(peer) == number:
             return number
         waiter = self._channel_waiters.get(number)
         if waiter is None:
@@ -534,7 +552,7 @@ class TurnClient:
         waiter = self._permissions.get(ip)
         if waiter is None:
             waiter = self._loop.create_future()
-            if ip in self._installed and not force:
+            if not force and self.machine.has_permission(ip):
                 waiter.set_result(None)
             else:
                 self._permissions[ip] = waiter
@@ -679,23 +697,16 @@ class TurnClient:
             _future_done(self._released)
         elif isinstance(event, PermissionInstalled):
             for ip in event.peers:
-                self._installed.add(ip)
                 self._settle(self._permissions.pop(ip, None))
         elif isinstance(event, ChannelBound):
-            self._bound[event.channel] = event.peer
-            self._installed.add(event.peer[0])  # ChannelBind installs the permission too
-            self._settle(self._permissions.pop(event.peer[0], None))
+            self._settle(self._permissions.pop(event.peer[0], None))  # installed by it too
             self._settle(self._channel_waiters.pop(event.channel, None))
-        elif isinstance(event, PermissionExpired):
-            self._installed.difference_update(event.peers)  # the next send waits for a new one
         elif isinstance(event, PermissionFailed | ChannelBindFailed):
             error = TurnError(event.code, event.reason)
             if isinstance(event, PermissionFailed):
                 for ip in event.peers:
-                    self._installed.discard(ip)
                     self._settle(self._permissions.pop(ip, None), error)
             else:
-                self._bound.pop(event.channel, None)
                 self._settle(self._channel_waiters.pop(event.channel, None), error)
             if self._transport is not None:
                 self._transport._protocol.error_received(error)
@@ -867,28 +878,22 @@ class TurnDatagramTransport(asyncio.DatagramTransport):
         )
         self._client = client
         self._protocol = protocol
+        self._loop = asyncio.get_running_loop()
         self._closing = False
         self._done = False
         self._tasks: set[asyncio.Task[None]] = set()
-        client._loop.call_soon(protocol.connection_made, self)
+        self._loop.call_soon(protocol.connection_made, self)
 
     def sendto(self, data: bytes | bytearray | memoryview, addr: Any = None) -> None:
         if addr is None:
             raise ValueError("a TURN relay has no default peer: give sendto an address")
         if self._closing:
             return
-        client = self._client
-        if type(addr) is tuple and client._failure is None:  # the per-packet fast path
-            frame = client.machine.encapsulate(data if type(data) is bytes else bytes(data), addr)
-            if frame is not None and client._send_frame(frame):
-                return
         try:
-            if client._failure is not None:
-                raise client._failure
-            peer = (addr[0], addr[1]) if addr[0] in client._installed else (_ip(addr[0]), addr[1])
-            now = client._loop.time()
-            client.machine.send(bytes(data), peer, now)
-            client._pump(now)
+            self._client.send_nowait(
+                data if type(data) is bytes else bytes(data),
+                addr if type(addr) is tuple else (addr[0], addr[1]),
+            )
         except (TurnError, OSError) as exc:
             self._protocol.error_received(exc)
 
@@ -896,7 +901,7 @@ class TurnDatagramTransport(asyncio.DatagramTransport):
         if self._closing:
             return
         self._closing = True
-        task = self._client._loop.create_task(self._client.close())
+        task = self._loop.create_task(self._client.close())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -920,4 +925,4 @@ class TurnDatagramTransport(asyncio.DatagramTransport):
         self._done = self._closing = True
         if exc is not None:
             self._protocol.error_received(exc)
-        self._client._loop.call_soon(self._protocol.connection_lost, exc)
+        self._loop.call_soon(self._protocol.connection_lost, exc)

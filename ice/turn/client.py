@@ -389,6 +389,26 @@ class TurnSession:
         if self.relay_transport != "udp":
             raise TurnError(0, "a TCP allocation relays connections (connect), not datagrams")
 
+    # -- what the server holds, as far as the session knows
+
+    def has_permission(self, ip: str) -> bool:
+        """Whether a permission for ``ip`` (any spelling) is installed: granted by
+        CreatePermission or ChannelBind and not refused or lapsed since. One being
+        refreshed still counts; data to an IP without one waits for it."""
+        permission = self._permissions.get(ip)
+        if permission is None:
+            permission = self._permissions.get(_normal_ip(ip))
+        return permission is not None and permission.installed
+
+    def channel_for(self, peer: Address) -> int | None:
+        """The number of the channel the server has bound to ``peer`` (any spelling),
+        or None: none asked for, its first ChannelBind not answered yet, refused or
+        lapsed. One being refreshed keeps its number."""
+        channel = self._channel_by_peer.get(peer)
+        if channel is None:
+            channel = self._channel_by_peer.get((_normal_ip(peer[0]), int(peer[1])))
+        return channel.number if channel is not None and channel.bound else None
+
     # -- data
 
     def encapsulate(self, data: bytes, peer: Address) -> bytes | None:
