@@ -203,7 +203,13 @@ class TurnServerRunner(StunServerRunner):
         )
         self._relays: dict[Address, _RelayEndpoint] = {}
         #: TCP relayed addresses and peer connections (RFC 6062).
-        self.tcp = TcpRelayIO(self)
+        self.tcp = TcpRelayIO(
+            loop=self._loop,
+            core=server,
+            flush=self._flush,
+            connection_for=lambda client, local: self._connections.get((local, client)),
+            max_buffer=self.max_buffer,
+        )
         server.relay_sockets = self
 
     # -- RelaySockets, for the core
