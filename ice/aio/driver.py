@@ -170,6 +170,18 @@ class MachineDriver(Generic[M]):
             return
         self._pump(self._time() if now is None else now)
 
+    def arm_timer(self) -> None:
+        """Re-arm the timer at the machine's ``get_timer()``, without a pump: for an
+        adapter that drained the machine itself (the TURN runner's batch flush)."""
+        if self._closed:
+            return
+        try:
+            at = self.machine.get_timer()
+        except Exception as exc:
+            self.report(exc, "get_timer")
+            at = None
+        self._timer.arm(at)
+
     def close(self) -> None:
         """Cancel the timer and stop: `feed` and `pump` do nothing from now on."""
         self._closed = True
