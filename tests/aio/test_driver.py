@@ -325,6 +325,23 @@ def test_a_machine_failing_in_get_timer_is_left_untimed() -> None:
     run(main())
 
 
+def test_arm_timer_re_arms_without_a_pump() -> None:
+    async def main() -> None:
+        machine = Scripted()
+        driver = Recorder(machine)
+        machine.deadline = asyncio.get_running_loop().time() + 60
+        machine.outbox = [Transmit(b"left for the next pump", PEER)]
+        machine.events.append("left too")
+        driver.arm_timer()
+        assert steps(machine.log) == [("get_timer",)]
+        assert driver.timer_at == machine.deadline
+        driver.close()
+        driver.arm_timer()
+        assert driver.timer_at is None
+
+    run(main())
+
+
 def test_close_cancels_the_timer_and_stops_feeding_and_pumping() -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
