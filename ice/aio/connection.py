@@ -36,7 +36,8 @@ Every datagram a socket or relay receives is demultiplexed by its first byte
 anything else is application data. What the agent wants sent leaves from the
 socket or relay of its ``source``; application data leaves on
 `Agent.selected_pair`, from its base to its remote address, counted in the
-pair's stats. The agent has one timer, fired with ``now = max(timer_at, loop.time())``.
+pair's stats. A `ice.aio.driver.MachineDriver` feeds the agent, sends what it
+wants sent, hands its events to the connection and runs its one timer.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ from ice.agent.events import (
 from ice.agent.mdns import is_mdns_name
 from ice.agent.sdp import IceParameters
 from ice.agent.tcp import OpenConnection, tcp_priority
+from ice.aio.driver import MachineDriver
 from ice.aio.gather import (
     AddressFilter,
     HostAddress,
@@ -93,7 +95,6 @@ from ice.aio.gather import (
 )
 from ice.aio.ice_tcp import Link, StreamLink, TcpLink, listen, open_link
 from ice.aio.mdns import MdnsService
-from ice.aio.timer import MachineTimer
 from ice.aio.transport import Target
 from ice.machine import Address, Transmit
 from ice.stun.uri import StunUri
@@ -302,7 +303,7 @@ class Connection:
         self._events: asyncio.Queue[AgentEvent] = asyncio.Queue(_EVENTS_KEPT)
         self._final_taken = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer = MachineTimer(self._on_timer)
+        self._driver = _AgentDriver(self)
         self._gathering: asyncio.Future[None] | None = None
         self._gathered: asyncio.Future[None] | None = None
         self._relaying: asyncio.Future[list[Relay]] | None = None
@@ -831,6 +832,7 @@ class Connection:
         try:
             self.agent.close()
             self._pump(loop.time())
+            self._driver.close()
             _settle_future(
                 self._gathered, ConnectionError("the connection was closed while gathering")
             )
@@ -951,9 +953,7 @@ class Connection:
     def _received(self, data: bytes, addr: Address, base: Address, component: int) -> None:
         if data and data[0] < 4 and is_stun(data):  # RFC 7983 (and the magic cookie): STUN
             assert self._loop is not None
-            now = self._loop.time()
-            self.agent.receive_datagram(data, addr, now, local=base)
-            self._pump(now)
+            self._driver.feed(data, addr, self._loop.time(), local=base)
             return
         pair = self.agent.checklist.find(base, addr, component)
         if pair is not None:
@@ -962,21 +962,17 @@ class Connection:
         self._deliver((data, component))
 
     def _pump(self, now: float) -> None:
-        """Send what the agent has for the wire, settle its events, re-arm its timer."""
-        agent = self.agent
-        for transmit in agent.datagrams_to_send(now):
-            self._transmit(transmit)
-        if self.tcp:
-            self._open_connections()
-        while (event := agent.next_event()) is not None:
-            if isinstance(event, ConnectionStateChanged):
-                self._settle(event.state, event.reason)
-            elif isinstance(event, LocalCandidatesEnd):
-                _settle_future(self._gathered)
-            if self._events.full():
-                self._events.get_nowait()
-            self._events.put_nowait(event)
-        self._arm_timer()
+        """After acting on the agent: its events, what it sends, its timer (the driver)."""
+        self._driver.pump(now)
+
+    def _event(self, event: AgentEvent) -> None:
+        if isinstance(event, ConnectionStateChanged):
+            self._settle(event.state, event.reason)
+        elif isinstance(event, LocalCandidatesEnd):
+            _settle_future(self._gathered)
+        if self._events.full():
+            self._events.get_nowait()
+        self._events.put_nowait(event)
 
     def _transmit(self, transmit: Transmit) -> None:
         if transmit.source is not None and self._links:
@@ -1015,12 +1011,27 @@ class Connection:
             self.dropped += 1
         self._inbox.put_nowait(item)
 
-    def _arm_timer(self) -> None:
-        self._timer.arm(None if self._closing else self.agent.get_timer())
 
-    def _on_timer(self, now: float) -> None:
-        self.agent.handle_timer(now)
-        self._pump(now)
+class _AgentDriver(MachineDriver[Agent]):
+    """The connection's agent on the loop: what it sends leaves from the connection's
+    sockets, its events go to the connection, and it asks for TCP connections."""
+
+    logger = logger
+
+    def __init__(self, conn: Connection) -> None:
+        super().__init__(conn.agent)
+        self._conn = conn
+
+    def transmit(self, transmit: Transmit) -> None:
+        self._conn._transmit(transmit)
+
+    def event_received(self, event: AgentEvent) -> None:
+        self._conn._event(event)
+
+    def _pump(self, now: float) -> None:
+        super()._pump(now)
+        if self._conn.tcp:
+            self._conn._open_connections()
 
 
 def _candidate(given: object) -> Candidate:
