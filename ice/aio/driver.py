@@ -172,7 +172,7 @@ class MachineDriver(Generic[M]):
 
     def arm_timer(self) -> None:
         """Re-arm the timer at the machine's ``get_timer()``, without a pump: for an
-        adapter that drained the machine itself (the TURN runner's batch flush)."""
+        adapter that set the machine up before any input (a server runner's start)."""
         if self._closed:
             return
         try:

@@ -590,16 +590,6 @@ class StunServerRunner:
     def _pumped(self) -> None:
         """After each pump of the core (a subclass does what else the core asks for)."""
 
-    def _send(
-        self, transmits: list[Transmit], via: _DatagramEndpoint | _StreamConnection | None
-    ) -> None:
-        """Send Transmits taken from the core outside the driver (the TURN runner's flush)."""
-        for transmit in transmits:
-            try:
-                self._send_one(transmit, via)
-            except Exception:
-                logger.exception("sending %d bytes to %s failed", len(transmit.data), transmit.addr)
-
     def _send_one(
         self, transmit: Transmit, via: _DatagramEndpoint | _StreamConnection | None
     ) -> None:
@@ -650,7 +640,7 @@ class StunServerRunner:
         self._driver.pump()
 
     def _arm_timer(self) -> None:
-        """After draining the core outside the driver (the TURN runner's flush)."""
+        """Arm the core's timer without a pump (once bound, before any input)."""
         self._driver.arm_timer()
 
 

@@ -99,27 +99,28 @@ class _ListenerEndpoint(_DatagramEndpoint):
             return
         now = runner._loop.time()
         rest = runner.pump.from_clients(batch, local, now)
-        fed = False
-        if rest:
-            bindings = runner.bindings
-            answers = []
-            for data, addr in rest:
-                response = (
-                    bindings.answer(data, addr)
-                    if bindings is not None and data[:2] == _BINDING_REQUEST
-                    else None
-                )
-                if response is not None:
-                    answers.append((response, addr))
-                else:
-                    runner._feed(data, addr, local, now)
-                    fed = True
-            if answers:
-                self.batch.send(answers)
-                runner.turn.stun.request_counts[_BINDING] += len(answers)
         runner._send_pumped()
-        if fed:
-            runner._drain(now, self)  # answers go back the way their requests came
+        if not rest:
+            return
+        bindings = runner.bindings
+        answers = []
+        for_core = []
+        for item in rest:
+            data, addr = item
+            response = (
+                bindings.answer(data, addr)
+                if bindings is not None and data[:2] == _BINDING_REQUEST
+                else None
+            )
+            if response is not None:
+                answers.append((response, addr))
+            else:
+                for_core.append(item)
+        if answers:
+            self.batch.send(answers)
+            runner.turn.stun.request_counts[_BINDING] += len(answers)
+        if for_core:
+            runner._feed_batch(for_core, local, self, now)
 
     def sendto(self, data: bytes, addr: Address) -> None:
         if self._sock is not None:
@@ -149,16 +150,9 @@ class _RelayEndpoint:
         now = self._loop.time()
         relay = self.address
         rest = runner.pump.from_peers(batch, relay, now)
-        if rest:
-            receive = runner.turn.receive_from_peer
-            for data, peer in rest:
-                try:
-                    receive(data, peer, relay, now)
-                except Exception:
-                    logger.exception("server failed on %d bytes from peer %s", len(data), peer)
         runner._send_pumped()
         if rest:
-            runner._drain(now)
+            runner._from_peers(rest, relay, now)
 
     def sendto(self, data: bytes, addr: Address) -> None:
         if self.sock is not None:
@@ -275,16 +269,36 @@ class TurnServerRunner(StunServerRunner):
         return _ListenerEndpoint(self, sock, local)
 
     def _flush(self) -> None:
-        """Send what the compiled pump queued, then what the core has to send."""
+        """Send what the compiled pump queued, then pump the core (after the TCP
+        relay told it something)."""
         self._send_pumped()
-        self._drain(self._loop.time())
+        self._driver.pump()
 
-    def _feed(self, data: bytes, addr: Address, local: Address, now: float) -> None:
-        """One datagram of a batch for the core; `_drain` sends its answers once for all."""
-        try:
-            self.turn.receive_datagram(data, addr, now, local=local)
-        except Exception:
-            logger.exception("server failed on %d bytes from %s", len(data), format_address(addr))
+    def _feed_batch(
+        self,
+        datagrams: list[tuple[bytes, Address]],
+        local: Address,
+        via: _DatagramEndpoint,
+        now: float,
+    ) -> None:
+        """What the pump handed back of a listener's batch: the core takes it whole and is
+        pumped once; its answers go back through ``via``, the way their requests came."""
+        driver = self._driver
+        driver.via = via
+        driver.feed_batch(datagrams, now, local=local)
+        driver.via = None
+
+    def _from_peers(
+        self, datagrams: list[tuple[bytes, Address]], relay: Address, now: float
+    ) -> None:
+        """What the pump handed back of a relay socket's batch: to the core, pumped once."""
+        receive = self.turn.receive_from_peer
+        for data, peer in datagrams:
+            try:
+                receive(data, peer, relay, now)
+            except Exception as exc:
+                self._driver.report(exc, f"receive_from_peer of {len(data)} bytes from {peer}")
+        self._driver.pump(now)
 
     def _send_pumped(self) -> None:
         """Send what the compiled pump queued: one sendmmsg per socket."""
@@ -301,19 +315,6 @@ class TurnServerRunner(StunServerRunner):
                 if isinstance(listener, _ListenerEndpoint) and listener.open:
                     listener.batch.send(items)
             pump.to_clients.clear()
-
-    def _drain(self, now: float, via: _DatagramEndpoint | None = None) -> None:
-        """Send what the core has to send, do its effects, re-arm its timer: once per batch
-        that reached it (a batch the pump relayed whole left the core as it was)."""
-        try:
-            transmits = self.server.datagrams_to_send(now)
-        except Exception:
-            logger.exception("server failed in datagrams_to_send")
-            return
-        if transmits:
-            self._send(transmits, via)
-        self._apply_effects()
-        self._arm_timer()
 
     def _apply_effects(self) -> None:
         """Do what the core asks about TCP connections (after sending its Transmits)."""
