@@ -67,7 +67,7 @@ import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, Unpack
 
 from ice._codec import stream_frame_length
 from ice._errors import DecodeError
@@ -77,6 +77,7 @@ from ice.stun.uri import format_address
 
 __all__ = [
     "Listener",
+    "RunnerOptions",
     "StunServerRunner",
     "Transport",
     "serve_stun",
@@ -98,6 +99,20 @@ READ_BATCH = 64
 #: The largest UDP payload (IPv6 jumbograms aside).
 MAX_DATAGRAM = 65535
 
+
+
+class RunnerOptions(TypedDict, total=False):
+    """The runner options of the module docstring, as keyword arguments.
+
+    Declared once: `StunServerRunner`, `TurnServerRunner`, `serve_stun` and
+    `serve_turn` all take them as ``**options``.
+    """
+
+    max_connections: int
+    idle_timeout: float
+    max_buffer: int
+    tls_handshake_timeout: float
+    reuse_port: bool
 
 @dataclass(frozen=True, slots=True)
 class Listener:
@@ -377,22 +392,20 @@ class StunServerRunner:
         self,
         server: Machine,
         listeners: Sequence[Listener],
-        *,
-        max_connections: int = MAX_CONNECTIONS,
-        idle_timeout: float = IDLE_TIMEOUT,
-        max_buffer: int = MAX_BUFFER,
-        tls_handshake_timeout: float = TLS_HANDSHAKE_TIMEOUT,
-        reuse_port: bool = False,
+        **options: Unpack[RunnerOptions],
     ) -> None:
-        if max_connections < 1 or idle_timeout <= 0 or max_buffer < 1:
+        self.max_connections = options.get("max_connections", MAX_CONNECTIONS)
+        self.idle_timeout = options.get("idle_timeout", IDLE_TIMEOUT)
+        self.max_buffer = options.get("max_buffer", MAX_BUFFER)
+        self.tls_handshake_timeout = options.get("tls_handshake_timeout", TLS_HANDSHAKE_TIMEOUT)
+        self.reuse_port = options.get("reuse_port", False)
+        unknown = options.keys() - RunnerOptions.__annotations__.keys()
+        if unknown:
+            raise TypeError(f"unknown runner options: {', '.join(sorted(unknown))}")
+        if self.max_connections < 1 or self.idle_timeout <= 0 or self.max_buffer < 1:
             raise ValueError("max_connections, idle_timeout and max_buffer must be positive")
         self.server = server
         self.listeners = list(listeners)
-        self.max_connections = max_connections
-        self.idle_timeout = idle_timeout
-        self.max_buffer = max_buffer
-        self.tls_handshake_timeout = tls_handshake_timeout
-        self.reuse_port = reuse_port
         #: Frame RFC 5766 ChannelData (numbers up to 0x7FFF) on streams (a TURN server).
         self.rfc5766_channels = bool(getattr(server, "rfc5766_channels", False))
         self._loop = asyncio.get_running_loop()
@@ -666,22 +679,9 @@ class _CoreDriver(MachineDriver[Machine]):
 async def serve_stun(
     server: Machine,
     listeners: Sequence[Listener],
-    *,
-    max_connections: int = MAX_CONNECTIONS,
-    idle_timeout: float = IDLE_TIMEOUT,
-    max_buffer: int = MAX_BUFFER,
-    tls_handshake_timeout: float = TLS_HANDSHAKE_TIMEOUT,
-    reuse_port: bool = False,
+    **options: Unpack[RunnerOptions],
 ) -> StunServerRunner:
     """Start serving ``server`` on ``listeners``; return the running runner (close it)."""
-    runner = StunServerRunner(
-        server,
-        listeners,
-        max_connections=max_connections,
-        idle_timeout=idle_timeout,
-        max_buffer=max_buffer,
-        tls_handshake_timeout=tls_handshake_timeout,
-        reuse_port=reuse_port,
-    )
+    runner = StunServerRunner(server, listeners, **options)
     await runner.start()
     return runner

@@ -42,17 +42,14 @@ import asyncio
 import logging
 import socket
 from collections.abc import Sequence
-from typing import Any
+from typing import Unpack
 
 from ice.aio._udpio import BatchSocket
 from ice.aio.stun_server import (
-    IDLE_TIMEOUT,
-    MAX_BUFFER,
-    MAX_CONNECTIONS,
     MAX_DATAGRAM,
     READ_BATCH,
-    TLS_HANDSHAKE_TIMEOUT,
     Listener,
+    RunnerOptions,
     StunServerRunner,
     Transport,
     _DatagramEndpoint,
@@ -172,22 +169,9 @@ class TurnServerRunner(StunServerRunner):
         self,
         server: TurnServer,
         listeners: Sequence[Listener],
-        *,
-        max_connections: int = MAX_CONNECTIONS,
-        idle_timeout: float = IDLE_TIMEOUT,
-        max_buffer: int = MAX_BUFFER,
-        tls_handshake_timeout: float = TLS_HANDSHAKE_TIMEOUT,
-        reuse_port: bool = False,
+        **options: Unpack[RunnerOptions],
     ) -> None:
-        super().__init__(
-            server,
-            listeners,
-            max_connections=max_connections,
-            idle_timeout=idle_timeout,
-            max_buffer=max_buffer,
-            tls_handshake_timeout=tls_handshake_timeout,
-            reuse_port=reuse_port,
-        )
+        super().__init__(server, listeners, **options)
         self.turn = server
         self.pump = RelayPump(server.allocation_table, rfc5766_channels=server.rfc5766_channels)
         # Binding is answered to anyone: the plain request is answered in C, except
@@ -360,12 +344,9 @@ def _set_dont_fragment(sock: socket.socket, family: int) -> None:
 async def serve_turn(
     server: TurnServer,
     listeners: Sequence[Listener],
-    **options: Any,
+    **options: Unpack[RunnerOptions],
 ) -> TurnServerRunner:
-    """Start serving ``server`` on ``listeners``; return the running runner (close it).
-
-    ``options`` are `TurnServerRunner`'s (connection limits, timeouts).
-    """
+    """Start serving ``server`` on ``listeners``; return the running runner (close it)."""
     runner = TurnServerRunner(server, listeners, **options)
     await runner.start()
     return runner
