@@ -59,26 +59,19 @@ from typing import Any
 from ice._codec import is_stun
 from ice._errors import TurnError
 from ice.agent.agent import Agent, Nomination
-from ice.agent.candidate import (
-    Candidate,
-    CandidateType,
-    TcpType,
-    candidate_priority,
-    foundation,
-    local_preferences,
-)
-from ice.agent.checklist import CandidatePair, PairState
+from ice.agent.candidate import Candidate, TcpType, local_preferences
+from ice.agent.checklist import CandidatePair
 from ice.agent.events import (
     AgentEvent,
     ConnectionState,
     ConnectionStateChanged,
-    GatheringState,
     LocalCandidate,
     LocalCandidatesEnd,
 )
-from ice.agent.mdns import is_mdns_name
+from ice.agent.mdns import is_mdns_name, mdns_candidate
 from ice.agent.sdp import IceParameters
-from ice.agent.tcp import OpenConnection, tcp_priority
+from ice.agent.stats import ConnectionStats, PairStats
+from ice.agent.tcp import OpenConnection
 from ice.aio.gather import (
     AddressFilter,
     HostAddress,
@@ -86,9 +79,7 @@ from ice.aio.gather import (
     Relay,
     allocate_relays,
     host_addresses,
-    host_candidate,
     open_host_socket,
-    relayed_candidate,
     stun_addresses,
 )
 from ice.aio.ice_tcp import Link, StreamLink, TcpLink, listen, open_link
@@ -121,38 +112,8 @@ _DOWN = (ConnectionState.FAILED, ConnectionState.CLOSED)
 
 
 @dataclass(frozen=True, slots=True)
-class PairStats:
-    """One candidate pair: its state and counters (times in seconds)."""
-
-    component: int
-    local: Candidate
-    remote: Candidate
-    state: PairState
-    nominated: bool
-    selected: bool
-    rtt: float | None
-    smoothed_rtt: float | None
-    checks_sent: int
-    checks_received: int
-    responses_sent: int
-    responses_received: int
-    packets_sent: int
-    packets_received: int
-    bytes_sent: int
-    bytes_received: int
-
-
-@dataclass(frozen=True, slots=True)
 class ConnectionClosed:
     """aioice's one event (`Connection.get_event`): closed, or consent lost."""
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionStats:
-    state: ConnectionState
-    gathering_state: GatheringState
-    failure_reason: str  # "" unless the agent failed
-    pairs: tuple[PairStats, ...]  # highest priority first
 
 
 def _servers(given: Servers | None) -> list[Target]:
@@ -364,7 +325,7 @@ class Connection:
     @property
     def local_candidates(self) -> list[Candidate]:
         """What to signal: with ``mdns``, host addresses are their ``.local`` names."""
-        return [self._public(c) for c in self.agent.local_candidates]
+        return [mdns_candidate(c, self._mdns_names) for c in self.agent.local_candidates]
 
     @property
     def remote_candidates(self) -> list[Candidate]:
@@ -378,7 +339,7 @@ class Connection:
         """The local candidate of ``component`` most likely to work: the lowest priority one."""
         for candidate in sorted(self.agent.local_candidates, key=lambda c: c.priority):
             if candidate.component == component:
-                return self._public(candidate)
+                return mdns_candidate(candidate, self._mdns_names)
         return None
 
     def selected_pair(self, component: int = 1) -> CandidatePair | None:
@@ -445,17 +406,15 @@ class Connection:
                 if not self.udp:
                     continue
                 base = await self._open_socket(loop, address, component)
-                if base is not None:
-                    candidate = host_candidate(base, component, preferences[address.ip])
-                    if self.mdns and candidate.host not in self._mdns_names:
-                        service = await self._mdns_service()
-                        self._mdns_names[candidate.host] = service.register(candidate.host)
-                    self.agent.add_local_candidate(candidate, base, loop.time())
-                    public = self._nat_1to1.get(_canonical_ip(base[0]))
-                    if public is not None:
-                        mapped = mapped_candidate(candidate, public)
-                        self.agent.add_local_candidate(mapped, base, loop.time())
-                    self._pump(loop.time())
+                if base is None:
+                    continue
+                await self._name(base[0])
+                now = loop.time()
+                self.agent.add_host_candidate(base, component, preferences[address.ip], now)
+                public = self._nat_1to1.get(_canonical_ip(base[0]))
+                if public is not None:
+                    self.agent.add_mapped_address(base, public, now)
+                self._pump(now)
 
     async def _open_tcp_candidates(
         self, address: HostAddress, component: int, preference: int
@@ -463,8 +422,7 @@ class Connection:
         """Passive, simultaneous-open and active TCP host candidates (RFC 6544 5.1)."""
         loop = self._running_loop()
         ip = address.ip
-        if self.mdns and ip not in self._mdns_names:
-            self._mdns_names[ip] = (await self._mdns_service()).register(ip)
+        await self._name(ip)
         tcptype: TcpType
         for tcptype in ("passive", "so", "active"):
             if tcptype == "active":
@@ -480,20 +438,14 @@ class Connection:
                     logger.info("no %s TCP candidate on %s: %s", tcptype, ip, exc)
                     continue
                 self._tcp_servers.append(server)
-                sockname = server.sockets[0].getsockname()
-                base = (ip, sockname[1])
-            candidate = Candidate(
-                foundation=foundation(CandidateType.HOST, ip, None, "tcp"),
-                component=component,
-                transport="tcp",
-                priority=tcp_priority(CandidateType.HOST, tcptype, preference, component),
-                host=ip,
-                port=9 if tcptype == "active" else base[1],
-                type=CandidateType.HOST,
-                tcptype=tcptype,
-            )
-            self.agent.add_local_candidate(candidate, base, loop.time())
+                base = (ip, server.sockets[0].getsockname()[1])
+            self.agent.add_host_candidate(base, component, preference, loop.time(), tcptype=tcptype)
         self._pump(loop.time())
+
+    async def _name(self, ip: str) -> None:
+        """With ``mdns``, give host address ``ip`` its ``.local`` name (once)."""
+        if self.mdns and ip not in self._mdns_names:
+            self._mdns_names[ip] = (await self._mdns_service()).register(ip)
 
     def _link(self, component: int, *, accepted: bool = False) -> TcpLink:
         def opened(link: TcpLink) -> None:
@@ -598,42 +550,28 @@ class Connection:
         return relays
 
     def _add_relays(self, relays: list[Relay], now: float) -> None:
+        """Relayed candidates; a TCP allocation's (RFC 6062) are a passive one, whose
+        peers we accept, and an active one, whose connections the server opens."""
         preferences = local_preferences(r.client.relayed_address[0] for r in relays)
         hide = self.transport_policy is TransportPolicy.RELAY
         for relay in relays:
-            preference = preferences[relay.client.relayed_address[0]]
-            candidate = relayed_candidate(relay, preference, hide_related_address=hide)
+            client = relay.client
+            relayed = client.relayed_address
+            candidates = self.agent.add_relayed_candidates(
+                relayed, relay.component, preferences[relayed[0]], now,
+                server=relay.server, server_transport=relay.transport,
+                mapped=None if hide else client.mapped_address, transport=relay.relay_transport,
+            )  # fmt: skip
+            base = (candidates[0].host, relayed[1])
             if relay.relay_transport == "tcp":
-                self._add_tcp_relay(relay, candidate, preference, now)
-                continue
-            base = candidate.address
-            protocol = _Socket(self, base, relay.component)
-            self._senders[base] = relay.client.as_datagram_transport(protocol)
-            self.agent.add_local_candidate(candidate, base, now)
+                self._tcp_relays[base] = relay
+                task = asyncio.ensure_future(self._accept_relayed(relay, base))
+                self._opening.add(task)
+                task.add_done_callback(self._opening.discard)
+            else:
+                protocol = _Socket(self, base, relay.component)
+                self._senders[base] = client.as_datagram_transport(protocol)
             self._pump(now)
-
-    def _add_tcp_relay(
-        self, relay: Relay, udp_like: Candidate, preference: int, now: float
-    ) -> None:
-        """A TCP allocation gives a passive relayed candidate (peers connect to it
-        through the server) and an active one (the server connects for us)."""
-        base = udp_like.address
-        self._tcp_relays[base] = relay
-        tcptype: TcpType
-        for tcptype in ("passive", "active"):
-            candidate = dataclasses.replace(
-                udp_like,
-                transport="tcp",
-                tcptype=tcptype,
-                port=9 if tcptype == "active" else udp_like.port,
-                foundation=foundation(CandidateType.RELAY, base[0], relay.server, "tcp"),
-                priority=tcp_priority(CandidateType.RELAY, tcptype, preference, relay.component),
-            )
-            self.agent.add_local_candidate(candidate, base, now)
-        task = asyncio.ensure_future(self._accept_relayed(relay, base))
-        self._opening.add(task)
-        task.add_done_callback(self._opening.discard)
-        self._pump(now)
 
     async def _accept_relayed(self, relay: Relay, base: Address) -> None:
         """Peers connecting to a relayed TCP candidate, for as long as the relay lives."""
@@ -747,19 +685,6 @@ class Connection:
             self._mdns = await MdnsService.start(interface=interface, rng=self._rng)
         return self._mdns
 
-    def _public(self, candidate: Candidate) -> Candidate:
-        """``candidate`` as signalled: host addresses replaced by their mDNS names, and
-        related addresses that would give one away by 0.0.0.0:9 (the mDNS ICE draft)."""
-        if not self._mdns_names:
-            return candidate
-        if candidate.type is CandidateType.HOST:
-            name = self._mdns_names.get(candidate.host)
-            return candidate if name is None else dataclasses.replace(candidate, host=name)
-        if candidate.related_address in self._mdns_names:
-            hidden = "::" if ":" in str(candidate.related_address) else "0.0.0.0"
-            return dataclasses.replace(candidate, related_address=hidden, related_port=9)
-        return candidate
-
     async def connect(self) -> None:
         """Run the checks; return once every component has a selected pair.
         Raises ConnectionError when ICE fails (after the peer's end-of-candidates)."""
@@ -787,15 +712,13 @@ class Connection:
             if link is None:
                 raise ConnectionError("Cannot send data, the TCP connection is closed")
             link.write(data)
-            pair.packets_sent += 1
-            pair.bytes_sent += len(data)
+            self.agent.record_sent(pair, len(data))
             return
         sender = self._senders.get(pair.base) if pair is not None else None
         if pair is None or sender is None:
             raise ConnectionError("Cannot send data, not connected")
         sender.sendto(data, pair.remote_address)
-        pair.packets_sent += 1
-        pair.bytes_sent += len(data)
+        self.agent.record_sent(pair, len(data))
 
     async def recv(self) -> bytes:
         data, _ = await self.recvfrom()
@@ -878,7 +801,7 @@ class Connection:
             if isinstance(event, ConnectionStateChanged) and event.state is ConnectionState.CLOSED:
                 self._final_taken = True
             if isinstance(event, LocalCandidate):
-                event = LocalCandidate(self._public(event.candidate))
+                event = LocalCandidate(mdns_candidate(event.candidate, self._mdns_names))
             yield event
 
     async def get_event(self) -> ConnectionClosed | None:
@@ -916,30 +839,8 @@ class Connection:
         self._pump(now)
 
     def stats(self) -> ConnectionStats:
-        agent = self.agent
-        selected = {id(agent.selected_pair(c)) for c in range(1, agent.components + 1)}
-        pairs = tuple(
-            PairStats(
-                component=p.component,
-                local=p.local,
-                remote=p.remote,
-                state=p.state,
-                nominated=p.nominated,
-                selected=id(p) in selected,
-                rtt=p.rtt,
-                smoothed_rtt=p.smoothed_rtt,
-                checks_sent=p.checks_sent,
-                checks_received=p.checks_received,
-                responses_sent=p.responses_sent,
-                responses_received=p.responses_received,
-                packets_sent=p.packets_sent,
-                packets_received=p.packets_received,
-                bytes_sent=p.bytes_sent,
-                bytes_received=p.bytes_received,
-            )
-            for p in agent.checklist.pairs
-        )
-        return ConnectionStats(agent.state, agent.gathering_state, agent.failure_reason, pairs)
+        """The state and every candidate pair, with its counters (`Agent.stats`)."""
+        return self.agent.stats()
 
     # -- driving the agent
 
@@ -1051,20 +952,3 @@ _RECEIVING = frozenset(
 
 def _canonical_ip(text: str) -> str:
     return str(ipaddress.ip_address(text))
-
-
-def mapped_candidate(host: Candidate, public_ip: str) -> Candidate:
-    """The server-reflexive candidate a configured 1:1 NAT gives ``host``: the public
-    IP with the same port (as a STUN server behind that NAT would report)."""
-    local_preference = (host.priority >> 8) & 0xFFFF
-    return Candidate(
-        foundation=foundation(CandidateType.SRFLX, host.host, "nat-1:1", "udp"),
-        component=host.component,
-        transport="udp",
-        priority=candidate_priority(CandidateType.SRFLX, local_preference, host.component),
-        host=public_ip,
-        port=host.port,
-        type=CandidateType.SRFLX,
-        related_address=host.host,
-        related_port=host.port,
-    )

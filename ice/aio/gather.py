@@ -6,12 +6,12 @@ unless asked for, filtered by interface name and by address, ordered so that
 `ice.agent.candidate.local_preferences` gives each a distinct local preference with
 the families interleaved (RFC 8421); `bind_udp` opens one UDP socket on an
 address, on a port of an optional range (`open_host_socket`: with its asyncio
-transport); `host_candidate` and `relayed_candidate` build the candidates
-(RFC 8445 priorities and foundations). `allocate_relays` gets one relayed address per (component,
+transport). `allocate_relays` gets one relayed address per (component,
 TURN server, address family) with `ice.aio.turn_client.TurnClient`, in parallel,
-each within a timeout, so one dead server never stalls the others.
-Server-reflexive candidates are the agent's (`Agent.add_stun_server`, with
-the addresses `stun_addresses` resolves).
+each within a timeout, so one dead server never stalls the others. The agent
+builds the candidates from those addresses (`ice.agent.local_candidates`) and
+learns the server-reflexive ones itself (`Agent.add_stun_server`, with the
+addresses `stun_addresses` resolves).
 
 Filters (``ip_filter``, ``interface_filter``) are a callable taking the
 address (or interface name) and returning True to keep it, or a list: of
@@ -36,7 +36,6 @@ from typing import TypeVar
 import ifaddr
 
 from ice._errors import TurnError
-from ice.agent.candidate import Candidate, CandidateType, candidate_priority, foundation
 from ice.aio.transport import Target, endpoint_for, resolve
 from ice.aio.turn_client import TurnClient
 from ice.machine import Address
@@ -49,9 +48,7 @@ __all__ = [
     "allocate_relays",
     "bind_udp",
     "host_addresses",
-    "host_candidate",
     "open_host_socket",
-    "relayed_candidate",
     "stun_addresses",
 ]
 
@@ -201,18 +198,6 @@ async def open_host_socket(
     return transport, protocol
 
 
-def host_candidate(base: Address, component: int, local_preference: int) -> Candidate:
-    return Candidate(
-        foundation=foundation(CandidateType.HOST, base[0], None, "udp"),
-        component=component,
-        transport="udp",
-        priority=candidate_priority(CandidateType.HOST, local_preference, component),
-        host=base[0],
-        port=base[1],
-        type=CandidateType.HOST,
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class Relay:
     """An allocation for one component, and where it was asked for."""
@@ -222,29 +207,6 @@ class Relay:
     server: Address  # the TURN server's address (after any redirect)
     transport: str  # udp, tcp or tls: to the server
     relay_transport: str = "udp"  # tcp: an RFC 6062 allocation (relayed TCP candidates)
-
-
-def relayed_candidate(
-    relay: Relay, local_preference: int, *, hide_related_address: bool = False
-) -> Candidate:
-    """The relayed candidate of ``relay``: its own base, with the address the
-    server saw (XOR-MAPPED-ADDRESS) as its related address, or 0.0.0.0:9 / [::]:9
-    with ``hide_related_address`` (RFC 9429 section 3.5.3, relay-only policy)."""
-    host, port = relay.client.relayed_address
-    mapped = relay.client.mapped_address
-    if hide_related_address or mapped is None:
-        mapped = ("::" if ":" in host else "0.0.0.0", 9)
-    return Candidate(
-        foundation=foundation(CandidateType.RELAY, host, relay.server, relay.transport),
-        component=relay.component,
-        transport="udp",
-        priority=candidate_priority(CandidateType.RELAY, local_preference, relay.component),
-        host=str(ipaddress.ip_address(host)),
-        port=port,
-        type=CandidateType.RELAY,
-        related_address=mapped[0],
-        related_port=mapped[1],
-    )
 
 
 async def stun_addresses(servers: Iterable[Target]) -> list[Address]:

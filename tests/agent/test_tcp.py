@@ -32,9 +32,9 @@ def tcp(ip: str, port: int, tcptype: str, component: int = 1) -> Candidate:
 
 
 def add_tcp(net: TcpNet, agent: Agent, ip: str, port: int, tcptype: str) -> None:
-    candidate = tcp(ip, port, tcptype)
     base: Address = (ip, 0) if tcptype == "active" else (ip, port)
-    agent.add_local_candidate(candidate, base)
+    added = agent.add_host_candidate(base, 1, 65535, tcptype=tcptype)  # type: ignore[arg-type]
+    assert added == tcp(ip, port, tcptype)
     if tcptype != "active":
         net.listeners[base] = agent
 
