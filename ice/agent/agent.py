@@ -528,8 +528,22 @@ class Agent(TcpChecks):
 
     # -- the machine surface
 
-    def receive_datagram(self, data: bytes, addr: Address, now: float, *, local: Address) -> None:
-        """A STUN datagram that arrived on the socket bound to ``local`` from ``addr``."""
+    def receive_datagram(
+        self,
+        data: bytes,
+        addr: Address,
+        now: float,
+        *,
+        local: Address | None = None,
+        reliable: bool = False,
+    ) -> None:
+        """A STUN datagram that arrived on the socket bound to ``local`` from ``addr``.
+
+        ``local`` (the base) is required: it picks the pair; None is a TypeError.
+        ``reliable`` is ignored: the pair's transport says whether it is TCP.
+        """
+        if local is None:
+            raise TypeError("Agent.receive_datagram needs local= (the base it arrived on)")
         try:
             message = Message.decode(data)
         except DecodeError as exc:

@@ -255,7 +255,17 @@ class MdnsResponder:
     def unregister(self, name: str) -> None:
         self._names.pop(name.lower(), None)
 
-    def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
+    def receive_datagram(
+        self,
+        data: bytes,
+        addr: Address,
+        now: float,
+        *,
+        local: Address | None = None,
+        reliable: bool = False,
+    ) -> None:
+        """A multicast (or legacy unicast) query; ``local`` and ``reliable`` are ignored:
+        the answer goes to the group of ``addr``'s family, or back to ``addr``."""
         try:
             message = decode_message(data)
         except DecodeError:
@@ -291,6 +301,10 @@ class MdnsResponder:
 
     def handle_timer(self, now: float) -> None:
         pass
+
+    def next_event(self) -> None:
+        """Always None: answering needs no one's attention."""
+        return None
 
 
 def _address_record(name: str, ip: str, qtype: int) -> DnsRecord | None:
@@ -363,7 +377,16 @@ class MdnsResolver:
         query.next_send = now + query.interval
         query.interval = min(query.interval * 2, 2.0)
 
-    def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
+    def receive_datagram(
+        self,
+        data: bytes,
+        addr: Address,
+        now: float,
+        *,
+        local: Address | None = None,
+        reliable: bool = False,
+    ) -> None:
+        """An answer heard on the group; ``local`` and ``reliable`` are ignored."""
         try:
             message = decode_message(data)
         except DecodeError:

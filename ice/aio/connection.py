@@ -17,11 +17,13 @@ The adapter is thin: it opens what a sans-I/O agent cannot (UDP host
 sockets, TURN allocations with `ice.aio.gather`; TCP listeners and links
 with `ice.aio.ice_tcp`; the mDNS service) and gives the agent their
 addresses, from which the agent builds the candidates. Every datagram that
-arrives is STUN (RFC 7983: first byte 0-3), handed to the agent with the base
-it arrived on, or application data, delivered to `recv`. What the agent sends
-leaves from the socket, relay or TCP link of its ``source``; application data
-leaves on `Agent.selected_pair`. Checks, nomination, consent, candidate
-building, stats and counters are the agent's; one timer fires the agent's.
+arrives is STUN (RFC 7983: first byte 0-3), fed to the agent with the base it
+arrived on, or application data, delivered to `recv`. A
+`ice.aio.driver.MachineDriver` runs the agent: what it sends leaves from the
+socket, relay or TCP link of its ``source``, its events settle the
+connection, and it has one timer. Application data leaves on
+`Agent.selected_pair`. Checks, nomination, consent, candidate building, stats
+and counters are the agent's.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from ice.agent.events import (
 from ice.agent.mdns import is_mdns_name, mdns_candidate
 from ice.agent.sdp import IceParameters
 from ice.agent.stats import ConnectionStats, PairStats
+from ice.aio.driver import MachineDriver
 from ice.aio.gather import (
     AddressFilter,
     DatagramSockets,
@@ -66,7 +69,6 @@ from ice.aio.gather import (
     stun_addresses,
 )
 from ice.aio.ice_tcp import TcpLinks
-from ice.aio.timer import MachineTimer
 from ice.machine import Address, Transmit
 
 __all__ = ["Connection", "ConnectionClosed", "ConnectionStats", "PairStats", "TransportPolicy"]
@@ -196,7 +198,7 @@ class Connection:
         self._events: asyncio.Queue[AgentEvent] = asyncio.Queue(_EVENTS_KEPT)
         self._final_taken = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer = MachineTimer(self._on_timer)
+        self._driver = _AgentDriver(self)
         self._gathering: asyncio.Future[None] | None = None
         self._gathered: asyncio.Future[None] | None = None
         self._relaying: asyncio.Future[list[Relay]] | None = None
@@ -504,6 +506,7 @@ class Connection:
         try:
             self.agent.close()
             self._pump(loop.time())
+            self._driver.close()
             _settle_future(
                 self._gathered, ConnectionError("the connection was closed while gathering")
             )
@@ -590,32 +593,23 @@ class Connection:
     def _received(self, data: bytes, addr: Address, base: Address, component: int) -> None:
         if data and data[0] < 4 and is_stun(data):  # RFC 7983 (and the magic cookie): STUN
             assert self._loop is not None
-            now = self._loop.time()
-            self.agent.receive_datagram(data, addr, now, local=base)
-            self._pump(now)
+            self._driver.feed(data, addr, self._loop.time(), local=base)
             return
-        pair = self.agent.checklist.find(base, addr, component)
-        if pair is not None:
-            pair.packets_received += 1
-            pair.bytes_received += len(data)
+        self.agent.record_received(len(data), addr, local=base, component=component)
         self._deliver((data, component))
 
     def _pump(self, now: float) -> None:
-        """Send what the agent has for the wire, settle its events, re-arm its timer."""
-        agent = self.agent
-        for transmit in agent.datagrams_to_send(now):
-            self._transmit(transmit)
-        if self.tcp:
-            self._open_connections()
-        while (event := agent.next_event()) is not None:
-            if isinstance(event, ConnectionStateChanged):
-                self._settle(event.state, event.reason)
-            elif isinstance(event, LocalCandidatesEnd):
-                _settle_future(self._gathered)
-            if self._events.full():
-                self._events.get_nowait()
-            self._events.put_nowait(event)
-        self._arm_timer()
+        """After acting on the agent: its events, what it sends, its timer (the driver)."""
+        self._driver.pump(now)
+
+    def _event(self, event: AgentEvent) -> None:
+        if isinstance(event, ConnectionStateChanged):
+            self._settle(event.state, event.reason)
+        elif isinstance(event, LocalCandidatesEnd):
+            _settle_future(self._gathered)
+        if self._events.full():
+            self._events.get_nowait()
+        self._events.put_nowait(event)
 
     def _transmit(self, transmit: Transmit) -> None:
         if transmit.source is not None and self._links:
@@ -654,12 +648,27 @@ class Connection:
             self.dropped += 1
         self._inbox.put_nowait(item)
 
-    def _arm_timer(self) -> None:
-        self._timer.arm(None if self._closing else self.agent.get_timer())
 
-    def _on_timer(self, now: float) -> None:
-        self.agent.handle_timer(now)
-        self._pump(now)
+class _AgentDriver(MachineDriver[Agent]):
+    """The connection's agent on the loop: what it sends leaves from the connection's
+    sockets, its events go to the connection, and it asks for TCP connections."""
+
+    logger = logger
+
+    def __init__(self, conn: Connection) -> None:
+        super().__init__(conn.agent)
+        self._conn = conn
+
+    def transmit(self, transmit: Transmit) -> None:
+        self._conn._transmit(transmit)
+
+    def event_received(self, event: AgentEvent) -> None:
+        self._conn._event(event)
+
+    def _pump(self, now: float) -> None:
+        super()._pump(now)
+        if self._conn.tcp:
+            self._conn._open_connections()
 
 
 #: States in which a selected pair carries data (recv waits instead of raising).

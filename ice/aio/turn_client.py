@@ -24,9 +24,11 @@ The adapter is thin. The machine (`ice.turn.client.TurnSession`) allocates,
 answers the 401/438 challenges, refreshes the allocation, its permissions and
 channels, installs a permission before the first datagram to a peer and binds
 a channel after ``channel_after`` datagrams (0: never by itself); this module
-opens the socket, feeds it what arrives, sends what it wants sent and runs its
-one timer (fired with ``now = max(timer_at, loop.time())``). On a 300
-redirect it opens a socket to the alternate server and carries on there.
+opens the socket, and a `ice.aio.driver.MachineDriver` feeds the machine what
+arrives (but for ChannelData on a known channel, unwrapped on the spot), sends
+what it wants sent, hands its events to the client and runs its one timer. On
+a 300 redirect the driver is paused while a socket to the alternate server
+opens, and the machine carries on there.
 
 Errors: `ice.TurnError` (code and reason; code 0 when no answer came, or the
 connection to the server was lost) when the allocation is refused, a
@@ -68,7 +70,7 @@ from typing import Any
 
 from ice._codec import stream_frame_length
 from ice._errors import DecodeError, TurnError
-from ice.aio.timer import MachineTimer
+from ice.aio.driver import MachineDriver
 from ice.aio.transport import (
     ClientChannel,
     Endpoint,
@@ -78,7 +80,7 @@ from ice.aio.transport import (
     open_channel,
     resolve,
 )
-from ice.machine import Address
+from ice.machine import Address, Transmit
 from ice.stun.client_auth import LongTermCredentials
 from ice.stun.transaction import TransactionTable
 from ice.stun.uri import format_address
@@ -165,8 +167,7 @@ class TurnClient:
         self._local_addr = local_addr
         self._channel: ClientChannel | None = None
         self._generation = 0  # of the socket: errors from one that was replaced are ignored
-        self._reconnecting = False
-        self._timer = MachineTimer(self._on_timer)
+        self._driver = _SessionDriver(self)
         self._inbox: asyncio.Queue[tuple[bytes, Address] | None] = asyncio.Queue(queue)
         self._events: asyncio.Queue[TurnEvent] = asyncio.Queue(_EVENTS_KEPT)
         self._final_posted = False
@@ -403,7 +404,7 @@ class TurnClient:
     def _send_frame(self, frame: bytes) -> bool:
         """Put a ChannelData frame from the machine's fast path on the wire."""
         channel = self._channel
-        if channel is None or self._reconnecting:
+        if channel is None or self._driver.paused:  # paused: a new socket is opening
             return False
         try:
             channel.send(frame, self.machine.server)
@@ -615,9 +616,7 @@ class TurnClient:
         if got is not None:
             self._deliver(*got)
             return
-        now = self._loop.time()
-        self.machine.receive_datagram(data, addr, now)
-        self._pump(now)
+        self._driver.feed(data, addr, self._loop.time())
 
     def _on_error(self, generation: int, exc: Exception) -> None:
         """The socket failed (an ICMP error, a failed send) or the stream ended."""
@@ -636,28 +635,18 @@ class TurnClient:
             reason = f"the connection to the TURN server failed: {exc}"
             self._lose(AllocationLost(0, reason))
 
-    def _on_timer(self, now: float) -> None:
-        self.machine.handle_timer(now)
-        self._pump(now)
-
     def _pump(self, now: float) -> None:
-        """Settle the machine's events, send what it has for the wire, re-arm its timer."""
-        machine = self.machine
-        while (event := machine.next_event()) is not None:
-            self._dispatch(event)
-        channel = self._channel
-        if channel is not None and not self._reconnecting and self._failure is None:
-            try:
-                for transmit in machine.datagrams_to_send(now):
-                    channel.send(transmit.data, transmit.addr)
-            except ConnectionError as exc:
-                self._on_error(self._generation, exc)
-            while (event := machine.next_event()) is not None:
-                self._dispatch(event)
-        self._arm_timer()
+        """After acting on the machine: its events, what it sends, its timer (the driver)."""
+        self._driver.pump(now)
 
-    def _arm_timer(self) -> None:
-        self._timer.arm(self.machine.get_timer() if self._failure is None else None)
+    def _transmit(self, transmit: Transmit) -> None:
+        channel = self._channel
+        if channel is None or self._failure is not None:
+            return
+        try:
+            channel.send(transmit.data, transmit.addr)
+        except ConnectionError as exc:
+            self._on_error(self._generation, exc)
 
     def _dispatch(self, event: TurnEvent) -> None:
         if type(event) is DataReceived:
@@ -738,7 +727,7 @@ class TurnClient:
         """300 ALTERNATE-SERVER: the machine re-sends its Allocate to ``server``."""
         logger.info("redirected to %s %s", self.transport, format_address(server))
         old = self._channel
-        self._reconnecting = True
+        self._driver.paused = True  # the new Allocate waits in the machine for the new socket
         self._generation += 1  # the old socket's end is expected
         if old is not None:
             old.close()
@@ -753,7 +742,7 @@ class TurnClient:
             _future_done(self._allocated, exc)
             return
         finally:
-            self._reconnecting = False
+            self._driver.paused = False
         self._pump(self._loop.time())
 
     def _lose(self, event: AllocationLost) -> None:
@@ -787,7 +776,7 @@ class TurnClient:
         for writer in self._data_writers:
             writer.close()
         self._data_writers.clear()
-        self._arm_timer()
+        self._driver.close()
         if self._inbox.full():
             self._inbox.get_nowait()
             self.dropped += 1
@@ -795,6 +784,22 @@ class TurnClient:
         self._post(Closed())
         if self._transport is not None:
             self._transport._lost(lost)
+
+
+class _SessionDriver(MachineDriver[TurnSession]):
+    """A client's session on the loop: sends on the client's socket, events to the client."""
+
+    logger = logger
+
+    def __init__(self, client: TurnClient) -> None:
+        super().__init__(client.machine)
+        self._client = client
+
+    def transmit(self, transmit: Transmit) -> None:
+        self._client._transmit(transmit)
+
+    def event_received(self, event: TurnEvent) -> None:
+        self._client._dispatch(event)
 
 
 async def _read_stun(reader: asyncio.StreamReader) -> bytes:

@@ -297,23 +297,8 @@ class TurnServerRunner(StunServerRunner):
             except Exception:
                 logger.exception("applying %s failed", effect)
 
-    def _received(
-        self,
-        data: bytes,
-        addr: Address,
-        local: Address,
-        via: _DatagramEndpoint | _StreamConnection,
-    ) -> None:
-        super()._received(data, addr, local, via)
+    def _pumped(self) -> None:
         self._apply_effects()  # a Splice right after its ConnectionBind success, say
-
-    def _connection_closed(self, remote: Address, local: Address) -> None:
-        super()._connection_closed(remote, local)
-        self._apply_effects()
-
-    def _on_timer(self, now: float) -> None:
-        super()._on_timer(now)
-        self._apply_effects()
 
     def _send_one(
         self, transmit: Transmit, via: _DatagramEndpoint | _StreamConnection | None

@@ -125,9 +125,16 @@ class BindingLifetimeDiscovery:
     # -- the machine surface
 
     def receive_datagram(
-        self, data: bytes, addr: Address, now: float, *, local: Address | None = None
+        self,
+        data: bytes,
+        addr: Address,
+        now: float,
+        *,
+        local: Address | None = None,
+        reliable: bool = False,
     ) -> None:
-        """Feed a datagram; ``local`` is the socket it came in on (None: X)."""
+        """Feed a datagram; ``local`` is the socket it came in on (None: X).
+        ``reliable`` is ignored: the search runs over UDP."""
         self._arrived_on_y = local is not None and _same(local, self.local_y)
         self._table.receive_datagram(data, addr, now)
         self._drain(now)

@@ -479,8 +479,20 @@ class TurnSession:
 
     # -- the machine surface
 
-    def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
-        """A datagram (or one stream frame) from the server."""
+    def receive_datagram(
+        self,
+        data: bytes,
+        addr: Address,
+        now: float,
+        *,
+        local: Address | None = None,
+        reliable: bool = False,
+    ) -> None:
+        """A datagram (or one stream frame) from the server.
+
+        ``local`` and ``reliable`` are ignored: the session has one socket, and
+        whether it is a stream was given at construction.
+        """
         if addr != self.server and not self.reliable:
             self.dropped += 1
             return

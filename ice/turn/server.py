@@ -273,9 +273,20 @@ class TurnServer:
         return self._allocations[(client, local, reliable)]
 
     def receive_datagram(
-        self, data: bytes, addr: Address, now: float, *, local: Address, reliable: bool = False
+        self,
+        data: bytes,
+        addr: Address,
+        now: float,
+        *,
+        local: Address | None = None,
+        reliable: bool = False,
     ) -> None:
-        """Handle one datagram (or framed stream message) a client sent to ``local``."""
+        """Handle one datagram (or framed stream message) a client sent to ``local``
+        (None: the core's ``primary`` address; TypeError when it has none)."""
+        if local is None:
+            if self.stun.primary is None:
+                raise TypeError("receive_datagram needs local= (the core has no primary address)")
+            local = self.stun.primary
         if data and 0x40 <= data[0] <= self._last_channel >> 8:
             self._channel_data(data, addr, local, reliable, now)
         elif data[:2] == _SEND_INDICATION:
@@ -318,6 +329,10 @@ class TurnServer:
 
     def get_timer(self) -> float | None:
         return self._heap[0][0] if self._heap else None
+
+    def next_event(self) -> None:
+        """Always None: the core's requests to the runner are effects (`next_effect`)."""
+        return None
 
     def handle_timer(self, now: float) -> None:
         heap = self._heap
