@@ -13,107 +13,69 @@
     await conn.send(b"hello"); data = await conn.recv()
     await conn.close()
 
-aioice's `get_event` (`ConnectionClosed`) and settable ``ice_controlling``
-(until `connect`) are there for aiortc. Beyond aioice: `events()` yields the
-agent's events (`ConnectionStateChanged`, `LocalCandidate`,
-`SelectedPairChanged`, ...), `state`, `stats()`, `selected_pair(component)`,
-`restart()` (ICE restart), and the options ``nomination`` ("regular" or
-"aggressive", for RFC 5245 peers), ``lite``, ``ta``, ``rng``, ``ip_filter``,
-``interface_filter``, ``port_range``, ``include_loopback`` and
-``include_link_local`` (see `ice.aio.gather`). ``stun_server`` and
-``turn_server`` take one server (a ``(host, port)`` tuple or a URI) or a list;
-``turn_ssl`` may be an `ssl.SSLContext`. Remote candidates are ours, aioice's
-or SDP text; ``.local`` (mDNS) ones are resolved (``mdns_timeout``), and
-with ``mdns=True`` the local host addresses are signalled as ``<uuid>.local``
-names this connection answers for (`ice.aio.mdns`).
-
-The adapter is thin. `gather_candidates` opens one UDP socket per interface
-address and component (host candidates), one `TurnClient` per component, TURN
-server and address family (relayed candidates, whose base is the relayed
-address), and lets the agent ask the STUN servers (server-reflexive ones).
-Every datagram a socket or relay receives is demultiplexed by its first byte
-(RFC 7983): 0-3 is STUN and goes to the agent with the base it arrived on,
-anything else is application data. What the agent wants sent leaves from the
-socket or relay of its ``source``; application data leaves on
-`Agent.selected_pair`, from its base to its remote address, counted in the
-pair's stats. A `ice.aio.driver.MachineDriver` feeds the agent, sends what it
-wants sent, hands its events to the connection and runs its one timer.
+The adapter is thin: it opens what a sans-I/O agent cannot (UDP host
+sockets, TURN allocations with `ice.aio.gather`; TCP listeners and links
+with `ice.aio.ice_tcp`; the mDNS service) and gives the agent their
+addresses, from which the agent builds the candidates. Every datagram that
+arrives is STUN (RFC 7983: first byte 0-3), fed to the agent with the base it
+arrived on, or application data, delivered to `recv`. A
+`ice.aio.driver.MachineDriver` runs the agent: what it sends leaves from the
+socket, relay or TCP link of its ``source``, its events settle the
+connection, and it has one timer. Application data leaves on
+`Agent.selected_pair`. Checks, nomination, consent, candidate building, stats
+and counters are the agent's.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import dataclasses
 import enum
-import functools
 import ipaddress
 import logging
 import random
-import socket
 import ssl as _ssl
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 from ice._codec import is_stun
-from ice._errors import TurnError
 from ice.agent.agent import Agent, Nomination
-from ice.agent.candidate import (
-    Candidate,
-    CandidateType,
-    TcpType,
-    candidate_priority,
-    foundation,
-    local_preferences,
-)
-from ice.agent.checklist import CandidatePair, PairState
+from ice.agent.candidate import Candidate, as_candidate, local_preferences
+from ice.agent.checklist import CandidatePair
 from ice.agent.events import (
     AgentEvent,
     ConnectionState,
     ConnectionStateChanged,
-    GatheringState,
     LocalCandidate,
     LocalCandidatesEnd,
 )
-from ice.agent.mdns import is_mdns_name
+from ice.agent.mdns import is_mdns_name, mdns_candidate
 from ice.agent.sdp import IceParameters
-from ice.agent.tcp import OpenConnection, tcp_priority
+from ice.agent.stats import ConnectionStats, PairStats
 from ice.aio.driver import MachineDriver
 from ice.aio.gather import (
     AddressFilter,
-    HostAddress,
+    DatagramSockets,
+    HostSelection,
+    MdnsNames,
     NameFilter,
     Relay,
+    Servers,
+    TransportPolicy,
     allocate_relays,
-    host_addresses,
-    host_candidate,
-    open_host_socket,
-    relayed_candidate,
+    as_transport_policy,
+    server_list,
     stun_addresses,
 )
-from ice.aio.ice_tcp import Link, StreamLink, TcpLink, listen, open_link
-from ice.aio.mdns import MdnsService
-from ice.aio.transport import Target
+from ice.aio.ice_tcp import TcpLinks
 from ice.machine import Address, Transmit
-from ice.stun.uri import StunUri
 
 __all__ = ["Connection", "ConnectionClosed", "ConnectionStats", "PairStats", "TransportPolicy"]
 
 logger = logging.getLogger("ice.aio.connection")
 
 
-class TransportPolicy(enum.StrEnum):
-    """Which candidates to gather: all, or relayed ones only (RFC 9429 section 4.1.1).
-    aioice's ``TransportPolicy`` values and the plain strings are accepted too."""
-
-    ALL = "all"
-    RELAY = "relay"
-
-
-#: One STUN/TURN server, or several.
-Servers = Target | Sequence[Target]
 #: Received datagrams held for `Connection.recvfrom` before the oldest is dropped.
 QUEUE_SIZE = 1024
 _EVENTS_KEPT = 1024
@@ -122,62 +84,8 @@ _DOWN = (ConnectionState.FAILED, ConnectionState.CLOSED)
 
 
 @dataclass(frozen=True, slots=True)
-class PairStats:
-    """One candidate pair: its state and counters (times in seconds)."""
-
-    component: int
-    local: Candidate
-    remote: Candidate
-    state: PairState
-    nominated: bool
-    selected: bool
-    rtt: float | None
-    smoothed_rtt: float | None
-    checks_sent: int
-    checks_received: int
-    responses_sent: int
-    responses_received: int
-    packets_sent: int
-    packets_received: int
-    bytes_sent: int
-    bytes_received: int
-
-
-@dataclass(frozen=True, slots=True)
 class ConnectionClosed:
     """aioice's one event (`Connection.get_event`): closed, or consent lost."""
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionStats:
-    state: ConnectionState
-    gathering_state: GatheringState
-    failure_reason: str  # "" unless the agent failed
-    pairs: tuple[PairStats, ...]  # highest priority first
-
-
-def _servers(given: Servers | None) -> list[Target]:
-    if given is None:
-        return []
-    if isinstance(given, str | StunUri):
-        return [given]
-    if isinstance(given, tuple) and len(given) == 2 and isinstance(given[1], int):
-        return [given]
-    return list(given)
-
-
-def _policy(value: object) -> TransportPolicy:
-    """From ours, text, or aioice's TransportPolicy enum (by name)."""
-    name = value if isinstance(value, str) else getattr(value, "name", "")
-    try:
-        return TransportPolicy(str(name).lower())
-    except ValueError:
-        raise ValueError(f"transport_policy is 'all' or 'relay', not {value!r}") from None
-
-
-def _ignore_failure(task: asyncio.Future[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        logger.debug("a relay permission failed: %s", task.exception())
 
 
 def _settle_future(future: asyncio.Future[None] | None, exc: BaseException | None = None) -> None:
@@ -190,30 +98,28 @@ def _settle_future(future: asyncio.Future[None] | None, exc: BaseException | Non
         future.exception()  # retrieved: nobody may be waiting
 
 
-class _Socket(asyncio.DatagramProtocol):
-    """A host socket or a relay: what arrives goes to the connection with its base."""
-
-    def __init__(self, conn: Connection, base: Address, component: int) -> None:
-        self.conn, self.base, self.component = conn, base, component
-        self.lost = asyncio.get_running_loop().create_future()
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        if len(addr) != 2:  # IPv6: (host, port, flowinfo, scope_id)
-            addr = (addr[0].partition("%")[0], addr[1])
-        try:
-            self.conn._received(data, addr, self.base, self.component)
-        except Exception:  # a bug must not close the socket
-            logger.exception("failed to handle %d bytes from %s", len(data), addr)
-
-    def error_received(self, exc: Exception) -> None:
-        logger.debug("%s: %s", self.base, exc)  # ICMP errors: the checks will tell
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        _settle_future(self.lost)
-
-
 class Connection:
-    """An ICE connection for one data stream of ``components`` components (aioice's API)."""
+    """An ICE connection for one data stream of ``components`` components.
+
+    aioice's arguments and methods, and for aiortc its `get_event`
+    (`ConnectionClosed`) and a settable ``ice_controlling`` (until `connect`).
+    Remote candidates may be ours, aioice's or SDP text. Beyond aioice:
+    `events()` (the agent's events), `state`, `stats()`, `selected_pair()`,
+    `restart()` (ICE restart), and the options:
+
+    - ``stun_server``, ``turn_server``: one server (``(host, port)`` or a URI)
+      or a list; ``turn_ssl`` may be an `ssl.SSLContext`; ``turn_timeout``;
+    - ``nomination`` ("regular", or "aggressive" for RFC 5245 peers), ``lite``,
+      ``ta`` (check pacing) and ``rng``: the agent's;
+    - ``ip_filter``, ``interface_filter``, ``include_loopback``,
+      ``include_link_local``, ``port_range``: the host addresses and ports
+      (`ice.aio.gather`); ``udp`` and ``tcp`` (RFC 6544): which host candidates;
+    - ``nat_1to1``: host IP -> the public IP a 1:1 NAT (a cloud VM's) maps it
+      to, signalled as a server-reflexive candidate with the same port;
+    - ``mdns``: signal host addresses as ``<uuid>.local`` names answered over
+      mDNS (`ice.aio.mdns`). Remote ``.local`` candidates are resolved either
+      way, within ``mdns_timeout`` seconds.
+    """
 
     def __init__(
         self,
@@ -265,40 +171,29 @@ class Connection:
             lite=lite,
             **options,
         )
-        self.stun_servers = _servers(stun_server)
-        self.turn_servers = _servers(turn_server)
+        self.stun_servers = server_list(stun_server)
+        self.turn_servers = server_list(turn_server)
         self.turn_username, self.turn_password = turn_username, turn_password
         self.turn_ssl, self.turn_transport = turn_ssl, turn_transport
         self.turn_timeout = turn_timeout
-        self.transport_policy = _policy(transport_policy)
-        self._use_ipv4, self._use_ipv6 = use_ipv4, use_ipv6
-        self._ip_filter, self._interface_filter = ip_filter, interface_filter
-        self._include_loopback, self._include_link_local = include_loopback, include_link_local
-        self._port_range = port_range
-        #: host IP -> the public IP a 1:1 NAT (a cloud VM's) maps it to: advertised as a
-        #: server-reflexive candidate with the host socket's port, no STUN needed
+        self.transport_policy = as_transport_policy(transport_policy)
+        self._hosts = HostSelection(
+            use_ipv4, use_ipv6, include_loopback, include_link_local, ip_filter, interface_filter
+        )
         self._nat_1to1 = {_canonical_ip(k): _canonical_ip(v) for k, v in (nat_1to1 or {}).items()}
-        #: Which host candidates to gather: UDP, and TCP ones (RFC 6544) too.
         self.udp, self.tcp = udp, tcp
-        self._links: dict[tuple[Address, Address], Link] = {}
-        self._tcp_relays: dict[Address, Relay] = {}  # relayed address -> its TCP allocation
-        self._tcp_servers: list[asyncio.Server] = []
-        self._opening: set[asyncio.Task[None]] = set()
-        #: Hide host addresses behind ``<uuid>.local`` names answered over mDNS.
-        self.mdns = mdns
+        self._tcp = TcpLinks(self.agent, self._received, self._pump)
+        self._links = self._tcp.links
         self.mdns_timeout = mdns_timeout
-        self._mdns: MdnsService | None = None
-        self._mdns_starting: asyncio.Future[MdnsService] | None = None
-        self._mdns_names: dict[str, str] = {}  # host IP -> its .local name
+        self._mdns = MdnsNames(self._hosts, self._rng, hide=mdns)
         self._resolving: set[asyncio.Task[None]] = set()
         #: Whether the peer is an ICE-lite agent (set it before `connect`).
         self.remote_is_lite = False
         self._remote_username: str | None = None
         self._remote_password: str | None = None
         self._remote_end = False
-        self._senders: dict[Address, asyncio.DatagramTransport] = {}
-        self._sockets: list[_Socket] = []
-        self._relays: list[Relay] = []
+        self._sockets = DatagramSockets(self._received, port_range, self._rng)
+        self._senders = self._sockets.senders
         self._inbox: asyncio.Queue[tuple[bytes, int] | None] = asyncio.Queue(QUEUE_SIZE)
         self._events: asyncio.Queue[AgentEvent] = asyncio.Queue(_EVENTS_KEPT)
         self._final_taken = False
@@ -363,9 +258,19 @@ class Connection:
             )
 
     @property
+    def mdns(self) -> bool:
+        """Whether host addresses are signalled as ``.local`` names (settable before
+        `gather_candidates`)."""
+        return self._mdns.hide
+
+    @mdns.setter
+    def mdns(self, value: bool) -> None:
+        self._mdns.hide = value
+
+    @property
     def local_candidates(self) -> list[Candidate]:
         """What to signal: with ``mdns``, host addresses are their ``.local`` names."""
-        return [self._public(c) for c in self.agent.local_candidates]
+        return [mdns_candidate(c, self._mdns.names) for c in self.agent.local_candidates]
 
     @property
     def remote_candidates(self) -> list[Candidate]:
@@ -379,7 +284,7 @@ class Connection:
         """The local candidate of ``component`` most likely to work: the lowest priority one."""
         for candidate in sorted(self.agent.local_candidates, key=lambda c: c.priority):
             if candidate.component == component:
-                return self._public(candidate)
+                return mdns_candidate(candidate, self._mdns.names)
         return None
 
     def selected_pair(self, component: int = 1) -> CandidatePair | None:
@@ -430,233 +335,66 @@ class Connection:
         self._pump(loop.time())
 
     async def _open_host_sockets(self, loop: asyncio.AbstractEventLoop) -> None:
-        addresses = host_addresses(
-            use_ipv4=self._use_ipv4,
-            use_ipv6=self._use_ipv6,
-            include_loopback=self._include_loopback,
-            include_link_local=self._include_link_local,
-            ip_filter=self._ip_filter,
-            interface_filter=self._interface_filter,
-        )
+        addresses = self._hosts.addresses()
         preferences = local_preferences(a.ip for a in addresses)
         for component in range(1, self.agent.components + 1):
             for address in addresses:
                 if self.tcp:
-                    await self._open_tcp_candidates(address, component, preferences[address.ip])
+                    await self._mdns.name(address.ip)
+                    await self._tcp.add_host_candidates(
+                        address.ip, component, preferences[address.ip]
+                    )
+                    self._pump(loop.time())
                 if not self.udp:
                     continue
-                base = await self._open_socket(loop, address, component)
-                if base is not None:
-                    candidate = host_candidate(base, component, preferences[address.ip])
-                    if self.mdns and candidate.host not in self._mdns_names:
-                        service = await self._mdns_service()
-                        self._mdns_names[candidate.host] = service.register(candidate.host)
-                    self.agent.add_local_candidate(candidate, base, loop.time())
-                    public = self._nat_1to1.get(_canonical_ip(base[0]))
-                    if public is not None:
-                        mapped = mapped_candidate(candidate, public)
-                        self.agent.add_local_candidate(mapped, base, loop.time())
-                    self._pump(loop.time())
-
-    async def _open_tcp_candidates(
-        self, address: HostAddress, component: int, preference: int
-    ) -> None:
-        """Passive, simultaneous-open and active TCP host candidates (RFC 6544 5.1)."""
-        loop = self._running_loop()
-        ip = address.ip
-        if self.mdns and ip not in self._mdns_names:
-            self._mdns_names[ip] = (await self._mdns_service()).register(ip)
-        tcptype: TcpType
-        for tcptype in ("passive", "so", "active"):
-            if tcptype == "active":
-                base: Address = (ip, 0)
-            else:
-                try:
-                    server = await listen(
-                        ip,
-                        functools.partial(self._link, component, accepted=True),
-                        reuse_port=tcptype == "so",
-                    )
-                except OSError as exc:
-                    logger.info("no %s TCP candidate on %s: %s", tcptype, ip, exc)
+                base = await self._sockets.open(address, component)
+                if base is None:
                     continue
-                self._tcp_servers.append(server)
-                sockname = server.sockets[0].getsockname()
-                base = (ip, sockname[1])
-            candidate = Candidate(
-                foundation=foundation(CandidateType.HOST, ip, None, "tcp"),
-                component=component,
-                transport="tcp",
-                priority=tcp_priority(CandidateType.HOST, tcptype, preference, component),
-                host=ip,
-                port=9 if tcptype == "active" else base[1],
-                type=CandidateType.HOST,
-                tcptype=tcptype,
-            )
-            self.agent.add_local_candidate(candidate, base, loop.time())
-        self._pump(loop.time())
-
-    def _link(self, component: int, *, accepted: bool = False) -> TcpLink:
-        def opened(link: TcpLink) -> None:
-            if self._closing:
-                link.close()
-                return
-            self._links[link.key] = link
-            if accepted:
-                self.agent.connection_accepted(link.local, link.remote)
-
-        return TcpLink(component, self._received, opened, self._link_closed)
-
-    def _link_closed(self, link: Link) -> None:
-        if self._links.get(link.key) is link:
-            del self._links[link.key]
-        if not self._closing and self._loop is not None:
-            now = self._loop.time()
-            self.agent.connection_closed(link.local, link.remote, now)
-            self._pump(now)
+                await self._mdns.name(base[0])
+                now = loop.time()
+                self.agent.add_host_candidate(base, component, preferences[address.ip], now)
+                public = self._nat_1to1.get(_canonical_ip(base[0]))
+                if public is not None:
+                    self.agent.add_mapped_address(base, public, now)
+                self._pump(now)
 
     def _open_connections(self) -> None:
-        for request in self.agent.connections_to_open():
-            task = asyncio.ensure_future(self._open_connection(request))
-            self._opening.add(task)
-            task.add_done_callback(self._opening.discard)
-
-    async def _open_connection(self, request: OpenConnection) -> None:
-        component = self._component_of_base(request.local)
-        relay = self._tcp_relays.get(request.local)
-        link: Link
-        try:
-            if relay is not None:  # an active relayed candidate: the server connects for us
-                reader, writer = await relay.client.connect(request.remote)
-                link = StreamLink(
-                    reader, writer, request.local, request.remote, component,
-                    self._received, self._link_closed,
-                )  # fmt: skip
-                self._links[link.key] = link
-            else:
-                link = await open_link(request, lambda: self._link(component))
-        except (OSError, TimeoutError, TurnError) as exc:
-            logger.debug("TCP %s -> %s: %s", request.local, request.remote, exc)
-            if not self._closing:
-                now = self._running_loop().time()
-                self.agent.connection_failed(request.connection_id, now)
-                self._pump(now)
-            return
-        if self._closing:
-            link.close()
-            return
-        now = self._running_loop().time()
-        self.agent.connection_opened(request.connection_id, link.local, now)
-        self._pump(now)
-
-    def _component_of_base(self, base: Address) -> int:
-        for candidate in self.agent.local_candidates:
-            if (
-                candidate.transport == "tcp"
-                and candidate.host == base[0]
-                and (candidate.port == base[1] or (base[1] == 0 and candidate.tcptype == "active"))
-            ):
-                return candidate.component
-        return 1
-
-    async def _open_socket(
-        self, loop: asyncio.AbstractEventLoop, address: HostAddress, component: int
-    ) -> Address | None:
-        opened = await open_host_socket(
-            loop, address, lambda base: _Socket(self, base, component), self._port_range, self._rng
-        )
-        if opened is None:
-            return None
-        transport, protocol = opened
-        self._sockets.append(protocol)
-        self._senders[protocol.base] = transport
-        if self._closing:
-            transport.close()
-            return None
-        return protocol.base
+        self._tcp.open_requested()
 
     async def _allocate_relays(self) -> list[Relay]:
-        families = [f for f, on in ((4, self._use_ipv4), (6, self._use_ipv6)) if on]
-        tls = self.turn_ssl is not False
-        transport = "tls" if tls else self.turn_transport
-        options: dict[str, Any] = {
-            "components": self.agent.components,
-            "families": families,
-            "username": self.turn_username,
-            "password": self.turn_password,
-            "transport": transport,
-            "ssl": self.turn_ssl if isinstance(self.turn_ssl, _ssl.SSLContext) else None,
-            "timeout": self.turn_timeout,
-        }
+        ssl = self.turn_ssl if isinstance(self.turn_ssl, _ssl.SSLContext) else None
+        transport = "tls" if self.turn_ssl is not False else self.turn_transport
         kinds = ["udp"] if self.udp else []
         if self.tcp and transport in ("tcp", "tls"):
             kinds.append("tcp")  # RFC 6062 allocations: relayed TCP candidates
-        found = await asyncio.gather(
-            *(allocate_relays(self.turn_servers, relay_transport=k, **options) for k in kinds)
-        )
-        relays = [relay for group in found for relay in group]
-        self._relays.extend(relays)  # closed by close() from now on
+        relays = await allocate_relays(
+            self.turn_servers, components=self.agent.components,
+            families=[f for f, on in ((4, self._hosts.use_ipv4), (6, self._hosts.use_ipv6)) if on],
+            username=self.turn_username, password=self.turn_password, transport=transport,
+            ssl=ssl, timeout=self.turn_timeout, relay_transports=kinds,
+        )  # fmt: skip
+        self._sockets.relays.extend(relays)  # closed by close() from now on
         return relays
 
     def _add_relays(self, relays: list[Relay], now: float) -> None:
+        """Relayed candidates; a TCP allocation's (RFC 6062) are a passive one, whose
+        peers we accept, and an active one, whose connections the server opens."""
         preferences = local_preferences(r.client.relayed_address[0] for r in relays)
         hide = self.transport_policy is TransportPolicy.RELAY
         for relay in relays:
-            preference = preferences[relay.client.relayed_address[0]]
-            candidate = relayed_candidate(relay, preference, hide_related_address=hide)
+            client = relay.client
+            relayed = client.relayed_address
+            candidates = self.agent.add_relayed_candidates(
+                relayed, relay.component, preferences[relayed[0]], now,
+                server=relay.server, server_transport=relay.transport,
+                mapped=None if hide else client.mapped_address, transport=relay.relay_transport,
+            )  # fmt: skip
+            base = (candidates[0].host, relayed[1])
             if relay.relay_transport == "tcp":
-                self._add_tcp_relay(relay, candidate, preference, now)
-                continue
-            base = candidate.address
-            protocol = _Socket(self, base, relay.component)
-            self._senders[base] = relay.client.as_datagram_transport(protocol)
-            self.agent.add_local_candidate(candidate, base, now)
+                self._tcp.add_relay(client, base, relay.component)
+            else:
+                self._sockets.add_relay(relay, base)
             self._pump(now)
-
-    def _add_tcp_relay(
-        self, relay: Relay, udp_like: Candidate, preference: int, now: float
-    ) -> None:
-        """A TCP allocation gives a passive relayed candidate (peers connect to it
-        through the server) and an active one (the server connects for us)."""
-        base = udp_like.address
-        self._tcp_relays[base] = relay
-        tcptype: TcpType
-        for tcptype in ("passive", "active"):
-            candidate = dataclasses.replace(
-                udp_like,
-                transport="tcp",
-                tcptype=tcptype,
-                port=9 if tcptype == "active" else udp_like.port,
-                foundation=foundation(CandidateType.RELAY, base[0], relay.server, "tcp"),
-                priority=tcp_priority(CandidateType.RELAY, tcptype, preference, relay.component),
-            )
-            self.agent.add_local_candidate(candidate, base, now)
-        task = asyncio.ensure_future(self._accept_relayed(relay, base))
-        self._opening.add(task)
-        task.add_done_callback(self._opening.discard)
-        self._pump(now)
-
-    async def _accept_relayed(self, relay: Relay, base: Address) -> None:
-        """Peers connecting to a relayed TCP candidate, for as long as the relay lives."""
-        while not self._closing:
-            try:
-                peer, reader, writer = await relay.client.accept()
-            except (TurnError, OSError) as exc:
-                if relay.client.closed:
-                    return
-                logger.debug("relayed TCP %s: %s", base, exc)
-                continue
-            link = StreamLink(
-                reader, writer, base, peer, relay.component, self._received, self._link_closed
-            )
-            self._links[link.key] = link
-            self.agent.connection_accepted(base, peer)
-
-    def _permit_tcp_relays(self, candidate: Candidate) -> None:
-        """Peers may only connect to a relayed TCP candidate with a permission."""
-        for relay in self._tcp_relays.values():
-            task = asyncio.ensure_future(relay.client.create_permission(candidate.host))
-            task.add_done_callback(_ignore_failure)
 
     async def add_remote_candidate(self, candidate: object | None) -> None:
         """A remote candidate (ours, aioice's, or SDP text), or None for end-of-candidates.
@@ -680,86 +418,24 @@ class Connection:
             self.agent.add_remote_candidate(None, now)
             self._pump(now)
             return
-        ours = _candidate(candidate)
+        ours = as_candidate(candidate)
         if is_mdns_name(ours.host):
             task = asyncio.ensure_future(self._add_mdns_candidate(ours))
             self._resolving.add(task)
             task.add_done_callback(self._resolving.discard)
             return
-        now = self._running_loop().time()
-        if self._tcp_relays:
-            self._permit_tcp_relays(ours)
-        self.agent.add_remote_candidate(ours, now)
-        self._pump(now)
+        self._add_remote(ours)
 
     async def _add_mdns_candidate(self, candidate: Candidate) -> None:
-        try:
-            service = await self._mdns_service()
-            addresses = await service.resolve(candidate.host, self.mdns_timeout)
-        except (LookupError, OSError) as exc:
-            logger.info("remote candidate %s left out: %s", candidate.host, exc)
-            return
-        usable = [a for a in addresses if (":" in a and self._use_ipv6) or
-                  (":" not in a and self._use_ipv4)]  # fmt: skip
-        if not usable or self._closing:
-            return
-        resolved = dataclasses.replace(candidate, host=_canonical_ip(usable[0]))
-        if self._tcp_relays:
-            self._permit_tcp_relays(resolved)
+        resolved = await self._mdns.resolve(candidate, self.mdns_timeout)
+        if resolved is not None and not self._closing:
+            self._add_remote(resolved)
+
+    def _add_remote(self, candidate: Candidate) -> None:
+        self._tcp.permit(candidate.host)
         now = self._running_loop().time()
-        self.agent.add_remote_candidate(resolved, now)
+        self.agent.add_remote_candidate(candidate, now)
         self._pump(now)
-
-    async def _mdns_service(self) -> MdnsService:
-        """The connection's mDNS service, started on first use on an IPv4 host address."""
-        if self._mdns is not None:
-            return self._mdns
-        if self._mdns_starting is None:
-            self._mdns_starting = asyncio.ensure_future(self._start_mdns())
-        return await asyncio.shield(self._mdns_starting)
-
-    async def _start_mdns(self) -> MdnsService:
-        interfaces = host_addresses(
-            use_ipv4=True,
-            use_ipv6=False,
-            include_loopback=self._include_loopback,
-            include_link_local=self._include_link_local,
-            ip_filter=self._ip_filter,
-            interface_filter=self._interface_filter,
-        )
-        interface = interfaces[0].ip if interfaces else None
-        interface6 = None
-        if self._use_ipv6:
-            for address in host_addresses(
-                use_ipv4=False,
-                use_ipv6=True,
-                include_link_local=True,
-                ip_filter=self._ip_filter,
-                interface_filter=self._interface_filter,
-            ):
-                with contextlib.suppress(OSError):
-                    interface6 = socket.if_nametoindex(address.interface)
-                    break
-        try:
-            self._mdns = await MdnsService.start(
-                interface=interface, interface6=interface6, rng=self._rng
-            )
-        except OSError:  # no IPv6 multicast on that link: IPv4 alone
-            self._mdns = await MdnsService.start(interface=interface, rng=self._rng)
-        return self._mdns
-
-    def _public(self, candidate: Candidate) -> Candidate:
-        """``candidate`` as signalled: host addresses replaced by their mDNS names, and
-        related addresses that would give one away by 0.0.0.0:9 (the mDNS ICE draft)."""
-        if not self._mdns_names:
-            return candidate
-        if candidate.type is CandidateType.HOST:
-            name = self._mdns_names.get(candidate.host)
-            return candidate if name is None else dataclasses.replace(candidate, host=name)
-        if candidate.related_address in self._mdns_names:
-            hidden = "::" if ":" in str(candidate.related_address) else "0.0.0.0"
-            return dataclasses.replace(candidate, related_address=hidden, related_port=9)
-        return candidate
 
     async def connect(self) -> None:
         """Run the checks; return once every component has a selected pair.
@@ -788,15 +464,13 @@ class Connection:
             if link is None:
                 raise ConnectionError("Cannot send data, the TCP connection is closed")
             link.write(data)
-            pair.packets_sent += 1
-            pair.bytes_sent += len(data)
+            self.agent.record_sent(pair, len(data))
             return
         sender = self._senders.get(pair.base) if pair is not None else None
         if pair is None or sender is None:
             raise ConnectionError("Cannot send data, not connected")
         sender.sendto(data, pair.remote_address)
-        pair.packets_sent += 1
-        pair.bytes_sent += len(data)
+        self.agent.record_sent(pair, len(data))
 
     async def recv(self) -> bytes:
         data, _ = await self.recvfrom()
@@ -838,24 +512,12 @@ class Connection:
             )
             if self._relaying is not None:
                 self._relaying.cancel()  # allocations in progress are aborted
-            for protocol in self._sockets:
-                transport = self._senders.get(protocol.base)
-                if transport is not None:
-                    transport.close()
-            for task in list(self._resolving) + list(self._opening):
+            for task in list(self._resolving):
                 task.cancel()
-            for server in self._tcp_servers:
-                server.close()
-            for link in list(self._links.values()):
-                link.close()
-            if self._mdns_starting is not None and not self._mdns_starting.done():
-                self._mdns_starting.cancel()
-            if self._mdns is not None:
-                self._mdns.close()
-            await asyncio.gather(*(relay.client.close() for relay in self._relays))
-            await asyncio.gather(*(protocol.lost for protocol in self._sockets))
+            self._tcp.close()
+            self._mdns.close()
+            await self._sockets.close()
         finally:
-            self._senders.clear()
             self._deliver(None)
             self._closed.set_result(None)
 
@@ -880,7 +542,7 @@ class Connection:
             if isinstance(event, ConnectionStateChanged) and event.state is ConnectionState.CLOSED:
                 self._final_taken = True
             if isinstance(event, LocalCandidate):
-                event = LocalCandidate(self._public(event.candidate))
+                event = LocalCandidate(mdns_candidate(event.candidate, self._mdns.names))
             yield event
 
     async def get_event(self) -> ConnectionClosed | None:
@@ -918,30 +580,8 @@ class Connection:
         self._pump(now)
 
     def stats(self) -> ConnectionStats:
-        agent = self.agent
-        selected = {id(agent.selected_pair(c)) for c in range(1, agent.components + 1)}
-        pairs = tuple(
-            PairStats(
-                component=p.component,
-                local=p.local,
-                remote=p.remote,
-                state=p.state,
-                nominated=p.nominated,
-                selected=id(p) in selected,
-                rtt=p.rtt,
-                smoothed_rtt=p.smoothed_rtt,
-                checks_sent=p.checks_sent,
-                checks_received=p.checks_received,
-                responses_sent=p.responses_sent,
-                responses_received=p.responses_received,
-                packets_sent=p.packets_sent,
-                packets_received=p.packets_received,
-                bytes_sent=p.bytes_sent,
-                bytes_received=p.bytes_received,
-            )
-            for p in agent.checklist.pairs
-        )
-        return ConnectionStats(agent.state, agent.gathering_state, agent.failure_reason, pairs)
+        """The state and every candidate pair, with its counters (`Agent.stats`)."""
+        return self.agent.stats()
 
     # -- driving the agent
 
@@ -955,10 +595,7 @@ class Connection:
             assert self._loop is not None
             self._driver.feed(data, addr, self._loop.time(), local=base)
             return
-        pair = self.agent.checklist.find(base, addr, component)
-        if pair is not None:
-            pair.packets_received += 1
-            pair.bytes_received += len(data)
+        self.agent.record_received(len(data), addr, local=base, component=component)
         self._deliver((data, component))
 
     def _pump(self, now: float) -> None:
@@ -1034,26 +671,6 @@ class _AgentDriver(MachineDriver[Agent]):
             self._conn._open_connections()
 
 
-def _candidate(given: object) -> Candidate:
-    """Ours from ours, from SDP text, or from aioice's Candidate (through its SDP text);
-    IPv6 addresses in their canonical form, which is what sockets report."""
-    if isinstance(given, Candidate):
-        candidate = given
-    elif isinstance(given, str):
-        candidate = Candidate.from_sdp(given)
-    else:
-        to_sdp = getattr(given, "to_sdp", None)
-        if to_sdp is None:
-            raise TypeError(f"not a candidate: {given!r}")
-        candidate = Candidate.from_sdp(to_sdp())
-    if candidate.ip_version is None:
-        return candidate  # a .local name, resolved by the caller
-    host = str(ipaddress.ip_address(candidate.host))
-    if host != candidate.host:
-        candidate = dataclasses.replace(candidate, host=host)
-    return candidate
-
-
 #: States in which a selected pair carries data (recv waits instead of raising).
 _RECEIVING = frozenset(
     {ConnectionState.CONNECTED, ConnectionState.COMPLETED, ConnectionState.DISCONNECTED}
@@ -1062,20 +679,3 @@ _RECEIVING = frozenset(
 
 def _canonical_ip(text: str) -> str:
     return str(ipaddress.ip_address(text))
-
-
-def mapped_candidate(host: Candidate, public_ip: str) -> Candidate:
-    """The server-reflexive candidate a configured 1:1 NAT gives ``host``: the public
-    IP with the same port (as a STUN server behind that NAT would report)."""
-    local_preference = (host.priority >> 8) & 0xFFFF
-    return Candidate(
-        foundation=foundation(CandidateType.SRFLX, host.host, "nat-1:1", "udp"),
-        component=host.component,
-        transport="udp",
-        priority=candidate_priority(CandidateType.SRFLX, local_preference, host.component),
-        host=public_ip,
-        port=host.port,
-        type=CandidateType.SRFLX,
-        related_address=host.host,
-        related_port=host.port,
-    )
