@@ -62,7 +62,8 @@ from ice.aio.driver import MachineDriver
 from ice.machine import Address, Transmit
 from ice.stun.client_auth import LongTermCredentials
 from ice.stun.uri import format_address
-from ice.turn.client import (
+from ice.turn.client import TurnSession
+from ice.turn.events import (
     Allocated,
     AllocationFailed,
     AllocationLost,
@@ -70,7 +71,6 @@ from ice.turn.client import (
     ChannelBound,
     Closed,
     TurnEvent,
-    TurnSession,
 )
 
 __all__ = ["DEFAULT_BATCH", "DEFAULT_WINDOW", "run_stun", "run_turn"]

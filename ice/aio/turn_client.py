@@ -84,11 +84,14 @@ from ice.machine import Address, Transmit
 from ice.stun.client_auth import LongTermCredentials
 from ice.stun.transaction import TransactionTable
 from ice.stun.uri import format_address
-from ice.turn.client import (
-    DEFAULT_SOFTWARE,
+from ice.turn.client import DEFAULT_SOFTWARE, TurnSession
+from ice.turn.data_connection import TurnDataConnection
+from ice.turn.events import (
     Allocated,
     AllocationFailed,
     AllocationLost,
+    BindFailed,
+    Bound,
     ChannelBindFailed,
     ChannelBound,
     Closed,
@@ -100,10 +103,7 @@ from ice.turn.client import (
     PermissionInstalled,
     Redirected,
     TurnEvent,
-    TurnSession,
 )
-from ice.turn.data_connection import TurnDataConnection
-from ice.turn.events import BindFailed, Bound
 
 #: Client transport addresses tried after 437 Allocation Mismatch (RFC 8656 7.4: three).
 ALLOCATION_MISMATCH_TRIES = 3

@@ -110,25 +110,7 @@ from ice.turn.events import (
     TurnEvent,
 )
 
-__all__ = [
-    "Allocated",
-    "AllocationFailed",
-    "AllocationLost",
-    "ChannelBindFailed",
-    "ChannelBound",
-    "Closed",
-    "ConnectionAttempt",
-    "DataReceived",
-    "PeerConnectFailed",
-    "PeerConnected",
-    "PermissionExpired",
-    "PermissionFailed",
-    "PermissionInstalled",
-    "Redirected",
-    "Refreshed",
-    "TurnEvent",
-    "TurnSession",
-]
+__all__ = ["TurnSession"]
 
 logger = logging.getLogger("ice.turn.client")
 

@@ -15,7 +15,8 @@ from ice.agent.agent import Agent
 from ice.machine import Address, Transmit
 from ice.stun.client_auth import LongTermCredentials
 from ice.stun.server_auth import LongTermAuthenticator
-from ice.turn.client import Allocated, DataReceived, TurnSession
+from ice.turn.client import TurnSession
+from ice.turn.events import Allocated, DataReceived
 from ice.turn.policy import PeerPolicy
 from ice.turn.ports import MemoryRelaySockets
 from ice.turn.server import TurnServer

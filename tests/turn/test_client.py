@@ -25,7 +25,8 @@ from ice.constants import (
 from ice.machine import Address
 from ice.stun.server import RequestContext, StunServer
 from ice.stun.server_auth import LongTermAuthenticator
-from ice.turn.client import (
+from ice.turn.client import TurnSession
+from ice.turn.events import (
     Allocated,
     AllocationFailed,
     AllocationLost,
@@ -38,7 +39,6 @@ from ice.turn.client import (
     Redirected,
     Refreshed,
     TurnEvent,
-    TurnSession,
 )
 
 SERVER: Address = ("198.51.100.1", 3478)

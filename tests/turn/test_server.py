@@ -53,7 +53,8 @@ from ice.machine import Address
 from ice.stun.server_auth import LongTermAuthenticator
 from ice.stun.transaction import TransactionEvent, TransactionFailed, TransactionSucceeded
 from ice.turn.allocation import CHANNEL_COOLDOWN, CHANNEL_LIFETIME, PERMISSION_LIFETIME
-from ice.turn.client import (
+from ice.turn.client import TurnSession
+from ice.turn.events import (
     Allocated,
     AllocationFailed,
     ChannelBound,
@@ -62,7 +63,6 @@ from ice.turn.client import (
     PermissionFailed,
     PermissionInstalled,
     Refreshed,
-    TurnSession,
 )
 from ice.turn.policy import PeerPolicy, parse_networks
 from ice.turn.ports import MemoryRelaySockets
