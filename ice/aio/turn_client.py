@@ -66,7 +66,7 @@ import logging
 import ssl as _ssl
 from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 from ice._codec import stream_frame_length
 from ice._errors import DecodeError, TurnError
@@ -84,7 +84,7 @@ from ice.machine import Address, Transmit
 from ice.stun.client_auth import LongTermCredentials
 from ice.stun.transaction import TransactionTable
 from ice.stun.uri import format_address
-from ice.turn.client import DEFAULT_SOFTWARE, TurnSession
+from ice.turn.client import AllocationOptions, TurnSession
 from ice.turn.data_connection import TurnDataConnection
 from ice.turn.events import (
     Allocated,
@@ -199,22 +199,11 @@ class TurnClient:
         credentials: LongTermCredentials | None = None,
         transport: str | None = None,
         ssl: _ssl.SSLContext | None = None,
-        relay_transport: str = "udp",
-        family: int = 4,
-        dual_stack: bool = False,
-        lifetime: int | None = None,
-        even_port: bool = False,
-        reserve_next_port: bool = False,
-        reservation_token: bytes | None = None,
-        dont_fragment: bool = False,
-        software: str | None = DEFAULT_SOFTWARE,
-        permission_lifetime: float = 300.0,
-        channel_lifetime: float = 600.0,
-        channel_after: int = 2,
         local_addr: Address | None = None,
         timeout: float | None = None,
         rto: float = 0.5,
         queue_size: int = DEFAULT_QUEUE_SIZE,
+        **options: Unpack[AllocationOptions],
     ) -> TurnClient:
         """Open a socket to ``target`` and allocate a relayed address on it.
 
@@ -237,6 +226,7 @@ class TurnClient:
         elif username is not None or password is not None:
             raise TypeError("give a username and a password, or credentials=, not both")
         endpoint = endpoint_for(target, transport, ssl)
+        relay_transport = options.get("relay_transport", "udp")
         if relay_transport not in ("udp", "tcp"):
             raise ValueError(f"relay_transport must be udp or tcp, not {relay_transport!r}")
         if relay_transport == "tcp" and endpoint.kind == "udp":
@@ -253,19 +243,8 @@ class TurnClient:
                     settings.allow_userhash,
                 ),
                 reliable=endpoint.kind != "udp",
-                relay_transport=relay_transport,
-                family=family,
-                dual_stack=dual_stack,
-                lifetime=lifetime,
-                even_port=even_port,
-                reserve_next_port=reserve_next_port,
-                reservation_token=reservation_token,
-                dont_fragment=dont_fragment,
-                software=software,
-                permission_lifetime=permission_lifetime,
-                channel_lifetime=channel_lifetime,
-                channel_after=channel_after,
                 table=TransactionTable(rto=rto, min_rto=min(rto, 0.5)),
+                **options,
             )
             return cls(machine, endpoint, local_addr, queue_size)
 

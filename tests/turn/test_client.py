@@ -656,3 +656,11 @@ def test_a_redirect_carries_the_alternate_domain_for_tls() -> None:
     session.allocate(0.0)
     events = run(session, {SERVER: first, OTHER_SERVER: ScriptedTurnServer(OTHER_SERVER)}, 0.0)
     assert events[0] == Redirected(OTHER_SERVER, "turn2.example.org")
+
+
+def test_allocation_options_are_taken_once_and_a_misspelt_one_is_refused() -> None:
+    credentials = ice.LongTermCredentials("alice", "secret")
+    session = TurnSession(SERVER, credentials, family=6, channel_after=0)
+    assert (session.family, session.channel_after, session.relay_transport) == (6, 0, "udp")
+    with pytest.raises(TypeError, match="familly"):
+        TurnSession(SERVER, credentials, familly=6)  # type: ignore[call-arg]
