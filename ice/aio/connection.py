@@ -13,35 +13,34 @@
     await conn.send(b"hello"); data = await conn.recv()
     await conn.close()
 
-The adapter is thin: it opens what a sans-I/O agent cannot (UDP host
-sockets, TURN allocations with `ice.aio.gather`; TCP listeners and links
-with `ice.aio.ice_tcp`; the mDNS service) and gives the agent their
-addresses, from which the agent builds the candidates. Every datagram that
-arrives is STUN (RFC 7983: first byte 0-3), fed to the agent with the base it
-arrived on, or application data, delivered to `recv`. A
-`ice.aio.driver.MachineDriver` runs the agent: what it sends leaves from the
-socket, relay or TCP link of its ``source``, its events settle the
-connection, and it has one timer. Application data leaves on
-`Agent.selected_pair`. Checks, nomination, consent, candidate building, stats
-and counters are the agent's.
+The adapter is thin. Its `ice.aio.gather.Gatherer` opens what a sans-I/O
+agent cannot (UDP host sockets, TURN allocations, TCP listeners and links,
+the mDNS service) and gives the agent their addresses, from which the agent
+builds the candidates; it keeps the gathering options, which the connection
+exposes under aioice's names. Every datagram that arrives is STUN (RFC 7983:
+first byte 0-3), fed to the agent with the base it arrived on, or
+application data, delivered to `recv`. A `ice.aio.driver.MachineDriver` runs
+the agent: what it sends leaves from the socket, relay or TCP link of its
+``source``, its events settle the connection, and it has one timer.
+Application data leaves on `Agent.selected_pair`. Checks, nomination,
+consent, candidate building, stats and counters are the agent's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
-import ipaddress
 import logging
 import random
 import ssl as _ssl
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 from ice._codec import is_stun
 from ice.agent.agent import Agent, Nomination
-from ice.agent.candidate import Candidate, as_candidate, local_preferences
+from ice.agent.candidate import Candidate, as_candidate
 from ice.agent.checklist import CandidatePair
 from ice.agent.events import (
     AgentEvent,
@@ -50,25 +49,20 @@ from ice.agent.events import (
     LocalCandidate,
     LocalCandidatesEnd,
 )
-from ice.agent.mdns import is_mdns_name, mdns_candidate
+from ice.agent.mdns import is_mdns_name
 from ice.agent.sdp import IceParameters
 from ice.agent.stats import ConnectionStats, PairStats
 from ice.aio.driver import MachineDriver
 from ice.aio.gather import (
     AddressFilter,
-    DatagramSockets,
+    Gatherer,
     HostSelection,
-    MdnsNames,
     NameFilter,
-    Relay,
     Servers,
     TransportPolicy,
-    allocate_relays,
-    as_transport_policy,
-    server_list,
-    stun_addresses,
+    settle_future,
 )
-from ice.aio.ice_tcp import TcpLinks
+from ice.aio.transport import Target
 from ice.machine import Address, Transmit
 
 __all__ = ["Connection", "ConnectionClosed", "ConnectionStats", "PairStats", "TransportPolicy"]
@@ -88,14 +82,27 @@ class ConnectionClosed:
     """aioice's one event (`Connection.get_event`): closed, or consent lost."""
 
 
-def _settle_future(future: asyncio.Future[None] | None, exc: BaseException | None = None) -> None:
-    if future is None or future.done():
-        return
-    if exc is None:
-        future.set_result(None)
-    else:
-        future.set_exception(exc)
-        future.exception()  # retrieved: nobody may be waiting
+T = TypeVar("T")
+
+
+class _Option(Generic[T]):
+    """A `Connection` attribute kept by its `Gatherer`, which reads it when it gathers."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, conn: None, owner: type | None = None) -> _Option[T]: ...
+    @overload
+    def __get__(self, conn: Connection, owner: type | None = None) -> T: ...
+    def __get__(self, conn: Connection | None, owner: type | None = None) -> T | _Option[T]:
+        if conn is None:
+            return self
+        value: T = getattr(conn._gatherer, self.name)
+        return value
+
+    def __set__(self, conn: Connection, value: T) -> None:
+        setattr(conn._gatherer, self.name, value)
 
 
 class Connection:
@@ -119,7 +126,23 @@ class Connection:
     - ``mdns``: signal host addresses as ``<uuid>.local`` names answered over
       mDNS (`ice.aio.mdns`). Remote ``.local`` candidates are resolved either
       way, within ``mdns_timeout`` seconds.
+
+    The gathering options are attributes too (``stun_servers`` and
+    ``turn_servers`` as lists), settable until `gather_candidates`.
     """
+
+    stun_servers = _Option[list[Target]]()
+    turn_servers = _Option[list[Target]]()
+    turn_username = _Option[str | None]()
+    turn_password = _Option[str | None]()
+    turn_ssl = _Option[bool | _ssl.SSLContext]()
+    turn_transport = _Option[str | None]()
+    turn_timeout = _Option[float]()
+    transport_policy = _Option[TransportPolicy]()
+    udp = _Option[bool]()
+    tcp = _Option[bool]()
+    #: Whether host addresses are signalled as ``.local`` names.
+    mdns = _Option[bool]()
 
     def __init__(
         self,
@@ -153,10 +176,6 @@ class Connection:
         tcp: bool = False,
         udp: bool = True,
     ) -> None:
-        if not (tcp or udp):
-            raise ValueError("gather UDP, TCP or both: udp and tcp cannot both be False")
-        if port_range is not None and not 0 < port_range[0] <= port_range[1] <= 65535:
-            raise ValueError(f"port range {port_range!r} is not within 1-65535")
         if local_username is not None or local_password is not None:
             IceParameters(local_username or "abcd", local_password or "a" * 22)  # checks them
         self._rng = rng if rng is not None else random.SystemRandom()
@@ -171,37 +190,31 @@ class Connection:
             lite=lite,
             **options,
         )
-        self.stun_servers = server_list(stun_server)
-        self.turn_servers = server_list(turn_server)
-        self.turn_username, self.turn_password = turn_username, turn_password
-        self.turn_ssl, self.turn_transport = turn_ssl, turn_transport
-        self.turn_timeout = turn_timeout
-        self.transport_policy = as_transport_policy(transport_policy)
-        self._hosts = HostSelection(
+        self._driver = _AgentDriver(self)
+        hosts = HostSelection(
             use_ipv4, use_ipv6, include_loopback, include_link_local, ip_filter, interface_filter
         )
-        self._nat_1to1 = {_canonical_ip(k): _canonical_ip(v) for k, v in (nat_1to1 or {}).items()}
-        self.udp, self.tcp = udp, tcp
-        self._tcp = TcpLinks(self.agent, self._received, self._pump)
-        self._links = self._tcp.links
+        self._gatherer = Gatherer(
+            self.agent, self._received, self._driver.pump,
+            stun_servers=stun_server, turn_servers=turn_server,
+            turn_username=turn_username, turn_password=turn_password, turn_ssl=turn_ssl,
+            turn_transport=turn_transport, turn_timeout=turn_timeout,
+            transport_policy=transport_policy, hosts=hosts, port_range=port_range,
+            nat_1to1=nat_1to1, mdns=mdns, udp=udp, tcp=tcp, rng=self._rng,
+        )  # fmt: skip
+        self._senders = self._gatherer.sockets.senders
+        self._links = self._gatherer.tcp_links.links
         self.mdns_timeout = mdns_timeout
-        self._mdns = MdnsNames(self._hosts, self._rng, hide=mdns)
         self._resolving: set[asyncio.Task[None]] = set()
         #: Whether the peer is an ICE-lite agent (set it before `connect`).
         self.remote_is_lite = False
         self._remote_username: str | None = None
         self._remote_password: str | None = None
         self._remote_end = False
-        self._sockets = DatagramSockets(self._received, port_range, self._rng)
-        self._senders = self._sockets.senders
         self._inbox: asyncio.Queue[tuple[bytes, int] | None] = asyncio.Queue(QUEUE_SIZE)
         self._events: asyncio.Queue[AgentEvent] = asyncio.Queue(_EVENTS_KEPT)
         self._final_taken = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._driver = _AgentDriver(self)
-        self._gathering: asyncio.Future[None] | None = None
-        self._gathered: asyncio.Future[None] | None = None
-        self._relaying: asyncio.Future[list[Relay]] | None = None
         self._connected: asyncio.Future[None] | None = None
         self._closing = False
         self._closed: asyncio.Future[None] | None = None
@@ -258,19 +271,9 @@ class Connection:
             )
 
     @property
-    def mdns(self) -> bool:
-        """Whether host addresses are signalled as ``.local`` names (settable before
-        `gather_candidates`)."""
-        return self._mdns.hide
-
-    @mdns.setter
-    def mdns(self, value: bool) -> None:
-        self._mdns.hide = value
-
-    @property
     def local_candidates(self) -> list[Candidate]:
         """What to signal: with ``mdns``, host addresses are their ``.local`` names."""
-        return [mdns_candidate(c, self._mdns.names) for c in self.agent.local_candidates]
+        return [self._gatherer.signalled(c) for c in self.agent.local_candidates]
 
     @property
     def remote_candidates(self) -> list[Candidate]:
@@ -284,7 +287,7 @@ class Connection:
         """The local candidate of ``component`` most likely to work: the lowest priority one."""
         for candidate in sorted(self.agent.local_candidates, key=lambda c: c.priority):
             if candidate.component == component:
-                return mdns_candidate(candidate, self._mdns.names)
+                return self._gatherer.signalled(candidate)
         return None
 
     def selected_pair(self, component: int = 1) -> CandidatePair | None:
@@ -292,109 +295,8 @@ class Connection:
 
     async def gather_candidates(self) -> None:
         """Gather the local candidates; returns once all are known (end-of-candidates)."""
-        if self._gathering is not None:
-            await asyncio.shield(self._gathering)
-            return
-        loop = self._running_loop()
-        self._gathering = loop.create_future()
-        self._gathered = loop.create_future()
-        try:
-            await self._gather(loop)
-            await asyncio.shield(self._gathered)
-            _settle_future(self._gathering)
-        except asyncio.CancelledError:
-            self._gathering.cancel()
-            raise
-        except BaseException as exc:
-            _settle_future(self._gathering, exc)
-            raise
-
-    async def _gather(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.agent.start_gathering()
-        self._pump(loop.time())
-        relaying: asyncio.Future[list[Relay]] | None = None
-        if self.turn_servers:
-            relaying = self._relaying = asyncio.ensure_future(self._allocate_relays())
-        try:
-            if self.transport_policy is TransportPolicy.ALL:
-                await self._open_host_sockets(loop)
-            if relaying is not None:
-                await asyncio.wait([relaying])
-                if relaying.cancelled():
-                    raise ConnectionError("the connection was closed while gathering")
-                self._add_relays(relaying.result(), loop.time())
-            if self.transport_policy is TransportPolicy.ALL:
-                for server in await stun_addresses(self.stun_servers):
-                    self.agent.add_stun_server(server)
-        finally:
-            if relaying is not None and not relaying.done():
-                relaying.cancel()
-        if self._closing:
-            raise ConnectionError("the connection was closed while gathering")
-        self.agent.gather(loop.time())
-        self._pump(loop.time())
-
-    async def _open_host_sockets(self, loop: asyncio.AbstractEventLoop) -> None:
-        addresses = self._hosts.addresses()
-        preferences = local_preferences(a.ip for a in addresses)
-        for component in range(1, self.agent.components + 1):
-            for address in addresses:
-                if self.tcp:
-                    await self._mdns.name(address.ip)
-                    await self._tcp.add_host_candidates(
-                        address.ip, component, preferences[address.ip]
-                    )
-                    self._pump(loop.time())
-                if not self.udp:
-                    continue
-                base = await self._sockets.open(address, component)
-                if base is None:
-                    continue
-                await self._mdns.name(base[0])
-                now = loop.time()
-                self.agent.add_host_candidate(base, component, preferences[address.ip], now)
-                public = self._nat_1to1.get(_canonical_ip(base[0]))
-                if public is not None:
-                    self.agent.add_mapped_address(base, public, now)
-                self._pump(now)
-
-    def _open_connections(self) -> None:
-        self._tcp.open_requested()
-
-    async def _allocate_relays(self) -> list[Relay]:
-        ssl = self.turn_ssl if isinstance(self.turn_ssl, _ssl.SSLContext) else None
-        transport = "tls" if self.turn_ssl is not False else self.turn_transport
-        kinds = ["udp"] if self.udp else []
-        if self.tcp and transport in ("tcp", "tls"):
-            kinds.append("tcp")  # RFC 6062 allocations: relayed TCP candidates
-        relays = await allocate_relays(
-            self.turn_servers, components=self.agent.components,
-            families=[f for f, on in ((4, self._hosts.use_ipv4), (6, self._hosts.use_ipv6)) if on],
-            username=self.turn_username, password=self.turn_password, transport=transport,
-            ssl=ssl, timeout=self.turn_timeout, relay_transports=kinds,
-        )  # fmt: skip
-        self._sockets.relays.extend(relays)  # closed by close() from now on
-        return relays
-
-    def _add_relays(self, relays: list[Relay], now: float) -> None:
-        """Relayed candidates; a TCP allocation's (RFC 6062) are a passive one, whose
-        peers we accept, and an active one, whose connections the server opens."""
-        preferences = local_preferences(r.client.relayed_address[0] for r in relays)
-        hide = self.transport_policy is TransportPolicy.RELAY
-        for relay in relays:
-            client = relay.client
-            relayed = client.relayed_address
-            candidates = self.agent.add_relayed_candidates(
-                relayed, relay.component, preferences[relayed[0]], now,
-                server=relay.server, server_transport=relay.transport,
-                mapped=None if hide else client.mapped_address, transport=relay.relay_transport,
-            )  # fmt: skip
-            base = (candidates[0].host, relayed[1])
-            if relay.relay_transport == "tcp":
-                self._tcp.add_relay(client, base, relay.component)
-            else:
-                self._sockets.add_relay(relay, base)
-            self._pump(now)
+        self._running_loop()
+        await self._gatherer.gather()
 
     async def add_remote_candidate(self, candidate: object | None) -> None:
         """A remote candidate (ours, aioice's, or SDP text), or None for end-of-candidates.
@@ -416,7 +318,7 @@ class Connection:
                 return
             now = self._running_loop().time()
             self.agent.add_remote_candidate(None, now)
-            self._pump(now)
+            self._driver.pump(now)
             return
         ours = as_candidate(candidate)
         if is_mdns_name(ours.host):
@@ -427,20 +329,20 @@ class Connection:
         self._add_remote(ours)
 
     async def _add_mdns_candidate(self, candidate: Candidate) -> None:
-        resolved = await self._mdns.resolve(candidate, self.mdns_timeout)
+        resolved = await self._gatherer.mdns_names.resolve(candidate, self.mdns_timeout)
         if resolved is not None and not self._closing:
             self._add_remote(resolved)
 
     def _add_remote(self, candidate: Candidate) -> None:
-        self._tcp.permit(candidate.host)
+        self._gatherer.tcp_links.permit(candidate.host)
         now = self._running_loop().time()
         self.agent.add_remote_candidate(candidate, now)
-        self._pump(now)
+        self._driver.pump(now)
 
     async def connect(self) -> None:
         """Run the checks; return once every component has a selected pair.
         Raises ConnectionError when ICE fails (after the peer's end-of-candidates)."""
-        if self._gathered is None or not self._gathered.done():
+        if not self._gatherer.gathered:
             raise ConnectionError("Local candidates gathering was not performed")
         if self._remote_username is None or self._remote_password is None:
             raise ConnectionError("Remote username or password is missing")
@@ -450,7 +352,7 @@ class Connection:
             self._connected = loop.create_future()
             self._settle(self.agent.state)
             self.agent.connect(loop.time())
-            self._pump(loop.time())
+            self._driver.pump(loop.time())
         await asyncio.shield(self._connected)
 
     async def send(self, data: bytes) -> None:
@@ -505,18 +407,11 @@ class Connection:
         self._closing = True
         try:
             self.agent.close()
-            self._pump(loop.time())
+            self._driver.pump(loop.time())
             self._driver.close()
-            _settle_future(
-                self._gathered, ConnectionError("the connection was closed while gathering")
-            )
-            if self._relaying is not None:
-                self._relaying.cancel()  # allocations in progress are aborted
             for task in list(self._resolving):
                 task.cancel()
-            self._tcp.close()
-            self._mdns.close()
-            await self._sockets.close()
+            await self._gatherer.close()
         finally:
             self._deliver(None)
             self._closed.set_result(None)
@@ -542,7 +437,7 @@ class Connection:
             if isinstance(event, ConnectionStateChanged) and event.state is ConnectionState.CLOSED:
                 self._final_taken = True
             if isinstance(event, LocalCandidate):
-                event = LocalCandidate(mdns_candidate(event.candidate, self._mdns.names))
+                event = LocalCandidate(self._gatherer.signalled(event.candidate))
             yield event
 
     async def get_event(self) -> ConnectionClosed | None:
@@ -577,7 +472,7 @@ class Connection:
             for item in kept:
                 if item is not None:
                     self._inbox.put_nowait(item)
-        self._pump(now)
+        self._driver.pump(now)
 
     def stats(self) -> ConnectionStats:
         """The state and every candidate pair, with its counters (`Agent.stats`)."""
@@ -598,15 +493,11 @@ class Connection:
         self.agent.record_received(len(data), addr, local=base, component=component)
         self._deliver((data, component))
 
-    def _pump(self, now: float) -> None:
-        """After acting on the agent: its events, what it sends, its timer (the driver)."""
-        self._driver.pump(now)
-
     def _event(self, event: AgentEvent) -> None:
         if isinstance(event, ConnectionStateChanged):
             self._settle(event.state, event.reason)
         elif isinstance(event, LocalCandidatesEnd):
-            _settle_future(self._gathered)
+            self._gatherer.candidates_ended()
         if self._events.full():
             self._events.get_nowait()
         self._events.put_nowait(event)
@@ -626,7 +517,7 @@ class Connection:
     def _settle(self, state: ConnectionState, reason: str = "") -> None:
         if state in _UP:
             self._has_connected = True
-            _settle_future(self._connected)
+            settle_future(self._connected)
         elif state in _DOWN:
             if state is ConnectionState.FAILED:
                 error = ConnectionError(f"ICE negotiation failed: {reason or 'no working pair'}")
@@ -635,8 +526,8 @@ class Connection:
             if state is ConnectionState.CLOSED or self._has_connected:
                 if self._lost is None and self._loop is not None:
                     self._lost = self._loop.create_future()
-                _settle_future(self._lost)
-            _settle_future(self._connected, error)
+                settle_future(self._lost)
+            settle_future(self._connected, error)
             self._deliver(None)
 
     def _deliver(self, item: tuple[bytes, int] | None) -> None:
@@ -667,15 +558,12 @@ class _AgentDriver(MachineDriver[Agent]):
 
     def _pump(self, now: float) -> None:
         super()._pump(now)
-        if self._conn.tcp:
-            self._conn._open_connections()
+        gatherer = self._conn._gatherer
+        if gatherer.tcp:
+            gatherer.tcp_links.open_requested()
 
 
 #: States in which a selected pair carries data (recv waits instead of raising).
 _RECEIVING = frozenset(
     {ConnectionState.CONNECTED, ConnectionState.COMPLETED, ConnectionState.DISCONNECTED}
 )
-
-
-def _canonical_ip(text: str) -> str:
-    return str(ipaddress.ip_address(text))

@@ -3,6 +3,8 @@
 The addresses and sockets the agent builds its candidates from
 (`ice.agent.local_candidates`); the agent learns server-reflexive ones itself
 (`Agent.add_stun_server`, with the addresses `stun_addresses` resolves).
+`Gatherer` is the gathering of one connection, over the pieces below and
+`ice.aio.ice_tcp.TcpLinks`; it keeps the connection's gathering options.
 
 - Host addresses: `host_addresses` lists the usable interface addresses
   (``ifaddr``), IPv4 and IPv6, loopback and link-local ones left out unless
@@ -39,14 +41,17 @@ import logging
 import random
 import socket
 import ssl as _ssl
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import ifaddr
 
 from ice._errors import TurnError
-from ice.agent.candidate import Candidate
+from ice.agent.agent import Agent
+from ice.agent.candidate import Candidate, local_preferences
+from ice.agent.mdns import mdns_candidate
+from ice.aio.ice_tcp import TcpLinks
 from ice.aio.mdns import MdnsService
 from ice.aio.transport import Target, endpoint_for, resolve
 from ice.aio.turn_client import TurnClient
@@ -56,6 +61,7 @@ from ice.stun.uri import StunUri
 __all__ = [
     "AddressFilter",
     "DatagramSockets",
+    "Gatherer",
     "HostAddress",
     "HostSelection",
     "MdnsNames",
@@ -69,6 +75,7 @@ __all__ = [
     "host_addresses",
     "open_host_socket",
     "server_list",
+    "settle_future",
     "start_mdns",
     "stun_addresses",
 ]
@@ -533,3 +540,223 @@ async def allocate_relays(
 def _abort_allocation(task: asyncio.Future[Relay]) -> None:
     if not task.cancelled() and task.exception() is None:
         task.result().client.abort()
+
+
+def settle_future(future: asyncio.Future[None] | None, exc: BaseException | None = None) -> None:
+    """Set ``future``'s result (or ``exc``) unless it is None or done; an exception
+    counts as retrieved, since nobody may be waiting."""
+    if future is None or future.done():
+        return
+    if exc is None:
+        future.set_result(None)
+    else:
+        future.set_exception(exc)
+        future.exception()
+
+
+_CLOSED_WHILE_GATHERING = "the connection was closed while gathering"
+
+
+class Gatherer:
+    """The gathering of one ICE connection: it opens host UDP sockets
+    (`DatagramSockets`), TCP listeners (`TcpLinks`), TURN relays and mDNS names,
+    and hands ``agent`` their addresses and the STUN servers.
+
+    The options are attributes, read by `gather` (a `Connection` delegates
+    aioice's names to them, settable until then). What arrives on a socket,
+    relay or TCP link goes to ``on_datagram``; ``pump(now)`` runs after the
+    agent was told something. `close` stops a `gather` under way and lets go
+    of everything.
+    """
+
+    def __init__(
+        self,
+        agent: Agent,
+        on_datagram: DatagramHandler,
+        pump: Callable[[float], None],
+        *,
+        stun_servers: Servers | None = None,
+        turn_servers: Servers | None = None,
+        turn_username: str | None = None,
+        turn_password: str | None = None,
+        turn_ssl: bool | _ssl.SSLContext = False,
+        turn_transport: str | None = None,
+        turn_timeout: float = 5.0,
+        transport_policy: TransportPolicy | str | enum.Enum = TransportPolicy.ALL,
+        hosts: HostSelection | None = None,
+        port_range: tuple[int, int] | None = None,
+        nat_1to1: Mapping[str, str] | None = None,
+        mdns: bool = False,
+        udp: bool = True,
+        tcp: bool = False,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not (tcp or udp):
+            raise ValueError("gather UDP, TCP or both: udp and tcp cannot both be False")
+        if port_range is not None and not 0 < port_range[0] <= port_range[1] <= 65535:
+            raise ValueError(f"port range {port_range!r} is not within 1-65535")
+        self.agent = agent
+        self.stun_servers = server_list(stun_servers)
+        self.turn_servers = server_list(turn_servers)
+        self.turn_username, self.turn_password = turn_username, turn_password
+        self.turn_ssl, self.turn_transport = turn_ssl, turn_transport
+        self.turn_timeout = turn_timeout
+        self.transport_policy = as_transport_policy(transport_policy)
+        self.hosts = hosts if hosts is not None else HostSelection()
+        #: host IP -> the public IP a 1:1 NAT maps it to (a server-reflexive candidate)
+        self.nat_1to1 = {_canonical_ip(k): _canonical_ip(v) for k, v in (nat_1to1 or {}).items()}
+        self.udp, self.tcp = udp, tcp
+        self.sockets = DatagramSockets(on_datagram, port_range, rng)
+        self.tcp_links = TcpLinks(agent, on_datagram, pump)
+        self.mdns_names = MdnsNames(self.hosts, rng, hide=mdns)
+        self._pump = pump
+        self._gathering: asyncio.Future[None] | None = None
+        self._ended: asyncio.Future[None] | None = None
+        self._relaying: asyncio.Future[list[Relay]] | None = None
+        self._closed = False
+
+    @property
+    def mdns(self) -> bool:
+        """Whether host addresses are signalled as ``.local`` names."""
+        return self.mdns_names.hide
+
+    @mdns.setter
+    def mdns(self, value: bool) -> None:
+        self.mdns_names.hide = value
+
+    def signalled(self, candidate: Candidate) -> Candidate:
+        """``candidate`` as the peer is told of it: with ``mdns``, a host address is
+        its ``.local`` name."""
+        return mdns_candidate(candidate, self.mdns_names.names)
+
+    @property
+    def gathered(self) -> bool:
+        """Whether the agent has told its end-of-candidates (or `close` came first)."""
+        return self._ended is not None and self._ended.done()
+
+    def candidates_ended(self) -> None:
+        """The agent's `LocalCandidatesEnd`: `gather` returns."""
+        settle_future(self._ended)
+
+    async def gather(self) -> None:
+        """Hand the agent every address, then wait for its end-of-candidates
+        (`candidates_ended`); a second call waits for the first. ConnectionError
+        when `close` comes first."""
+        if self._gathering is not None:
+            await asyncio.shield(self._gathering)
+            return
+        loop = asyncio.get_running_loop()
+        self._gathering = loop.create_future()
+        self._ended = loop.create_future()
+        try:
+            await self._hand_over(loop)
+            await asyncio.shield(self._ended)
+            settle_future(self._gathering)
+        except asyncio.CancelledError:
+            self._gathering.cancel()
+            raise
+        except BaseException as exc:
+            settle_future(self._gathering, exc)
+            raise
+
+    async def close(self) -> None:
+        """Stop gathering, close the sockets, listeners and links, release the relays."""
+        self._closed = True
+        settle_future(self._ended, ConnectionError(_CLOSED_WHILE_GATHERING))
+        if self._relaying is not None:
+            self._relaying.cancel()  # allocations in progress are aborted
+        self.tcp_links.close()
+        self.mdns_names.close()
+        await self.sockets.close()
+
+    async def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Host sockets open while the relays are being allocated: a slow TURN
+        # server delays only the end-of-candidates.
+        self.agent.start_gathering()
+        self._pump(loop.time())
+        relaying: asyncio.Future[list[Relay]] | None = None
+        if self.turn_servers:
+            relaying = self._relaying = asyncio.ensure_future(self._allocate_relays())
+        try:
+            if self.transport_policy is TransportPolicy.ALL:
+                await self._open_host_sockets(loop)
+            if relaying is not None:
+                await asyncio.wait([relaying])
+                if relaying.cancelled():
+                    raise ConnectionError(_CLOSED_WHILE_GATHERING)
+                self._add_relays(relaying.result(), loop.time())
+            if self.transport_policy is TransportPolicy.ALL:
+                for server in await stun_addresses(self.stun_servers):
+                    self.agent.add_stun_server(server)
+        finally:
+            if relaying is not None and not relaying.done():
+                relaying.cancel()
+        if self._closed:
+            raise ConnectionError(_CLOSED_WHILE_GATHERING)
+        self.agent.gather(loop.time())
+        self._pump(loop.time())
+
+    async def _open_host_sockets(self, loop: asyncio.AbstractEventLoop) -> None:
+        agent = self.agent
+        addresses = self.hosts.addresses()
+        preferences = local_preferences(a.ip for a in addresses)
+        for component in range(1, agent.components + 1):
+            for address in addresses:
+                if self.tcp:
+                    await self.mdns_names.name(address.ip)
+                    await self.tcp_links.add_host_candidates(
+                        address.ip, component, preferences[address.ip]
+                    )
+                    self._pump(loop.time())
+                if not self.udp:
+                    continue
+                base = await self.sockets.open(address, component)
+                if base is None:
+                    continue
+                await self.mdns_names.name(base[0])
+                now = loop.time()
+                agent.add_host_candidate(base, component, preferences[address.ip], now)
+                public = self.nat_1to1.get(_canonical_ip(base[0]))
+                if public is not None:
+                    agent.add_mapped_address(base, public, now)
+                self._pump(now)
+
+    async def _allocate_relays(self) -> list[Relay]:
+        ssl = self.turn_ssl if isinstance(self.turn_ssl, _ssl.SSLContext) else None
+        transport = "tls" if self.turn_ssl is not False else self.turn_transport
+        kinds = ["udp"] if self.udp else []
+        if self.tcp and transport in ("tcp", "tls"):
+            kinds.append("tcp")  # RFC 6062 allocations: relayed TCP candidates
+        hosts = self.hosts
+        relays = await allocate_relays(
+            self.turn_servers, components=self.agent.components,
+            families=[f for f, on in ((4, hosts.use_ipv4), (6, hosts.use_ipv6)) if on],
+            username=self.turn_username, password=self.turn_password, transport=transport,
+            ssl=ssl, timeout=self.turn_timeout, relay_transports=kinds,
+        )  # fmt: skip
+        self.sockets.relays.extend(relays)  # closed by close() from now on
+        return relays
+
+    def _add_relays(self, relays: list[Relay], now: float) -> None:
+        """Relayed candidates; a TCP allocation's (RFC 6062) are a passive one, whose
+        peers we accept, and an active one, whose connections the server opens."""
+        preferences = local_preferences(r.client.relayed_address[0] for r in relays)
+        hide = self.transport_policy is TransportPolicy.RELAY
+        for relay in relays:
+            client = relay.client
+            relayed = client.relayed_address
+            candidates = self.agent.add_relayed_candidates(
+                relayed, relay.component, preferences[relayed[0]], now,
+                server=relay.server, server_transport=relay.transport,
+                mapped=None if hide else client.mapped_address, transport=relay.relay_transport,
+            )  # fmt: skip
+            base = (candidates[0].host, relayed[1])
+            if relay.relay_transport == "tcp":
+                self.tcp_links.add_relay(client, base, relay.component)
+            else:
+                self.sockets.add_relay(relay, base)
+            self._pump(now)
+
+
+def _canonical_ip(text: str) -> str:
+    return str(ipaddress.ip_address(text))
