@@ -96,6 +96,8 @@ if TYPE_CHECKING:
     )
     from ice.aio.turn_client import (
         TurnClient,
+    )
+    from ice.aio.turn_datagram import (
         TurnDatagramTransport,
     )
     from ice.aio.turn_server import (
@@ -284,10 +286,8 @@ _LAZY: dict[str, tuple[str, ...]] = {
         "discover_binding_lifetime",
         "discover_nat",
     ),
-    "ice.aio.turn_client": (
-        "TurnClient",
-        "TurnDatagramTransport",
-    ),
+    "ice.aio.turn_client": ("TurnClient",),
+    "ice.aio.turn_datagram": ("TurnDatagramTransport",),
     "ice.aio.turn_server": (
         "TurnServerRunner",
         "serve_turn",
