@@ -175,7 +175,6 @@ class Agent(TcpChecks):
             rto=check_rto, min_rto=min(check_rto, 0.5), rc=check_retransmissions, rm=4
         )
         self._checks: dict[bytes, _Check] = {}
-        self._arrived_on: dict[bytes, Address] = {}
         self._outbox: list[Transmit] = []
         self._events: deque[AgentEvent] = deque()
         self._next_ta: float | None = None
@@ -460,20 +459,17 @@ class Agent(TcpChecks):
         if cls == _REQUEST:
             self._answer_check(message, addr, local, now)
         elif cls in (_SUCCESS, _ERROR) and self._srflx.owns(message):
-            self._srflx.receive_message(message, addr, now)
+            self._srflx.receive_message(message, addr, now, local=local)
             self._gathered(now)
-        elif cls in (_SUCCESS, _ERROR):
-            self._arrived_on[message.transaction_id] = local
-            if self._table.receive_message(message, addr, now):
-                self._drain(now)
-            self._arrived_on.pop(message.transaction_id, None)
+        elif cls in (_SUCCESS, _ERROR) and self._table.receive_message(
+            message, addr, now, local=local
+        ):
+            self._drain(now)
 
     def datagrams_to_send(self, now: float) -> list[Transmit]:
+        # Checks leave from their pair's base: the table's Transmits carry it (start's source).
         self._outbox.extend(self._srflx.datagrams_to_send(now))
-        for transmit in self._table.datagrams_to_send(now):
-            check = self._checks.get(transmit.data[8:20])
-            if check is not None:
-                self._outbox.append(Transmit(transmit.data, transmit.addr, check.pair.base))
+        self._outbox.extend(self._table.datagrams_to_send(now))
         out, self._outbox = self._outbox, []
         return out
 
@@ -560,7 +556,9 @@ class Agent(TcpChecks):
             if nominating:
                 pair.use_candidate_sent = True
         pair.checks_sent += 1
-        self._table.start(request, pair.remote_address, now, key=self._remote_key, reliable=tcp)
+        self._table.start(
+            request, pair.remote_address, now, key=self._remote_key, reliable=tcp, source=pair.base
+        )
 
     # -- answering checks
 
@@ -728,7 +726,7 @@ class Agent(TcpChecks):
 
     def _check_succeeded(self, check: _Check, event: TransactionSucceeded, now: float) -> None:
         pair = check.pair
-        local = self._arrived_on.get(event.transaction_id)
+        local = event.local
         if event.addr != pair.remote_address or (local is not None and local != pair.base):
             pair.state = PairState.FAILED  # not symmetric (RFC 8445 7.2.5.2.1)
             self._check_failed(now)
