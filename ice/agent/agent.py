@@ -360,18 +360,10 @@ class Agent(TcpChecks):
             incoming and local.tcptype == "passive" and remote.transport == "tcp"
         ):
             return None
-        pair = self.checklists[stream].add(
-            CandidatePair(local, remote, base, stream), self.controlling
-        )
+        checklist = self.checklists[stream]
         # RFC 8445 6.1.2.6: one Waiting pair per foundation across all check lists
-        if pair.state is PairState.WAITING and any(
-            p.foundation == pair.foundation and p.state is not PairState.FROZEN
-            for other in self.checklists
-            if other is not self.checklists[stream]
-            for p in other.pairs
-        ):
-            pair.state = PairState.FROZEN
-        return pair
+        others = [other for other in self.checklists if other is not checklist]
+        return checklist.add(CandidatePair(local, remote, base, stream), self.controlling, others)
 
     # -- starting and stopping
 
@@ -549,9 +541,7 @@ class Agent(TcpChecks):
         tid = request.transaction_id
         self._checks[tid] = _Check(pair, nominating, consent, now)
         if not consent:
-            pair.state = (
-                PairState.IN_PROGRESS if pair.state is not PairState.SUCCEEDED else pair.state
-            )
+            pair.check_started()
             pair.transaction_id = tid
             if nominating:
                 pair.use_candidate_sent = True
@@ -601,7 +591,7 @@ class Agent(TcpChecks):
         pair.responses_sent += 1
         use_candidate = _USE_CANDIDATE in request and not self.controlling
         if self.lite:
-            pair.state, pair.valid = PairState.SUCCEEDED, True
+            pair.answered_by_lite()
             if use_candidate:
                 self._nominated(pair, now)
             return
@@ -719,7 +709,7 @@ class Agent(TcpChecks):
                 self._arm(now)
             else:
                 if pair.transaction_id == event.transaction_id:
-                    pair.state = PairState.FAILED
+                    pair.check_failed()
                     if check.nominating:
                         pair.use_candidate_sent = False
                 self._check_failed(now)
@@ -728,15 +718,12 @@ class Agent(TcpChecks):
         pair = check.pair
         local = event.local
         if event.addr != pair.remote_address or (local is not None and local != pair.base):
-            pair.state = PairState.FAILED  # not symmetric (RFC 8445 7.2.5.2.1)
+            pair.check_failed()  # not symmetric (RFC 8445 7.2.5.2.1)
             self._check_failed(now)
             return
         pair.responses_received += 1
         pair.record_rtt(now - check.started)
-        first = pair.state is not PairState.SUCCEEDED
-        pair.state = PairState.SUCCEEDED
-        pair.valid = True
-        if first:
+        if pair.check_succeeded():
             for checklist in self.checklists:  # RFC 8445 7.2.5.3.3, across all lists
                 checklist.unfreeze_foundation(pair.foundation)
         if check.nominating or (not self.controlling and pair.nominated):

@@ -13,7 +13,7 @@ Transmit from the connection's local address to its remote one.
 from __future__ import annotations
 
 from ice.agent.candidate import Candidate, CandidateType, foundation
-from ice.agent.checklist import CandidatePair, CheckList, PairState
+from ice.agent.checklist import CandidatePair, CheckList
 from ice.agent.events import ConnectionState
 from ice.agent.tcp import OpenConnection, TcpConnections, tcp_priority
 from ice.machine import Address
@@ -71,7 +71,7 @@ class TcpChecks:
             self.checklists[pair.stream].trigger(pair)
             self._arm(now)
             return
-        pair.state = PairState.FAILED
+        pair.check_failed()
         self._check_failed(now)
 
     def connection_accepted(self, local: Address, remote: Address) -> None:
@@ -84,7 +84,7 @@ class TcpChecks:
         for checklist in self.checklists:
             for pair in checklist.pairs:
                 if pair.base == local and pair.remote_address == remote and not pair.valid:
-                    pair.state = PairState.FAILED
+                    pair.connection_closed()
         self._check_failed(now)
 
     def _awaiting_connections(self, now: float) -> bool:
@@ -99,7 +99,7 @@ class TcpChecks:
     def _open_connection(self, pair: CandidatePair) -> None:
         if self._tcp.waiting_for(pair):
             return
-        pair.state = PairState.IN_PROGRESS
+        pair.connection_requested()
         simultaneous = pair.local.tcptype == "so"
         self._tcp.request(pair, pair.base, pair.remote_address, simultaneous)
 
