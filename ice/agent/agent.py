@@ -56,8 +56,8 @@ from ice.agent.events import (
     SelectedPairChanged,
 )
 from ice.agent.srflx import Reflexive, ServerReflexiveGatherer
-from ice.agent.tcp import TcpConnections, can_pair, peer_reflexive_tcptype
-from ice.agent.tcp_checks import TcpChecks
+from ice.agent.tcp import OpenConnection, can_pair, peer_reflexive_tcptype
+from ice.agent.tcp_checks import TcpChecks, peer_may_connect
 from ice.attrs import (
     ErrorCodeAttribute,
     IceControlled,
@@ -108,7 +108,7 @@ class _Check:
     started: float
 
 
-class Agent(TcpChecks):
+class Agent:
     """One ICE session: a check list over the components of one data stream."""
 
     def __init__(
@@ -194,7 +194,15 @@ class Agent(TcpChecks):
         self._srflx = ServerReflexiveGatherer(timeout=gather_timeout, software=software)
         self._gather_started = False
         self._stale_selected: set[tuple[int, int]] = set()  # from before an ICE restart
-        self._tcp = TcpConnections()  # ICE-TCP (RFC 6544): connections asked for and open
+        # ICE-TCP (RFC 6544): the connections asked for and open, and what follows from them
+        self._tcp_checks = TcpChecks(
+            checklists=lambda: self.checklists,
+            local_candidates=self.local_candidates,
+            bases=self._bases,
+            add_local_candidate=self.add_local_candidate,
+            arm=self._arm,
+            check_failed=self._check_failed,
+        )
         #: How long an agent with passive TCP candidates waits for the peer to connect
         #: before it declares failure with nothing else left to check.
         self.tcp_passive_wait = tcp_passive_wait
@@ -303,7 +311,7 @@ class Agent(TcpChecks):
             related_port=base[1],
         )
         self.add_local_candidate(candidate, base, now, stream=stream)
-        self._add_tcp_server_reflexive(candidate, base[0], server, stream, now)
+        self._tcp_checks.add_server_reflexive_twin(candidate, base[0], server, stream, now)
 
     def set_remote_credentials(self, ufrag: str, pwd: str, *, lite: bool = False) -> None:
         self.remote_ufrag, self.remote_pwd = ufrag, pwd
@@ -384,7 +392,7 @@ class Agent(TcpChecks):
         self._srflx.cancel()
         self._next_ta = None
         self._consent.clear()
-        self._tcp.clear()
+        self._tcp_checks.clear()
         self._set_state(ConnectionState.CLOSED)
 
     def restart(self, now: float, *, ufrag: str | None = None, pwd: str | None = None) -> None:
@@ -430,6 +438,36 @@ class Agent(TcpChecks):
         self._next_ta = max(now, self._last_check + self.ta)
         if self._next_ta <= now:
             self.handle_timer(now)
+
+    # -- ICE-TCP connections (RFC 6544): ice.agent.tcp_checks does the work
+
+    def connections_to_open(self) -> list[OpenConnection]:
+        """TCP connections the check list needs: open each and report back with
+        `connection_opened` or `connection_failed`."""
+        return self._tcp_checks.connections_to_open()
+
+    def connection_opened(self, connection_id: int, local: Address, now: float) -> None:
+        """The connection asked for is up, leaving from ``local``: its check goes out."""
+        self._tcp_checks.connection_opened(connection_id, local, now)
+
+    def connection_failed(self, connection_id: int, now: float) -> None:
+        """The connection could not be opened: its pair fails."""
+        self._tcp_checks.connection_failed(connection_id, now)
+
+    def connection_accepted(self, local: Address, remote: Address) -> None:
+        """The peer connected to a passive or simultaneous-open candidate at ``local``."""
+        self._tcp_checks.connection_accepted(local, remote)
+
+    def connection_closed(self, local: Address, remote: Address, now: float) -> None:
+        """A connection closed: the pairs over it fail (the selected one loses consent)."""
+        self._tcp_checks.connection_closed(local, remote, now)
+
+    def _awaiting_connections(self, now: float) -> bool:
+        """True while a peer with active TCP candidates may still connect to one of
+        our passive ones: until ``tcp_passive_wait`` after `connect`."""
+        if self._connect_time is None or now >= self._connect_time + self.tcp_passive_wait:
+            return False
+        return peer_may_connect(self.local_candidates, self._remote)
 
     # -- the machine surface
 
@@ -535,8 +573,8 @@ class Agent(TcpChecks):
         request.add_integrity(self._remote_key)
         request.add_fingerprint()
         tcp = pair.local.transport == "tcp"
-        if tcp and (pair.base, pair.remote_address) not in self._tcp.open:
-            self._open_connection(pair)
+        if tcp and not self._tcp_checks.is_open(pair.base, pair.remote_address):
+            self._tcp_checks.open_connection(pair)
             return
         tid = request.transaction_id
         self._checks[tid] = _Check(pair, nominating, consent, now)
