@@ -48,7 +48,13 @@ EXTENSIONS = [
         extra_compile_args=CFLAGS,
     ),
     Extension("ice.aio._udpio", ["ice/aio/_udpio.pyx"], extra_compile_args=CFLAGS),
-    Extension("ice.turn._relay", ["ice/turn/_relay.pyx"], extra_compile_args=CFLAGS),
+    Extension("ice.turn._allocation", ["ice/turn/_allocation.pyx"], extra_compile_args=CFLAGS),
+    Extension(
+        "ice.turn._relay",
+        ["ice/turn/_relay.pyx"],
+        depends=["ice/turn/_allocation.pxd"],
+        extra_compile_args=CFLAGS,
+    ),
     Extension(
         "ice.stun._binding",
         ["ice/stun/_binding.pyx"],

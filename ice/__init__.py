@@ -152,9 +152,7 @@ if TYPE_CHECKING:
         RestSecrets,
         load_users,
     )
-    from ice.turn.client import (
-        TurnSession,
-    )
+    from ice.turn.client import TurnSession
     from ice.turn.data_connection import (
         TurnDataConnection,
     )

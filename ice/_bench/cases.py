@@ -84,7 +84,8 @@ from ice.machine import Transmit
 from ice.stun.client_auth import LongTermCredentials
 from ice.stun.credentials import long_term_key, short_term_key
 from ice.stun.transaction import TransactionTable
-from ice.turn.client import DataReceived, TurnSession
+from ice.turn.client import TurnSession
+from ice.turn.events import DataReceived
 
 Op = Callable[[], object]
 """One iteration of a benchmark loop."""

@@ -22,6 +22,8 @@ packets per second.
   a channel to it, then sends ChannelData client -> server -> peer; with
   ``echo`` the peer sends each payload straight back (peer -> server ->
   client). The far end (the client with echo, else the peer) matches stamps.
+  The session runs on a `ice.aio.driver.MachineDriver`, fed only what is not
+  stamped ChannelData (the blast itself bypasses it).
 
 Pacing: at most ``window`` packets per flow are outstanding (sent, not yet
 back; one outstanding for longer than ``timeout`` while the window is full is
@@ -56,11 +58,12 @@ from ice._load.packets import (
     channel_data_frame,
 )
 from ice.aio._udpio import BatchSocket
-from ice.aio.timer import MachineTimer
-from ice.machine import Address
+from ice.aio.driver import MachineDriver
+from ice.machine import Address, Transmit
 from ice.stun.client_auth import LongTermCredentials
 from ice.stun.uri import format_address
-from ice.turn.client import (
+from ice.turn.client import TurnSession
+from ice.turn.events import (
     Allocated,
     AllocationFailed,
     AllocationLost,
@@ -68,7 +71,6 @@ from ice.turn.client import (
     ChannelBound,
     Closed,
     TurnEvent,
-    TurnSession,
 )
 
 __all__ = ["DEFAULT_BATCH", "DEFAULT_WINDOW", "run_stun", "run_turn"]
@@ -374,7 +376,7 @@ class _TurnFlow:
             family=4 if self.sock.family == socket.AF_INET else 6,
             software=software,
         )
-        self.timer = MachineTimer(self._on_timer)
+        self.driver = _SessionDriver(self)
         self.peer_sock: socket.socket | None = None
         self.peer: BatchSocket | None = None
         self.allocated: asyncio.Future[Allocated] = self.loop.create_future()
@@ -384,22 +386,11 @@ class _TurnFlow:
         self.readers: list[int] = []
 
     def feed(self, datagrams: list[bytes]) -> None:
-        now = self.loop.time()
-        for data in datagrams:
-            self.session.receive_datagram(data, self.server, now)
-        self.pump(now)
+        server = self.server
+        self.driver.feed_batch([(data, server) for data in datagrams], self.loop.time())
 
     def pump(self, now: float) -> None:
-        session = self.session
-        for transmit in session.datagrams_to_send(now):
-            self.bsock.sendto(transmit.data, transmit.addr)
-        while (event := session.next_event()) is not None:
-            self._dispatch(event)
-        self.timer.arm(session.get_timer() if not self.closed.done() else None)
-
-    def _on_timer(self, now: float) -> None:
-        self.session.handle_timer(now)
-        self.pump(now)
+        self.driver.pump(now)
 
     def _dispatch(self, event: TurnEvent) -> None:
         if isinstance(event, Allocated):
@@ -415,9 +406,14 @@ class _TurnFlow:
             logger.warning("allocation on %s lost: %s", format_address(self.server), self.lost)
             _fail(self.allocated, self.lost)
             _fail(self.bound, self.lost)
-            _settle(self.closed, None)
+            self._end()
         elif isinstance(event, Closed):
-            _settle(self.closed, None)
+            self._end()
+
+    def _end(self) -> None:
+        """The allocation is gone (released or lost): nothing left to time."""
+        _settle(self.closed, None)
+        self.driver.close()
 
     def keep_alive(self) -> None:
         """Mark the channel and its permission used (the blast bypasses the session),
@@ -449,7 +445,6 @@ class _TurnFlow:
         return await self.bound
 
     async def close(self) -> None:
-        self.timer.cancel()
         if self.session.state == "allocated" and not self.closed.done():
             now = self.loop.time()
             self.session.close(now)
@@ -457,7 +452,7 @@ class _TurnFlow:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(CLOSE_TIMEOUT):
                     await asyncio.shield(self.closed)
-        self.timer.cancel()
+        self.driver.close()
         for fd in self.readers:
             with contextlib.suppress(ValueError, OSError):
                 self.loop.remove_reader(fd)
@@ -465,6 +460,22 @@ class _TurnFlow:
         self.sock.close()
         if self.peer_sock is not None:
             self.peer_sock.close()
+
+
+class _SessionDriver(MachineDriver[TurnSession]):
+    """A flow's session on the loop: sends on the flow's socket, events to the flow."""
+
+    logger = logger
+
+    def __init__(self, flow: _TurnFlow) -> None:
+        super().__init__(flow.session)
+        self._flow = flow
+
+    def transmit(self, transmit: Transmit) -> None:
+        self._flow.bsock.sendto(transmit.data, transmit.addr)
+
+    def event_received(self, event: TurnEvent) -> None:
+        self._flow._dispatch(event)
 
 
 def _settle(future: asyncio.Future[_T], value: _T) -> None:

@@ -41,7 +41,7 @@ from typing import Literal
 
 from ice._codec import IntegrityKey, Message
 from ice._errors import DecodeError, FingerprintError, IntegrityError
-from ice.agent.candidate import Candidate, CandidateType, candidate_priority, foundation
+from ice.agent.candidate import Candidate, CandidateType, TcpType, candidate_priority, foundation
 from ice.agent.checklist import CandidatePair, CheckList, PairState
 from ice.agent.consent import Consent
 from ice.agent.events import (
@@ -55,7 +55,9 @@ from ice.agent.events import (
     RoleChanged,
     SelectedPairChanged,
 )
+from ice.agent.local_candidates import host_candidate, mapped_candidate, relayed_candidates
 from ice.agent.srflx import Reflexive, ServerReflexiveGatherer
+from ice.agent.stats import ConnectionStats, pair_stats
 from ice.agent.tcp import OpenConnection, can_pair, peer_reflexive_tcptype
 from ice.agent.tcp_checks import TcpChecks, peer_may_connect
 from ice.attrs import (
@@ -263,6 +265,67 @@ class Agent:
         """A STUN server to learn server-reflexive candidates from (before `gather`)."""
         self._stun_servers.append(server)
 
+    # -- local candidates from what the adapter opened (built by ice.agent.local_candidates)
+
+    def add_host_candidate(
+        self,
+        base: Address,
+        component: int,
+        local_preference: int,
+        now: float = 0.0,
+        *,
+        tcptype: TcpType | None = None,
+        stream: int = 0,
+    ) -> Candidate:
+        """The host candidate of a socket bound to ``base``: UDP, or TCP of ``tcptype``
+        (a listener's address for passive and simultaneous-open ones, ``(ip, 0)`` for
+        an active one); ``local_preference`` from `local_preferences`. Returns it."""
+        candidate = host_candidate(base, component, local_preference, tcptype=tcptype)
+        self.add_local_candidate(candidate, base, now, stream=stream)
+        return candidate
+
+    def add_mapped_address(
+        self, base: Address, public_ip: str, now: float = 0.0
+    ) -> Candidate | None:
+        """A 1:1 NAT (a cloud VM's) maps the UDP host candidate at ``base`` to
+        ``public_ip``: its server-reflexive candidate, with the same port and no STUN
+        needed. Returns it, or None when there is no such host candidate."""
+        for known, stream, local in self._checked_from:
+            if known == base and local.type is CandidateType.HOST and local.transport == "udp":
+                candidate = mapped_candidate(local, public_ip)
+                self.add_local_candidate(candidate, base, now, stream=stream)
+                return candidate
+        return None
+
+    def add_relayed_candidates(
+        self,
+        relayed: Address,
+        component: int,
+        local_preference: int,
+        now: float = 0.0,
+        *,
+        server: Address,
+        server_transport: str,
+        mapped: Address | None = None,
+        transport: str = "udp",
+        stream: int = 0,
+    ) -> list[Candidate]:
+        """The candidates of a TURN allocation at ``relayed`` (see `relayed_candidates`):
+        one for UDP, a passive and an active one for TCP (RFC 6062); their base is the
+        relayed address (as returned, in canonical form). Returns them."""
+        candidates = relayed_candidates(
+            relayed,
+            mapped,
+            component,
+            local_preference,
+            server=server,
+            server_transport=server_transport,
+            transport=transport,
+        )
+        for candidate in candidates:
+            self.add_local_candidate(candidate, (candidate.host, relayed[1]), now, stream=stream)
+        return candidates
+
     def gather(self, now: float, *, finish: bool = True) -> None:
         """Ask every STUN server, from every host candidate's base of its family, for
         a server-reflexive candidate. With ``finish`` end-of-candidates follows when
@@ -429,6 +492,29 @@ class Agent:
             return None
         return self._selected.get((stream, component))
 
+    # -- application data (the adapter sends and receives it) and stats
+
+    def record_sent(self, pair: CandidatePair, size: int) -> None:
+        """The adapter sent a datagram of ``size`` bytes on ``pair`` (a selected one)."""
+        pair.packets_sent += 1
+        pair.bytes_sent += size
+
+    def record_received(self, size: int, addr: Address, *, local: Address, component: int) -> None:
+        """The adapter received ``size`` bytes of data from ``addr`` on ``local``
+        (not STUN): counted on the pair between them, if there is one."""
+        for checklist in self.checklists:
+            pair = checklist.find(local, addr, component)
+            if pair is not None:
+                pair.packets_received += 1
+                pair.bytes_received += size
+                return
+
+    def stats(self, stream: int = 0) -> ConnectionStats:
+        """A snapshot of the state and of every pair of data stream ``stream``."""
+        selected = [self.selected_pair(c, stream) for c in range(1, self.components + 1)]
+        pairs = pair_stats(self.checklists[stream].pairs, selected)
+        return ConnectionStats(self.state, self.gathering_state, self.failure_reason, pairs)
+
     def _arm(self, now: float) -> None:
         """Make sure the pacer runs: at once if no check went out in the last Ta."""
         if self.lite or self.state in (ConnectionState.NEW, ConnectionState.CLOSED):
@@ -471,8 +557,22 @@ class Agent:
 
     # -- the machine surface
 
-    def receive_datagram(self, data: bytes, addr: Address, now: float, *, local: Address) -> None:
-        """A STUN datagram that arrived on the socket bound to ``local`` from ``addr``."""
+    def receive_datagram(
+        self,
+        data: bytes,
+        addr: Address,
+        now: float,
+        *,
+        local: Address | None = None,
+        reliable: bool = False,
+    ) -> None:
+        """A STUN datagram that arrived on the socket bound to ``local`` from ``addr``.
+
+        ``local`` (the base) is required: it picks the pair; None is a TypeError.
+        ``reliable`` is ignored: the pair's transport says whether it is TCP.
+        """
+        if local is None:
+            raise TypeError("Agent.receive_datagram needs local= (the base it arrived on)")
         try:
             message = Message.decode(data)
         except DecodeError as exc:

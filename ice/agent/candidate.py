@@ -4,7 +4,9 @@ Pure: no sockets, no clock, no randomness. What is here:
 
 * :class:`Candidate`, a frozen value with :meth:`Candidate.from_sdp` and
   :meth:`Candidate.to_sdp` for the ``a=candidate`` attribute (RFC 8839
-  section 5.1, RFC 6544 ``tcptype``), compatible with aioice's text form;
+  section 5.1, RFC 6544 ``tcptype``), compatible with aioice's text form,
+  and :func:`as_candidate` for what an application hands over (ours, SDP text
+  or aioice's);
 * :func:`candidate_priority` (RFC 8445 section 5.1.2.1) and
   :func:`pair_priority` (section 6.1.2.3);
 * :func:`local_preferences`: distinct local preferences per interface address
@@ -44,6 +46,7 @@ pion and aioice write.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
 import ipaddress
@@ -64,6 +67,7 @@ __all__ = [
     "TcpType",
     "Transport",
     "UnsupportedCandidateError",
+    "as_candidate",
     "candidate_base",
     "candidate_priority",
     "foundation",
@@ -298,6 +302,25 @@ class Candidate:
 
     def __str__(self) -> str:
         return self.to_sdp(prefix=True)
+
+
+def as_candidate(given: object) -> Candidate:
+    """A `Candidate` from one, from SDP text, or from anything with ``to_sdp()``
+    (aioice's Candidate); an IP address in its canonical form, which is what
+    sockets report (a host name, such as an mDNS one, stays as it is)."""
+    if isinstance(given, Candidate):
+        candidate = given
+    elif isinstance(given, str):
+        candidate = Candidate.from_sdp(given)
+    else:
+        to_sdp = getattr(given, "to_sdp", None)
+        if to_sdp is None:
+            raise TypeError(f"not a candidate: {given!r}")
+        candidate = Candidate.from_sdp(to_sdp())
+    if candidate.ip_version is None:
+        return candidate
+    host = str(ipaddress.ip_address(candidate.host))
+    return candidate if host == candidate.host else dataclasses.replace(candidate, host=host)
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:

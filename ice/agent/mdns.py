@@ -12,6 +12,10 @@ candidate resolves the name the same way. Two machines do that here:
   1 s and then every 2 s) until an answer comes (`Resolved`) or its timeout
   passes (`ResolveFailed`); answers are cached for their TTL.
 
+`mdns_candidate` is a local candidate as signalled once its host address has
+a name: the name in place of the address, and no related address that would
+give the address away.
+
 Both take ``now`` and return `Transmit`s addressed to the multicast group
 (`MDNS_GROUP_V4` or `MDNS_GROUP_V6`, port 5353) or to a querier; the asyncio
 adapter (`ice.aio.mdns`) joins the groups and sends them. `decode_message`
@@ -20,14 +24,17 @@ raises `ice.DecodeError` on malformed packets, and the machines drop those.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import random
 import struct
 import uuid
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ice._errors import DecodeError
+from ice.agent.candidate import Candidate, CandidateType
 from ice.machine import Address, Transmit
 
 __all__ = [
@@ -44,6 +51,7 @@ __all__ = [
     "decode_message",
     "encode_message",
     "is_mdns_name",
+    "mdns_candidate",
 ]
 
 MDNS_PORT = 5353
@@ -67,6 +75,22 @@ _CACHE_LIMIT = 1024
 def is_mdns_name(host: str) -> bool:
     """True for a ``.local`` host name (what an mDNS candidate carries instead of an IP)."""
     return host.lower().rstrip(".").endswith(".local")
+
+
+def mdns_candidate(candidate: Candidate, names: Mapping[str, str]) -> Candidate:
+    """``candidate`` as signalled when the host IPs in ``names`` (IP -> its ``.local``
+    name) are hidden: a host candidate carries its name, and a related address that
+    is one of those IPs becomes 0.0.0.0:9 or [::]:9, so that a server-reflexive or
+    relayed candidate does not give it away (draft-ietf-mmusic-mdns-ice-candidates)."""
+    if not names:
+        return candidate
+    if candidate.type is CandidateType.HOST:
+        name = names.get(candidate.host)
+        return candidate if name is None else dataclasses.replace(candidate, host=name)
+    if candidate.related_address in names:
+        hidden = "::" if ":" in str(candidate.related_address) else "0.0.0.0"
+        return dataclasses.replace(candidate, related_address=hidden, related_port=9)
+    return candidate
 
 
 # -- the wire format (RFC 1035 section 4, with RFC 6762's bits)
@@ -231,7 +255,17 @@ class MdnsResponder:
     def unregister(self, name: str) -> None:
         self._names.pop(name.lower(), None)
 
-    def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
+    def receive_datagram(
+        self,
+        data: bytes,
+        addr: Address,
+        now: float,
+        *,
+        local: Address | None = None,
+        reliable: bool = False,
+    ) -> None:
+        """A multicast (or legacy unicast) query; ``local`` and ``reliable`` are ignored:
+        the answer goes to the group of ``addr``'s family, or back to ``addr``."""
         try:
             message = decode_message(data)
         except DecodeError:
@@ -267,6 +301,10 @@ class MdnsResponder:
 
     def handle_timer(self, now: float) -> None:
         pass
+
+    def next_event(self) -> None:
+        """Always None: answering needs no one's attention."""
+        return None
 
 
 def _address_record(name: str, ip: str, qtype: int) -> DnsRecord | None:
@@ -339,7 +377,16 @@ class MdnsResolver:
         query.next_send = now + query.interval
         query.interval = min(query.interval * 2, 2.0)
 
-    def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
+    def receive_datagram(
+        self,
+        data: bytes,
+        addr: Address,
+        now: float,
+        *,
+        local: Address | None = None,
+        reliable: bool = False,
+    ) -> None:
+        """An answer heard on the group; ``local`` and ``reliable`` are ignored."""
         try:
             message = decode_message(data)
         except DecodeError:

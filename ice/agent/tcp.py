@@ -22,6 +22,7 @@ import struct
 from dataclasses import dataclass, field
 
 from ice.agent.candidate import Candidate, CandidateType, TcpType, candidate_priority
+from ice.agent.checklist import CandidatePair
 from ice.machine import Address
 
 __all__ = [
@@ -121,19 +122,21 @@ class OpenConnection:
 
     ``local`` is the base of the local candidate: (ip, 0) for an active one (any
     port), the candidate's own port for a simultaneous-open one (bound with
-    address reuse beside its listener).
+    address reuse beside its listener). ``component`` is the pair's: what the
+    connection's data is delivered as.
     """
 
     connection_id: int
     local: Address
     remote: Address
     simultaneous: bool = False
+    component: int = 1
 
 
 @dataclass(slots=True)
 class _Pending:
     request: OpenConnection
-    pair: object  # the CandidatePair waiting for it (kept opaque here)
+    pair: CandidatePair  # waiting for it
 
 
 @dataclass(slots=True)
@@ -146,10 +149,12 @@ class TcpConnections:
     #: (local, remote) of every open connection the agent checks over.
     open: set[tuple[Address, Address]] = field(default_factory=set)
 
-    def request(self, pair: object, local: Address, remote: Address, simultaneous: bool) -> int:
+    def request(
+        self, pair: CandidatePair, local: Address, remote: Address, simultaneous: bool
+    ) -> int:
         connection_id = self._next_id
         self._next_id += 1
-        request = OpenConnection(connection_id, local, remote, simultaneous)
+        request = OpenConnection(connection_id, local, remote, simultaneous, pair.component)
         self._pending[connection_id] = _Pending(request, pair)
         self._to_open.append(request)
         return connection_id

@@ -5,25 +5,41 @@ component: passive (a listener), active (port 9: it only connects) and
 simultaneous-open (a listener whose port is also the source of its outgoing
 connections, bound with SO_REUSEADDR/SO_REUSEPORT). The agent asks for
 connections (`Agent.connections_to_open`); `open_link` makes them and
-`listen` accepts the peer's. Every connection is a `TcpLink`: RFC 4571
-frames in and out, STUN frames (first byte 0-3 with the magic cookie) to the
-agent with the connection's local address as the base, the rest to the
-application as datagrams.
+`listen` accepts the peer's. Every connection is a `TcpLink` (or, through a
+TURN server's RFC 6062 allocation, a `StreamLink`): RFC 4571 frames in and
+out, each handed to the connection with its remote address, local address
+and component, where STUN goes to the agent and the rest to the application.
+`TcpLinks` is all of that for one connection: its listeners, its links by
+(local, remote), its relayed TCP allocations, and the agent told of each
+connection that opens, fails, is accepted or closes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
+from ice._errors import TurnError
+from ice.agent.agent import Agent
+from ice.agent.candidate import TcpType
 from ice.agent.tcp import FrameReader, OpenConnection, frame
+from ice.aio.turn_client import TurnClient
 from ice.machine import Address
 
-__all__ = ["CONNECT_TIMEOUT", "Link", "StreamLink", "TcpLink", "listen", "open_link"]
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "Link",
+    "StreamLink",
+    "TcpLink",
+    "TcpLinks",
+    "listen",
+    "open_link",
+]
 
 logger = logging.getLogger("ice.aio.ice_tcp")
 
@@ -179,3 +195,135 @@ class StreamLink:
 
 #: Either kind of connection a TCP candidate pair runs over.
 Link = TcpLink | StreamLink
+
+
+class TcpLinks:
+    """The TCP side of one ICE connection: see the module docstring. ``on_frame``
+    gets every frame; ``pump(now)`` runs after the agent was told something."""
+
+    def __init__(self, agent: Agent, on_frame: FrameHandler, pump: Callable[[float], None]) -> None:
+        self.agent = agent
+        self.links: dict[tuple[Address, Address], Link] = {}
+        self._on_frame = on_frame
+        self._pump = pump
+        self._servers: list[asyncio.Server] = []
+        self._relays: dict[Address, TurnClient] = {}  # relayed address -> its TCP allocation
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.closing = False
+
+    async def add_host_candidates(self, ip: str, component: int, preference: int) -> None:
+        """Passive, simultaneous-open and active TCP host candidates on ``ip`` (RFC 6544
+        5.1); a listener that cannot be opened is left out (logged)."""
+        loop = asyncio.get_running_loop()
+        tcptype: TcpType
+        for tcptype in ("passive", "so", "active"):
+            base: Address = (ip, 0)
+            if tcptype != "active":
+                accept = functools.partial(self._link, component, accepted=True)
+                try:
+                    server = await listen(ip, accept, reuse_port=tcptype == "so")
+                except OSError as exc:
+                    logger.info("no %s TCP candidate on %s: %s", tcptype, ip, exc)
+                    continue
+                self._servers.append(server)
+                if self.closing:
+                    server.close()
+                    return
+                base = (ip, server.sockets[0].getsockname()[1])
+            self.agent.add_host_candidate(base, component, preference, loop.time(), tcptype=tcptype)
+
+    def add_relay(self, client: TurnClient, relayed: Address, component: int) -> None:
+        """An RFC 6062 allocation whose candidates the agent has: accept its peers."""
+        self._relays[relayed] = client
+        self._spawn(self._accept_relayed(client, relayed, component))
+
+    def permit(self, ip: str) -> None:
+        """Let a peer connect to the relayed candidates: they need a permission."""
+        for client in self._relays.values():
+            task = asyncio.ensure_future(client.create_permission(ip))
+            task.add_done_callback(_ignore_failure)
+
+    def open_requested(self) -> None:
+        """Open the connections the agent asks for."""
+        for request in self.agent.connections_to_open():
+            self._spawn(self._open(request))
+
+    def close(self) -> None:
+        self.closing = True
+        for task in list(self._tasks):
+            task.cancel()
+        for server in self._servers:
+            server.close()
+        for link in list(self.links.values()):
+            link.close()
+
+    def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(job)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _link(self, component: int, *, accepted: bool = False) -> TcpLink:
+        def opened(link: TcpLink) -> None:
+            if self.closing:
+                link.close()
+                return
+            self.links[link.key] = link
+            if accepted:
+                self.agent.connection_accepted(link.local, link.remote)
+
+        return TcpLink(component, self._on_frame, opened, self._closed)
+
+    def _closed(self, link: Link) -> None:
+        if self.links.get(link.key) is link:
+            del self.links[link.key]
+        if not self.closing:
+            now = asyncio.get_running_loop().time()
+            self.agent.connection_closed(link.local, link.remote, now)
+            self._pump(now)
+
+    async def _open(self, request: OpenConnection) -> None:
+        loop = asyncio.get_running_loop()
+        client = self._relays.get(request.local)
+        link: Link
+        try:
+            if client is not None:  # an active relayed candidate: the server connects for us
+                reader, writer = await client.connect(request.remote)
+                link = StreamLink(
+                    reader, writer, request.local, request.remote, request.component,
+                    self._on_frame, self._closed,
+                )  # fmt: skip
+                self.links[link.key] = link
+            else:
+                link = await open_link(request, lambda: self._link(request.component))
+        except (OSError, TimeoutError, TurnError) as exc:
+            logger.debug("TCP %s -> %s: %s", request.local, request.remote, exc)
+            if not self.closing:
+                self.agent.connection_failed(request.connection_id, loop.time())
+                self._pump(loop.time())
+            return
+        if self.closing:
+            link.close()
+            return
+        self.agent.connection_opened(request.connection_id, link.local, loop.time())
+        self._pump(loop.time())
+
+    async def _accept_relayed(self, client: TurnClient, relayed: Address, component: int) -> None:
+        """Peers connecting to a relayed TCP candidate, for as long as the relay lives."""
+        while not self.closing:
+            try:
+                peer, reader, writer = await client.accept()
+            except (TurnError, OSError) as exc:
+                if client.closed:
+                    return
+                logger.debug("relayed TCP %s: %s", relayed, exc)
+                continue
+            link = StreamLink(
+                reader, writer, relayed, peer, component, self._on_frame, self._closed
+            )
+            self.links[link.key] = link
+            self.agent.connection_accepted(relayed, peer)
+
+
+def _ignore_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.debug("a relay permission failed: %s", task.exception())

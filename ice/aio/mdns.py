@@ -15,6 +15,10 @@ with ``interface6`` (an interface index) an IPv6 socket does the same with
 ff02::fb on that link, and questions go to both groups. Either may be
 switched off (``interface=None, ipv4=False``), but not both. `resolve`
 raises `LookupError` when no answer comes within ``timeout``.
+
+Each machine runs on a `ice.aio.driver.MachineDriver`: a batch of datagrams
+read from a socket is fed to both, and the resolver's timer (re-asking,
+giving up) sends with the ``now`` it fired at.
 """
 
 from __future__ import annotations
@@ -31,12 +35,13 @@ from ice.agent.mdns import (
     MDNS_GROUP_V4,
     MDNS_GROUP_V6,
     MDNS_PORT,
+    MdnsEvent,
     MdnsResolver,
     MdnsResponder,
     Resolved,
 )
-from ice.aio.timer import MachineTimer
-from ice.machine import Transmit
+from ice.aio.driver import MachineDriver
+from ice.machine import Address, Transmit
 
 __all__ = ["MdnsService"]
 
@@ -65,7 +70,8 @@ class MdnsService:
         )
         self.resolver = MdnsResolver(groups=groups)
         self._loop = asyncio.get_running_loop()
-        self._timer = MachineTimer(self._on_timer)
+        self._answering = _MdnsDriver(self.responder, self)
+        self._resolving = _MdnsDriver(self.resolver, self)
         self._waiters: dict[str, list[asyncio.Future[tuple[str, ...]]]] = {}
         for sock in self._sockets:
             self._loop.add_reader(sock.fileno(), self._read_ready, sock)
@@ -108,13 +114,15 @@ class MdnsService:
             raise LookupError(f"{name}: the mDNS service is closed")
         waiter: asyncio.Future[tuple[str, ...]] = self._loop.create_future()
         self._waiters.setdefault(name.lower().rstrip("."), []).append(waiter)
-        self.resolver.resolve(name, self._loop.time(), timeout)
-        self._pump()
+        now = self._loop.time()
+        self.resolver.resolve(name, now, timeout)
+        self._resolving.pump(now)
         return await waiter
 
     def close(self) -> None:
         sockets, self._sockets = self._sockets, []
-        self._timer.cancel()
+        self._answering.close()
+        self._resolving.close()
         for sock in sockets:
             self._loop.remove_reader(sock.fileno())
             sock.close()
@@ -130,6 +138,7 @@ class MdnsService:
         if sock not in self._sockets:
             return
         now = self._loop.time()
+        batch: list[tuple[bytes, Address]] = []
         for _ in range(_READ_BATCH):
             try:
                 data, addr = sock.recvfrom(9000)
@@ -138,27 +147,18 @@ class MdnsService:
             except OSError as exc:
                 logger.debug("mdns: %s", exc)
                 break
-            address = (addr[0], addr[1])
-            self.responder.receive_datagram(data, address, now)
-            self.resolver.receive_datagram(data, address, now)
-        self._pump()
+            batch.append((data, (addr[0], addr[1])))
+        self._answering.feed_batch(batch, now)
+        self._resolving.feed_batch(batch, now)
 
-    def _pump(self) -> None:
-        now = self._loop.time()
-        for transmit in self.responder.datagrams_to_send(now) + self.resolver.datagrams_to_send(
-            now
-        ):
-            self._send(transmit)
-        while (event := self.resolver.next_event()) is not None:
-            waiters = self._waiters.pop(event.name.lower().rstrip("."), [])
-            for waiter in waiters:
-                if waiter.done():
-                    continue
-                if isinstance(event, Resolved):
-                    waiter.set_result(event.addresses)
-                else:
-                    waiter.set_exception(LookupError(f"{event.name}: {event.reason}"))
-        self._timer.arm(self.resolver.get_timer())
+    def _settle(self, event: MdnsEvent) -> None:
+        for waiter in self._waiters.pop(event.name.lower().rstrip("."), []):
+            if waiter.done():
+                continue
+            if isinstance(event, Resolved):
+                waiter.set_result(event.addresses)
+            else:
+                waiter.set_exception(LookupError(f"{event.name}: {event.reason}"))
 
     def _send(self, transmit: Transmit) -> None:
         family = socket.AF_INET6 if ":" in transmit.addr[0] else socket.AF_INET
@@ -170,16 +170,29 @@ class MdnsService:
                     logger.debug("mdns: cannot send to %s: %s", transmit.addr, exc)
                 return
 
-    def _on_timer(self, now: float) -> None:
-        self.resolver.handle_timer(now)
-        self._pump()
-
     async def __aenter__(self) -> MdnsService:
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
         with contextlib.suppress(Exception):
             self.close()
+
+
+class _MdnsDriver(MachineDriver[MdnsResponder | MdnsResolver]):
+    """One of the service's two machines: both send on its sockets; the resolver's
+    events settle `resolve` calls (the responder has none)."""
+
+    logger = logger
+
+    def __init__(self, machine: MdnsResponder | MdnsResolver, service: MdnsService) -> None:
+        super().__init__(machine)
+        self._service = service
+
+    def transmit(self, transmit: Transmit) -> None:
+        self._service._send(transmit)
+
+    def event_received(self, event: MdnsEvent) -> None:
+        self._service._settle(event)
 
 
 def _shared_socket(family: int) -> socket.socket:

@@ -8,8 +8,9 @@
 `discover_nat` opens a UDP socket (bound to ``local_addr``, or to any
 address of the server's family), runs `ice.stun.nat.NatDiscovery` on it and, with
 ``lifetime=True``, `ice.stun.nat.BindingLifetimeDiscovery` on it and on a second
-socket of the same IP. Each machine is driven with one event-loop timer; when
-it fires the machine gets ``now = max(timer_at, loop.time())``.
+socket of the same IP. Each machine runs on a `ice.aio.driver.MachineDriver`
+until it has a result; an exception from the machine (or from ``on_event``)
+ends the discovery with it rather than leaving it to hang.
 
 The server needs RFC 5780 (two IP addresses, two ports, OTHER-ADDRESS) for
 anything beyond the mapped address; without it the result says so in
@@ -27,9 +28,8 @@ import ipaddress
 import logging
 import socket
 from collections.abc import Callable
-from typing import Protocol, TypeVar
 
-from ice.aio.timer import MachineTimer
+from ice.aio.driver import MachineDriver
 from ice.aio.transport import ClientChannel, address_family, open_channel, resolve
 from ice.machine import Address, Transmit
 from ice.stun.nat import (
@@ -49,89 +49,63 @@ logger = logging.getLogger("ice.aio.nat")
 #: Called with every event of the machines, as it happens.
 EventCallback = Callable[[NatEvent | LifetimeEvent], None]
 
-_R_co = TypeVar("_R_co", covariant=True)
-_R = TypeVar("_R")
+_Discovery = NatDiscovery | BindingLifetimeDiscovery
 
 
-class _Machine(Protocol[_R_co]):
-    def start(self, now: float) -> None: ...
+class _Driver(MachineDriver[_Discovery]):
+    """Runs one discovery on the sockets until it has a result, or fails."""
 
-    def receive_datagram(
-        self, data: bytes, addr: Address, now: float, *, local: Address | None = None
-    ) -> None: ...
-
-    def datagrams_to_send(self, now: float) -> list[Transmit]: ...
-
-    def get_timer(self) -> float | None: ...
-
-    def handle_timer(self, now: float) -> None: ...
-
-    def next_event(self) -> NatEvent | LifetimeEvent | None: ...
-
-    @property
-    def result(self) -> _R_co | None: ...
-
-
-class _Driver:
-    """Feeds one machine what its sockets receive and fires its one timer."""
+    logger = logger
 
     def __init__(
         self,
-        machine: _Machine[object],
+        machine: _Discovery,
         channels: dict[Address | None, ClientChannel],
         on_event: EventCallback | None,
     ) -> None:
-        self._machine = machine
+        super().__init__(machine)
         self._on_event = on_event
         self._channels = channels
-        self._loop = asyncio.get_running_loop()
-        self._done: asyncio.Future[None] = self._loop.create_future()
-        self._timer = MachineTimer(self._fire)
-
-    def received(self, data: bytes, addr: Address, local: Address | None) -> None:
-        if self._done.done():
-            return
-        now = self._loop.time()
-        self._guard(lambda: self._machine.receive_datagram(data, addr, now, local=local), now)
+        self._done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     async def run(self) -> None:
-        now = self._loop.time()
-        self._guard(lambda: self._machine.start(now), now)
+        now = self._time()
+        try:
+            self.machine.start(now)
+        except Exception as exc:
+            self.report(exc, "start")
+        self.pump(now)
         try:
             await self._done
         finally:
-            self._timer.cancel()
+            self.close()
 
-    def _fire(self, now: float) -> None:
-        self._guard(lambda: self._machine.handle_timer(now), now)
-
-    def _guard(self, step: Callable[[], None], now: float) -> None:
-        """Run one step of the machine, then send, re-arm the timer, notice the end."""
+    def transmit(self, transmit: Transmit) -> None:
+        channel = self._channels.get(transmit.source)
+        if channel is None:
+            raise RuntimeError(f"the machine sent from unknown socket {transmit.source}")
         try:
-            step()
-            self._after(now)
-        except Exception as exc:  # a machine bug must end discover_nat, not hang it
-            if not self._done.done():
-                self._done.set_exception(exc)
+            channel.send(transmit.data, transmit.addr)
+        except OSError as exc:  # unreachable network and the like: a lost packet
+            logger.debug("send to %s failed: %s", transmit.addr, exc)
 
-    def _after(self, now: float) -> None:
-        machine = self._machine
-        for transmit in machine.datagrams_to_send(now):
-            channel = self._channels.get(transmit.source)
-            if channel is None:
-                raise RuntimeError(f"the machine sent from unknown socket {transmit.source}")
-            try:
-                channel.send(transmit.data, transmit.addr)
-            except OSError as exc:  # unreachable network and the like: a lost packet
-                logger.debug("send to %s failed: %s", transmit.addr, exc)
-        while (event := machine.next_event()) is not None:
-            if self._on_event is not None:
-                self._on_event(event)
-        if machine.result is not None:
-            if not self._done.done():
+    def event_received(self, event: NatEvent | LifetimeEvent) -> None:
+        if self._on_event is not None:
+            self._on_event(event)
+        if self.machine.result is not None:
+            self._end(None)
+
+    def report(self, exc: Exception, context: str) -> None:
+        """A bug (in the machine, or ``on_event``) ends discover_nat with it, not a hang."""
+        self._end(exc)
+
+    def _end(self, exc: Exception | None) -> None:
+        if not self._done.done():
+            if exc is None:
                 self._done.set_result(None)
-            return
-        self._timer.arm(machine.get_timer())
+            else:
+                self._done.set_exception(exc)
+        self.close()
 
 
 def _target(server: str | StunUri | tuple[str, int]) -> tuple[str, int]:
@@ -178,7 +152,7 @@ class _Sockets:
 
         def on_data(data: bytes, addr: Address) -> None:
             if self._driver is not None:
-                self._driver.received(data, addr, key[0])
+                self._driver.feed(data, addr, local=key[0])
 
         def on_error(exc: Exception) -> None:
             logger.debug("socket error: %s", exc)  # ICMP errors: the machine sees a timeout
@@ -193,16 +167,23 @@ class _Sockets:
         self.channels[key[0]] = channel
         return local
 
-    async def drive(self, machine: _Machine[_R]) -> _R:
+    async def drive_nat(self, machine: NatDiscovery) -> NatBehavior:
         """Run ``machine`` on these sockets until it has a result."""
+        await self._drive(machine)
+        assert machine.result is not None
+        return machine.result
+
+    async def drive_lifetime(self, machine: BindingLifetimeDiscovery) -> BindingLifetime:
+        await self._drive(machine)
+        assert machine.result is not None
+        return machine.result
+
+    async def _drive(self, machine: _Discovery) -> None:
         self._driver = _Driver(machine, self.channels, self._on_event)
         try:
             await self._driver.run()
         finally:
             self._driver = None
-        result = machine.result
-        assert result is not None
-        return result
 
     def close(self) -> None:
         for channel in self.channels.values():
@@ -258,7 +239,7 @@ async def discover_nat(
         machine = NatDiscovery(
             sockets.server, local, timeout=timeout, hairpinning=hairpinning, software=software
         )
-        behavior = await sockets.drive(machine)
+        behavior = await sockets.drive_nat(machine)
         if lifetime:
             if behavior.udp_blocked or not behavior.rfc5780:
                 why = "no answer over UDP" if behavior.udp_blocked else "the server lacks RFC 5780"
@@ -332,4 +313,4 @@ async def _lifetime(
         timeout=timeout,
         software=software,
     )
-    return await sockets.drive(machine)
+    return await sockets.drive_lifetime(machine)

@@ -16,12 +16,12 @@ requests (the CLI and NAT discovery use it)::
         event = await client.transact(Message.build(BINDING_REQUEST))
         event.response, event.rtt, event.addr
 
-The adapter is thin: it resolves the server name, opens the socket
-(`ice.aio.transport`), feeds what arrives to the machine with ``now =
-loop.time()``, sends what the machine wants sent, and runs the machine's one
-timer (``get_timer``/``handle_timer``, fired with ``now = max(timer_at,
-loop.time())``). Retransmission, the 39.5 s transaction timeout, credentials,
-the 401/438 retry and response checking are the machine's.
+The adapter is thin: it resolves the server name and opens the socket
+(`ice.aio.transport`); being a `ice.aio.driver.MachineDriver`, it feeds what
+arrives to the machine, sends what the machine wants sent, settles requests
+from its events and runs its one timer. Retransmission, the 39.5 s
+transaction timeout, credentials, the 401/438 retry and response checking
+are the machine's.
 
 Targets are a `StunUri`, a URI string or a ``(host, port)`` tuple. The
 transport is the URI's (``stun:``/``turn:`` UDP, ``turn:?transport=tcp``
@@ -46,7 +46,7 @@ from types import TracebackType
 
 from ice._codec import Message
 from ice._errors import Error, StunError, StunTimeoutError
-from ice.aio.timer import MachineTimer
+from ice.aio.driver import MachineDriver
 from ice.aio.transport import (
     ClientChannel,
     Endpoint,
@@ -59,7 +59,7 @@ from ice.aio.transport import (
 )
 from ice.attrs import MappedAddress, XorMappedAddress
 from ice.constants import BINDING_REQUEST
-from ice.machine import Address
+from ice.machine import Address, Transmit
 from ice.stun.client import StunClient
 from ice.stun.client_auth import Credentials
 from ice.stun.transaction import (
@@ -95,7 +95,7 @@ def _new_machine(
     )
 
 
-class AsyncStunClient:
+class AsyncStunClient(MachineDriver[StunClient]):
     """A STUN client on one socket (UDP) or connection (TCP, TLS), for many requests.
 
     Create it with `open`; use it as an async context manager or call
@@ -103,14 +103,15 @@ class AsyncStunClient:
     it in `asyncio.timeout`: cancelling it abandons the transaction.
     """
 
+    logger = logger
+
     def __init__(self, machine: StunClient, server: Address) -> None:
         """Use `open`, which also opens the socket; ``server`` is its (host, port)."""
-        self._loop = asyncio.get_running_loop()
-        self.machine = machine
+        super().__init__(machine)
+        self._loop: asyncio.AbstractEventLoop = asyncio.get_running_loop()
         self.server = server
         self._channel: ClientChannel | None = None
         self._pending: dict[bytes, asyncio.Future[TransactionSucceeded]] = {}
-        self._timer = MachineTimer(self._on_timer)
         self._failure: Exception | None = None
 
     @classmethod
@@ -226,12 +227,12 @@ class AsyncStunClient:
         future: asyncio.Future[TransactionSucceeded] = self._loop.create_future()
         self._pending[tid] = future
         try:
-            self._pump(now)
+            self.pump(now)
             return await future
         finally:
-            if self._pending.pop(tid, None) is not None:  # cancelled, or the send failed
+            if self._pending.pop(tid, None) is not None:  # cancelled
                 self.machine.cancel(tid)
-                self._arm_timer()
+                self.pump()
 
     async def request(self, request: Message, *, addr: Address | None = None) -> Message:
         """Run one transaction; return the success response (see `transact`)."""
@@ -244,7 +245,7 @@ class AsyncStunClient:
     def close(self) -> None:
         """Close the socket; pending requests fail with ConnectionAbortedError."""
         self._fail_all(ConnectionAbortedError("the STUN client was closed"))
-        self._timer.cancel()
+        super().close()
         if self._channel is not None:
             self._channel.close()
 
@@ -278,9 +279,7 @@ class AsyncStunClient:
         return self._channel
 
     def _on_data(self, data: bytes, addr: Address) -> None:
-        now = self._loop.time()
-        if self.machine.receive_datagram(data, addr, now):
-            self._pump(now)
+        self.feed(data, addr, self._loop.time())
 
     def _on_error(self, exc: Exception) -> None:
         """The socket failed (ICMP error, failed send) or the stream ended."""
@@ -288,26 +287,17 @@ class AsyncStunClient:
             self._failure = exc
         self._fail_all(exc)
 
-    def _on_timer(self, now: float) -> None:
-        self.machine.handle_timer(now)
-        self._pump(now)
-
-    def _pump(self, now: float) -> None:
-        """Send what the machine has for the wire, settle its events, re-arm its timer."""
+    def transmit(self, transmit: Transmit) -> None:
         channel = self._channel
-        assert channel is not None
-        for transmit in self.machine.datagrams_to_send(now):
-            if channel.is_closed:
-                break
+        if channel is None or channel.is_closed:
+            return
+        try:
             channel.send(transmit.data, transmit.addr)
-        while (event := self.machine.next_event()) is not None:
-            self._settle(event)
-        self._arm_timer()
+        except (OSError, ValueError) as exc:  # ValueError: elsewhere than a connected UDP peer
+            self._on_error(exc)
 
-    def _arm_timer(self) -> None:
-        self._timer.arm(self.machine.get_timer())
-
-    def _settle(self, event: TransactionEvent) -> None:
+    def event_received(self, event: TransactionEvent) -> None:
+        """Settle the request the event ends."""
         future = self._pending.pop(event.transaction_id, None)
         if future is None or future.done():
             return
@@ -325,7 +315,7 @@ class AsyncStunClient:
             if not future.done():
                 future.set_exception(exc)
         if pending:
-            self._arm_timer()
+            self.pump()
 
 
 def mapped_address(response: Message) -> Address:

@@ -1,10 +1,10 @@
 """asyncio runner for a server machine (the STUN server core) over UDP, TCP and TLS.
 
-The runner owns the sockets, the event loop's timer and the connection
-bookkeeping; the sans-I/O core (:class:`ice.stun.server.StunServer`) owns the
-protocol. Bytes go in with the address they came from and the local address
-they arrived on, and whatever the core wants to send comes out as
-:class:`ice.Transmit`::
+The runner owns the sockets and the connection bookkeeping; the sans-I/O core
+(:class:`ice.stun.server.StunServer`, or any `ice.machine.Machine`) owns the
+protocol, and a `ice.aio.driver.MachineDriver` runs it: bytes go in with the
+address they came from and the local address they arrived on, and whatever
+the core wants to send comes out as :class:`ice.Transmit`::
 
     server = StunServer(software="example")
     runner = await serve_stun(server, [Listener("udp", "127.0.0.1", 3478),
@@ -42,9 +42,15 @@ closes that connection only. Limits (constructor arguments):
   processes serve the same ports (the kernel spreads clients over them by
   their address, so one client's datagrams keep reaching the same worker).
 
-The core has one timer, driven here with ``now = max(timer_at, loop.time())``.
-An exception raised by the core for one packet (or one timer) is logged and
-the runner keeps serving.
+Besides the machine surface the runner uses, when the core has them,
+``local_addresses`` (more than one: RFC 5780 mode, see above),
+``rfc5766_channels`` (frame ChannelData numbers up to 0x7FFF on streams) and
+``connection_lost(remote, local)`` (called when a client's TCP/TLS connection
+has closed: a TURN allocation ends with it).
+
+The driver runs the core's one timer and guards every call into it: an
+exception raised by the core for one packet (or one timer) is logged and the
+runner keeps serving.
 
 Multi-homed hosts: a socket bound to a wildcard address answers from whatever
 source address the kernel picks; bind the specific addresses instead.
@@ -61,17 +67,17 @@ import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, TypedDict, Unpack
 
 from ice._codec import stream_frame_length
 from ice._errors import DecodeError
-from ice.aio.timer import MachineTimer
-from ice.machine import Address, Transmit
+from ice.aio.driver import MachineDriver
+from ice.machine import Address, Machine, Transmit
 from ice.stun.uri import format_address
 
 __all__ = [
     "Listener",
-    "ServerMachine",
+    "RunnerOptions",
     "StunServerRunner",
     "Transport",
     "serve_stun",
@@ -92,29 +98,21 @@ CLOSE_GRACE = 1.0
 READ_BATCH = 64
 #: The largest UDP payload (IPv6 jumbograms aside).
 MAX_DATAGRAM = 65535
-#: After the core raised from handle_timer, the next timer fires no sooner than this.
-TIMER_ERROR_BACKOFF = 1.0
 
 
-class ServerMachine(Protocol):
-    """What the runner needs from a sans-I/O server core (StunServer has it)."""
 
-    @property
-    def local_addresses(self) -> list[Address]: ...
+class RunnerOptions(TypedDict, total=False):
+    """The runner options of the module docstring, as keyword arguments.
 
-    def receive_datagram(
-        self, data: bytes, addr: Address, now: float, *, local: Address, reliable: bool = False
-    ) -> Any: ...
+    Declared once: `StunServerRunner`, `TurnServerRunner`, `serve_stun` and
+    `serve_turn` all take them as ``**options``.
+    """
 
-    def datagrams_to_send(self, now: float) -> list[Transmit]: ...
-
-    def get_timer(self) -> float | None: ...
-
-    def handle_timer(self, now: float) -> Any: ...
-
-    # Optional: ``connection_lost(remote, local)`` is called, when the core has
-    # it, after a client's TCP/TLS connection has closed (a TURN allocation ends).
-
+    max_connections: int
+    idle_timeout: float
+    max_buffer: int
+    tls_handshake_timeout: float
+    reuse_port: bool
 
 @dataclass(frozen=True, slots=True)
 class Listener:
@@ -392,24 +390,22 @@ class StunServerRunner:
 
     def __init__(
         self,
-        server: ServerMachine,
+        server: Machine,
         listeners: Sequence[Listener],
-        *,
-        max_connections: int = MAX_CONNECTIONS,
-        idle_timeout: float = IDLE_TIMEOUT,
-        max_buffer: int = MAX_BUFFER,
-        tls_handshake_timeout: float = TLS_HANDSHAKE_TIMEOUT,
-        reuse_port: bool = False,
+        **options: Unpack[RunnerOptions],
     ) -> None:
-        if max_connections < 1 or idle_timeout <= 0 or max_buffer < 1:
+        self.max_connections = options.get("max_connections", MAX_CONNECTIONS)
+        self.idle_timeout = options.get("idle_timeout", IDLE_TIMEOUT)
+        self.max_buffer = options.get("max_buffer", MAX_BUFFER)
+        self.tls_handshake_timeout = options.get("tls_handshake_timeout", TLS_HANDSHAKE_TIMEOUT)
+        self.reuse_port = options.get("reuse_port", False)
+        unknown = options.keys() - RunnerOptions.__annotations__.keys()
+        if unknown:
+            raise TypeError(f"unknown runner options: {', '.join(sorted(unknown))}")
+        if self.max_connections < 1 or self.idle_timeout <= 0 or self.max_buffer < 1:
             raise ValueError("max_connections, idle_timeout and max_buffer must be positive")
         self.server = server
         self.listeners = list(listeners)
-        self.max_connections = max_connections
-        self.idle_timeout = idle_timeout
-        self.max_buffer = max_buffer
-        self.tls_handshake_timeout = tls_handshake_timeout
-        self.reuse_port = reuse_port
         #: Frame RFC 5766 ChannelData (numbers up to 0x7FFF) on streams (a TURN server).
         self.rfc5766_channels = bool(getattr(server, "rfc5766_channels", False))
         self._loop = asyncio.get_running_loop()
@@ -418,7 +414,7 @@ class StunServerRunner:
         self._stream_servers: list[tuple[Transport, asyncio.Server]] = []
         self._bound: list[tuple[Transport, _DatagramEndpoint | asyncio.Server]] = []
         self._connections: dict[tuple[Address, Address], _StreamConnection] = {}
-        self._timer = MachineTimer(self._on_timer)
+        self._driver = _CoreDriver(self)
         self._started = False
         self._closing = False
 
@@ -436,7 +432,7 @@ class StunServerRunner:
                         await self._bind_udp(sockaddr, None)
                 else:
                     await self._listen_stream(listener)
-            locals_ = list(self.server.local_addresses)
+            locals_: list[Address] = list(getattr(self.server, "local_addresses", ()))
             if len(locals_) > 1:  # RFC 5780: every (address, port) pair answers over UDP
                 for addr in locals_:
                     if addr[1] == 0:
@@ -456,7 +452,7 @@ class StunServerRunner:
         if self._closing:
             return
         self._closing = True
-        self._timer.cancel()
+        self._driver.close()
         for _, srv in self._stream_servers:
             srv.close()
         connections = list(self._connections.values())
@@ -597,27 +593,15 @@ class StunServerRunner:
         local: Address,
         via: _DatagramEndpoint | _StreamConnection,
     ) -> None:
-        now = self._loop.time()
-        try:
-            self.server.receive_datagram(
-                data, addr, now, local=local, reliable=isinstance(via, _StreamConnection)
-            )
-            transmits = self.server.datagrams_to_send(now)
-        except Exception:
-            logger.exception("server failed on %d bytes from %s", len(data), format_address(addr))
-            return
-        if transmits:
-            self._send(transmits, via)
-        self._arm_timer()
+        driver = self._driver
+        driver.via = via
+        driver.feed(
+            data, addr, self._loop.time(), local=local, reliable=isinstance(via, _StreamConnection)
+        )
+        driver.via = None
 
-    def _send(
-        self, transmits: list[Transmit], via: _DatagramEndpoint | _StreamConnection | None
-    ) -> None:
-        for transmit in transmits:
-            try:
-                self._send_one(transmit, via)
-            except Exception:
-                logger.exception("sending %d bytes to %s failed", len(transmit.data), transmit.addr)
+    def _pumped(self) -> None:
+        """After each pump of the core (a subclass does what else the core asks for)."""
 
     def _send_one(
         self, transmit: Transmit, via: _DatagramEndpoint | _StreamConnection | None
@@ -664,60 +648,40 @@ class StunServerRunner:
             return
         try:
             notify(remote, local)
-            transmits = self.server.datagrams_to_send(self._loop.time())
-        except Exception:
-            logger.exception("server failed on the loss of %s", format_address(remote))
-            return
-        if transmits:
-            self._send(transmits, None)
-        self._arm_timer()
+        except Exception as exc:
+            self._driver.report(exc, f"connection_lost({format_address(remote)})")
+        self._driver.pump()
 
-    # -- the core's timer
+    def _arm_timer(self) -> None:
+        """Arm the core's timer without a pump (once bound, before any input)."""
+        self._driver.arm_timer()
 
-    def _arm_timer(self, not_before: float | None = None) -> None:
-        if self._closing:
-            return
-        try:
-            at = self.server.get_timer()
-        except Exception:
-            logger.exception("server failed in get_timer")
-            at = None
-        if at is not None and not_before is not None and at < not_before:
-            at = not_before
-        self._timer.arm(at)
 
-    def _on_timer(self, now: float) -> None:
-        try:
-            self.server.handle_timer(now)
-            transmits = self.server.datagrams_to_send(now)
-        except Exception:
-            logger.exception("server failed in handle_timer")
-            self._arm_timer(not_before=self._loop.time() + TIMER_ERROR_BACKOFF)
-            return
-        if transmits:
-            self._send(transmits, None)
-        self._arm_timer()
+class _CoreDriver(MachineDriver[Machine]):
+    """The runner's core on the loop: an answer goes back the way its request came."""
+
+    logger = logger
+
+    def __init__(self, runner: StunServerRunner) -> None:
+        super().__init__(runner.server)
+        self._runner = runner
+        #: The socket or connection of the datagram being fed, while it is.
+        self.via: _DatagramEndpoint | _StreamConnection | None = None
+
+    def transmit(self, transmit: Transmit) -> None:
+        self._runner._send_one(transmit, self.via)
+
+    def _pump(self, now: float) -> None:
+        super()._pump(now)
+        self._runner._pumped()
 
 
 async def serve_stun(
-    server: ServerMachine,
+    server: Machine,
     listeners: Sequence[Listener],
-    *,
-    max_connections: int = MAX_CONNECTIONS,
-    idle_timeout: float = IDLE_TIMEOUT,
-    max_buffer: int = MAX_BUFFER,
-    tls_handshake_timeout: float = TLS_HANDSHAKE_TIMEOUT,
-    reuse_port: bool = False,
+    **options: Unpack[RunnerOptions],
 ) -> StunServerRunner:
     """Start serving ``server`` on ``listeners``; return the running runner (close it)."""
-    runner = StunServerRunner(
-        server,
-        listeners,
-        max_connections=max_connections,
-        idle_timeout=idle_timeout,
-        max_buffer=max_buffer,
-        tls_handshake_timeout=tls_handshake_timeout,
-        reuse_port=reuse_port,
-    )
+    runner = StunServerRunner(server, listeners, **options)
     await runner.start()
     return runner

@@ -24,9 +24,11 @@ The adapter is thin. The machine (`ice.turn.client.TurnSession`) allocates,
 answers the 401/438 challenges, refreshes the allocation, its permissions and
 channels, installs a permission before the first datagram to a peer and binds
 a channel after ``channel_after`` datagrams (0: never by itself); this module
-opens the socket, feeds it what arrives, sends what it wants sent and runs its
-one timer (fired with ``now = max(timer_at, loop.time())``). On a 300
-redirect it opens a socket to the alternate server and carries on there.
+opens the socket, and a `ice.aio.driver.MachineDriver` feeds the machine what
+arrives (but for ChannelData on a known channel, unwrapped on the spot), sends
+what it wants sent, hands its events to the client and runs its one timer. On
+a 300 redirect the driver is paused while a socket to the alternate server
+opens, and the machine carries on there.
 
 Errors: `ice.TurnError` (code and reason; code 0 when no answer came, or the
 connection to the server was lost) when the allocation is refused, a
@@ -64,11 +66,11 @@ import logging
 import ssl as _ssl
 from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 from ice._codec import stream_frame_length
 from ice._errors import DecodeError, TurnError
-from ice.aio.timer import MachineTimer
+from ice.aio.driver import MachineDriver
 from ice.aio.transport import (
     ClientChannel,
     Endpoint,
@@ -78,15 +80,18 @@ from ice.aio.transport import (
     open_channel,
     resolve,
 )
-from ice.machine import Address
+from ice.machine import Address, Transmit
 from ice.stun.client_auth import LongTermCredentials
 from ice.stun.transaction import TransactionTable
 from ice.stun.uri import format_address
-from ice.turn.client import (
-    DEFAULT_SOFTWARE,
+from ice.turn.client import AllocationOptions, TurnSession
+from ice.turn.data_connection import TurnDataConnection
+from ice.turn.events import (
     Allocated,
     AllocationFailed,
     AllocationLost,
+    BindFailed,
+    Bound,
     ChannelBindFailed,
     ChannelBound,
     Closed,
@@ -94,15 +99,11 @@ from ice.turn.client import (
     DataReceived,
     PeerConnected,
     PeerConnectFailed,
-    PermissionExpired,
     PermissionFailed,
     PermissionInstalled,
     Redirected,
     TurnEvent,
-    TurnSession,
 )
-from ice.turn.data_connection import TurnDataConnection
-from ice.turn.events import BindFailed, Bound
 
 #: Client transport addresses tried after 437 Allocation Mismatch (RFC 8656 7.4: three).
 ALLOCATION_MISMATCH_TRIES = 3
@@ -165,18 +166,16 @@ class TurnClient:
         self._local_addr = local_addr
         self._channel: ClientChannel | None = None
         self._generation = 0  # of the socket: errors from one that was replaced are ignored
-        self._reconnecting = False
-        self._timer = MachineTimer(self._on_timer)
+        self._driver = _SessionDriver(self)
         self._inbox: asyncio.Queue[tuple[bytes, Address] | None] = asyncio.Queue(queue)
         self._events: asyncio.Queue[TurnEvent] = asyncio.Queue(_EVENTS_KEPT)
         self._final_posted = False
         self._final_taken = False
         self._allocated: asyncio.Future[None] = self._loop.create_future()
         self._released: asyncio.Future[None] = self._loop.create_future()
+        # waiters only: which permissions and channels the server holds, the machine says
         self._permissions: dict[str, asyncio.Future[None]] = {}
-        self._installed: set[str] = set()
         self._channel_waiters: dict[int, asyncio.Future[None]] = {}
-        self._bound: dict[int, Address] = {}
         self._connects: dict[bytes, asyncio.Future[int]] = {}  # by Connect transaction ID
         # (when it came, the attempt); None: the end
         self._attempts: asyncio.Queue[tuple[float, ConnectionAttempt] | None] = asyncio.Queue(
@@ -200,22 +199,11 @@ class TurnClient:
         credentials: LongTermCredentials | None = None,
         transport: str | None = None,
         ssl: _ssl.SSLContext | None = None,
-        relay_transport: str = "udp",
-        family: int = 4,
-        dual_stack: bool = False,
-        lifetime: int | None = None,
-        even_port: bool = False,
-        reserve_next_port: bool = False,
-        reservation_token: bytes | None = None,
-        dont_fragment: bool = False,
-        software: str | None = DEFAULT_SOFTWARE,
-        permission_lifetime: float = 300.0,
-        channel_lifetime: float = 600.0,
-        channel_after: int = 2,
         local_addr: Address | None = None,
         timeout: float | None = None,
         rto: float = 0.5,
         queue_size: int = DEFAULT_QUEUE_SIZE,
+        **options: Unpack[AllocationOptions],
     ) -> TurnClient:
         """Open a socket to ``target`` and allocate a relayed address on it.
 
@@ -238,6 +226,7 @@ class TurnClient:
         elif username is not None or password is not None:
             raise TypeError("give a username and a password, or credentials=, not both")
         endpoint = endpoint_for(target, transport, ssl)
+        relay_transport = options.get("relay_transport", "udp")
         if relay_transport not in ("udp", "tcp"):
             raise ValueError(f"relay_transport must be udp or tcp, not {relay_transport!r}")
         if relay_transport == "tcp" and endpoint.kind == "udp":
@@ -254,19 +243,8 @@ class TurnClient:
                     settings.allow_userhash,
                 ),
                 reliable=endpoint.kind != "udp",
-                relay_transport=relay_transport,
-                family=family,
-                dual_stack=dual_stack,
-                lifetime=lifetime,
-                even_port=even_port,
-                reserve_next_port=reserve_next_port,
-                reservation_token=reservation_token,
-                dont_fragment=dont_fragment,
-                software=software,
-                permission_lifetime=permission_lifetime,
-                channel_lifetime=channel_lifetime,
-                channel_after=channel_after,
                 table=TransactionTable(rto=rto, min_rto=min(rto, 0.5)),
+                **options,
             )
             return cls(machine, endpoint, local_addr, queue_size)
 
@@ -393,17 +371,36 @@ class TurnClient:
         if frame is not None and self._send_frame(frame):
             return
         self._require_datagrams()
-        if peer[0] not in self._installed:
+        if not self.machine.has_permission(peer[0]):
             await self._send_first(data, peer)
             return
         now = self._loop.time()
         self.machine.send(data, peer, now)
         self._pump(now)
 
+    def send_nowait(self, data: bytes, peer: Address) -> None:
+        """Relay ``data`` to ``peer`` without waiting for anything (what
+        `TurnDatagramTransport.sendto` does): on a bound channel straight onto the
+        wire, else through the machine, which holds it until the peer's permission
+        is installed (a refusal is a `PermissionFailed` event, not an exception).
+        Raises as `sendto` does once the allocation is lost or the client closed,
+        and ValueError for a peer that is not an IP address."""
+        if self._failure is not None:
+            raise self._failure
+        machine = self.machine
+        frame = machine.encapsulate(data, peer)
+        if frame is not None and self._send_frame(frame):
+            return
+        host = peer[0]
+        peer = (host, peer[1]) if machine.has_permission(host) else (_ip(host), peer[1])
+        now = self._loop.time()
+        machine.send(data, peer, now)
+        self._pump(now)
+
     def _send_frame(self, frame: bytes) -> bool:
         """Put a ChannelData frame from the machine's fast path on the wire."""
         channel = self._channel
-        if channel is None or self._reconnecting:
+        if channel is None or self._driver.paused:  # paused: a new socket is opening
             return False
         try:
             channel.send(frame, self.machine.server)
@@ -509,8 +506,9 @@ class TurnClient:
         """Bind a channel to ``peer`` (or find the one it has); return its number."""
         self._require_allocation()
         now = self._loop.time()
-        number = self.machine.bind_channel((_ip(peer[0]), peer[1]), now)
-        if number in self._bound:
+        peer = (_ip(peer[0]), peer[1])
+        number = self.machine.bind_channel(peer, now)
+        if self.machine.channel_for(peer) == number:
             return number
         waiter = self._channel_waiters.get(number)
         if waiter is None:
@@ -534,7 +532,7 @@ class TurnClient:
         waiter = self._permissions.get(ip)
         if waiter is None:
             waiter = self._loop.create_future()
-            if ip in self._installed and not force:
+            if not force and self.machine.has_permission(ip):
                 waiter.set_result(None)
             else:
                 self._permissions[ip] = waiter
@@ -615,9 +613,7 @@ class TurnClient:
         if got is not None:
             self._deliver(*got)
             return
-        now = self._loop.time()
-        self.machine.receive_datagram(data, addr, now)
-        self._pump(now)
+        self._driver.feed(data, addr, self._loop.time())
 
     def _on_error(self, generation: int, exc: Exception) -> None:
         """The socket failed (an ICMP error, a failed send) or the stream ended."""
@@ -636,28 +632,18 @@ class TurnClient:
             reason = f"the connection to the TURN server failed: {exc}"
             self._lose(AllocationLost(0, reason))
 
-    def _on_timer(self, now: float) -> None:
-        self.machine.handle_timer(now)
-        self._pump(now)
-
     def _pump(self, now: float) -> None:
-        """Settle the machine's events, send what it has for the wire, re-arm its timer."""
-        machine = self.machine
-        while (event := machine.next_event()) is not None:
-            self._dispatch(event)
-        channel = self._channel
-        if channel is not None and not self._reconnecting and self._failure is None:
-            try:
-                for transmit in machine.datagrams_to_send(now):
-                    channel.send(transmit.data, transmit.addr)
-            except ConnectionError as exc:
-                self._on_error(self._generation, exc)
-            while (event := machine.next_event()) is not None:
-                self._dispatch(event)
-        self._arm_timer()
+        """After acting on the machine: its events, what it sends, its timer (the driver)."""
+        self._driver.pump(now)
 
-    def _arm_timer(self) -> None:
-        self._timer.arm(self.machine.get_timer() if self._failure is None else None)
+    def _transmit(self, transmit: Transmit) -> None:
+        channel = self._channel
+        if channel is None or self._failure is not None:
+            return
+        try:
+            channel.send(transmit.data, transmit.addr)
+        except ConnectionError as exc:
+            self._on_error(self._generation, exc)
 
     def _dispatch(self, event: TurnEvent) -> None:
         if type(event) is DataReceived:
@@ -679,23 +665,16 @@ class TurnClient:
             _future_done(self._released)
         elif isinstance(event, PermissionInstalled):
             for ip in event.peers:
-                self._installed.add(ip)
                 self._settle(self._permissions.pop(ip, None))
         elif isinstance(event, ChannelBound):
-            self._bound[event.channel] = event.peer
-            self._installed.add(event.peer[0])  # ChannelBind installs the permission too
-            self._settle(self._permissions.pop(event.peer[0], None))
+            self._settle(self._permissions.pop(event.peer[0], None))  # installed by it too
             self._settle(self._channel_waiters.pop(event.channel, None))
-        elif isinstance(event, PermissionExpired):
-            self._installed.difference_update(event.peers)  # the next send waits for a new one
         elif isinstance(event, PermissionFailed | ChannelBindFailed):
             error = TurnError(event.code, event.reason)
             if isinstance(event, PermissionFailed):
                 for ip in event.peers:
-                    self._installed.discard(ip)
                     self._settle(self._permissions.pop(ip, None), error)
             else:
-                self._bound.pop(event.channel, None)
                 self._settle(self._channel_waiters.pop(event.channel, None), error)
             if self._transport is not None:
                 self._transport._protocol.error_received(error)
@@ -738,7 +717,7 @@ class TurnClient:
         """300 ALTERNATE-SERVER: the machine re-sends its Allocate to ``server``."""
         logger.info("redirected to %s %s", self.transport, format_address(server))
         old = self._channel
-        self._reconnecting = True
+        self._driver.paused = True  # the new Allocate waits in the machine for the new socket
         self._generation += 1  # the old socket's end is expected
         if old is not None:
             old.close()
@@ -753,7 +732,7 @@ class TurnClient:
             _future_done(self._allocated, exc)
             return
         finally:
-            self._reconnecting = False
+            self._driver.paused = False
         self._pump(self._loop.time())
 
     def _lose(self, event: AllocationLost) -> None:
@@ -787,7 +766,7 @@ class TurnClient:
         for writer in self._data_writers:
             writer.close()
         self._data_writers.clear()
-        self._arm_timer()
+        self._driver.close()
         if self._inbox.full():
             self._inbox.get_nowait()
             self.dropped += 1
@@ -795,6 +774,22 @@ class TurnClient:
         self._post(Closed())
         if self._transport is not None:
             self._transport._lost(lost)
+
+
+class _SessionDriver(MachineDriver[TurnSession]):
+    """A client's session on the loop: sends on the client's socket, events to the client."""
+
+    logger = logger
+
+    def __init__(self, client: TurnClient) -> None:
+        super().__init__(client.machine)
+        self._client = client
+
+    def transmit(self, transmit: Transmit) -> None:
+        self._client._transmit(transmit)
+
+    def event_received(self, event: TurnEvent) -> None:
+        self._client._dispatch(event)
 
 
 async def _read_stun(reader: asyncio.StreamReader) -> bytes:
@@ -867,28 +862,22 @@ class TurnDatagramTransport(asyncio.DatagramTransport):
         )
         self._client = client
         self._protocol = protocol
+        self._loop = asyncio.get_running_loop()
         self._closing = False
         self._done = False
         self._tasks: set[asyncio.Task[None]] = set()
-        client._loop.call_soon(protocol.connection_made, self)
+        self._loop.call_soon(protocol.connection_made, self)
 
     def sendto(self, data: bytes | bytearray | memoryview, addr: Any = None) -> None:
         if addr is None:
             raise ValueError("a TURN relay has no default peer: give sendto an address")
         if self._closing:
             return
-        client = self._client
-        if type(addr) is tuple and client._failure is None:  # the per-packet fast path
-            frame = client.machine.encapsulate(data if type(data) is bytes else bytes(data), addr)
-            if frame is not None and client._send_frame(frame):
-                return
         try:
-            if client._failure is not None:
-                raise client._failure
-            peer = (addr[0], addr[1]) if addr[0] in client._installed else (_ip(addr[0]), addr[1])
-            now = client._loop.time()
-            client.machine.send(bytes(data), peer, now)
-            client._pump(now)
+            self._client.send_nowait(
+                data if type(data) is bytes else bytes(data),
+                addr if type(addr) is tuple else (addr[0], addr[1]),
+            )
         except (TurnError, OSError) as exc:
             self._protocol.error_received(exc)
 
@@ -896,7 +885,7 @@ class TurnDatagramTransport(asyncio.DatagramTransport):
         if self._closing:
             return
         self._closing = True
-        task = self._client._loop.create_task(self._client.close())
+        task = self._loop.create_task(self._client.close())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -920,4 +909,4 @@ class TurnDatagramTransport(asyncio.DatagramTransport):
         self._done = self._closing = True
         if exc is not None:
             self._protocol.error_received(exc)
-        self._client._loop.call_soon(self._protocol.connection_lost, exc)
+        self._loop.call_soon(self._protocol.connection_lost, exc)

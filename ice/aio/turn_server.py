@@ -20,14 +20,16 @@ that part lives in `ice.aio.turn_server_tcp`. Its client connections are
     async with await serve_turn(server, [Listener("udp", "192.0.2.1", 3478)]) as runner:
         ...
 
-The per-packet work is compiled (`ice.turn._relay.RelayPump`: ChannelData from
-clients unwrapped and sent to peers, peers' datagrams wrapped and sent to
-clients, both after the same channel and permission checks as the core's),
-and UDP sockets are read and written in batches (`ice.aio._udpio.BatchSocket`:
-recvmmsg/sendmmsg on Linux). What the pump does not handle (requests,
-indications, TCP/TLS clients, bandwidth caps) goes through the core, but
-for the plain Binding request, answered in C (`ice.stun._binding`) with the bytes
-the core would have sent.
+The per-packet work is compiled (`ice.turn._relay.RelayPump`, which reads the
+core's `ice.turn.allocation.AllocationTable`: ChannelData from clients
+unwrapped and sent to peers, peers' datagrams wrapped and sent to clients,
+after the very channel, permission and budget rules the core applies), and
+UDP sockets are read and written in batches (`ice.aio._udpio.BatchSocket`:
+recvmmsg/sendmmsg on Linux). What the pump hands back (requests,
+indications, TCP/TLS clients, anything its rules refuse) goes to the core,
+the whole batch before the core's answers are sent, once; the plain Binding
+request is answered in C (`ice.stun._binding`) with the bytes the core would
+have sent. A batch the pump relays whole does not touch the core at all.
 
 Relay sockets set the don't-fragment bit when the allocation asked for it
 (DONT-FRAGMENT) on Linux. A datagram the kernel will not take is dropped as
@@ -40,17 +42,14 @@ import asyncio
 import logging
 import socket
 from collections.abc import Sequence
-from typing import Any
+from typing import Unpack
 
 from ice.aio._udpio import BatchSocket
 from ice.aio.stun_server import (
-    IDLE_TIMEOUT,
-    MAX_BUFFER,
-    MAX_CONNECTIONS,
     MAX_DATAGRAM,
     READ_BATCH,
-    TLS_HANDSHAKE_TIMEOUT,
     Listener,
+    RunnerOptions,
     StunServerRunner,
     Transport,
     _DatagramEndpoint,
@@ -95,24 +94,30 @@ class _ListenerEndpoint(_DatagramEndpoint):
         batch = self.batch.recv()
         if not batch:
             return
-        rest = runner.pump.from_clients(batch, local, runner._loop.time())
-        if rest:
-            bindings = runner.bindings
-            answers = []
-            for data, addr in rest:
-                response = (
-                    bindings.answer(data, addr)
-                    if bindings is not None and data[:2] == _BINDING_REQUEST
-                    else None
-                )
-                if response is not None:
-                    answers.append((response, addr))
-                else:
-                    runner._received(data, addr, local, self)
-            if answers:
-                self.batch.send(answers)
-                runner.turn.stun.request_counts[_BINDING] += len(answers)
-        runner._flush()
+        now = runner._loop.time()
+        rest = runner.pump.from_clients(batch, local, now)
+        runner._send_pumped()
+        if not rest:
+            return
+        bindings = runner.bindings
+        answers = []
+        for_core = []
+        for item in rest:
+            data, addr = item
+            response = (
+                bindings.answer(data, addr)
+                if bindings is not None and data[:2] == _BINDING_REQUEST
+                else None
+            )
+            if response is not None:
+                answers.append((response, addr))
+            else:
+                for_core.append(item)
+        if answers:
+            self.batch.send(answers)
+            runner.turn.stun.request_counts[_BINDING] += len(answers)
+        if for_core:
+            runner._feed_batch(for_core, local, self, now)
 
     def sendto(self, data: bytes, addr: Address) -> None:
         if self._sock is not None:
@@ -142,11 +147,9 @@ class _RelayEndpoint:
         now = self._loop.time()
         relay = self.address
         rest = runner.pump.from_peers(batch, relay, now)
+        runner._send_pumped()
         if rest:
-            receive = runner.turn.receive_from_peer
-            for data, peer in rest:
-                receive(data, peer, relay, now)
-        runner._flush()
+            runner._from_peers(rest, relay, now)
 
     def sendto(self, data: bytes, addr: Address) -> None:
         if self.sock is not None:
@@ -166,24 +169,11 @@ class TurnServerRunner(StunServerRunner):
         self,
         server: TurnServer,
         listeners: Sequence[Listener],
-        *,
-        max_connections: int = MAX_CONNECTIONS,
-        idle_timeout: float = IDLE_TIMEOUT,
-        max_buffer: int = MAX_BUFFER,
-        tls_handshake_timeout: float = TLS_HANDSHAKE_TIMEOUT,
-        reuse_port: bool = False,
+        **options: Unpack[RunnerOptions],
     ) -> None:
-        super().__init__(
-            server,
-            listeners,
-            max_connections=max_connections,
-            idle_timeout=idle_timeout,
-            max_buffer=max_buffer,
-            tls_handshake_timeout=tls_handshake_timeout,
-            reuse_port=reuse_port,
-        )
+        super().__init__(server, listeners, **options)
         self.turn = server
-        self.pump = RelayPump(server)
+        self.pump = RelayPump(server.allocation_table, rfc5766_channels=server.rfc5766_channels)
         # Binding is answered to anyone: the plain request is answered in C, except
         # in RFC 5780 mode, where every answer carries RESPONSE-ORIGIN and OTHER-ADDRESS.
         self.bindings = (
@@ -191,7 +181,13 @@ class TurnServerRunner(StunServerRunner):
         )
         self._relays: dict[Address, _RelayEndpoint] = {}
         #: TCP relayed addresses and peer connections (RFC 6062).
-        self.tcp = TcpRelayIO(self)
+        self.tcp = TcpRelayIO(
+            loop=self._loop,
+            core=server,
+            flush=self._flush,
+            connection_for=lambda client, local: self._connections.get((local, client)),
+            max_buffer=self.max_buffer,
+        )
         server.relay_sockets = self
 
     # -- RelaySockets, for the core
@@ -257,7 +253,39 @@ class TurnServerRunner(StunServerRunner):
         return _ListenerEndpoint(self, sock, local)
 
     def _flush(self) -> None:
-        """Send what the compiled pump queued, then what the core has to send."""
+        """Send what the compiled pump queued, then pump the core (after the TCP
+        relay told it something)."""
+        self._send_pumped()
+        self._driver.pump()
+
+    def _feed_batch(
+        self,
+        datagrams: list[tuple[bytes, Address]],
+        local: Address,
+        via: _DatagramEndpoint,
+        now: float,
+    ) -> None:
+        """What the pump handed back of a listener's batch: the core takes it whole and is
+        pumped once; its answers go back through ``via``, the way their requests came."""
+        driver = self._driver
+        driver.via = via
+        driver.feed_batch(datagrams, now, local=local)
+        driver.via = None
+
+    def _from_peers(
+        self, datagrams: list[tuple[bytes, Address]], relay: Address, now: float
+    ) -> None:
+        """What the pump handed back of a relay socket's batch: to the core, pumped once."""
+        receive = self.turn.receive_from_peer
+        for data, peer in datagrams:
+            try:
+                receive(data, peer, relay, now)
+            except Exception as exc:
+                self._driver.report(exc, f"receive_from_peer of {len(data)} bytes from {peer}")
+        self._driver.pump(now)
+
+    def _send_pumped(self) -> None:
+        """Send what the compiled pump queued: one sendmmsg per socket."""
         pump = self.pump
         if pump.to_peers:
             for relay, items in pump.to_peers.items():
@@ -271,15 +299,6 @@ class TurnServerRunner(StunServerRunner):
                 if isinstance(listener, _ListenerEndpoint) and listener.open:
                     listener.batch.send(items)
             pump.to_clients.clear()
-        try:
-            transmits = self.server.datagrams_to_send(self._loop.time())
-        except Exception:
-            logger.exception("server failed in datagrams_to_send")
-            return
-        if transmits:
-            self._send(transmits, None)
-        self._apply_effects()
-        self._arm_timer()
 
     def _apply_effects(self) -> None:
         """Do what the core asks about TCP connections (after sending its Transmits)."""
@@ -297,23 +316,8 @@ class TurnServerRunner(StunServerRunner):
             except Exception:
                 logger.exception("applying %s failed", effect)
 
-    def _received(
-        self,
-        data: bytes,
-        addr: Address,
-        local: Address,
-        via: _DatagramEndpoint | _StreamConnection,
-    ) -> None:
-        super()._received(data, addr, local, via)
+    def _pumped(self) -> None:
         self._apply_effects()  # a Splice right after its ConnectionBind success, say
-
-    def _connection_closed(self, remote: Address, local: Address) -> None:
-        super()._connection_closed(remote, local)
-        self._apply_effects()
-
-    def _on_timer(self, now: float) -> None:
-        super()._on_timer(now)
-        self._apply_effects()
 
     def _send_one(
         self, transmit: Transmit, via: _DatagramEndpoint | _StreamConnection | None
@@ -340,12 +344,9 @@ def _set_dont_fragment(sock: socket.socket, family: int) -> None:
 async def serve_turn(
     server: TurnServer,
     listeners: Sequence[Listener],
-    **options: Any,
+    **options: Unpack[RunnerOptions],
 ) -> TurnServerRunner:
-    """Start serving ``server`` on ``listeners``; return the running runner (close it).
-
-    ``options`` are `TurnServerRunner`'s (connection limits, timeouts).
-    """
+    """Start serving ``server`` on ``listeners``; return the running runner (close it)."""
     runner = TurnServerRunner(server, listeners, **options)
     await runner.start()
     return runner

@@ -23,6 +23,12 @@ back:
   stream is passed on as one (half-close, where both transports can: not
   over TLS, which closes instead); when both directions are done, or
   either connection is lost, both are closed and the core is told.
+
+It is wired to the runner the way the core wires its own `TcpRelay`
+(`ice.turn.server_tcp`): with the loop, the few core methods it reports to
+(`PeerConnectionReports`, which `TurnServer` is), the runner's ``flush``
+(send what the core has to send after each report) and ``connection_for``
+(the runner's client connection of a Splice), not with the runner.
 """
 
 from __future__ import annotations
@@ -32,17 +38,14 @@ import contextlib
 import logging
 import socket
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ice.aio.stun_server import _address, _StreamConnection
 from ice.machine import Address
 from ice.stun.uri import format_address
 from ice.turn.server_tcp import ClosePeerConnection, OpenPeerConnection, Splice, TcpEffect
 
-if TYPE_CHECKING:
-    from ice.aio.turn_server import TurnServerRunner
-
-__all__ = ["ClientStream", "TcpRelayIO"]
+__all__ = ["ClientStream", "PeerConnectionReports", "TcpRelayIO"]
 
 logger = logging.getLogger("ice.aio.turn_server_tcp")
 
@@ -98,6 +101,18 @@ class ClientStream(_StreamConnection):
             self._idle_handle = None
 
 
+class PeerConnectionReports(Protocol):
+    """What `TcpRelayIO` tells the core about peer connections (`TurnServer` does these)."""
+
+    def peer_connected(self, connection_id: int, now: float) -> None: ...
+
+    def peer_connection_failed(self, connection_id: int, now: float) -> None: ...
+
+    def peer_connection_accepted(self, relay: Address, peer: Address, now: float) -> int | None: ...
+
+    def peer_connection_closed(self, connection_id: int, now: float) -> None: ...
+
+
 class _PeerProtocol(asyncio.Protocol):
     """One peer connection of a TCP allocation: unread until spliced."""
 
@@ -116,7 +131,7 @@ class _PeerProtocol(asyncio.Protocol):
         if self.closed:
             transport.close()
             return
-        transport.set_write_buffer_limits(high=self._io.runner.max_buffer)
+        transport.set_write_buffer_limits(high=self._io.max_buffer)
         if self.splice is None:
             transport.pause_reading()  # RFC 6062: buffered (by the kernel) until bound
         for data in self._early:
@@ -226,11 +241,18 @@ class _Splice:
 class _TcpListener:
     """The listening socket of one TCP relayed address, read on the loop."""
 
-    def __init__(self, io: TcpRelayIO, sock: socket.socket, address: Address) -> None:
-        self._io = io
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        accepted: Callable[[Address, socket.socket, Address], None],
+        sock: socket.socket,
+        address: Address,
+    ) -> None:
+        self._loop = loop
+        self._accepted = accepted
         self.sock: socket.socket | None = sock
         self.address = address
-        io.runner._loop.add_reader(sock.fileno(), self._accept_ready)
+        loop.add_reader(sock.fileno(), self._accept_ready)
 
     def _accept_ready(self) -> None:
         for _ in range(ACCEPT_BATCH):
@@ -244,21 +266,38 @@ class _TcpListener:
             except OSError as exc:  # out of descriptors, a connection reset before accept...
                 logger.debug("accept on %s: %s", format_address(self.address), exc)
                 return
-            self._io.accepted(self.address, conn, _address(addr))
+            self._accepted(self.address, conn, _address(addr))
 
     def close(self) -> None:
         sock, self.sock = self.sock, None
         if sock is not None:
-            self._io.runner._loop.remove_reader(sock.fileno())
+            self._loop.remove_reader(sock.fileno())
             sock.close()
 
 
 class TcpRelayIO:
-    """The runner's TCP relay sockets and peer connections; see the module docstring."""
+    """The runner's TCP relay sockets and peer connections; see the module docstring.
 
-    def __init__(self, runner: TurnServerRunner) -> None:
-        self.runner = runner
-        self._loop = runner._loop
+    ``core`` hears how peer connections go; ``flush()`` sends what it then has
+    to send; ``connection_for(client, local)`` is the runner's connection from
+    ``client`` to its ``local`` listener, if open; ``max_buffer`` bounds a
+    peer connection's write buffer (the runner's, for client connections).
+    """
+
+    def __init__(
+        self,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        core: PeerConnectionReports,
+        flush: Callable[[], None],
+        connection_for: Callable[[Address, Address], _StreamConnection | None],
+        max_buffer: int,
+    ) -> None:
+        self._loop = loop
+        self._core = core
+        self._flush = flush
+        self._connection_for = connection_for
+        self.max_buffer = max_buffer
         self._listeners: dict[Address, _TcpListener] = {}
         self._peers: dict[int, _PeerProtocol] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
@@ -289,7 +328,7 @@ class TcpRelayIO:
             sock.close()
             logger.debug("TCP relay %s not available: %s", format_address(address), exc)
             return False
-        self._listeners[address] = _TcpListener(self, sock, address)
+        self._listeners[address] = _TcpListener(self._loop, self.accepted, sock, address)
         return True
 
     def close_tcp_relay(self, address: Address) -> None:
@@ -337,26 +376,25 @@ class TcpRelayIO:
                 format_address(peer),
                 exc,
             )
-            self._report(self.runner.turn.peer_connection_failed, protocol.connection_id)
+            self._report(self._core.peer_connection_failed, protocol.connection_id)
             return
-        self._report(self.runner.turn.peer_connected, protocol.connection_id)
+        self._report(self._core.peer_connected, protocol.connection_id)
 
     def accepted(self, relay: Address, conn: socket.socket, peer: Address) -> None:
-        runner = self.runner
         try:
-            connection_id = runner.turn.peer_connection_accepted(relay, peer, self._loop.time())
+            connection_id = self._core.peer_connection_accepted(relay, peer, self._loop.time())
         except Exception:
             logger.exception("server failed on a connection from %s", format_address(peer))
             connection_id = None
         if connection_id is None:
             conn.close()
-            runner._flush()
+            self._flush()
             return
         conn.setblocking(False)
         protocol = _PeerProtocol(self, connection_id, peer)
         self._peers[connection_id] = protocol
         self._track(connection_id, self._adopt(protocol, conn))
-        runner._flush()  # the ConnectionAttempt indication
+        self._flush()  # the ConnectionAttempt indication
 
     def _track(self, connection_id: int, coro: Coroutine[Any, Any, None]) -> None:
         task = self._loop.create_task(coro)
@@ -380,7 +418,7 @@ class TcpRelayIO:
             protocol.connection_lost(exc)
 
     def _splice(self, effect: Splice) -> None:
-        client = self.runner._connections.get((effect.local, effect.client))
+        client = self._connection_for(effect.client, effect.local)
         peer = self._peers.get(effect.connection_id)
         if not isinstance(client, ClientStream) or peer is None or peer.closed:
             # One side vanished meanwhile: the other goes too.
@@ -389,7 +427,7 @@ class TcpRelayIO:
             if peer is not None:
                 peer.close()
             else:
-                self._report(self.runner.turn.peer_connection_closed, effect.connection_id)
+                self._report(self._core.peer_connection_closed, effect.connection_id)
             return
         _Splice(self, client, peer).start()
 
@@ -416,14 +454,14 @@ class TcpRelayIO:
         del self._peers[protocol.connection_id]
         if protocol.splice is not None:
             protocol.splice.client.close()
-        self._report(self.runner.turn.peer_connection_closed, protocol.connection_id)
+        self._report(self._core.peer_connection_closed, protocol.connection_id)
 
     def _report(self, method: Callable[[int, float], None], connection_id: int) -> None:
         try:
             method(connection_id, self._loop.time())
         except Exception:
             logger.exception("server failed on the news of TCP connection %08x", connection_id)
-        self.runner._flush()
+        self._flush()
 
     # -- shutting down
 

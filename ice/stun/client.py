@@ -131,8 +131,20 @@ class StunClient:
 
     # -- the machine surface
 
-    def receive_datagram(self, data: bytes, addr: Address, now: float) -> bool:
-        """Feed bytes from the socket; True when they answered an outstanding request."""
+    def receive_datagram(
+        self,
+        data: bytes,
+        addr: Address,
+        now: float,
+        *,
+        local: Address | None = None,
+        reliable: bool = False,
+    ) -> bool:
+        """Feed bytes from the socket; True when they answered an outstanding request.
+
+        ``local`` and ``reliable`` are ignored: a client has one socket, and each
+        request says whether it goes over a stream (`request`'s ``reliable``).
+        """
         answered = self.table.receive_datagram(data, addr, now)
         if answered:
             self._drain(now)

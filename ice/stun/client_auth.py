@@ -35,8 +35,13 @@ from ice.attrs import (
     Username,
 )
 from ice.constants import PasswordAlgorithmId
-from ice.stun.credentials import long_term_key, short_term_key, userhash
-from ice.stun.server_auth import SecurityFeatures, nonce_features
+from ice.stun.credentials import (
+    SecurityFeatures,
+    long_term_key,
+    nonce_features,
+    short_term_key,
+    userhash,
+)
 
 __all__ = ["AuthenticationError", "Credentials", "LongTermCredentials", "ShortTermCredentials"]
 

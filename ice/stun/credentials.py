@@ -57,13 +57,17 @@ from ice._errors import Error
 from ice.constants import PasswordAlgorithmId
 
 __all__ = [
+    "NONCE_COOKIE",
     "BidiRuleError",
     "EmptyStringError",
     "Prep",
     "PreparationError",
     "ProhibitedCharacterError",
+    "SecurityFeatures",
     "UnassignedCodePointError",
     "long_term_key",
+    "nonce_cookie",
+    "nonce_features",
     "opaque_string",
     "saslprep",
     "short_term_key",
@@ -516,3 +520,33 @@ def turn_rest_credentials(
     key = secret.encode("utf-8") if isinstance(secret, str) else secret
     mac = hmac.new(key, username.encode("utf-8"), hashlib.sha1).digest()
     return username, base64.b64encode(mac).decode("ascii")
+
+
+# -- the nonce cookie (RFC 8489 section 9.2): shared by the client and the server
+
+#: A NONCE starting with this carries security-feature bits.
+NONCE_COOKIE = "obMatJos2"
+
+
+class SecurityFeatures:
+    """Bits of the nonce cookie's 24-bit "security features" field (RFC 8489 18.1)."""
+
+    PASSWORD_ALGORITHMS = 1 << 23
+    USERNAME_ANONYMITY = 1 << 22
+
+
+def nonce_cookie(features: int) -> str:
+    """The start of a NONCE that announces ``features`` (the cookie and 4 base64 characters)."""
+    return NONCE_COOKIE + base64.b64encode(features.to_bytes(3, "big")).decode()
+
+
+def nonce_features(nonce: str) -> int | None:
+    """The security-feature bits of a nonce cookie, or None for a plain nonce."""
+    if not nonce.startswith(NONCE_COOKIE) or len(nonce) < len(NONCE_COOKIE) + 4:
+        return None
+    encoded = nonce[len(NONCE_COOKIE) : len(NONCE_COOKIE) + 4]
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+    except ValueError:
+        return None
+    return int.from_bytes(raw, "big")

@@ -558,9 +558,18 @@ class NatDiscovery:
     # -- the machine surface
 
     def receive_datagram(
-        self, data: bytes, addr: Address, now: float, *, local: Address | None = None
+        self,
+        data: bytes,
+        addr: Address,
+        now: float,
+        *,
+        local: Address | None = None,
+        reliable: bool = False,
     ) -> None:
-        """Feed a datagram the local socket received from ``addr``."""
+        """Feed a datagram the local socket received from ``addr``.
+
+        ``local`` and ``reliable`` are ignored: the discovery has one UDP socket.
+        """
         if self._step is Step.HAIRPINNING and data[8:20] == self._tid and self._tid is not None:
             try:
                 message = Message.decode(data)

@@ -123,9 +123,16 @@ class BindingLifetimeDiscovery:
     # -- the machine surface
 
     def receive_datagram(
-        self, data: bytes, addr: Address, now: float, *, local: Address | None = None
+        self,
+        data: bytes,
+        addr: Address,
+        now: float,
+        *,
+        local: Address | None = None,
+        reliable: bool = False,
     ) -> None:
-        """Feed a datagram; ``local`` is the socket it came in on (None: X)."""
+        """Feed a datagram; ``local`` is the socket it came in on (None: X).
+        ``reliable`` is ignored: the search runs over UDP."""
         self._table.receive_datagram(data, addr, now, local=local)
         self._drain(now)
 

@@ -154,9 +154,23 @@ class StunServer:
     # -- the machine surface
 
     def receive_datagram(
-        self, data: bytes, addr: Address, now: float, *, local: Address, reliable: bool = False
+        self,
+        data: bytes,
+        addr: Address,
+        now: float,
+        *,
+        local: Address | None = None,
+        reliable: bool = False,
     ) -> None:
-        """Handle one datagram (or one framed stream message) from ``addr``."""
+        """Handle one datagram (or one framed stream message) from ``addr``.
+
+        ``local`` is the address it arrived on, which answers leave from;
+        None stands for ``primary`` (TypeError when there is none).
+        """
+        if local is None:
+            if self.primary is None:
+                raise TypeError("receive_datagram needs local= (the server has no primary address)")
+            local = self.primary
         try:
             self._receive(data, addr, now, local, reliable)
         except Exception:  # one hostile packet must never stop the server
@@ -172,6 +186,10 @@ class StunServer:
 
     def handle_timer(self, now: float) -> None:
         pass
+
+    def next_event(self) -> None:
+        """Always None: the server reports nothing but what it sends (and its counters)."""
+        return None
 
     # -- dispatch
 

@@ -32,47 +32,22 @@ from ice._errors import DecodeError, IntegrityError
 from ice.attrs import Nonce, PasswordAlgorithm, PasswordAlgorithms, Realm, UserHash, Username
 from ice.constants import AttrType, PasswordAlgorithmId
 from ice.machine import Address
-from ice.stun.credentials import long_term_key, userhash
+from ice.stun.credentials import SecurityFeatures, long_term_key, nonce_cookie, userhash
 
 __all__ = [
-    "NONCE_COOKIE",
     "Authenticated",
     "Authenticator",
     "LongTermAuthenticator",
     "Rejected",
-    "SecurityFeatures",
-    "nonce_features",
 ]
 
 logger = logging.getLogger("ice.stun.server_auth")
-
-#: RFC 8489 section 9.2: a NONCE starting with this carries security-feature bits.
-NONCE_COOKIE = "obMatJos2"
 
 _MI = int(AttrType.MESSAGE_INTEGRITY)
 _MI_SHA256 = int(AttrType.MESSAGE_INTEGRITY_SHA256)
 _MD5 = int(PasswordAlgorithmId.MD5)
 _SHA256 = int(PasswordAlgorithmId.SHA256)
 _KEY_CACHE_LIMIT = 4096
-
-
-class SecurityFeatures:
-    """Bits of the nonce cookie's 24-bit "security features" field (RFC 8489 18.1)."""
-
-    PASSWORD_ALGORITHMS = 1 << 23
-    USERNAME_ANONYMITY = 1 << 22
-
-
-def nonce_features(nonce: str) -> int | None:
-    """The security-feature bits of a nonce cookie, or None for a plain nonce."""
-    if not nonce.startswith(NONCE_COOKIE) or len(nonce) < len(NONCE_COOKIE) + 4:
-        return None
-    encoded = nonce[len(NONCE_COOKIE) : len(NONCE_COOKIE) + 4]
-    try:
-        raw = base64.b64decode(encoded, validate=True)
-    except ValueError:
-        return None
-    return int.from_bytes(raw, "big")
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +130,7 @@ class LongTermAuthenticator(Authenticator):
         if self.allow_userhash:
             features |= SecurityFeatures.USERNAME_ANONYMITY
         self._features = features
-        self._cookie = NONCE_COOKIE + base64.b64encode(features.to_bytes(3, "big")).decode()
+        self._cookie = nonce_cookie(features)
         self._offer = PasswordAlgorithms(self.algorithms)
         self._by_userhash: dict[bytes, str] = {}
         for name in self.users:

@@ -1,11 +1,11 @@
 """Types of the compiled TURN relay data path (ice/turn/_relay.pyx); see its module doc."""
 
-from typing import Any
+from ice.turn._allocation import AllocationTable
 
 Address = tuple[str, int]
 
 class RelayPump:
-    """Forwards ChannelData between clients and peers for one `TurnServer`."""
+    """Forwards ChannelData between clients and peers for one `AllocationTable`."""
 
     @property
     def to_peers(self) -> dict[Address, list[tuple[bytes, Address]]]: ...
@@ -15,7 +15,7 @@ class RelayPump:
     def forwarded(self) -> int:
         """Datagrams relayed by the pump (either way) since it was made."""
 
-    def __init__(self, server: Any) -> None: ...
+    def __init__(self, table: AllocationTable, *, rfc5766_channels: bool = True) -> None: ...
     def from_clients(
         self, datagrams: list[tuple[bytes, Address]], local: Address, now: float
     ) -> list[tuple[bytes, Address]]: ...

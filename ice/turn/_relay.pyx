@@ -1,51 +1,60 @@
 # The TURN server's per-packet relay work, compiled.
 """The TURN server's data path in compiled code: ChannelData in, payload out.
 
-`RelayPump` does, for a batch of datagrams, what `TurnServer` does in
-Python for one (`TurnServer._channel_data`, `TurnServer.receive_from_peer`),
-reading the same allocation tables, so there is one source of truth:
+`RelayPump` does, for a batch of UDP datagrams, what `TurnServer` does in
+Python for one (`TurnServer._channel_data` and `_relay`,
+`TurnServer.receive_from_peer`). It is given the server's
+`ice.turn.allocation.AllocationTable`, not the server, reads the fields
+declared in ``_allocation.pxd`` and applies the rules compiled there
+(`Allocation.permitted`, `live_channel`, `live_channel_to`, `relay_to`,
+`TokenBucket.take`), the same functions the core calls:
 
-- `from_clients(datagrams, local, now)`: ChannelData from clients over UDP
-  whose channel and permission are live is unwrapped and queued for its
-  relay socket (`to_peers`: relay address -> [(payload, peer), ...]);
+- `from_clients(datagrams, local, now)`: ChannelData from UDP clients whose
+  channel and permission are live and whose budget has room is unwrapped
+  and queued for its relay socket (`to_peers`: relay address ->
+  [(payload, peer), ...]);
 - `from_peers(datagrams, relay, now)`: datagrams from peers with a
-  permission and a live channel are wrapped in ChannelData and queued for
-  the listening socket (`to_clients`: local address -> [(frame, client)]).
+  permission, a live channel and room in the budget are wrapped in
+  ChannelData and queued for the listening socket (`to_clients`: local
+  address -> [(frame, client)]).
 
-Everything else (STUN requests, Send/Data indications, peers without a
-channel, allocations with a bandwidth cap, TCP/TLS clients, malformed
-ChannelData) is returned untouched, for the Python core to handle and
-count. The runner sends the queues with one sendmmsg per socket.
+It relays or hands back; it never drops. Everything else (STUN requests,
+Send/Data indications, peers without a channel, a budget with no room,
+TCP/TLS clients, malformed ChannelData, unknown clients) is returned
+untouched, in order, for the Python core to handle and count: a budget
+that refuses here refuses the core as well (`TokenBucket.take` spends
+nothing when it refuses). The runner sends the queues with one sendmmsg
+per socket. tests/turn/test_relay.py checks that a batch through the pump
+and then the core gives exactly what the core alone gives.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_GetItem
 from cpython.object cimport PyObject
 from libc.stdint cimport uint8_t
-from libc.string cimport memcpy, memset
+from libc.string cimport memcpy
 
-cdef object _IPV4 = 1
-cdef object _IPV6 = 2
-
-
-cdef inline bint _is_ipv6(str ip):
-    return ":" in ip
+from ice.turn._allocation cimport Allocation, AllocationTable, Channel, TokenBucket
 
 
 cdef class RelayPump:
-    """Forwards ChannelData between clients and peers for one `TurnServer`."""
+    """Forwards ChannelData between clients and peers for one `AllocationTable`.
+
+    ``rfc5766_channels`` says whether channel numbers up to 0x7FFF are
+    ChannelData (the server's setting of the same name).
+    """
 
     cdef readonly dict to_peers
     cdef readonly dict to_clients
-    cdef dict _allocations
-    cdef dict _by_relay
     cdef readonly unsigned long long forwarded
+    cdef dict _by_five_tuple
+    cdef dict _by_relay
     cdef uint8_t _last_first_byte
 
-    def __init__(self, server):
-        self._last_first_byte = 0x7F if server.rfc5766_channels else 0x4F
-        self._allocations = server._allocations
-        self._by_relay = server._by_relay
+    def __init__(self, AllocationTable table not None, *, bint rfc5766_channels=True):
+        self._by_five_tuple = table.by_five_tuple
+        self._by_relay = table.by_relay
+        self._last_first_byte = 0x7F if rfc5766_channels else 0x4F
         self.to_peers = {}
         self.to_clients = {}
         self.forwarded = 0
@@ -53,17 +62,22 @@ cdef class RelayPump:
     def from_clients(self, list datagrams, tuple local, double now):
         """Relay what can be relayed; return the rest as (data, addr) for the core."""
         cdef list rest = []
-        cdef object item, data, addr, allocation, channel, peer, relay, queue, expires
+        cdef object item, data, addr, peer
+        cdef object last_addr = None  # a batch tends to hold runs from one client
+        cdef tuple relay, last_relay = None
+        cdef list queue = None
+        cdef Allocation allocation = None
+        cdef Channel channel
         cdef PyObject *found
         cdef const uint8_t *p
         cdef Py_ssize_t n, length
-        cdef int number
         cdef str ip
         for item in datagrams:
             data = (<tuple>item)[0]
             addr = (<tuple>item)[1]
             n = PyBytes_GET_SIZE(data)
             p = <const uint8_t *>PyBytes_AS_STRING(data)
+            # decode_channel_data's checks for a datagram (up to 3 bytes of padding)
             if n < 4 or p[0] < 0x40 or p[0] > self._last_first_byte:
                 rest.append(item)
                 continue
@@ -71,37 +85,32 @@ cdef class RelayPump:
             if 4 + length > n or n > 4 + ((length + 3) & ~3):
                 rest.append(item)
                 continue
-            found = PyDict_GetItem(self._allocations, (addr, local, False))
-            if found is NULL:
+            if last_addr is None or addr != last_addr:
+                found = PyDict_GetItem(self._by_five_tuple, (addr, local, False))
+                allocation = <Allocation>found if found is not NULL else None
+                last_addr = addr
+            if allocation is None or allocation.tcp:
                 rest.append(item)
                 continue
-            allocation = <object>found
-            if allocation.bucket is not None:
-                rest.append(item)
-                continue
-            number = (p[0] << 8) | p[1]
-            found = PyDict_GetItem(allocation.channels, number)
-            if found is NULL:
-                rest.append(item)
-                continue
-            channel = <object>found
-            if <double>channel.expires <= now:
+            channel = allocation.live_channel((p[0] << 8) | p[1], now)
+            if channel is None:
                 rest.append(item)
                 continue
             peer = channel.peer
-            ip = (<tuple>peer)[0]
-            found = PyDict_GetItem(allocation.permissions, ip)
-            if found is NULL or <double>(<object>found) <= now:
+            ip = <str>(<tuple>peer)[0]
+            relay = allocation.relay_to(ip)
+            if relay is None or not allocation.permitted(ip, now):
                 rest.append(item)
                 continue
-            found = PyDict_GetItem(allocation.relays, _IPV6 if _is_ipv6(ip) else _IPV4)
-            if found is NULL:
+            # last: a budget that says yes has spent it
+            if allocation.bucket is not None and not allocation.bucket.take(length, now):
                 rest.append(item)
                 continue
-            relay = <object>found
-            queue = self.to_peers.get(relay)
-            if queue is None:
-                queue = self.to_peers[relay] = []
+            if relay is not last_relay:
+                queue = self.to_peers.get(relay)
+                if queue is None:
+                    queue = self.to_peers[relay] = []
+                last_relay = relay
             queue.append((PyBytes_FromStringAndSize(<const char *>p + 4, length), peer))
             allocation.packets_to_peers += 1
             allocation.bytes_to_peers += length
@@ -113,39 +122,36 @@ cdef class RelayPump:
         cdef PyObject *found = PyDict_GetItem(self._by_relay, relay)
         if found is NULL:
             return datagrams
-        cdef object allocation = <object>found
+        cdef Allocation allocation = <Allocation>found
         cdef tuple five_tuple = allocation.five_tuple
-        if five_tuple[2] or allocation.bucket is not None:
-            return datagrams  # TCP/TLS clients and bandwidth caps: the core's path
+        if five_tuple[2]:
+            return datagrams  # TCP/TLS clients: the core frames for the stream
         cdef object client = five_tuple[0]
         cdef object local = five_tuple[1]
-        cdef dict permissions = allocation.permissions
-        cdef dict channel_of_peer = allocation.channel_of_peer
+        cdef TokenBucket bucket = allocation.bucket
         cdef list rest = []
         cdef list queue = None
-        cdef object item, data, peer, channel
+        cdef object item, data, peer
+        cdef Channel channel
         cdef Py_ssize_t n
         cdef int number
         cdef bytes frame
         cdef uint8_t *out
-        cdef long long packets = 0, size = 0
         for item in datagrams:
             data = (<tuple>item)[0]
             peer = (<tuple>item)[1]
-            found = PyDict_GetItem(permissions, (<tuple>peer)[0])
-            if found is NULL or <double>(<object>found) <= now:
+            if not allocation.permitted(<str>(<tuple>peer)[0], now):
                 rest.append(item)
                 continue
-            found = PyDict_GetItem(channel_of_peer, peer)
-            if found is NULL:
-                rest.append(item)
-                continue
-            channel = <object>found
-            if <double>channel.expires <= now:
+            channel = allocation.live_channel_to(<tuple>peer, now)
+            if channel is None:
                 rest.append(item)
                 continue
             n = PyBytes_GET_SIZE(data)
             if n > 0xFFFF:
+                rest.append(item)
+                continue
+            if bucket is not None and not bucket.take(n, now):
                 rest.append(item)
                 continue
             number = channel.number
@@ -161,10 +167,7 @@ cdef class RelayPump:
                 if queue is None:
                     queue = self.to_clients[local] = []
             queue.append((frame, client))
-            packets += 1
-            size += n
-        if packets:
-            allocation.packets_to_client += packets
-            allocation.bytes_to_client += size
-            self.forwarded += packets
+            allocation.packets_to_client += 1
+            allocation.bytes_to_client += n
+            self.forwarded += 1
         return rest

@@ -48,6 +48,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Final, TypedDict, Unpack
 
 from ice._codec import Message, decode_channel_data, encode_channel_data
 from ice._errors import DecodeError, TurnError
@@ -110,25 +111,7 @@ from ice.turn.events import (
     TurnEvent,
 )
 
-__all__ = [
-    "Allocated",
-    "AllocationFailed",
-    "AllocationLost",
-    "ChannelBindFailed",
-    "ChannelBound",
-    "Closed",
-    "ConnectionAttempt",
-    "DataReceived",
-    "PeerConnectFailed",
-    "PeerConnected",
-    "PermissionExpired",
-    "PermissionFailed",
-    "PermissionInstalled",
-    "Redirected",
-    "Refreshed",
-    "TurnEvent",
-    "TurnSession",
-]
+__all__ = ["ALLOCATION_DEFAULTS", "AllocationOptions", "TurnSession"]
 
 logger = logging.getLogger("ice.turn.client")
 
@@ -202,6 +185,51 @@ def _normal_ip(host: str) -> str:
         return host
 
 
+
+class AllocationOptions(TypedDict, total=False):
+    """What to ask the server for, and how to keep it: keyword arguments of
+    `TurnSession` and `ice.TurnClient.allocate` (declared once, here).
+
+    ``relay_transport`` "udp" or "tcp" (RFC 6062; needs a reliable
+    connection); ``family`` 4 or 6 (RFC 6156); ``dual_stack`` an IPv6
+    address besides the IPv4 one (RFC 8656); ``lifetime`` the LIFETIME to
+    ask for; ``even_port``/``reserve_next_port``/``reservation_token``
+    (RFC 8656 EVEN-PORT, RESERVATION-TOKEN); ``dont_fragment``;
+    ``software`` (None: no SOFTWARE attribute); ``permission_lifetime`` and
+    ``channel_lifetime`` the server's (300 s and 600 s by the RFC),
+    refreshed before they run out while in use; ``channel_after`` datagrams
+    to one peer before a channel is bound for it (0: never by itself).
+    """
+
+    relay_transport: str
+    family: int
+    dual_stack: bool
+    lifetime: int | None
+    even_port: bool
+    reserve_next_port: bool
+    reservation_token: bytes | None
+    dont_fragment: bool
+    software: str | None
+    permission_lifetime: float
+    channel_lifetime: float
+    channel_after: int
+
+
+ALLOCATION_DEFAULTS: Final[AllocationOptions] = {
+    "relay_transport": "udp",
+    "family": 4,
+    "dual_stack": False,
+    "lifetime": None,
+    "even_port": False,
+    "reserve_next_port": False,
+    "reservation_token": None,
+    "dont_fragment": False,
+    "software": DEFAULT_SOFTWARE,
+    "permission_lifetime": 300.0,
+    "channel_lifetime": 600.0,
+    "channel_after": 2,
+}
+
 class TurnSession:
     """One allocation on one TURN server, with its permissions and channels."""
 
@@ -211,21 +239,21 @@ class TurnSession:
         credentials: LongTermCredentials,
         *,
         reliable: bool = False,
-        relay_transport: str = "udp",
-        family: int = 4,
-        dual_stack: bool = False,
-        lifetime: int | None = None,
-        even_port: bool = False,
-        reserve_next_port: bool = False,
-        reservation_token: bytes | None = None,
-        dont_fragment: bool = False,
-        software: str | None = DEFAULT_SOFTWARE,
-        permission_lifetime: float = 300.0,
-        channel_lifetime: float = 600.0,
-        channel_after: int = 2,
         max_redirects: int = 2,
         table: TransactionTable | None = None,
+        **options: Unpack[AllocationOptions],
     ) -> None:
+        unknown = options.keys() - AllocationOptions.__annotations__.keys()
+        if unknown:
+            raise TypeError(f"unknown allocation options: {', '.join(sorted(unknown))}")
+        settings: AllocationOptions = {**ALLOCATION_DEFAULTS, **options}
+        relay_transport, family = settings["relay_transport"], settings["family"]
+        dual_stack, lifetime = settings["dual_stack"], settings["lifetime"]
+        even_port, reserve_next_port = settings["even_port"], settings["reserve_next_port"]
+        reservation_token, dont_fragment = settings["reservation_token"], settings["dont_fragment"]
+        permission_lifetime = settings["permission_lifetime"]
+        channel_lifetime = settings["channel_lifetime"]
+        channel_after = settings["channel_after"]
         if family not in _FAMILY:
             raise ValueError("family must be 4 or 6")
         if dual_stack and family != 4:
@@ -264,6 +292,7 @@ class TurnSession:
         self.lifetime = 0
         self.expires = 0.0
         self.dropped = 0  # datagrams from the server that could not be used
+        software = settings["software"]
         self._client = StunClient(credentials=credentials, software=software, table=table)
         self._pending: dict[bytes, _Pending] = {}
         self._refresh_at: float | None = None
@@ -389,6 +418,26 @@ class TurnSession:
         if self.relay_transport != "udp":
             raise TurnError(0, "a TCP allocation relays connections (connect), not datagrams")
 
+    # -- what the server holds, as far as the session knows
+
+    def has_permission(self, ip: str) -> bool:
+        """Whether a permission for ``ip`` (any spelling) is installed: granted by
+        CreatePermission or ChannelBind and not refused or lapsed since. One being
+        refreshed still counts; data to an IP without one waits for it."""
+        permission = self._permissions.get(ip)
+        if permission is None:
+            permission = self._permissions.get(_normal_ip(ip))
+        return permission is not None and permission.installed
+
+    def channel_for(self, peer: Address) -> int | None:
+        """The number of the channel the server has bound to ``peer`` (any spelling),
+        or None: none asked for, its first ChannelBind not answered yet, refused or
+        lapsed. One being refreshed keeps its number."""
+        channel = self._channel_by_peer.get(peer)
+        if channel is None:
+            channel = self._channel_by_peer.get((_normal_ip(peer[0]), int(peer[1])))
+        return channel.number if channel is not None and channel.bound else None
+
     # -- data
 
     def encapsulate(self, data: bytes, peer: Address) -> bytes | None:
@@ -479,8 +528,20 @@ class TurnSession:
 
     # -- the machine surface
 
-    def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
-        """A datagram (or one stream frame) from the server."""
+    def receive_datagram(
+        self,
+        data: bytes,
+        addr: Address,
+        now: float,
+        *,
+        local: Address | None = None,
+        reliable: bool = False,
+    ) -> None:
+        """A datagram (or one stream frame) from the server.
+
+        ``local`` and ``reliable`` are ignored: the session has one socket, and
+        whether it is a stream was given at construction.
+        """
         if addr != self.server and not self.reliable:
             self.dropped += 1
             return

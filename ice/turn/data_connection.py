@@ -93,8 +93,19 @@ class TurnDataConnection:
 
     # -- the machine surface
 
-    def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
-        """One STUN message off the connection (only before `Bound`)."""
+    def receive_datagram(
+        self,
+        data: bytes,
+        addr: Address,
+        now: float,
+        *,
+        local: Address | None = None,
+        reliable: bool = False,
+    ) -> None:
+        """One STUN message off the connection (only before `Bound`).
+
+        ``local`` and ``reliable`` are ignored: there is one connection, a stream.
+        """
         if self.state != "binding":
             self.dropped += 1
             return

@@ -25,6 +25,11 @@ returns (open, close or splice TCP connections: `ice.turn.server_tcp`). Relay
 sockets are bound and closed through the `RelaySockets` the runner passes in
 (`ice.turn.ports`; TCP listeners through its `TcpRelaySockets` side).
 
+The allocations live in `allocation_table` (`ice.turn.allocation`), which the
+runner's compiled relay pump (`ice.turn._relay.RelayPump`) reads too: the
+rules of the data path (permission, channel, relay family, bandwidth budget)
+are the allocation's own methods, called by both.
+
 Every TURN request must authenticate (long-term credentials, REST API
 secrets: `ice.stun.server_auth`, `ice.turn.auth`) before the server keeps
 anything about its sender; Binding is answered to anyone. Error responses,
@@ -81,7 +86,7 @@ from ice.constants import AttrType, MessageClass, Method, TransportProtocol
 from ice.machine import Address, Transmit
 from ice.stun.server import DEFAULT_SOFTWARE, RequestContext, StunServer
 from ice.stun.server_auth import Authenticator
-from ice.turn.allocation import Allocation, FiveTuple, TokenBucket
+from ice.turn.allocation import Allocation, AllocationTable, TokenBucket
 from ice.turn.policy import PeerPolicy
 from ice.turn.ports import DEFAULT_RELAY_PORTS, MemoryRelaySockets, PortPool, RelaySockets
 from ice.turn.server_tcp import PeerConnection, TcpEffect, TcpRelay
@@ -222,9 +227,8 @@ class TurnServer:
             (Method.CONNECTION_BIND, self._connection_bind),
         ):
             self.stun.handle_method(int(method), self._guarded(handler))
-        self._allocations: dict[FiveTuple, Allocation] = {}
-        self._by_relay: dict[Address, Allocation] = {}
-        self._per_user: Counter[str] = Counter()
+        #: The allocations, by 5-tuple and by relayed address (the relay pump reads it too).
+        self.allocation_table = AllocationTable()
         self._reservations: dict[bytes, tuple[Address, float]] = {}
         self._heap: list[tuple[float, int, Allocation | bytes | PeerConnection]] = []
         self._sequence = 0
@@ -232,7 +236,7 @@ class TurnServer:
         self._outbox = self.stun._outbox  # one outbox: answers and relayed data in order
         #: The peer connections of TCP allocations (RFC 6062).
         self.tcp = TcpRelay(
-            allocations=self._by_relay,
+            allocations=self.allocation_table.by_relay,
             respond=self._respond_later,
             send=self._outbox.append,
             schedule=self._push,
@@ -251,7 +255,7 @@ class TurnServer:
 
     @relay_sockets.setter
     def relay_sockets(self, sockets: RelaySockets) -> None:
-        if self._allocations:
+        if len(self.allocation_table):
             raise RuntimeError("relay sockets cannot change while allocations exist")
         self.ports.sockets = sockets
 
@@ -263,19 +267,30 @@ class TurnServer:
 
     @property
     def allocation_count(self) -> int:
-        return len(self._allocations)
+        return len(self.allocation_table)
 
     def allocations(self) -> list[Allocation]:
-        return list(self._allocations.values())
+        return list(self.allocation_table)
 
     def allocation_for(self, client: Address, local: Address, reliable: bool = False) -> Allocation:
         """The allocation of a 5-tuple (KeyError when there is none)."""
-        return self._allocations[(client, local, reliable)]
+        return self.allocation_table.by_five_tuple[(client, local, reliable)]
 
     def receive_datagram(
-        self, data: bytes, addr: Address, now: float, *, local: Address, reliable: bool = False
+        self,
+        data: bytes,
+        addr: Address,
+        now: float,
+        *,
+        local: Address | None = None,
+        reliable: bool = False,
     ) -> None:
-        """Handle one datagram (or framed stream message) a client sent to ``local``."""
+        """Handle one datagram (or framed stream message) a client sent to ``local``
+        (None: the core's ``primary`` address; TypeError when it has none)."""
+        if local is None:
+            if self.stun.primary is None:
+                raise TypeError("receive_datagram needs local= (the core has no primary address)")
+            local = self.stun.primary
         if data and 0x40 <= data[0] <= self._last_channel >> 8:
             self._channel_data(data, addr, local, reliable, now)
         elif data[:2] == _SEND_INDICATION:
@@ -285,15 +300,15 @@ class TurnServer:
 
     def receive_from_peer(self, data: bytes, peer: Address, relay: Address, now: float) -> None:
         """Relay a datagram a peer sent to ``relay`` to its client (RFC 8656 section 11.3)."""
-        allocation = self._by_relay.get(relay)
+        allocation = self.allocation_table.for_relay(relay)
         if allocation is None:
             self.drops["no-allocation"] += 1
             return
         if not self._admits(allocation, peer[0], len(data), now):
             return
         client, local, reliable = allocation.five_tuple
-        channel = allocation.channel_of_peer.get(peer)
-        if channel is not None and channel.expires > now:
+        channel = allocation.live_channel_to(peer, now)
+        if channel is not None:
             frame = encode_channel_data(channel.number, data, reliable, self.rfc5766_channels)
         else:
             indication = Message(_DATA_INDICATION)
@@ -309,7 +324,7 @@ class TurnServer:
         client data connection, its peer connection)."""
         if self.tcp.data_lost(addr, local):
             return
-        allocation = self._allocations.get((addr, local, True))
+        allocation = self.allocation_table.get((addr, local, True))
         if allocation is not None:
             self._delete(allocation, "connection closed")
 
@@ -318,6 +333,10 @@ class TurnServer:
 
     def get_timer(self) -> float | None:
         return self._heap[0][0] if self._heap else None
+
+    def next_event(self) -> None:
+        """Always None: the core's requests to the runner are effects (`next_effect`)."""
+        return None
 
     def handle_timer(self, now: float) -> None:
         heap = self._heap
@@ -329,7 +348,7 @@ class TurnServer:
             if isinstance(item, PeerConnection):
                 self.tcp.expire(item, at, now)
                 continue
-            if item.scheduled != at or self._allocations.get(item.five_tuple) is not item:
+            if item.scheduled != at or not self.allocation_table.holds(item):
                 continue  # rescheduled or gone since it was filed
             if item.expires <= now:
                 self.allocations_expired += 1
@@ -343,12 +362,13 @@ class TurnServer:
 
     def counters(self) -> dict[str, int]:
         """Everything countable, flat, for logs and the Prometheus endpoint."""
+        table = self.allocation_table
         out = {
-            "allocations": len(self._allocations),
+            "allocations": len(table),
             "allocations_created": self.allocations_created,
             "allocations_expired": self.allocations_expired,
-            "permissions": sum(len(a.permissions) for a in self._allocations.values()),
-            "channels": sum(len(a.channels) for a in self._allocations.values()),
+            "permissions": sum(len(a.permissions) for a in table),
+            "channels": sum(len(a.channels) for a in table),
             "reservations": len(self._reservations),
         }
         if self.tcp.counts:  # once TCP allocations are in use
@@ -392,7 +412,7 @@ class TurnServer:
     def _channel_data(
         self, data: bytes, addr: Address, local: Address, reliable: bool, now: float
     ) -> None:
-        allocation = self._allocations.get((addr, local, reliable))
+        allocation = self.allocation_table.get((addr, local, reliable))
         if allocation is None:
             self.drops["no-allocation"] += 1
             return
@@ -401,8 +421,8 @@ class TurnServer:
         except DecodeError:
             self.drops["malformed"] += 1
             return
-        channel = allocation.channels.get(number)
-        if channel is None or channel.expires <= now:
+        channel = allocation.live_channel(number, now)
+        if channel is None:
             self.drops["no-channel"] += 1
             return
         self._relay(allocation, payload, channel.peer, now)
@@ -410,7 +430,7 @@ class TurnServer:
     def _send_indication(
         self, data: bytes, addr: Address, local: Address, reliable: bool, now: float
     ) -> None:
-        allocation = self._allocations.get((addr, local, reliable))
+        allocation = self.allocation_table.get((addr, local, reliable))
         if allocation is None:
             self.drops["no-allocation"] += 1
             return
@@ -430,7 +450,7 @@ class TurnServer:
         if allocation.tcp:
             self.drops["tcp-allocation"] += 1  # its data goes over data connections
             return
-        relay = allocation.relays.get(IPV6 if ":" in peer[0] else IPV4)
+        relay = allocation.relay_to(peer[0])
         if relay is None:
             self.drops["family-mismatch"] += 1
             return
@@ -470,7 +490,7 @@ class TurnServer:
         return run
 
     def _existing(self, ctx: RequestContext) -> Allocation:
-        allocation = self._allocations.get((ctx.addr, ctx.local, ctx.reliable))
+        allocation = self.allocation_table.get((ctx.addr, ctx.local, ctx.reliable))
         if allocation is None:
             raise _Refusal(437, "Allocation Mismatch")
         assert ctx.auth is not None
@@ -482,7 +502,7 @@ class TurnServer:
         request, auth = ctx.request, ctx.auth
         assert auth is not None
         five_tuple = (ctx.addr, ctx.local, ctx.reliable)
-        existing = self._allocations.get(five_tuple)
+        existing = self.allocation_table.get(five_tuple)
         if existing is not None:
             if existing.username != auth.username:
                 raise _Refusal(441, "Wrong Credentials")
@@ -514,12 +534,14 @@ class TurnServer:
         lifetime = self._lifetime(request)  # before any port is taken: a bad LIFETIME raises
         limits = self.limits
         if self.redirect_all or (
-            limits.total_quota and len(self._allocations) >= limits.total_quota
+            limits.total_quota and len(self.allocation_table) >= limits.total_quota
         ):
             if self.alternate_servers:
                 return self._redirect(request)
             raise _Refusal(508, "Insufficient Capacity")
-        if limits.user_quota and self._per_user[auth.username] >= limits.user_quota:
+        if limits.user_quota and self.allocation_table.user_count(auth.username) >= (
+            limits.user_quota
+        ):
             raise _Refusal(486, "Allocation Quota Reached")
         dont_fragment = _DONT_FRAGMENT in request
         relays: dict[int, Address] = {}
@@ -566,10 +588,7 @@ class TurnServer:
             bucket=TokenBucket(limits.bandwidth, ctx.now) if limits.bandwidth else None,
             tcp=tcp,
         )
-        self._allocations[five_tuple] = allocation
-        for relay in relays.values():
-            self._by_relay[relay] = allocation
-        self._per_user[auth.username] += 1
+        self.allocation_table.add(allocation)
         self.allocations_created += 1
         self._schedule(allocation, allocation.expires)
         logger.info(
@@ -719,7 +738,7 @@ class TurnServer:
         """RFC 6062 section 5.4: a new connection becomes a peer connection's data connection."""
         if not ctx.reliable:
             raise _Refusal(400, "ConnectionBind needs a TCP or TLS connection")
-        if (ctx.addr, ctx.local, True) in self._allocations:
+        if self.allocation_table.get((ctx.addr, ctx.local, True)) is not None:
             raise _Refusal(400, "ConnectionBind on a control connection")
         if self.tcp.is_data_connection(ctx.addr, ctx.local):
             raise _Refusal(400, "ConnectionBind on a connection already bound")
@@ -756,18 +775,15 @@ class TurnServer:
     def _schedule(self, allocation: Allocation, at: float) -> None:
         """Make sure the allocation's timer fires no later than ``at``."""
         scheduled = allocation.scheduled
-        if scheduled and scheduled <= at and self._filed(allocation):
+        if scheduled and scheduled <= at and self.allocation_table.holds(allocation):
             return
         allocation.scheduled = at
         self._push(at, allocation)
 
-    def _filed(self, allocation: Allocation) -> bool:
-        return self._allocations.get(allocation.five_tuple) is allocation
-
     def _push(self, at: float, item: Allocation | bytes | PeerConnection) -> None:
         self._sequence += 1
         heapq.heappush(self._heap, (at, self._sequence, item))
-        live = len(self._allocations) + len(self._reservations) + len(self.tcp)
+        live = len(self.allocation_table) + len(self._reservations) + len(self.tcp)
         if len(self._heap) > 2 * live + 1024:
             self._compact()
 
@@ -783,7 +799,7 @@ class TurnServer:
             elif isinstance(item, PeerConnection):
                 if self.tcp.filed(item, entry[0]):
                     live.append(entry)
-            elif entry[0] == item.scheduled and self._filed(item):
+            elif entry[0] == item.scheduled and self.allocation_table.holds(item):
                 live.append(entry)
         heapq.heapify(live)
         self._heap = live
@@ -801,20 +817,14 @@ class TurnServer:
             self.ports.release(held[0])
 
     def _delete(self, allocation: Allocation, why: str) -> None:
-        if self._allocations.get(allocation.five_tuple) is not allocation:
+        if not self.allocation_table.remove(allocation):
             return
-        del self._allocations[allocation.five_tuple]
         self.tcp.close_all(allocation)
         for relay in allocation.relays.values():
-            self._by_relay.pop(relay, None)
             self.ports.release(relay)
-        username = allocation.username
-        self._per_user[username] -= 1
-        if self._per_user[username] <= 0:
-            del self._per_user[username]
         logger.info(
             "allocation for %r from %s ended (%s): %d/%d packets to peers/client",
-            username,
+            allocation.username,
             allocation.client,
             why,
             allocation.packets_to_peers,

@@ -30,6 +30,7 @@ from ice.agent.candidate import (
     CandidateType,
     SdpError,
     UnsupportedCandidateError,
+    as_candidate,
     candidate_base,
     candidate_priority,
     foundation,
@@ -833,6 +834,27 @@ aioice_candidates = st.builds(
     st.none() | st.sampled_from(["active", "passive", "so"]),
     st.none() | st.integers(0, 2**31),
 )
+
+
+def test_as_candidate_takes_ours_sdp_text_or_anything_with_to_sdp() -> None:
+    line = "candidate:1 1 udp 2130706431 2001:db8:0:0::5 5000 typ host"
+    parsed = as_candidate(line)
+    assert parsed.host == "2001:db8::5"  # canonical, as sockets report it
+    assert as_candidate(parsed) is parsed
+    assert as_candidate(Candidate.from_sdp(line)) == parsed
+    assert as_candidate(line.removeprefix("candidate:")) == parsed
+
+    class Theirs:  # aioice's Candidate, as far as as_candidate cares
+        def to_sdp(self) -> str:
+            return line.removeprefix("candidate:")
+
+    assert as_candidate(Theirs()) == parsed
+    named = as_candidate("1 1 udp 2130706431 Some-UUID.local 9 typ host")
+    assert named.host == "Some-UUID.local" and named.ip_version is None
+    with pytest.raises(TypeError, match="not a candidate"):
+        as_candidate(42)
+    with pytest.raises(SdpError):
+        as_candidate("candidate:nonsense")
 
 
 @pytest.mark.interop

@@ -4,6 +4,7 @@ resolver machines under virtual time. Over real sockets: tests/aio/test_mdns.py.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import random
 import re
 from pathlib import Path
@@ -13,6 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ice
+from ice.agent.agent import Agent
+from ice.agent.events import LocalCandidate
+from ice.agent.local_candidates import host_candidate, mapped_candidate, relayed_candidates
 from ice.agent.mdns import (
     MDNS_GROUP_V4,
     TYPE_A,
@@ -28,7 +32,10 @@ from ice.agent.mdns import (
     decode_message,
     encode_message,
     is_mdns_name,
+    mdns_candidate,
 )
+from tests.agent.test_agent import connected, events
+from tests.support.netsim import Network
 
 ROOT = Path(__file__).resolve().parents[2]
 QUERIER = ("192.0.2.20", 5353)
@@ -171,3 +178,77 @@ def test_resolver_gives_up_at_its_timeout_and_ignores_unasked_answers() -> None:
     assert isinstance(event, ResolveFailed) and event.name == "nobody.local"
     resolver.resolve(other, 20.0)  # the stranger's answer was not cached
     assert resolver.next_event() is None
+
+
+# -- host candidates signalled by name
+
+
+def test_a_named_host_is_signalled_by_name_and_its_address_hidden_elsewhere() -> None:
+    v4 = host_candidate(("192.0.2.30", 5000), 1, 65535)
+    v6 = host_candidate(("2001:db8::30", 5002), 1, 65534)
+    other = host_candidate(("192.0.2.31", 5001), 1, 65533)
+    names = {"192.0.2.30": "a.local", "2001:db8::30": "b.local"}
+    assert mdns_candidate(v4, names) == dataclasses.replace(v4, host="a.local")
+    assert mdns_candidate(v6, names).host == "b.local"
+    assert mdns_candidate(other, names) is other  # no name: as it is
+    assert mdns_candidate(v4, {}) is v4
+    srflx = mapped_candidate(v4, "203.0.113.9")
+    hidden = mdns_candidate(srflx, names)
+    assert hidden.address == srflx.address  # the public address is not a secret
+    assert (hidden.related_address, hidden.related_port) == ("0.0.0.0", 9)
+    srflx6 = mapped_candidate(v6, "2001:db8:ffff::9")
+    assert (mdns_candidate(srflx6, names).related_address, srflx6.port) == ("::", 5002)
+    (relayed,) = relayed_candidates(
+        ("198.51.100.7", 49152), ("203.0.113.9", 40000), 1, 65535,
+        server=("198.51.100.1", 3478), server_transport="udp",
+    )  # fmt: skip
+    assert mdns_candidate(relayed, names) is relayed  # its related address is public
+
+
+def test_two_agents_connect_through_an_mdns_name_under_virtual_time() -> None:
+    """The left agent signals its host candidate as a .local name; the right one
+    resolves it (resolver and responder exchanging datagrams at virtual times,
+    the first query lost) and connects to the address learnt."""
+    left_base, right_base = ("192.0.2.30", 5000), ("192.0.2.40", 6000)
+    left = Agent(controlling=True, rng=random.Random(1))
+    right = Agent(controlling=False, rng=random.Random(2))
+    responder = MdnsResponder(rng=random.Random(3))
+    names = {left_base[0]: responder.register(left_base[0])}
+    left.add_host_candidate(left_base, 1, 65535)
+    right.add_host_candidate(right_base, 1, 65535)
+    signalled = [
+        mdns_candidate(e.candidate, names) for e in events(left) if isinstance(e, LocalCandidate)
+    ]
+    assert [c.host for c in signalled] == [names[left_base[0]]]
+    assert left_base[0] not in signalled[0].to_sdp()
+
+    resolver = MdnsResolver()
+    now = 0.0
+    resolver.resolve(signalled[0].host, now, timeout=5.0)
+    resolver.datagrams_to_send(now)  # lost
+    while (event := resolver.next_event()) is None:
+        timer = resolver.get_timer()
+        assert timer is not None
+        now = timer
+        resolver.handle_timer(now)
+        for query_sent in resolver.datagrams_to_send(now):
+            responder.receive_datagram(query_sent.data, ("192.0.2.40", 5353), now)
+        for answer in responder.datagrams_to_send(now):
+            resolver.receive_datagram(answer.data, (left_base[0], 5353), now)
+    assert now == 1.0 and event == Resolved(signalled[0].host, (left_base[0],))
+    resolved = dataclasses.replace(signalled[0], host=event.addresses[0])
+
+    net = Network(start=now)
+    net.add_host(left, [left_base])
+    net.add_host(right, [right_base])
+    left.set_remote_credentials(right.local_ufrag, right.local_pwd)
+    right.set_remote_credentials(left.local_ufrag, left.local_pwd)
+    left.add_remote_candidate(right.local_candidates[0], now)
+    right.add_remote_candidate(signalled[0], now)  # a name: left out, as unresolved
+    assert right.remote_candidates == []
+    right.add_remote_candidate(resolved, now)
+    left.connect(now)
+    right.connect(now)
+    net.run(until=lambda: connected(left, right), max_time=now + 5)
+    pair = right.selected_pair(1)
+    assert pair is not None and pair.remote_address == left_base

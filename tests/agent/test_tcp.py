@@ -35,9 +35,9 @@ def tcp(ip: str, port: int, tcptype: str, component: int = 1) -> Candidate:
 
 
 def add_tcp(net: TcpNet, agent: Agent, ip: str, port: int, tcptype: str) -> None:
-    candidate = tcp(ip, port, tcptype)
     base: Address = (ip, 0) if tcptype == "active" else (ip, port)
-    agent.add_local_candidate(candidate, base)
+    added = agent.add_host_candidate(base, 1, 65535, tcptype=tcptype)  # type: ignore[arg-type]
+    assert added == tcp(ip, port, tcptype)
     if tcptype != "active":
         net.listeners[base] = agent
 
@@ -272,3 +272,16 @@ def test_a_connection_that_opens_after_the_agent_closed_is_ignored() -> None:
     a.close()
     a.connection_opened(request.connection_id, (LEFT_IP, 50123), 0.1)
     assert a.datagrams_to_send(0.1) == [] and a.checklist.triggered == deque()
+
+
+def test_a_connection_request_names_the_component_of_its_pair() -> None:
+    """The adapter delivers a connection's data as that component's."""
+    agent = Agent(controlling=True, components=2, rng=random.Random(1))
+    agent.add_host_candidate((LEFT_IP, 0), 2, 65535, tcptype="active")
+    agent.end_of_local_candidates()
+    agent.set_remote_credentials("abcd", "a" * 22)
+    agent.add_remote_candidate(tcp(RIGHT_IP, 7000, "passive", component=2))
+    agent.connect(0.0)
+    (request,) = agent.connections_to_open()
+    assert (request.local, request.remote) == ((LEFT_IP, 0), (RIGHT_IP, 7000))
+    assert request.component == 2 and not request.simultaneous

@@ -18,7 +18,9 @@ from pathlib import Path
 import pytest
 
 import ice
+from ice.agent.mdns import MdnsResolver
 from ice.aio.mdns import MdnsService
+from ice.machine import Transmit
 from tests.support.loop import run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,6 +53,39 @@ def test_two_services_resolve_each_other_on_loopback() -> None:
             b.close()
 
     run(scenario())
+
+
+def test_what_the_resolver_sends_when_its_timer_fires_is_taken_at_the_timer_s_now(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The query sent again (or the lookup given up) on a timer is the machine's step at
+    the time it fired, not at a later reading of the clock."""
+    steps: list[tuple[str, float]] = []
+
+    class Recording(MdnsResolver):
+        def handle_timer(self, now: float) -> None:
+            steps.append(("handle_timer", now))
+            super().handle_timer(now)
+
+        def datagrams_to_send(self, now: float) -> list[Transmit]:
+            steps.append(("datagrams_to_send", now))
+            return super().datagrams_to_send(now)
+
+    monkeypatch.setattr("ice.aio.mdns.MdnsResolver", Recording)
+
+    async def scenario() -> None:
+        service = await _loopback_service()
+        try:
+            with pytest.raises(LookupError):
+                await service.resolve("0f2c6d6e-0000-4000-8000-000000000001.local", 0.05)
+        finally:
+            service.close()
+
+    run(scenario())
+    fired = [i for i, (step, _) in enumerate(steps) if step == "handle_timer"]
+    assert fired, steps
+    for i in fired:
+        assert steps[i + 1] == ("datagrams_to_send", steps[i][1])
 
 
 def _connection(**options: object) -> ice.Connection:

@@ -23,8 +23,12 @@ import pytest
 
 import ice
 from ice.aio.stun_server import Listener, StunServerRunner, serve_stun
+from ice.aio.turn_server import TurnServerRunner
 from ice.machine import Address, Transmit
 from ice.stun.server import StunServer
+from ice.stun.server_auth import LongTermAuthenticator
+from ice.turn.ports import MemoryRelaySockets
+from ice.turn.server import TurnServer
 from tests.support.coturn import free_port, write_self_signed_cert
 from tests.support.loop import HAS_IPV6_LOOPBACK
 
@@ -462,7 +466,13 @@ def test_an_exception_in_the_core_is_logged_and_serving_goes_on(
         """A core with a bug that one request triggers (the real core catches its own)."""
 
         def receive_datagram(
-            self, data: bytes, addr: Address, now: float, *, local: Address, reliable: bool = False
+            self,
+            data: bytes,
+            addr: Address,
+            now: float,
+            *,
+            local: Address | None = None,
+            reliable: bool = False,
         ) -> None:
             if b"boom" in data:
                 raise RuntimeError("bug in the core")
@@ -480,7 +490,7 @@ def test_an_exception_in_the_core_is_logged_and_serving_goes_on(
             request = binding_request()
             conn.sendall(boom + request.raw)  # the same connection goes on after the bug
             assert read_frame(conn).transaction_id == request.transaction_id
-    failures = [r for r in caplog.records if "server failed" in r.getMessage()]
+    failures = [r for r in caplog.records if "Breaking: receive_datagram" in r.getMessage()]
     assert len(failures) == 2 and all(r.exc_info for r in failures)
 
 
@@ -663,3 +673,20 @@ def test_rfc5780_mode_needs_fixed_ports() -> None:
 
     with pytest.raises(ValueError, match="needs a port"):
         asyncio.run(attempt())
+
+
+def test_runner_options_are_taken_once_and_a_misspelt_one_is_refused() -> None:
+    async def main() -> None:
+        core = TurnServer(
+            authenticator=LongTermAuthenticator("example.org", {"u": "p"}),
+            relay_ips=["127.0.0.1"],
+            sockets=MemoryRelaySockets(),
+        )
+        turn = TurnServerRunner(core, [], max_connections=7, reuse_port=True)
+        assert (turn.max_connections, turn.reuse_port, turn.idle_timeout) == (7, True, 300.0)
+        with pytest.raises(TypeError, match="max_conections"):
+            StunServerRunner(StunServer(), [], max_conections=7)  # type: ignore[call-arg]
+        with pytest.raises(ValueError, match="positive"):
+            StunServerRunner(StunServer(), [], idle_timeout=0)
+
+    asyncio.run(main())

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import pytest
 
 from ice._codec import Message, message_type, stream_frame_length
+from ice.aio.turn_server_tcp import TcpRelayIO
 from ice.attrs import (
     ConnectionId,
     ErrorCodeAttribute,
@@ -44,6 +45,8 @@ from ice.constants import MessageClass, Method
 from ice.machine import Address
 from ice.stun.credentials import long_term_key
 from ice.turn.policy import PeerPolicy
+from ice.turn.server_tcp import Splice
+from tests.support.coturn import free_port
 from tests.support.ice_turn_server import USERS, IceTurn, run_ice_turn
 from tests.support.loop import run
 
@@ -582,5 +585,73 @@ def test_ipv6_tcp_allocation_connect_and_bind() -> None:
             data, _ = await allocation.bind(connection_id)
             await exchange(data, peer, 100_000)
             await allocation.close()
+
+    run(main())
+
+
+# -- TcpRelayIO on its own: the loop, the core's reports, flush, connection_for
+
+
+@dataclass
+class ReportingCore:
+    """Answers `TcpRelayIO`'s reports as a core would, and keeps them."""
+
+    accept_as: int | None
+    reports: list[tuple[str, Any]] = field(default_factory=list)
+
+    def peer_connected(self, connection_id: int, now: float) -> None:
+        self.reports.append(("connected", connection_id))
+
+    def peer_connection_failed(self, connection_id: int, now: float) -> None:
+        self.reports.append(("failed", connection_id))
+
+    def peer_connection_accepted(self, relay: Address, peer: Address, now: float) -> int | None:
+        self.reports.append(("accepted", relay))
+        return self.accept_as
+
+    def peer_connection_closed(self, connection_id: int, now: float) -> None:
+        self.reports.append(("closed", connection_id))
+
+
+@pytest.mark.parametrize("accept_as", [None, 7])
+def test_tcp_relay_io_works_from_its_callables_alone(accept_as: int | None) -> None:
+    """No runner: a peer's connection is reported and flushed; refused, it is closed;
+    accepted, a Splice whose client connection is gone closes it and tells the core."""
+
+    async def main() -> None:
+        core = ReportingCore(accept_as)
+        flushes: list[None] = []
+        asked: list[tuple[Address, Address]] = []
+
+        def connection_for(client: Address, local: Address) -> None:
+            asked.append((client, local))
+            return None
+
+        io = TcpRelayIO(
+            loop=asyncio.get_running_loop(),
+            core=core,
+            flush=lambda: flushes.append(None),
+            connection_for=connection_for,
+            max_buffer=65536,
+        )
+        relay = ("127.0.0.1", free_port("tcp"))
+        assert io.open_tcp_relay(relay) and io.listener_count == 1
+        reader, writer = await asyncio.open_connection(*relay)
+        try:
+            await eventually(lambda: len(flushes) == 1)
+            assert core.reports == [("accepted", relay)]
+            if accept_as is None:
+                assert await reader.read() == b""  # closed at once
+                return
+            client, local = ("192.0.2.1", 1), ("192.0.2.2", 3478)
+            io.apply(Splice(accept_as, client, local))
+            assert asked == [(client, local)]
+            assert await reader.read() == b""
+            await eventually(lambda: ("closed", accept_as) in core.reports)
+            assert io.peer_count == 0 and len(flushes) == 2
+        finally:
+            writer.close()
+            io.close()
+        assert io.listener_count == 0
 
     run(main())

@@ -33,7 +33,7 @@ from ice.machine import Address
 from ice.stun.client_auth import LongTermCredentials
 from ice.stun.credentials import turn_rest_credentials
 from ice.stun.uri import parse_uri
-from ice.turn.client import (
+from ice.turn.events import (
     AllocationLost,
     ChannelBound,
     Closed,

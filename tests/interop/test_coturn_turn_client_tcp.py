@@ -19,9 +19,7 @@ import ice
 from ice.aio import turn_client as aio_turn
 from ice.aio.turn_client import TurnClient
 from ice.machine import Address
-from ice.turn.client import (
-    PeerConnectFailed,
-)
+from ice.turn.events import PeerConnectFailed
 from tests.support.coturn import Coturn, requires_coturn, run_coturn
 from tests.support.loop import run
 

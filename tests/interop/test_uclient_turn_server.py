@@ -60,7 +60,7 @@ from ice.constants import (
 from ice.machine import Address
 from ice.stun.client_auth import LongTermCredentials
 from ice.stun.credentials import turn_rest_credentials
-from ice.turn.client import ChannelBound, TurnEvent
+from ice.turn.events import ChannelBound, TurnEvent
 from ice.turn.policy import PeerPolicy
 from tests.support.coturn import UCLIENT, free_port, requires_coturn, run_uclient
 from tests.support.ice_turn_server import IceTurn, run_ice_turn

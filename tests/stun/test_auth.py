@@ -14,8 +14,9 @@ from ice.constants import BINDING_REQUEST, AttrType, PasswordAlgorithmId
 from ice.machine import Address
 from ice.stun.client import StunClient
 from ice.stun.client_auth import LongTermCredentials
+from ice.stun.credentials import nonce_features
 from ice.stun.server import StunServer
-from ice.stun.server_auth import LongTermAuthenticator, nonce_features
+from ice.stun.server_auth import LongTermAuthenticator
 from ice.stun.transaction import TransactionFailed, TransactionSucceeded
 
 SERVER: Address = ("198.51.100.1", 3478)

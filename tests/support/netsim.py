@@ -16,7 +16,8 @@ threads and no sleeps::
 A `SimNat` translates the hosts behind it (or, with ``translate=False``, only
 filters, as a firewall) with the mapping and filtering behaviours of RFC 4787,
 optional hairpinning and a mapping lifetime refreshed by outbound traffic
-only. Every datagram's fate is recorded in `Network.log`.
+only; with ``one_to_one`` it is a static 1:1 NAT (a cloud VM's). Every
+datagram's fate is recorded in `Network.log`.
 """
 
 from __future__ import annotations
@@ -80,7 +81,9 @@ class SimNat:
     seconds after the last outbound packet that used it (inbound packets do
     not refresh it); its public port is never reused. ``hairpinning`` lets a
     host reach another (or itself) at a public address of this NAT.
-    ``block_udp`` drops everything outbound.
+    ``block_udp`` drops everything outbound. ``one_to_one`` (an inside IP)
+    makes it a static 1:1 NAT: that IP's ports are the public IP's, port for
+    port, both ways, with no mapping to open first and no filtering.
     """
 
     def __init__(
@@ -94,9 +97,12 @@ class SimNat:
         translate: bool = True,
         block_udp: bool = False,
         first_port: int = 40000,
+        one_to_one: str | None = None,
     ) -> None:
         if translate and public_ip is None:
             raise ValueError("a translating NAT needs a public IP")
+        if one_to_one is not None and not translate:
+            raise ValueError("a 1:1 NAT translates")
         self.public_ip = public_ip
         self.mapping = mapping
         self.filtering = filtering
@@ -104,6 +110,7 @@ class SimNat:
         self.lifetime = lifetime
         self.translate = translate
         self.block_udp = block_udp
+        self.one_to_one = one_to_one
         self._ports = itertools.count(first_port)
         self._by_key: dict[tuple[object, ...], _Mapping] = {}
         self._by_public: dict[Address, _Mapping] = {}
@@ -138,6 +145,9 @@ class SimNat:
         """The public source of a packet from ``internal`` to ``remote``; None: dropped."""
         if self.block_udp:
             return None
+        if self.one_to_one is not None and internal[0] == self.one_to_one:
+            assert self.public_ip is not None
+            return (self.public_ip, internal[1])
         self._expire(now)
         key = self._key(internal, remote)
         entry = self._by_key.get(key)
@@ -155,6 +165,8 @@ class SimNat:
 
     def inbound(self, remote: Address, public: Address, now: float) -> tuple[Address | None, str]:
         """Where a packet from ``remote`` to ``public`` goes inside, or None and why not."""
+        if self.one_to_one is not None:
+            return (self.one_to_one, public[1]), "ok"
         self._expire(now)
         entry = self._by_public.get(public)
         if entry is None:

@@ -12,11 +12,11 @@ from __future__ import annotations
 import random
 
 from ice.agent.agent import Agent
-from ice.agent.candidate import Candidate, CandidateType, candidate_priority, foundation
 from ice.machine import Address, Transmit
 from ice.stun.client_auth import LongTermCredentials
 from ice.stun.server_auth import LongTermAuthenticator
-from ice.turn.client import Allocated, DataReceived, TurnSession
+from ice.turn.client import TurnSession
+from ice.turn.events import Allocated, DataReceived
 from ice.turn.policy import PeerPolicy
 from ice.turn.ports import MemoryRelaySockets
 from ice.turn.server import TurnServer
@@ -101,24 +101,12 @@ class RelayedAgent:
         while (event := self.session.next_event()) is not None:
             if isinstance(event, Allocated):
                 self.relayed = event.relayed[0]
-                self.agent.add_local_candidate(self._candidate(event), self.relayed, now)
+                self.agent.add_relayed_candidates(
+                    self.relayed, 1, 65535, now,
+                    server=self.turn, server_transport="udp", mapped=event.mapped,
+                )  # fmt: skip
             elif isinstance(event, DataReceived) and self.relayed is not None:
                 self.agent.receive_datagram(event.data, event.peer, now, local=self.relayed)
-
-    def _candidate(self, event: Allocated) -> Candidate:
-        host, port = event.relayed[0]
-        related = event.mapped if event.mapped is not None else ("0.0.0.0", 9)
-        return Candidate(
-            foundation=foundation(CandidateType.RELAY, host, self.turn, "udp"),
-            component=1,
-            transport="udp",
-            priority=candidate_priority(CandidateType.RELAY, 65535, 1),
-            host=host,
-            port=port,
-            type=CandidateType.RELAY,
-            related_address=related[0],
-            related_port=related[1],
-        )
 
     def datagrams_to_send(self, now: float) -> list[Transmit]:
         out = []

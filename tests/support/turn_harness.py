@@ -18,7 +18,8 @@ from ice.stun.client import StunClient
 from ice.stun.client_auth import LongTermCredentials
 from ice.stun.server_auth import LongTermAuthenticator
 from ice.stun.transaction import TransactionEvent
-from ice.turn.client import TurnEvent, TurnSession
+from ice.turn.client import TurnSession
+from ice.turn.events import TurnEvent
 from ice.turn.policy import PeerPolicy
 from ice.turn.ports import MemoryRelaySockets
 from ice.turn.server import TurnLimits, TurnServer

@@ -12,7 +12,7 @@ import pytest
 from ice.stun.credentials import turn_rest_credentials
 from ice.stun.server_auth import LongTermAuthenticator
 from ice.turn.auth import RestSecrets, load_users, parse_user
-from ice.turn.client import Allocated, AllocationFailed, AllocationLost, Refreshed
+from ice.turn.events import Allocated, AllocationFailed, AllocationLost, Refreshed
 from tests.support.turn_harness import REALM, TurnNet, at
 
 NOW = 1_700_000_000.0

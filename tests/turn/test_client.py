@@ -25,7 +25,8 @@ from ice.constants import (
 from ice.machine import Address
 from ice.stun.server import RequestContext, StunServer
 from ice.stun.server_auth import LongTermAuthenticator
-from ice.turn.client import (
+from ice.turn.client import TurnSession
+from ice.turn.events import (
     Allocated,
     AllocationFailed,
     AllocationLost,
@@ -38,7 +39,6 @@ from ice.turn.client import (
     Redirected,
     Refreshed,
     TurnEvent,
-    TurnSession,
 )
 
 SERVER: Address = ("198.51.100.1", 3478)
@@ -567,6 +567,86 @@ def test_a_lapsed_permission_takes_a_bound_channel_off_the_fast_path_until_reins
     assert session.encapsulate(b"x", PEER) is not None
 
 
+# -- what the server holds, as the session knows it
+
+
+def test_has_permission_from_install_through_refresh_to_lapse() -> None:
+    session, _, servers = allocated(channel_after=0)
+    peer6 = ("2001:db8::9", 3)
+    assert not session.has_permission(PEER[0])
+    session.create_permission([PEER, peer6], 0.0)
+    assert not session.has_permission(PEER[0])  # asked for, not granted yet
+    run(session, servers, 0.0)
+    assert session.has_permission(PEER[0]) and session.has_permission("2001:db8::9")
+    assert session.has_permission("2001:0db8:0::0009")  # any spelling
+    for t in (60.0, 120.0, 180.0, 230.0):  # PEER in use: refreshed at 240 s; peer6 idle
+        advance(session, servers, t)
+        session.send(b"tick", PEER, t)
+        run(session, servers, t)
+
+    seen = advance(session, servers, 300.0)
+
+    assert (300.0, PermissionExpired(("2001:db8::9",))) in seen
+    assert session.has_permission(PEER[0]) and not session.has_permission("2001:db8::9")
+
+
+def test_has_permission_holds_while_a_refresh_is_unanswered_and_not_after_it_fails() -> None:
+    session, _, servers = allocated(channel_after=0)
+    session.send(b"x", PEER, 0.0)
+    run(session, servers, 0.0)
+    session.send(b"in use", PEER, 100.0)
+    run(session, servers, 100.0)
+    advance(session, servers, 241.0, silent=True)  # the refresh at 240 s goes unanswered
+    assert session.has_permission(PEER[0])
+
+    seen = advance(session, servers, 290.0, silent=True)
+
+    assert any(isinstance(event, PermissionFailed) for _, event in seen)
+    assert not session.has_permission(PEER[0])
+
+
+def test_a_refused_permission_is_not_held() -> None:
+    session, server, servers = allocated(channel_after=0)
+    server.overrides[Method.CREATE_PERMISSION] = lambda ctx: error(ctx, 403)
+    session.create_permission([PEER], 1.0)
+    run(session, servers, 1.0)
+    assert not session.has_permission(PEER[0])
+
+
+def test_channel_for_is_the_bound_number_through_refreshes_until_it_lapses() -> None:
+    session, server, servers = allocated(channel_after=0)
+    peer6 = ("2001:db8::9", 3)
+    assert session.channel_for(PEER) is None
+    number = session.bind_channel(PEER, 0.0)
+    other = session.bind_channel(peer6, 0.0)
+    assert session.channel_for(PEER) is None  # its ChannelBind is not answered yet
+    run(session, servers, 0.0)
+    assert session.channel_for(PEER) == number and session.channel_for(peer6) == other
+    assert session.channel_for(("2001:0db8::0009", 3)) == other  # any spelling
+    assert session.has_permission(PEER[0])  # ChannelBind installed it
+    for t in range(30, 720, 30):  # PEER in use: rebound at 540 s; peer6 idle
+        advance(session, servers, float(t))
+        session.send(b"tick", PEER, float(t))
+        run(session, servers, float(t))
+        assert session.channel_for(PEER) == number
+    binds = [r for r in server.requests if r.method == Method.CHANNEL_BIND]
+    assert len(binds) == 3  # two at first, PEER's refresh at 540 s
+    assert session.channel_for(peer6) is None  # lapsed unused at 600 s
+
+    advance(session, servers, 1679.0)  # used since 540 s: rebound at 1080 s, then idle
+    assert session.channel_for(PEER) == number
+    advance(session, servers, 1680.0)
+    assert session.channel_for(PEER) is None
+
+
+def test_a_refused_channel_has_no_number() -> None:
+    session, server, servers = allocated(channel_after=0)
+    server.overrides[Method.CHANNEL_BIND] = lambda ctx: error(ctx, 400)
+    session.bind_channel(PEER, 1.0)
+    run(session, servers, 1.0)
+    assert session.channel_for(PEER) is None
+
+
 def test_a_redirect_carries_the_alternate_domain_for_tls() -> None:
     first = ScriptedTurnServer(SERVER)
     first.overrides[Method.ALLOCATE] = lambda ctx: error(
@@ -576,3 +656,11 @@ def test_a_redirect_carries_the_alternate_domain_for_tls() -> None:
     session.allocate(0.0)
     events = run(session, {SERVER: first, OTHER_SERVER: ScriptedTurnServer(OTHER_SERVER)}, 0.0)
     assert events[0] == Redirected(OTHER_SERVER, "turn2.example.org")
+
+
+def test_allocation_options_are_taken_once_and_a_misspelt_one_is_refused() -> None:
+    credentials = ice.LongTermCredentials("alice", "secret")
+    session = TurnSession(SERVER, credentials, family=6, channel_after=0)
+    assert (session.family, session.channel_after, session.relay_transport) == (6, 0, "udp")
+    with pytest.raises(TypeError, match="familly"):
+        TurnSession(SERVER, credentials, familly=6)  # type: ignore[call-arg]

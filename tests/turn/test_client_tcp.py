@@ -28,19 +28,21 @@ from ice.constants import (
 from ice.machine import Address
 from ice.stun.server import RequestContext, StunServer
 from ice.stun.server_auth import LongTermAuthenticator
-from ice.turn.client import (
+from ice.turn.client import TurnSession
+from ice.turn.data_connection import TurnDataConnection
+from ice.turn.events import (
     Allocated,
     AllocationFailed,
+    BindFailed,
+    Bound,
     ConnectionAttempt,
+    DataConnectionEvent,
     PeerConnected,
     PeerConnectFailed,
     PermissionExpired,
     PermissionInstalled,
     TurnEvent,
-    TurnSession,
 )
-from ice.turn.data_connection import TurnDataConnection
-from ice.turn.events import BindFailed, Bound, DataConnectionEvent
 
 SERVER: Address = ("198.51.100.1", 3478)
 CLIENT: Address = ("192.0.2.10", 40000)  # the control connection

@@ -53,7 +53,8 @@ from ice.machine import Address
 from ice.stun.server_auth import LongTermAuthenticator
 from ice.stun.transaction import TransactionEvent, TransactionFailed, TransactionSucceeded
 from ice.turn.allocation import CHANNEL_COOLDOWN, CHANNEL_LIFETIME, PERMISSION_LIFETIME
-from ice.turn.client import (
+from ice.turn.client import TurnSession
+from ice.turn.events import (
     Allocated,
     AllocationFailed,
     ChannelBound,
@@ -62,7 +63,6 @@ from ice.turn.client import (
     PermissionFailed,
     PermissionInstalled,
     Refreshed,
-    TurnSession,
 )
 from ice.turn.policy import PeerPolicy, parse_networks
 from ice.turn.ports import MemoryRelaySockets
@@ -1037,7 +1037,7 @@ def test_unrefreshed_allocation_expires_and_its_relay_is_closed() -> None:
     assert net.server.allocations_expired == 3
     assert net.server.counters()["allocations_expired"] == 3
     assert net.server.get_timer() is None  # nothing left filed
-    assert not net.server._per_user and not net.server._by_relay
+    assert not net.server.allocation_table.user_total and not net.server.allocation_table.by_relay
     net.from_peer(b"late", PEER, clients[0][1])
     assert net.server.drops["no-allocation"] == 1
     failed(refresh(net, clients[0][0]), 437)
@@ -1345,7 +1345,8 @@ def test_flood_of_unauthenticated_allocates_leaves_no_state() -> None:
         sizes.add(len(out[0].data))
     assert len(sizes) == 1 and sizes.pop() <= 120
     assert server.allocation_count == 0 and not net.sockets.open
-    assert not server._allocations and not server._by_relay and not server._per_user
+    table = server.allocation_table
+    assert not table.by_five_tuple and not table.by_relay and not table.user_total
     assert not server._reservations and not server._heap and server.get_timer() is None
     assert server.ports.in_use(RELAY_IP) == 0 and server.ports.in_use(RELAY_IP6) == 0
     assert not server.drops
