@@ -58,8 +58,8 @@ from ice.agent.events import (
 from ice.agent.local_candidates import host_candidate, mapped_candidate, relayed_candidates
 from ice.agent.srflx import Reflexive, ServerReflexiveGatherer
 from ice.agent.stats import ConnectionStats, pair_stats
-from ice.agent.tcp import TcpConnections, can_pair, peer_reflexive_tcptype
-from ice.agent.tcp_checks import TcpChecks
+from ice.agent.tcp import OpenConnection, can_pair, peer_reflexive_tcptype
+from ice.agent.tcp_checks import TcpChecks, peer_may_connect
 from ice.attrs import (
     ErrorCodeAttribute,
     IceControlled,
@@ -110,7 +110,7 @@ class _Check:
     started: float
 
 
-class Agent(TcpChecks):
+class Agent:
     """One ICE session: a check list over the components of one data stream."""
 
     def __init__(
@@ -177,7 +177,6 @@ class Agent(TcpChecks):
             rto=check_rto, min_rto=min(check_rto, 0.5), rc=check_retransmissions, rm=4
         )
         self._checks: dict[bytes, _Check] = {}
-        self._arrived_on: dict[bytes, Address] = {}
         self._outbox: list[Transmit] = []
         self._events: deque[AgentEvent] = deque()
         self._next_ta: float | None = None
@@ -197,7 +196,15 @@ class Agent(TcpChecks):
         self._srflx = ServerReflexiveGatherer(timeout=gather_timeout, software=software)
         self._gather_started = False
         self._stale_selected: set[tuple[int, int]] = set()  # from before an ICE restart
-        self._tcp = TcpConnections()  # ICE-TCP (RFC 6544): connections asked for and open
+        # ICE-TCP (RFC 6544): the connections asked for and open, and what follows from them
+        self._tcp_checks = TcpChecks(
+            checklists=lambda: self.checklists,
+            local_candidates=self.local_candidates,
+            bases=self._bases,
+            add_local_candidate=self.add_local_candidate,
+            arm=self._arm,
+            check_failed=self._check_failed,
+        )
         #: How long an agent with passive TCP candidates waits for the peer to connect
         #: before it declares failure with nothing else left to check.
         self.tcp_passive_wait = tcp_passive_wait
@@ -367,7 +374,7 @@ class Agent(TcpChecks):
             related_port=base[1],
         )
         self.add_local_candidate(candidate, base, now, stream=stream)
-        self._add_tcp_server_reflexive(candidate, base[0], server, stream, now)
+        self._tcp_checks.add_server_reflexive_twin(candidate, base[0], server, stream, now)
 
     def set_remote_credentials(self, ufrag: str, pwd: str, *, lite: bool = False) -> None:
         self.remote_ufrag, self.remote_pwd = ufrag, pwd
@@ -424,18 +431,10 @@ class Agent(TcpChecks):
             incoming and local.tcptype == "passive" and remote.transport == "tcp"
         ):
             return None
-        pair = self.checklists[stream].add(
-            CandidatePair(local, remote, base, stream), self.controlling
-        )
+        checklist = self.checklists[stream]
         # RFC 8445 6.1.2.6: one Waiting pair per foundation across all check lists
-        if pair.state is PairState.WAITING and any(
-            p.foundation == pair.foundation and p.state is not PairState.FROZEN
-            for other in self.checklists
-            if other is not self.checklists[stream]
-            for p in other.pairs
-        ):
-            pair.state = PairState.FROZEN
-        return pair
+        others = [other for other in self.checklists if other is not checklist]
+        return checklist.add(CandidatePair(local, remote, base, stream), self.controlling, others)
 
     # -- starting and stopping
 
@@ -456,7 +455,7 @@ class Agent(TcpChecks):
         self._srflx.cancel()
         self._next_ta = None
         self._consent.clear()
-        self._tcp.clear()
+        self._tcp_checks.clear()
         self._set_state(ConnectionState.CLOSED)
 
     def restart(self, now: float, *, ufrag: str | None = None, pwd: str | None = None) -> None:
@@ -526,6 +525,36 @@ class Agent(TcpChecks):
         if self._next_ta <= now:
             self.handle_timer(now)
 
+    # -- ICE-TCP connections (RFC 6544): ice.agent.tcp_checks does the work
+
+    def connections_to_open(self) -> list[OpenConnection]:
+        """TCP connections the check list needs: open each and report back with
+        `connection_opened` or `connection_failed`."""
+        return self._tcp_checks.connections_to_open()
+
+    def connection_opened(self, connection_id: int, local: Address, now: float) -> None:
+        """The connection asked for is up, leaving from ``local``: its check goes out."""
+        self._tcp_checks.connection_opened(connection_id, local, now)
+
+    def connection_failed(self, connection_id: int, now: float) -> None:
+        """The connection could not be opened: its pair fails."""
+        self._tcp_checks.connection_failed(connection_id, now)
+
+    def connection_accepted(self, local: Address, remote: Address) -> None:
+        """The peer connected to a passive or simultaneous-open candidate at ``local``."""
+        self._tcp_checks.connection_accepted(local, remote)
+
+    def connection_closed(self, local: Address, remote: Address, now: float) -> None:
+        """A connection closed: the pairs over it fail (the selected one loses consent)."""
+        self._tcp_checks.connection_closed(local, remote, now)
+
+    def _awaiting_connections(self, now: float) -> bool:
+        """True while a peer with active TCP candidates may still connect to one of
+        our passive ones: until ``tcp_passive_wait`` after `connect`."""
+        if self._connect_time is None or now >= self._connect_time + self.tcp_passive_wait:
+            return False
+        return peer_may_connect(self.local_candidates, self._remote)
+
     # -- the machine surface
 
     def receive_datagram(
@@ -560,20 +589,17 @@ class Agent(TcpChecks):
         if cls == _REQUEST:
             self._answer_check(message, addr, local, now)
         elif cls in (_SUCCESS, _ERROR) and self._srflx.owns(message):
-            self._srflx.receive_message(message, addr, now)
+            self._srflx.receive_message(message, addr, now, local=local)
             self._gathered(now)
-        elif cls in (_SUCCESS, _ERROR):
-            self._arrived_on[message.transaction_id] = local
-            if self._table.receive_message(message, addr, now):
-                self._drain(now)
-            self._arrived_on.pop(message.transaction_id, None)
+        elif cls in (_SUCCESS, _ERROR) and self._table.receive_message(
+            message, addr, now, local=local
+        ):
+            self._drain(now)
 
     def datagrams_to_send(self, now: float) -> list[Transmit]:
+        # Checks leave from their pair's base: the table's Transmits carry it (start's source).
         self._outbox.extend(self._srflx.datagrams_to_send(now))
-        for transmit in self._table.datagrams_to_send(now):
-            check = self._checks.get(transmit.data[8:20])
-            if check is not None:
-                self._outbox.append(Transmit(transmit.data, transmit.addr, check.pair.base))
+        self._outbox.extend(self._table.datagrams_to_send(now))
         out, self._outbox = self._outbox, []
         return out
 
@@ -647,20 +673,20 @@ class Agent(TcpChecks):
         request.add_integrity(self._remote_key)
         request.add_fingerprint()
         tcp = pair.local.transport == "tcp"
-        if tcp and (pair.base, pair.remote_address) not in self._tcp.open:
-            self._open_connection(pair)
+        if tcp and not self._tcp_checks.is_open(pair.base, pair.remote_address):
+            self._tcp_checks.open_connection(pair)
             return
         tid = request.transaction_id
         self._checks[tid] = _Check(pair, nominating, consent, now)
         if not consent:
-            pair.state = (
-                PairState.IN_PROGRESS if pair.state is not PairState.SUCCEEDED else pair.state
-            )
+            pair.check_started()
             pair.transaction_id = tid
             if nominating:
                 pair.use_candidate_sent = True
         pair.checks_sent += 1
-        self._table.start(request, pair.remote_address, now, key=self._remote_key, reliable=tcp)
+        self._table.start(
+            request, pair.remote_address, now, key=self._remote_key, reliable=tcp, source=pair.base
+        )
 
     # -- answering checks
 
@@ -703,7 +729,7 @@ class Agent(TcpChecks):
         pair.responses_sent += 1
         use_candidate = _USE_CANDIDATE in request and not self.controlling
         if self.lite:
-            pair.state, pair.valid = PairState.SUCCEEDED, True
+            pair.answered_by_lite()
             if use_candidate:
                 self._nominated(pair, now)
             return
@@ -821,24 +847,21 @@ class Agent(TcpChecks):
                 self._arm(now)
             else:
                 if pair.transaction_id == event.transaction_id:
-                    pair.state = PairState.FAILED
+                    pair.check_failed()
                     if check.nominating:
                         pair.use_candidate_sent = False
                 self._check_failed(now)
 
     def _check_succeeded(self, check: _Check, event: TransactionSucceeded, now: float) -> None:
         pair = check.pair
-        local = self._arrived_on.get(event.transaction_id)
+        local = event.local
         if event.addr != pair.remote_address or (local is not None and local != pair.base):
-            pair.state = PairState.FAILED  # not symmetric (RFC 8445 7.2.5.2.1)
+            pair.check_failed()  # not symmetric (RFC 8445 7.2.5.2.1)
             self._check_failed(now)
             return
         pair.responses_received += 1
         pair.record_rtt(now - check.started)
-        first = pair.state is not PairState.SUCCEEDED
-        pair.state = PairState.SUCCEEDED
-        pair.valid = True
-        if first:
+        if pair.check_succeeded():
             for checklist in self.checklists:  # RFC 8445 7.2.5.3.3, across all lists
                 checklist.unfreeze_foundation(pair.foundation)
         if check.nominating or (not self.controlling and pair.nominated):

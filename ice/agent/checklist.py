@@ -6,18 +6,26 @@ pair per foundation Frozen until a pair of that foundation succeeds. It
 decides what to check next (`next_check`: the triggered-check queue first,
 then the best Waiting pair, then unfreezing) and nothing else: sending,
 timing and roles are the agent's.
+
+Every change of a pair's state is here, as h11 keeps its state machine in one
+file: `_TRANSITIONS` lists, for each thing that can happen to a pair, the
+states it may happen in and the state it leads to, and the `CandidatePair`
+methods named after those happenings apply it. Anything else raises
+`PairStateError`: a pair moving where RFC 8445 never takes it is a bug here,
+not something a peer can cause.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from ice.agent.candidate import Candidate, pair_priority
 from ice.machine import Address
 
-__all__ = ["CandidatePair", "CheckList", "PairState"]
+__all__ = ["CandidatePair", "CheckList", "PairState", "PairStateError"]
 
 
 class PairState(StrEnum):
@@ -26,6 +34,88 @@ class PairState(StrEnum):
     IN_PROGRESS = "in-progress"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+
+
+class PairStateError(RuntimeError):
+    """A pair was asked to move in a way `_TRANSITIONS` does not allow (a bug)."""
+
+
+class _Happening(StrEnum):
+    UNFROZEN = "unfrozen"
+    TRIGGERED = "triggered"
+    CHECK_STARTED = "check started"
+    CONNECTION_REQUESTED = "connection requested"
+    CHECK_SUCCEEDED = "check succeeded"
+    CHECK_FAILED = "check failed"
+    CONNECTION_CLOSED = "connection closed"
+    ANSWERED_BY_LITE = "answered by a lite agent"
+
+
+_F, _W, _P, _S, _X = (
+    PairState.FROZEN,
+    PairState.WAITING,
+    PairState.IN_PROGRESS,
+    PairState.SUCCEEDED,
+    PairState.FAILED,
+)
+
+#: (state, what happened) -> the new state. Pairs start Frozen.
+_TRANSITIONS: dict[tuple[PairState, _Happening], PairState] = {
+    # 6.1.2.6: the initial states (the first pair of a foundation waits), and
+    # 7.2.5.3.3: a pair of the foundation succeeded.
+    (_F, _Happening.UNFROZEN): _W,
+    # 7.3.1.4: a triggered check is queued; a Failed pair is tried again, and
+    # a pair being checked or already valid stays as it is.
+    (_F, _Happening.TRIGGERED): _W,
+    (_X, _Happening.TRIGGERED): _W,
+    (_W, _Happening.TRIGGERED): _W,
+    (_P, _Happening.TRIGGERED): _P,
+    (_S, _Happening.TRIGGERED): _S,
+    # 6.1.4.2 and 7.2.4: a check is sent. The ordinary check may pick a Frozen
+    # pair, which passes through Waiting at once; a triggered one may be a pair
+    # that failed since it was queued, or one still in progress. A nomination
+    # check on a valid pair leaves it Succeeded.
+    (_F, _Happening.CHECK_STARTED): _P,
+    (_W, _Happening.CHECK_STARTED): _P,
+    (_P, _Happening.CHECK_STARTED): _P,
+    (_X, _Happening.CHECK_STARTED): _P,
+    (_S, _Happening.CHECK_STARTED): _S,
+    # RFC 6544 7.2: a check over TCP first needs its connection. The pair is
+    # In-Progress until the connection is up and the check goes out over it, a
+    # valid pair too (its connection closed): that check, not the one that asked
+    # for the connection, is what proves the new connection and nominates.
+    (_F, _Happening.CONNECTION_REQUESTED): _P,
+    (_W, _Happening.CONNECTION_REQUESTED): _P,
+    (_P, _Happening.CONNECTION_REQUESTED): _P,
+    (_X, _Happening.CONNECTION_REQUESTED): _P,
+    (_S, _Happening.CONNECTION_REQUESTED): _P,
+    # 7.2.5.3: a check of the pair succeeded. Any check sent, which is any
+    # state a pair is in once it was checked: an older check may answer after a
+    # newer one failed, or after the failed pair was triggered again.
+    (_P, _Happening.CHECK_SUCCEEDED): _S,
+    (_S, _Happening.CHECK_SUCCEEDED): _S,
+    (_X, _Happening.CHECK_SUCCEEDED): _S,
+    (_W, _Happening.CHECK_SUCCEEDED): _S,
+    # 7.2.5.2: a check failed (timeout, error response, not symmetric), or its
+    # TCP connection could not be opened. A valid pair whose nomination fails
+    # fails too.
+    (_P, _Happening.CHECK_FAILED): _X,
+    (_S, _Happening.CHECK_FAILED): _X,
+    (_X, _Happening.CHECK_FAILED): _X,
+    (_W, _Happening.CHECK_FAILED): _X,
+    # RFC 6544 7.2: the TCP connection a pair runs over closed before the pair
+    # was valid (valid pairs keep their state; consent then decides).
+    (_F, _Happening.CONNECTION_CLOSED): _X,
+    (_W, _Happening.CONNECTION_CLOSED): _X,
+    (_P, _Happening.CONNECTION_CLOSED): _X,
+    (_X, _Happening.CONNECTION_CLOSED): _X,
+    # 2.5: a lite agent never checks; a pair is valid once it answers the
+    # peer's check on it.
+    (_F, _Happening.ANSWERED_BY_LITE): _S,
+    (_W, _Happening.ANSWERED_BY_LITE): _S,
+    (_S, _Happening.ANSWERED_BY_LITE): _S,
+    (_X, _Happening.ANSWERED_BY_LITE): _S,
+}
 
 
 @dataclass(eq=False, slots=True)
@@ -81,6 +171,50 @@ class CandidatePair:
             pair_priority(local, remote) if controlling else pair_priority(remote, local)
         )
 
+    # -- state changes: each one goes through _TRANSITIONS
+
+    def _move(self, happening: _Happening) -> None:
+        state = _TRANSITIONS.get((self.state, happening))
+        if state is None:
+            raise PairStateError(f"{happening.value} on a {self.state} pair: {self!r}")
+        self.state = state
+
+    def unfreeze(self) -> None:
+        """Frozen -> Waiting (initial states, or a pair of the foundation succeeded)."""
+        self._move(_Happening.UNFROZEN)
+
+    def triggered(self) -> None:
+        """A triggered check was queued: Frozen or Failed -> Waiting."""
+        self._move(_Happening.TRIGGERED)
+
+    def check_started(self) -> None:
+        """A check was sent: In-Progress, unless it already Succeeded."""
+        self._move(_Happening.CHECK_STARTED)
+
+    def connection_requested(self) -> None:
+        """A check needs a TCP connection, asked for now: In-Progress until it is up."""
+        self._move(_Happening.CONNECTION_REQUESTED)
+
+    def check_succeeded(self) -> bool:
+        """A check succeeded: Succeeded and valid. True when it was not Succeeded before."""
+        first = self.state is not PairState.SUCCEEDED
+        self._move(_Happening.CHECK_SUCCEEDED)
+        self.valid = True
+        return first
+
+    def check_failed(self) -> None:
+        """A check failed, or its TCP connection could not be opened: Failed."""
+        self._move(_Happening.CHECK_FAILED)
+
+    def connection_closed(self) -> None:
+        """The TCP connection of a pair that is not valid closed: Failed."""
+        self._move(_Happening.CONNECTION_CLOSED)
+
+    def answered_by_lite(self) -> None:
+        """A lite agent answered the peer's check on the pair: Succeeded and valid."""
+        self._move(_Happening.ANSWERED_BY_LITE)
+        self.valid = True
+
     def record_rtt(self, rtt: float) -> None:
         self.rtt = rtt
         self.smoothed_rtt = (
@@ -106,10 +240,12 @@ class CheckList:
     def find(self, base: Address, remote: Address, component: int) -> CandidatePair | None:
         return self._by_key.get((base, remote, component))
 
-    def add(self, pair: CandidatePair, controlling: bool) -> CandidatePair:
+    def add(
+        self, pair: CandidatePair, controlling: bool, others: Iterable[CheckList] = ()
+    ) -> CandidatePair:
         """Add ``pair`` unless one with the same base, remote address and component
         exists (RFC 8445 6.1.2.4 pruning keeps the higher priority one); return the
-        pair that stays."""
+        pair that stays. ``others`` are the other data streams' check lists."""
         key = (pair.base, pair.remote_address, pair.component)
         existing = self._by_key.get(key)
         pair.set_priority(controlling)
@@ -119,12 +255,8 @@ class CheckList:
                 existing.set_priority(controlling)
                 self._sort()
             return existing
-        if not any(
-            p.foundation == pair.foundation and p.state is not PairState.FROZEN for p in self.pairs
-        ) and not any(
-            p.foundation == pair.foundation and p.component < pair.component for p in self.pairs
-        ):
-            pair.state = PairState.WAITING
+        if _first_of_foundation(pair, self.pairs, others):
+            pair.unfreeze()
         self.pairs.append(pair)
         self._by_key[key] = pair
         self._sort()
@@ -149,8 +281,7 @@ class CheckList:
 
     def trigger(self, pair: CandidatePair) -> None:
         """Queue a triggered check (RFC 8445 7.3.1.4); a pair already queued stays once."""
-        if pair.state in (PairState.FROZEN, PairState.FAILED):
-            pair.state = PairState.WAITING
+        pair.triggered()
         if pair not in self.triggered:
             self.triggered.append(pair)
 
@@ -173,7 +304,7 @@ class CheckList:
         """A pair of ``foundation`` succeeded: its Frozen siblings wait (RFC 8445 7.2.5.3.3)."""
         for pair in self.pairs:
             if pair.state is PairState.FROZEN and pair.foundation == foundation:
-                pair.state = PairState.WAITING
+                pair.unfreeze()
 
     @property
     def done(self) -> bool:
@@ -187,3 +318,21 @@ class CheckList:
 
 
 _ACTIVE = (PairState.WAITING, PairState.IN_PROGRESS)
+
+
+def _first_of_foundation(
+    pair: CandidatePair, pairs: list[CandidatePair], others: Iterable[CheckList]
+) -> bool:
+    """RFC 8445 6.1.2.6: a new pair waits when no pair of its foundation does (or
+    is further along) in any check list, and none of a lower component of it is
+    on this one; otherwise it stays Frozen."""
+    foundation = pair.foundation
+    if any(p.foundation == foundation and p.state is not PairState.FROZEN for p in pairs):
+        return False
+    if any(p.foundation == foundation and p.component < pair.component for p in pairs):
+        return False
+    return not any(
+        p.foundation == foundation and p.state is not PairState.FROZEN
+        for other in others
+        for p in other.pairs
+    )

@@ -40,7 +40,9 @@ class ServerReflexiveGatherer:
     def __init__(self, *, timeout: float = 3.5, software: str | None = None) -> None:
         rto = timeout / 7  # sends at 0, 1 and 3 RTO, gives up at 7 RTO
         self._table = TransactionTable(rto=rto, min_rto=rto, max_rto=max(rto, 60.0), rc=3, rm=4)
-        self._asking: dict[bytes, tuple[Address, Address]] = {}  # tid -> (base, server)
+        # tid -> the server asked; the base is the table's: the request's source, and the
+        # local address of the answer's event
+        self._asking: dict[bytes, Address] = {}
         self._found: list[Reflexive] = []
         self.software = software
 
@@ -59,8 +61,8 @@ class ServerReflexiveGatherer:
                 if self.software is not None:
                     Software(self.software).add_to(request)
                 request.add_fingerprint()
-                self._asking[request.transaction_id] = (base, server)
-                self._table.start(request, server, now)
+                self._asking[request.transaction_id] = server
+                self._table.start(request, server, now, source=base)
 
     def cancel(self) -> None:
         for tid in list(self._asking):
@@ -70,17 +72,15 @@ class ServerReflexiveGatherer:
     def owns(self, message: Message) -> bool:
         return message.transaction_id in self._asking
 
-    def receive_message(self, message: Message, addr: Address, now: float) -> None:
-        if self._table.receive_message(message, addr, now):
+    def receive_message(
+        self, message: Message, addr: Address, now: float, *, local: Address
+    ) -> None:
+        """An answer that arrived on the socket bound to ``local`` (the base asked from)."""
+        if self._table.receive_message(message, addr, now, local=local):
             self._drain()
 
     def datagrams_to_send(self, now: float) -> list[Transmit]:
-        out = []
-        for transmit in self._table.datagrams_to_send(now):
-            asked = self._asking.get(transmit.data[8:20])
-            if asked is not None:
-                out.append(Transmit(transmit.data, transmit.addr, asked[0]))
-        return out
+        return self._table.datagrams_to_send(now)
 
     def get_timer(self) -> float | None:
         return self._table.get_timer()
@@ -96,16 +96,15 @@ class ServerReflexiveGatherer:
 
     def _drain(self) -> None:
         while (event := self._table.next_event()) is not None:
-            asked = self._asking.pop(event.transaction_id, None)
-            if asked is None:
+            server = self._asking.pop(event.transaction_id, None)
+            if server is None:
                 continue
-            base, server = asked
-            if not isinstance(event, TransactionSucceeded):
-                logger.info("no server-reflexive address from %s for %s", server, base)
+            if not isinstance(event, TransactionSucceeded) or event.local is None:
+                logger.info("no server-reflexive address from %s", server)
                 continue
             try:
                 mapped = XorMappedAddress.get_from(event.response)
             except DecodeError:
                 mapped = None
             if mapped is not None:
-                self._found.append(Reflexive(base, server, mapped.address))
+                self._found.append(Reflexive(event.local, server, mapped.address))

@@ -10,7 +10,8 @@
 # object, one dict lookup away (none when the same address tuple comes again);
 # deadlines are a binary heap of C structs with lazy deletion, as before; the
 # outbox and the event queue are C ring buffers; and the frozen event
-# dataclasses are built without running their __init__ (see _Builder).
+# dataclasses and the Transmits are built without running their __init__
+# (see _Builder).
 # Python is called only for what is not in the struct: MESSAGE-INTEGRITY(-SHA256)
 # checks (when the request had a key) and ERROR-CODE (error responses).
 
@@ -79,6 +80,7 @@ cdef inline bytes transaction_id(Message msg):
 # ---------------------------------------------------------------- events
 
 cdef extern from "Python.h":
+    void Py_SET_SIZE(object o, Py_ssize_t size)
     ctypedef struct PyMemberDef:
         int type
         Py_ssize_t offset
@@ -89,7 +91,7 @@ cdef extern from "Python.h":
 cdef enum:
     MEMBER_OBJECT_EX = 16   # T_OBJECT_EX / Py_T_OBJECT_EX: what __slots__ entries are
     MEMBER_READONLY = 1
-    MAX_FIELDS = 5
+    MAX_FIELDS = 6
 
 
 @cython.final
@@ -132,19 +134,20 @@ cdef class _Builder:
             self.offsets[i] = member.offset
         return True
 
-    cdef object make(self, object a, object b, object c, object d, object e):
-        """cls(a, b, c, d, e), taking the first n of them."""
+    cdef object make(self, object a, object b, object c, object d, object e, object f):
+        """cls(a, b, c, d, e, f), taking the first n of them."""
         cdef object obj
         cdef PyObject *values[MAX_FIELDS]
         cdef Py_ssize_t i
         if not self.fast:
-            return self.cls(*(a, b, c, d, e)[:self.n])
+            return self.cls(*(a, b, c, d, e, f)[:self.n])
         obj = (<PyTypeObject *>self.cls).tp_new(self.cls, <PyObject *>_NO_ARGS, NULL)
         values[0] = <PyObject *>a
         values[1] = <PyObject *>b
         values[2] = <PyObject *>c
         values[3] = <PyObject *>d
         values[4] = <PyObject *>e
+        values[5] = <PyObject *>f
         for i in range(self.n):
             # A fresh instance: every slot is NULL, nothing to release.
             Py_INCREF(<object>values[i])
@@ -155,10 +158,10 @@ cdef class _Builder:
 # The events and the Transmit are built without their __init__ (see _Builder).
 cdef _Builder _TRANSMIT = _Builder(Transmit, ("data", "addr", "source"))
 cdef _Builder _SUCCEEDED = _Builder(
-    TransactionSucceeded, ("transaction_id", "response", "addr", "rtt")
+    TransactionSucceeded, ("transaction_id", "response", "addr", "rtt", "local")
 )
 cdef _Builder _FAILED = _Builder(
-    TransactionFailed, ("transaction_id", "response", "addr", "code", "reason")
+    TransactionFailed, ("transaction_id", "response", "addr", "code", "reason", "local")
 )
 cdef _Builder _TIMED_OUT = _Builder(TransactionTimedOut, ("transaction_id", "addr"))
 cdef frozenset _UNAUTHENTICATED_ERRORS = frozenset(UNAUTHENTICATED_ERRORS)
@@ -409,6 +412,7 @@ cdef class _Transaction:
     cdef bytes tid
     cdef bytes data
     cdef object addr
+    cdef object source          # the Transmits' source: the local address to send from
     cdef _Destination dest
     cdef IntegrityKey key       # None: the request is not signed
     cdef double rto
@@ -445,7 +449,12 @@ cdef class TransactionTable:
     cdef Py_ssize_t _n_waiting  # requests in those queues
     cdef object _last_addr      # the address of the last start() and its state
     cdef _Destination _last_dest
-    cdef _Ring _outbox          # data, addr, data, addr, ...: Transmits are made on the way out
+    # The data of each send. The Transmit is made on the way out, from the transaction
+    # that data still belongs to (found by its ID), with that transaction's addr and
+    # source; a send whose transaction was answered or cancelled since has none and
+    # is dropped. (Not the transactions themselves: a caller that never drains would
+    # keep every one alive.)
+    cdef _Ring _outbox
     cdef _Ring _events
     cdef _Entry *_heap
     cdef Py_ssize_t _heap_size
@@ -497,11 +506,22 @@ cdef class TransactionTable:
 
     # -- starting
 
-    def start(self, Message request not None, addr, double now, *, key=None, bint reliable=False):
+    def start(
+        self,
+        Message request not None,
+        addr,
+        double now,
+        *,
+        key=None,
+        bint reliable=False,
+        source=None,
+    ):
         """Queue ``request`` (already built and signed) for ``addr``; return its ID.
 
         ``key`` is the key the request was signed with: responses must then
         verify with it. ``reliable`` is True over TCP/TLS (no retransmission).
+        ``source`` is the local address to send from: every `Transmit` of the
+        transaction, retransmissions included, carries it.
         """
         cdef bytes tid = transaction_id(request)
         if (index_find(&self._active, request._buf + 8) >= 0
@@ -518,6 +538,7 @@ cdef class TransactionTable:
         t.tid = tid
         t.data = PyBytes_FromStringAndSize(<char *>request._buf, request._size)
         t.addr = addr
+        t.source = source
         t.dest = dest
         t.key = integrity_key
         t.reliable = reliable
@@ -615,7 +636,6 @@ cdef class TransactionTable:
 
     cdef int _send(self, _Transaction t, double now) except -1:
         ring_push(&self._outbox, t.data)
-        ring_push(&self._outbox, t.addr)
         if t.sent_once:
             t.retransmitted = True
         t.sent_once = True
@@ -737,20 +757,24 @@ cdef class TransactionTable:
 
     # -- receiving
 
-    def receive_datagram(self, data, addr, double now):
-        """Feed bytes from the socket; True when they answered an outstanding request."""
+    def receive_datagram(self, data, addr, double now, *, local=None, reliable=False):
+        """Feed bytes from the socket; True when they answered an outstanding request.
+
+        ``local`` is the local address they arrived on, passed to the event;
+        ``reliable`` is accepted for the machine surface and changes nothing.
+        """
         cdef Message message = Message.__new__(Message)
         try:
             message._parse_object(data)
         except DecodeError:
             return False
-        return self._receive(message, addr, now)
+        return self._receive(message, addr, now, local)
 
-    def receive_message(self, Message response not None, addr, double now):
+    def receive_message(self, Message response not None, addr, double now, *, local=None):
         """Feed a decoded message; True when it answered an outstanding request."""
-        return self._receive(response, addr, now)
+        return self._receive(response, addr, now, local)
 
-    cdef bint _receive(self, Message response, object addr, double now) except -1:
+    cdef bint _receive(self, Message response, object addr, double now, object local) except -1:
         cdef Py_ssize_t i = index_find(&self._active, response._buf + 8)
         if i < 0:
             return False
@@ -767,10 +791,10 @@ cdef class TransactionTable:
             self._start_waiting(now)
         if verdict is _ACCEPT:
             event = _SUCCEEDED.make(
-                t.tid, response, addr, None if t.retransmitted else rtt, None
+                t.tid, response, addr, None if t.retransmitted else rtt, local, None
             )
         else:
-            event = _FAILED.make(t.tid, response, addr, verdict.code, verdict.reason)
+            event = _FAILED.make(t.tid, response, addr, verdict.code, verdict.reason, local)
         ring_push(&self._events, event)
         return True
 
@@ -829,20 +853,36 @@ cdef class TransactionTable:
 
     def datagrams_to_send(self, double now):
         """Everything due to go out; the caller sends it in order."""
-        cdef Py_ssize_t i, n
+        cdef Py_ssize_t n, kept = 0
+        cdef PyObject *data
+        cdef PyObject *sender
+        cdef _Transaction t
         if self._waiting:
             self._start_waiting(now)
-        n = self._outbox.size // 2
+        n = self._outbox.size
         cdef list out = PyList_New(n)
-        for i in range(n):
-            data = <object>ring_pop(&self._outbox)
-            addr = <object>ring_pop(&self._outbox)
-            Py_DECREF(data)  # the ring's references: data and addr hold their own
-            Py_DECREF(addr)
-            transmit = _TRANSMIT.make(data, addr, None, None, None)
-            Py_INCREF(transmit)  # PyList_SET_ITEM steals one
-            PyList_SET_ITEM(out, i, transmit)
+        while self._outbox.size:
+            data = ring_pop(&self._outbox)
+            sender = self._sender(data)
+            Py_DECREF(<object>data)  # the ring's reference; the sender's data holds its own
+            if sender != NULL:
+                t = <_Transaction>sender
+                transmit = _TRANSMIT.make(t.data, t.addr, t.source, None, None, None)
+                Py_INCREF(transmit)  # PyList_SET_ITEM steals one
+                PyList_SET_ITEM(out, kept, transmit)
+                kept += 1
+        if kept < n:
+            Py_SET_SIZE(out, kept)  # the slots past it were never set: spare capacity
         return out
+
+    cdef inline PyObject *_sender(self, PyObject *data) noexcept:
+        """The active transaction whose send ``data`` is (borrowed), or NULL when it
+        was answered or cancelled since."""
+        cdef uint8_t *tid = <uint8_t *>PyBytes_AS_STRING(<object>data) + 8
+        cdef Py_ssize_t i = index_find(&self._active, tid)
+        if i < 0 or (<_Transaction>self._active.slots[i].transaction).data is not <object>data:
+            return NULL  # (the second: a later transaction with that ID)
+        return self._active.slots[i].transaction
 
     def get_timer(self):
         """The earliest retransmission or timeout, or None when idle."""
@@ -867,7 +907,7 @@ cdef class TransactionTable:
                 continue
             self._end(t)
             self._release(t.dest)
-            ring_push(&self._events, _TIMED_OUT.make(t.tid, t.addr, None, None, None))
+            ring_push(&self._events, _TIMED_OUT.make(t.tid, t.addr, None, None, None, None))
         if self._waiting:
             self._start_waiting(now)
 

@@ -30,23 +30,32 @@ CLOCK_GRANULARITY = 0.001
 
 @dataclass(frozen=True, slots=True)
 class TransactionSucceeded:
-    """A success response arrived; ``rtt`` is None when the request was retransmitted."""
+    """A success response arrived; ``rtt`` is None when the request was retransmitted.
+
+    ``local`` is the local address it arrived on, as the caller passed it to
+    ``receive_datagram``/``receive_message`` (None when it did not say).
+    """
 
     transaction_id: bytes
     response: Message
     addr: Address
     rtt: float | None
+    local: Address | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class TransactionFailed:
-    """An error response arrived (``code`` and ``reason`` from its ERROR-CODE)."""
+    """An error response arrived (``code`` and ``reason`` from its ERROR-CODE).
+
+    ``local`` is the local address it arrived on, as for `TransactionSucceeded`.
+    """
 
     transaction_id: bytes
     response: Message
     addr: Address
     code: int
     reason: str
+    local: Address | None = None
 
 
 @dataclass(frozen=True, slots=True)

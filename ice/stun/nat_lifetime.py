@@ -100,8 +100,6 @@ class BindingLifetimeDiscovery:
         self._events: deque[LifetimeEvent] = deque()
         self._state = _LifetimeState.IDLE
         self._tid: bytes | None = None
-        self._from_y: set[bytes] = set()
-        self._arrived_on_y = False
         self._mapped: Address | None = None
         self._wait = min_wait
         self._wait_until = 0.0
@@ -135,18 +133,14 @@ class BindingLifetimeDiscovery:
     ) -> None:
         """Feed a datagram; ``local`` is the socket it came in on (None: X).
         ``reliable`` is ignored: the search runs over UDP."""
-        self._arrived_on_y = local is not None and _same(local, self.local_y)
-        self._table.receive_datagram(data, addr, now)
+        self._table.receive_datagram(data, addr, now, local=local)
         self._drain(now)
 
     def datagrams_to_send(self, now: float) -> list[Transmit]:
         out = self._table.datagrams_to_send(now)
-        if self._state is _LifetimeState.BINDING and any(t.data[8:20] == self._tid for t in out):
+        if any(t.source is None for t in out):
             self._last_x_send = now  # the idle time counts from X's last packet
-        return [
-            Transmit(t.data, t.addr, self.local_y) if t.data[8:20] in self._from_y else t
-            for t in out
-        ]
+        return out
 
     def get_timer(self) -> float | None:
         if self._state is _LifetimeState.WAITING:
@@ -175,8 +169,7 @@ class BindingLifetimeDiscovery:
         assert self._mapped is not None
         self._state = _LifetimeState.PROBING
         request = _build_request(self._token_bytes, self._software, ResponsePort(self._mapped[1]))
-        self._from_y = {request.transaction_id}
-        self._tid = self._table.start(request, self.server, now)
+        self._tid = self._table.start(request, self.server, now, source=self.local_y)
 
     def _drain(self, now: float) -> None:
         while (event := self._table.next_event()) is not None:
@@ -215,7 +208,11 @@ class BindingLifetimeDiscovery:
                 + ": it does not support RFC 5780"
             )
             return
-        if isinstance(event, TransactionSucceeded) and self._arrived_on_y:
+        if (
+            isinstance(event, TransactionSucceeded)
+            and event.local is not None
+            and _same(event.local, self.local_y)
+        ):
             self._finish("the answer to the probe came back to Y: the server ignores RESPONSE-PORT")
             return
         alive = isinstance(event, TransactionSucceeded)

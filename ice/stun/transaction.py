@@ -4,12 +4,18 @@ One `TransactionTable` serves every client in the package (the TURN client
 and the ICE agent each own one). It takes time as an argument and returns
 what to send, in the machine surface every protocol machine here shares::
 
-    table.start(request, addr, now, key=...)     # queue a request
-    table.receive_datagram(data, addr, now)      # feed what the socket got
-    table.datagrams_to_send(now) -> [Transmit]   # what to put on the wire
-    table.get_timer() -> float | None            # when to call handle_timer
+    table.start(request, addr, now, key=..., source=...)  # queue a request
+    table.receive_datagram(data, addr, now, local=...)    # feed what a socket got
+    table.datagrams_to_send(now) -> [Transmit]            # what to put on the wire
+    table.get_timer() -> float | None                     # when to call handle_timer
     table.handle_timer(now)
     table.next_event() -> TransactionSucceeded | TransactionFailed | TransactionTimedOut | None
+
+A machine with several local sockets routes through the table rather than
+around it: every `Transmit` of a transaction (retransmissions too) carries
+the ``source`` it was started with, and the event of a response carries the
+``local`` address it arrived on. A transaction answered or cancelled before
+a queued send of it was taken sends nothing more.
 
 Over UDP a request is sent Rc times (default 7) at RTO, 2 RTO, 4 RTO, ...
 after the first, then the table waits Rm x RTO (default 16) for a response:

@@ -466,3 +466,53 @@ def test_credentials_come_from_the_os_csprng_by_default(monkeypatch: pytest.Monk
     agent = Agent(controlling=True)
     assert 64 in drawn  # the tie-breaker
     assert len(agent.local_pwd) >= 22 and agent.local_pwd != Agent(controlling=True).local_pwd
+
+
+LEFT2: Address = ("10.0.0.3", 5001)
+
+
+def test_every_retransmission_of_a_check_leaves_from_its_pairs_base() -> None:
+    a, b = make_pair(left=(LEFT, LEFT2), check_rto=0.1)
+    signal(a, b)
+    sent = a.datagrams_to_send(0.0)
+    now = 0.0
+    while (timer := a.get_timer()) is not None and timer < 2.0:  # nobody answers
+        now = timer
+        a.handle_timer(now)
+        sent += a.datagrams_to_send(now)
+    sources: dict[bytes, set[Address | None]] = {}
+    for transmit in sent:
+        sources.setdefault(transmit.data, set()).add(transmit.source)
+    assert len(sent) > len(sources) == 2  # both pairs' checks, each sent more than once
+    assert sorted(len(s) for s in sources.values()) == [1, 1]
+    assert set().union(*sources.values()) == {LEFT, LEFT2}
+    for data, (source,) in sources.items():
+        tid = ice.Message.decode(data).transaction_id
+        (pair,) = [p for p in a.checklist.pairs if p.transaction_id == tid]
+        assert source == pair.base
+
+
+def test_checks_queued_before_close_do_not_go_out() -> None:
+    a, b = make_pair()
+    signal(a, b)  # the first check is queued in the transaction table
+    a.close()
+    assert a.datagrams_to_send(0.0) == []
+
+
+@pytest.mark.parametrize(("arrives_on", "state"), [(LEFT, "succeeded"), (LEFT2, "failed")])
+def test_a_response_on_another_socket_than_the_checks_base_fails_the_pair(
+    arrives_on: Address, state: str
+) -> None:
+    """RFC 8445 7.2.5.2.1: the response must come back to the base the check left from."""
+    a, b = make_pair(left=(LEFT, LEFT2))
+    signal(a, b)
+    checks = [t for t in a.datagrams_to_send(0.0) if t.source == LEFT]
+    assert len(checks) == 1
+    b.receive_datagram(checks[0].data, LEFT, 0.01, local=RIGHT)
+    tid = ice.Message.decode(checks[0].data).transaction_id
+    (answer,) = [
+        t for t in b.datagrams_to_send(0.01) if ice.Message.decode(t.data).transaction_id == tid
+    ]
+    a.receive_datagram(answer.data, RIGHT, 0.02, local=arrives_on)
+    pair = a.checklist.find(LEFT, RIGHT, 1)
+    assert pair is not None and pair.state == state

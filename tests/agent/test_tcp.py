@@ -4,13 +4,16 @@ connecting over TCP in an in-memory network (TCP only, UDP blocked, both with UD
 from __future__ import annotations
 
 import random
+from collections import deque
 
 import pytest
 
 from ice.agent.agent import Agent
 from ice.agent.candidate import Candidate, CandidateType, foundation
+from ice.agent.checklist import CandidatePair, CheckList, PairState
 from ice.agent.events import ConnectionState
 from ice.agent.tcp import FrameReader, can_pair, frame, peer_reflexive_tcptype, tcp_priority
+from ice.agent.tcp_checks import TcpChecks
 from ice.machine import Address
 from tests.agent.test_agent import connected, host
 from tests.support.tcp_net import TcpNet
@@ -176,6 +179,99 @@ def test_an_active_tcp_candidate_gets_a_server_reflexive_twin_from_udp() -> None
         c for c in agent.local_candidates if c.transport == "udp" and c.type == "srflx"
     )
     assert twins[0].priority < udp_srflx.priority
+
+
+class _Owner:
+    """What an agent gives its TcpChecks, recorded: TcpChecks needs no Agent."""
+
+    def __init__(self) -> None:
+        self.checklists = [CheckList()]
+        self.candidates: list[Candidate] = []
+        self.bases: dict[Address, tuple[int, Candidate]] = {}
+        self.calls: list[tuple[str, float]] = []
+
+    def checks(self) -> TcpChecks:
+        return TcpChecks(
+            checklists=lambda: self.checklists,
+            local_candidates=self.candidates,
+            bases=self.bases,
+            add_local_candidate=self.add_local_candidate,
+            arm=lambda now: self.calls.append(("arm", now)),
+            check_failed=lambda now: self.calls.append(("check_failed", now)),
+        )
+
+    def add_local_candidate(
+        self, candidate: Candidate, base: Address, now: float = 0.0, *, stream: int = 0
+    ) -> None:
+        self.candidates.append(candidate)
+
+
+def _tcp_pair(owner: _Owner, simultaneous: bool = False) -> CandidatePair:
+    if simultaneous:
+        local, remote = tcp(LEFT_IP, 6001, "so"), tcp(RIGHT_IP, 7001, "so")
+        base: Address = (LEFT_IP, 6001)
+    else:
+        local, remote = tcp(LEFT_IP, 6000, "active"), tcp(RIGHT_IP, 7000, "passive")
+        base = (LEFT_IP, 0)
+    return owner.checklists[0].add(CandidatePair(local, remote, base), True)
+
+
+def test_tcp_checks_is_a_component_driven_through_what_its_owner_gives_it() -> None:
+    owner = _Owner()
+    checks = owner.checks()
+    pair = _tcp_pair(owner)
+
+    checks.open_connection(pair)
+    checks.open_connection(pair)  # asked for once
+    (request,) = checks.connections_to_open()
+    assert (request.local, request.remote, request.simultaneous) == (
+        (LEFT_IP, 0),
+        (RIGHT_IP, 7000),
+        False,
+    )
+    assert (pair.state, checks.connections_to_open()) == (PairState.IN_PROGRESS, [])
+
+    local: Address = (LEFT_IP, 50123)
+    checks.connection_opened(request.connection_id, local, 1.0)
+    assert pair.base == local and checks.is_open(local, (RIGHT_IP, 7000))
+    assert owner.bases[local] == (0, pair.local)
+    assert list(owner.checklists[0].triggered) == [pair]
+    assert owner.calls == [("arm", 1.0)]
+
+    checks.connection_closed(local, (RIGHT_IP, 7000), 2.0)
+    assert pair.state is PairState.FAILED and not checks.is_open(local, (RIGHT_IP, 7000))
+    assert owner.calls[-1] == ("check_failed", 2.0)
+
+
+def test_a_failed_connection_fails_its_pair_unless_the_peer_connected_meanwhile() -> None:
+    owner = _Owner()
+    checks = owner.checks()
+    failing, simultaneous = _tcp_pair(owner), _tcp_pair(owner, simultaneous=True)
+    for pair in (failing, simultaneous):
+        checks.open_connection(pair)
+    first, second = checks.connections_to_open()
+    checks.connection_accepted(simultaneous.base, simultaneous.remote_address)
+
+    checks.connection_failed(first.connection_id, 1.0)
+    checks.connection_failed(second.connection_id, 2.0)
+    checks.connection_failed(second.connection_id, 3.0)  # stale news: nothing happens
+
+    assert failing.state is PairState.FAILED
+    assert simultaneous.state is PairState.IN_PROGRESS
+    assert list(owner.checklists[0].triggered) == [simultaneous]
+    assert owner.calls == [("check_failed", 1.0), ("arm", 2.0)]
+
+
+def test_a_connection_that_opens_after_the_agent_closed_is_ignored() -> None:
+    a, b = Agent(controlling=True, rng=random.Random(1)), Agent(controlling=False)
+    add_tcp(TcpNet(), a, LEFT_IP, 6000, "active")
+    a.add_remote_candidate(tcp(RIGHT_IP, 7000, "passive"))
+    a.set_remote_credentials(b.local_ufrag, b.local_pwd)
+    a.connect(0.0)
+    (request,) = a.connections_to_open()
+    a.close()
+    a.connection_opened(request.connection_id, (LEFT_IP, 50123), 0.1)
+    assert a.datagrams_to_send(0.1) == [] and a.checklist.triggered == deque()
 
 
 def test_a_connection_request_names_the_component_of_its_pair() -> None:

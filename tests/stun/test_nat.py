@@ -511,6 +511,42 @@ def test_binding_lifetime_probes_come_from_y_with_response_port_of_x() -> None:
     assert net.delivered_to(CLIENT_Y) == []  # Y never hears anything
 
 
+class IgnoresResponsePort:
+    """A StunServer that accepts RESPONSE-PORT but answers to the request's source."""
+
+    def __init__(self, server: StunServer) -> None:
+        self.server = server
+        self.local_addresses = server.local_addresses
+        self._asked_by: dict[bytes, Address] = {}
+
+    def receive_datagram(self, data: bytes, addr: Address, now: float, *, local: Address) -> None:
+        self._asked_by[Message.decode(data).transaction_id] = addr
+        self.server.receive_datagram(data, addr, now, local=local)
+
+    def datagrams_to_send(self, now: float) -> list[Transmit]:
+        return [
+            Transmit(t.data, self._asked_by[Message.decode(t.data).transaction_id], t.source)
+            for t in self.server.datagrams_to_send(now)
+        ]
+
+    def get_timer(self) -> float | None:
+        return None
+
+    def handle_timer(self, now: float) -> None:
+        pass
+
+
+def test_binding_lifetime_sees_an_answer_to_y_as_response_port_ignored() -> None:
+    liar = IgnoresResponsePort(rfc5780_server())
+    nat = SimNat(PUBLIC_IP, mapping=EIM, filtering=APDF, lifetime=30.0)
+    result, net, probes = measure_lifetime(nat, server=liar)  # type: ignore[arg-type]
+    assert [p.receiver for p in net.delivered_to(CLIENT_Y)] == [CLIENT_Y]
+    assert not probes and result.lower is None
+    assert result.problems == (
+        "the answer to the probe came back to Y: the server ignores RESPONSE-PORT",
+    )
+
+
 def test_binding_lifetime_longer_than_the_longest_wait() -> None:
     nat = SimNat(PUBLIC_IP, lifetime=600.0)
     result, _, probes = measure_lifetime(nat, max_wait=100.0)

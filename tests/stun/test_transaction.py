@@ -238,3 +238,88 @@ def test_unsigned_allocation_mismatch_is_accepted_as_coturn_sends_it() -> None:
     )
     event = table.next_event()
     assert isinstance(event, TransactionFailed) and event.code == 437
+
+
+LOCAL = ("192.0.2.10", 50000)
+OTHER_LOCAL = ("192.0.2.11", 50001)
+
+
+def test_every_send_carries_the_source_it_was_started_with() -> None:
+    table = TransactionTable()
+    from_local, from_other, unsaid = request(), request(), request()
+    table.start(from_local, SERVER, 0.0, source=LOCAL)
+    table.start(from_other, ("192.0.2.2", 3478), 0.0, source=OTHER_LOCAL)
+    table.start(unsaid, SERVER, 0.0)
+
+    sends = table.datagrams_to_send(0.0)
+    while (timer := table.get_timer()) is not None:
+        table.handle_timer(timer)
+        sends += table.datagrams_to_send(timer)
+
+    by_request = {
+        req.raw: {t.source for t in sends if t.data == req.raw}
+        for req in (from_local, from_other, unsaid)
+    }
+    assert by_request == {
+        from_local.raw: {LOCAL},
+        from_other.raw: {OTHER_LOCAL},
+        unsaid.raw: {None},
+    }
+    assert len(sends) == 3 * 7  # first sends and every retransmission
+
+
+def test_a_queued_request_keeps_its_source_until_a_slot_frees_up() -> None:
+    table = TransactionTable(max_in_flight=1)
+    first, second = request(), request()
+    table.start(first, SERVER, 0.0, source=LOCAL)
+    table.start(second, SERVER, 0.0, source=OTHER_LOCAL, reliable=True)
+    assert [(t.data, t.source) for t in table.datagrams_to_send(0.0)] == [(first.raw, LOCAL)]
+    table.receive_datagram(response(first), SERVER, 0.1)
+    assert [(t.data, t.source) for t in table.datagrams_to_send(0.1)] == [
+        (second.raw, OTHER_LOCAL)
+    ]
+
+
+def test_the_local_address_a_response_arrived_on_is_in_its_event() -> None:
+    table = TransactionTable()
+    ok, refused, quiet = request(), request(), request()
+    for req in (ok, refused, quiet):
+        table.start(req, SERVER, 0.0, source=LOCAL)
+    table.datagrams_to_send(0.0)
+
+    table.receive_datagram(response(ok), SERVER, 0.1, local=OTHER_LOCAL)
+    table.receive_message(
+        ice.Message.decode(response(refused, ice.ErrorCodeAttribute(487), cls=BINDING_ERROR)),
+        SERVER,
+        0.1,
+        local=LOCAL,
+    )
+    table.receive_datagram(response(quiet), SERVER, 0.2)  # the caller did not say
+
+    succeeded, failed, unsaid = table.next_event(), table.next_event(), table.next_event()
+    assert isinstance(succeeded, TransactionSucceeded) and succeeded.local == OTHER_LOCAL
+    assert succeeded == TransactionSucceeded(
+        ok.transaction_id, succeeded.response, SERVER, succeeded.rtt, OTHER_LOCAL
+    )
+    assert isinstance(failed, TransactionFailed) and failed.local == LOCAL
+    assert failed == TransactionFailed(
+        refused.transaction_id, failed.response, SERVER, 487, "Role Conflict", LOCAL
+    )
+    assert isinstance(unsaid, TransactionSucceeded) and unsaid.local is None
+
+
+def test_events_still_construct_positionally_without_local() -> None:
+    response_message = ice.Message.decode(response(request()))
+    event = TransactionFailed(b"x" * 12, response_message, SERVER, 0, "malformed")
+    assert event.local is None
+    assert TransactionSucceeded(b"x" * 12, response_message, SERVER, None).local is None
+
+
+def test_a_send_queued_before_an_answer_or_a_cancel_does_not_go_out() -> None:
+    table = TransactionTable()
+    answered, cancelled, kept = request(), request(), request()
+    for req in (answered, cancelled, kept):
+        table.start(req, SERVER, 0.0, source=LOCAL)
+    table.receive_datagram(response(answered), SERVER, 0.1)
+    table.cancel(cancelled.transaction_id)
+    assert [t.data for t in table.datagrams_to_send(0.1)] == [kept.raw]

@@ -1,0 +1,188 @@
+"""Pair states: the one transition table in ice/agent/checklist.py and the check list's
+initial states (RFC 8445 6.1.2.6)."""
+
+from __future__ import annotations
+
+import ast
+import itertools
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import ice
+from ice.agent.candidate import Candidate, CandidateType, candidate_priority, foundation
+from ice.agent.checklist import (
+    _TRANSITIONS,
+    CandidatePair,
+    CheckList,
+    PairState,
+    PairStateError,
+    _Happening,
+)
+from ice.machine import Address
+
+F, W, P, S, X = (
+    PairState.FROZEN,
+    PairState.WAITING,
+    PairState.IN_PROGRESS,
+    PairState.SUCCEEDED,
+    PairState.FAILED,
+)
+
+
+def candidate(address: Address, component: int = 1) -> Candidate:
+    return Candidate(
+        foundation=foundation(CandidateType.HOST, address[0], None, "udp"),
+        component=component,
+        transport="udp",
+        priority=candidate_priority(CandidateType.HOST, 65535, component),
+        host=address[0],
+        port=address[1],
+        type=CandidateType.HOST,
+    )
+
+
+def make_pair(
+    local: Address = ("10.0.0.1", 5000),
+    remote: Address = ("10.0.0.2", 6000),
+    component: int = 1,
+    state: PairState = F,
+) -> CandidatePair:
+    pair = CandidatePair(candidate(local, component), candidate(remote, component), local)
+    pair.state = state  # the one place outside checklist.py allowed to: a fixture
+    return pair
+
+
+HAPPENINGS: dict[_Happening, Callable[[CandidatePair], object]] = {
+    _Happening.UNFROZEN: CandidatePair.unfreeze,
+    _Happening.TRIGGERED: CandidatePair.triggered,
+    _Happening.CHECK_STARTED: CandidatePair.check_started,
+    _Happening.CONNECTION_REQUESTED: CandidatePair.connection_requested,
+    _Happening.CHECK_SUCCEEDED: CandidatePair.check_succeeded,
+    _Happening.CHECK_FAILED: CandidatePair.check_failed,
+    _Happening.CONNECTION_CLOSED: CandidatePair.connection_closed,
+    _Happening.ANSWERED_BY_LITE: CandidatePair.answered_by_lite,
+}
+
+
+def test_every_happening_has_a_method() -> None:
+    assert set(HAPPENINGS) == set(_Happening)
+
+
+@pytest.mark.parametrize(
+    ("state", "happening"), list(itertools.product(PairState, _Happening)), ids=str
+)
+def test_the_table_decides_every_move(state: PairState, happening: _Happening) -> None:
+    pair = make_pair(state=state)
+    allowed = _TRANSITIONS.get((state, happening))
+    if allowed is None:
+        with pytest.raises(PairStateError, match=happening.value):
+            HAPPENINGS[happening](pair)
+        assert pair.state is state  # refused, not half done
+    else:
+        HAPPENINGS[happening](pair)
+        assert pair.state is allowed
+
+
+@pytest.mark.parametrize(
+    ("state", "happening"),
+    [
+        (W, _Happening.UNFROZEN),  # only a Frozen pair unfreezes
+        (F, _Happening.CHECK_SUCCEEDED),  # never checked
+        (F, _Happening.CHECK_FAILED),
+        (S, _Happening.CONNECTION_CLOSED),  # a valid pair keeps its state; consent decides
+        (P, _Happening.ANSWERED_BY_LITE),  # a lite agent never checks
+    ],
+)
+def test_moves_rfc_8445_never_makes_are_refused_loudly(
+    state: PairState, happening: _Happening
+) -> None:
+    with pytest.raises(PairStateError):
+        HAPPENINGS[happening](make_pair(state=state))
+
+
+def test_the_rfc_8445_path_of_a_pair() -> None:
+    pair = make_pair()
+    assert pair.state is F and not pair.valid
+    pair.unfreeze()
+    pair.check_started()
+    assert pair.state is P
+    assert pair.check_succeeded() is True and pair.valid
+    pair.check_started()  # a nomination on a valid pair
+    assert pair.state is S
+    assert pair.check_succeeded() is False  # not the first time
+    pair.check_failed()  # the nomination failed
+    pair.triggered()  # and a triggered check tries again
+    assert pair.state is W
+
+
+def test_a_tcp_pair_checks_again_once_its_new_connection_is_up() -> None:
+    pair = make_pair(state=S)
+    pair.connection_requested()  # its connection closed: a new one is asked for
+    assert pair.state is P
+
+
+def test_initial_states_one_waiting_pair_per_foundation() -> None:
+    """6.1.2.6: the first pair of a foundation waits; others of it, a higher component
+    of it, and one whose foundation waits in another check list stay Frozen."""
+    first, other = CheckList(), CheckList()
+    a = first.add(make_pair(), True)
+    same_foundation = first.add(make_pair(local=("10.0.0.1", 5002)), True)
+    assert (a.state, same_foundation.state) == (W, F)
+    rtcp = CheckList()
+    rtp = rtcp.add(make_pair(), True)
+    component_2 = rtcp.add(make_pair(local=("10.0.0.1", 5001), component=2), True)
+    assert (rtp.state, component_2.state) == (W, F)
+    elsewhere = other.add(make_pair(), True, [first])
+    assert elsewhere.state is F
+    alone = other.add(make_pair(local=("10.0.0.3", 5000)), True, [first])
+    assert alone.state is W  # another foundation
+
+
+def test_a_triggered_failed_pair_waits_and_is_queued_once() -> None:
+    checklist = CheckList()
+    pair = checklist.add(make_pair(), True)
+    pair.check_started()
+    pair.check_failed()
+    checklist.trigger(pair)
+    checklist.trigger(pair)
+    assert pair.state is W and list(checklist.triggered) == [pair]
+    assert checklist.next_check() is pair
+
+
+def test_a_success_unfreezes_its_foundation() -> None:
+    checklist = CheckList()
+    first = checklist.add(make_pair(), True)
+    sibling = checklist.add(make_pair(local=("10.0.0.1", 5002)), True)
+    first.check_started()
+    first.check_succeeded()
+    checklist.unfreeze_foundation(first.foundation)
+    assert sibling.state is W
+
+
+def test_no_module_but_checklist_writes_a_pair_state() -> None:
+    """h11's rule: every change of state is in one file. Other modules call methods.
+    (Where pairs go: the agent and the asyncio adapters; TURN has states of its own.)"""
+    package = Path(ice.__file__).parent
+    writes = []
+    for path in sorted([*package.glob("agent/*.py"), *package.glob("aio/*.py")]):
+        if path == package / "agent" / "checklist.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            targets = (
+                node.targets
+                if isinstance(node, ast.Assign)
+                else [node.target]
+                if isinstance(node, ast.AugAssign | ast.AnnAssign)
+                else []
+            )
+            for target in targets:
+                for leaf in ast.walk(target):
+                    if (
+                        isinstance(leaf, ast.Attribute)
+                        and leaf.attr == "state"
+                        and not (isinstance(leaf.value, ast.Name) and leaf.value.id == "self")
+                    ):
+                        writes.append(f"{path.relative_to(package)}:{leaf.lineno}")
+    assert writes == []
