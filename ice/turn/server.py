@@ -259,7 +259,7 @@ class TurnServer:
             raise RuntimeError("relay sockets cannot change while allocations exist")
         self.ports.sockets = sockets
 
-    # -- the machine surface (what aio_server's runner calls)
+    # -- the machine surface (what ice.aio.stun_server's runner calls)
 
     @property
     def local_addresses(self) -> list[Address]:
