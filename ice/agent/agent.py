@@ -204,6 +204,7 @@ class Agent:
             add_local_candidate=self.add_local_candidate,
             arm=self._arm,
             check_failed=self._check_failed,
+            controlling=lambda: self.controlling,
         )
         #: How long an agent with passive TCP candidates waits for the peer to connect
         #: before it declares failure with nothing else left to check.
@@ -606,7 +607,12 @@ class Agent:
     def get_timer(self) -> float | None:
         timers = [
             t
-            for t in (self._table.get_timer(), self._srflx.get_timer(), self._next_ta)
+            for t in (
+                self._table.get_timer(),
+                self._srflx.get_timer(),
+                self._next_ta,
+                self._tcp_checks.get_timer(),
+            )
             if t is not None
         ]
         if not self.lite:
@@ -624,6 +630,7 @@ class Agent:
             self._check_failed(now)
         self._srflx.handle_timer(now)
         self._gathered(now)
+        self._tcp_checks.handle_timer(now)
         self._table.handle_timer(now)
         self._drain(now)
         if self._next_ta is not None and now >= self._next_ta:
@@ -954,8 +961,10 @@ class Agent:
             for slot in self._slots()
             if not self.checklists[slot[0]].valid_pairs(slot[1])
         ]
-        if missing and self._awaiting_connections(now):
-            return  # the peer may still connect to a passive candidate (RFC 6544)
+        if missing and (self._awaiting_connections(now) or self._tcp_checks.retrying):
+            # the peer may still connect to a passive candidate (RFC 6544), or we once
+            # more to a relayed one
+            return
         if missing:
             self._fail(f"no working candidate pair for {', '.join(missing)}")
         else:

@@ -7,6 +7,16 @@ with `Agent.connection_opened` or `Agent.connection_failed`; it tells the agent 
 peer's connections with `Agent.connection_accepted` and of closed ones with
 `Agent.connection_closed`. Checks then travel over them like datagrams: a Transmit
 from the connection's local address to its remote one.
+
+A connection to or from a relayed candidate (RFC 6062) that fails or closes before
+its pair is valid is asked for once more, later (`RELAY_RETRY_DELAY`): the TURN
+server may have refused it only for a moment. It closes a peer's connection that
+arrives before the permission the peer's agent asked for is installed, and one
+that arrives while its own allocation is connecting to that very peer; and since
+an active relayed candidate connects from the relayed address, both agents'
+first connections are between the same two addresses and often collide exactly
+so. The controlling agent retries first, the controlled one later, so the
+retries do not collide again.
 """
 
 from __future__ import annotations
@@ -15,11 +25,15 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from ice.agent.candidate import Candidate, CandidateType, foundation
-from ice.agent.checklist import CandidatePair, CheckList
+from ice.agent.checklist import CandidatePair, CheckList, PairState
 from ice.agent.tcp import OpenConnection, TcpConnections, tcp_priority
 from ice.machine import Address
 
-__all__ = ["TcpChecks", "peer_may_connect"]
+__all__ = ["RELAY_RETRY_DELAY", "TcpChecks", "peer_may_connect"]
+
+#: After how long a relayed TCP pair's failed connection is asked for again: by the
+#: controlling agent; the controlled agent waits three times as long.
+RELAY_RETRY_DELAY = 0.5
 
 
 class _AddCandidate(Protocol):
@@ -37,6 +51,7 @@ class TcpChecks:
     address of each connection that opens. ``add_local_candidate`` is the
     agent's method of that name. ``arm(now)`` makes its check pacer run, and
     ``check_failed(now)`` makes it reconsider whether the session has failed.
+    ``controlling()`` is the agent's role of the moment (it orders the retries).
     """
 
     def __init__(
@@ -48,6 +63,7 @@ class TcpChecks:
         add_local_candidate: _AddCandidate,
         arm: Callable[[float], None],
         check_failed: Callable[[float], None],
+        controlling: Callable[[], bool],
     ) -> None:
         self._checklists = checklists
         self._local_candidates = local_candidates
@@ -55,7 +71,10 @@ class TcpChecks:
         self._add_local_candidate = add_local_candidate
         self._arm = arm
         self._check_failed = check_failed
+        self._controlling = controlling
         self._connections = TcpConnections()
+        self._retries: dict[CandidatePair, float] = {}  # pair -> when to connect again
+        self._retried: set[CandidatePair] = set()
 
     def is_open(self, local: Address, remote: Address) -> bool:
         """Whether a connection from ``local`` to ``remote`` is open to check over."""
@@ -64,6 +83,33 @@ class TcpChecks:
     def clear(self) -> None:
         """Forget every connection, open or asked for (the agent closed)."""
         self._connections.clear()
+        self._retries.clear()
+
+    @property
+    def retrying(self) -> bool:
+        """Whether a failed connection will be asked for again (the session has not failed)."""
+        return bool(self._retries)
+
+    def get_timer(self) -> float | None:
+        """When the next retry is due, or None."""
+        return min(self._retries.values(), default=None)
+
+    def handle_timer(self, now: float) -> None:
+        """Ask again for the connections whose retry is due, of pairs still failed."""
+        due = [pair for pair, at in self._retries.items() if at <= now]
+        for pair in due:
+            del self._retries[pair]
+            checklists = self._checklists()
+            if pair.stream >= len(checklists) or pair not in checklists[pair.stream].pairs:
+                continue  # an ICE restart replaced its check list
+            if pair.state is PairState.FAILED and not pair.valid:
+                if pair.local.tcptype == "active" and pair.local.type is not CandidateType.RELAY:
+                    # from a fresh ephemeral port, not the one the failed connection had
+                    checklists[pair.stream].rebase(pair, (pair.base[0], 0))
+                checklists[pair.stream].trigger(pair)  # reopened by the check it sends
+                self._arm(now)
+        if due:
+            self._check_failed(now)
 
     # -- what the adapter reports (through the Agent methods of the same names)
 
@@ -91,6 +137,7 @@ class TcpChecks:
             self._arm(now)
             return
         pair.check_failed()
+        self._retry_later(pair, now)
         self._check_failed(now)
 
     def connection_accepted(self, local: Address, remote: Address) -> None:
@@ -102,7 +149,17 @@ class TcpChecks:
             for pair in checklist.pairs:
                 if pair.base == local and pair.remote_address == remote and not pair.valid:
                     pair.connection_closed()
+                    self._retry_later(pair, now)
         self._check_failed(now)
+
+    def _retry_later(self, pair: CandidatePair, now: float) -> None:
+        """Once per pair that connects (not a passive one) with a relayed end."""
+        relayed = CandidateType.RELAY in (pair.local.type, pair.remote.type)
+        if not relayed or pair.local.tcptype == "passive" or pair in self._retried:
+            return
+        self._retried.add(pair)
+        delay = RELAY_RETRY_DELAY if self._controlling() else 3 * RELAY_RETRY_DELAY
+        self._retries[pair] = now + delay
 
     # -- what the agent asks
 

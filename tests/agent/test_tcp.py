@@ -3,8 +3,10 @@ connecting over TCP in an in-memory network (TCP only, UDP blocked, both with UD
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import deque
+from collections.abc import Callable
 
 import pytest
 
@@ -12,8 +14,15 @@ from ice.agent.agent import Agent
 from ice.agent.candidate import Candidate, CandidateType, foundation
 from ice.agent.checklist import CandidatePair, CheckList, PairState
 from ice.agent.events import ConnectionState
-from ice.agent.tcp import FrameReader, can_pair, frame, peer_reflexive_tcptype, tcp_priority
-from ice.agent.tcp_checks import TcpChecks
+from ice.agent.tcp import (
+    FrameReader,
+    OpenConnection,
+    can_pair,
+    frame,
+    peer_reflexive_tcptype,
+    tcp_priority,
+)
+from ice.agent.tcp_checks import RELAY_RETRY_DELAY, TcpChecks
 from ice.machine import Address
 from tests.agent.test_agent import connected, host
 from tests.support.tcp_net import TcpNet
@@ -189,6 +198,7 @@ class _Owner:
         self.candidates: list[Candidate] = []
         self.bases: dict[Address, tuple[int, Candidate]] = {}
         self.calls: list[tuple[str, float]] = []
+        self.controlling = True
 
     def checks(self) -> TcpChecks:
         return TcpChecks(
@@ -198,6 +208,7 @@ class _Owner:
             add_local_candidate=self.add_local_candidate,
             arm=lambda now: self.calls.append(("arm", now)),
             check_failed=lambda now: self.calls.append(("check_failed", now)),
+            controlling=lambda: self.controlling,
         )
 
     def add_local_candidate(
@@ -285,3 +296,101 @@ def test_a_connection_request_names_the_component_of_its_pair() -> None:
     (request,) = agent.connections_to_open()
     assert (request.local, request.remote) == ((LEFT_IP, 0), (RIGHT_IP, 7000))
     assert request.component == 2 and not request.simultaneous
+
+
+def relayed_pair_agents(
+    refuse: Callable[[OpenConnection, float], bool],
+) -> tuple[Agent, Agent, TcpNet, list[tuple[float, Address]]]:
+    """Two relay-only agents with RFC 6062 candidates (a passive and an active one
+    per allocation, both at the relayed address), through a network that refuses
+    what ``refuse`` says; also the (time, local address) of every connection asked for."""
+    asked: list[tuple[float, Address]] = []
+
+    def record(request: OpenConnection, now: float) -> bool:
+        asked.append((now, request.local))
+        return refuse(request, now)
+
+    net = TcpNet(refuse=record)
+    a = Agent(controlling=True, rng=random.Random(1))
+    b = Agent(controlling=False, rng=random.Random(2))
+    for agent, relayed in ((a, RELAYED_A), (b, RELAYED_B)):
+        net.agents.append(agent)
+        agent.add_relayed_candidates(
+            relayed, 1, 65535, server=TURN_SERVER, server_transport="tcp", transport="tcp"
+        )
+        net.listeners[relayed] = agent
+        agent.end_of_local_candidates()
+    a.set_remote_credentials(b.local_ufrag, b.local_pwd)
+    b.set_remote_credentials(a.local_ufrag, a.local_pwd)
+    for x, y in ((a, b), (b, a)):
+        for candidate in y.local_candidates:
+            x.add_remote_candidate(candidate)
+        x.add_remote_candidate(None)
+    a.connect(0.0)
+    b.connect(0.0)
+    failed = ConnectionState.FAILED
+    net.run(lambda: connected(a, b) or failed in (a.state, b.state), max_time=30)
+    return a, b, net, asked
+
+
+RELAYED_A: Address = ("198.51.100.1", 50000)
+RELAYED_B: Address = ("198.51.100.1", 50002)
+TURN_SERVER: Address = ("198.51.100.1", 3478)
+
+
+def test_relayed_connections_refused_at_first_are_asked_for_again_controlling_first() -> None:
+    """Both agents' first connections run between the same two relayed addresses;
+    a TURN server refuses both when they cross (coturn: 'peer data socket with this
+    address already exist', or 'no permission' before the peer's CreatePermission
+    is in). The controlling agent asks again RELAY_RETRY_DELAY later and connects
+    long before the passive candidates' wait (tcp_passive_wait) would end."""
+    a, b, net, asked = relayed_pair_agents(lambda request, now: now == 0.0)
+    assert connected(a, b), (a.failure_reason, b.failure_reason)
+    assert asked == [(0.0, RELAYED_A), (0.0, RELAYED_B), (RELAY_RETRY_DELAY, RELAYED_A)]
+    assert net.now < 2 * RELAY_RETRY_DELAY
+    for agent in (a, b):
+        pair = agent.selected_pair(1)
+        assert pair is not None and pair.local.type is CandidateType.RELAY
+
+
+def test_the_controlled_agent_retries_later_when_the_controlling_one_cannot() -> None:
+    a, b, _, asked = relayed_pair_agents(
+        lambda request, now: now == 0.0 or request.local == RELAYED_A
+    )
+    assert connected(a, b), (a.failure_reason, b.failure_reason)
+    later = 3 * RELAY_RETRY_DELAY
+    assert asked[2:] == [(RELAY_RETRY_DELAY, RELAYED_A), (later, RELAYED_B)]
+
+
+def test_a_relayed_connection_is_retried_once_then_the_session_fails() -> None:
+    a, b, net, asked = relayed_pair_agents(lambda request, now: True)
+    assert ConnectionState.FAILED in (a.state, b.state)
+    assert sorted(local for _, local in asked) == [RELAYED_A, RELAYED_A, RELAYED_B, RELAYED_B]
+    assert net.now >= a.tcp_passive_wait  # the passive candidates still waited
+
+
+def test_host_tcp_connections_are_not_retried() -> None:
+    """A refused host connection is an answer: only a relay's refusal may be passing."""
+    a, b, _ = run(["active"], ["passive"], block_tcp=True)
+    assert ConnectionState.FAILED in (a.state, b.state)
+    assert not a._tcp_checks.retrying and a._tcp_checks.get_timer() is None
+
+
+def test_a_retry_is_dropped_when_the_pair_recovered_meanwhile() -> None:
+    owner = _Owner()
+    owner.controlling = False
+    checks = owner.checks()
+    relay = dataclasses.replace(tcp(RIGHT_IP, 7000, "passive"), type=CandidateType.RELAY)
+    local = tcp(LEFT_IP, 6000, "active")
+    pair = owner.checklists[0].add(CandidatePair(local, relay, (LEFT_IP, 0)), True)
+    checks.open_connection(pair)
+    (request,) = checks.connections_to_open()
+
+    checks.connection_failed(request.connection_id, 1.0)
+    assert pair.state is PairState.FAILED and checks.retrying
+    assert checks.get_timer() == 1.0 + 3 * RELAY_RETRY_DELAY
+    owner.checklists[0].trigger(pair)  # the peer connected and checked meanwhile
+    pair.check_started()
+    checks.handle_timer(checks.get_timer())
+    assert not checks.retrying and list(owner.checklists[0].triggered) == [pair]
+    assert checks.connections_to_open() == []

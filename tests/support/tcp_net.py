@@ -8,7 +8,8 @@ listener is there and TCP is not blocked, tells the connecting agent
 simultaneous open) and the listening one (`connection_accepted`), or fails
 it. A Transmit whose (source, destination) is an open connection travels on
 it; any other travels as a UDP datagram, unless UDP is blocked. Latency is
-fixed; time moves only in `run`.
+fixed; time moves only in `run`. ``refuse`` may fail chosen connections (a TURN
+server that turns a peer's connection away, say).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ice.agent.agent import Agent
+from ice.agent.tcp import OpenConnection
 from ice.machine import Address
 
 
@@ -27,6 +29,8 @@ class TcpNet:
     latency: float = 0.005
     block_udp: bool = False
     block_tcp: bool = False
+    #: called with each connection asked for (and the time); True fails it
+    refuse: Callable[[OpenConnection, float], bool] | None = None
     now: float = 0.0
     udp: dict[Address, Agent] = field(default_factory=dict)
     listeners: dict[Address, Agent] = field(default_factory=dict)
@@ -48,7 +52,8 @@ class TcpNet:
     def _open(self, agent: Agent) -> None:
         for request in agent.connections_to_open():
             target = self.listeners.get(request.remote)
-            if self.block_tcp or target is None:
+            refused = self.refuse is not None and self.refuse(request, self.now)
+            if self.block_tcp or target is None or refused:
                 agent.connection_failed(request.connection_id, self.now)
                 continue
             local = request.local if request.local[1] else (request.local[0], next(self._ports))
