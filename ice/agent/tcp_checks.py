@@ -84,6 +84,7 @@ class TcpChecks:
         """Forget every connection, open or asked for (the agent closed)."""
         self._connections.clear()
         self._retries.clear()
+        self._retried.clear()
 
     @property
     def retrying(self) -> bool:
