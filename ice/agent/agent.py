@@ -61,19 +61,8 @@ from ice.agent.srflx import Reflexive, ServerReflexiveGatherer
 from ice.agent.stats import ConnectionStats, pair_stats
 from ice.agent.tcp import OpenConnection, can_pair
 from ice.agent.tcp_checks import TcpChecks, peer_may_connect
-from ice.attrs import (
-    IceControlled,
-    IceControlling,
-    Priority,
-    UseCandidate,
-    Username,
-)
-from ice.constants import (
-    BINDING_REQUEST,
-    AttrType,
-    MessageClass,
-    Method,
-)
+from ice.attrs import IceControlled, IceControlling, Priority, UseCandidate, Username
+from ice.constants import BINDING_REQUEST, AttrType, MessageClass, Method
 from ice.machine import Address, Transmit
 from ice.stun.credentials import short_term_key
 from ice.stun.transaction import TransactionFailed, TransactionSucceeded, TransactionTable
@@ -699,7 +688,7 @@ class Agent:
             request, pair.remote_address, now, key=self._remote_key, reliable=tcp, source=pair.base
         )
 
-    # -- answering checks (RFC 8445 7.3): ice.agent.responder does the work
+    # -- roles (answering checks, RFC 8445 7.3, is ice.agent.responder's: conflicts too)
 
     def set_role(self, controlling: bool) -> None:
         """Choose the role before `connect` (later, 487 role conflicts change it)."""
