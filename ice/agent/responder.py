@@ -124,7 +124,8 @@ class CheckResponder:
         if unknown:
             self._reply_error(request, addr, local, key, 420, None, UnknownAttributes(unknown))
             return
-        if not self._resolve_role_conflict(request, addr, local, key):
+        controlling = self._resolve_role_conflict(request, addr, local, key)
+        if controlling is None:
             return
         response = Message.build(
             BINDING_SUCCESS, XorMappedAddress(*addr), transaction_id=request.transaction_id
@@ -144,7 +145,7 @@ class CheckResponder:
                 return
         pair.checks_received += 1
         pair.responses_sent += 1
-        use_candidate = _USE_CANDIDATE in request and not self._controlling()
+        use_candidate = _USE_CANDIDATE in request and not controlling
         if self._lite:
             pair.answered_by_lite()
             if use_candidate:
@@ -190,8 +191,9 @@ class CheckResponder:
 
     def _resolve_role_conflict(
         self, request: Message, addr: Address, local: Address, key: IntegrityKey
-    ) -> bool:
-        """RFC 8445 7.3.1.1; False when the request was answered with 487."""
+    ) -> bool | None:
+        """RFC 8445 7.3.1.1: the role once the conflict is resolved (True when
+        controlling), or None when the request was answered with an error (487)."""
         controlling = self._controlling()
         try:
             if controlling and _ICE_CONTROLLING in request:
@@ -199,20 +201,21 @@ class CheckResponder:
                 assert theirs is not None
                 if self._tie_breaker() >= theirs.value:
                     self._reply_error(request, addr, local, key, 487, None)
-                    return False
+                    return None
                 self._set_role(False)
-            elif not controlling and _ICE_CONTROLLED in request:
+                return False
+            if not controlling and _ICE_CONTROLLED in request:
                 theirs_controlled = IceControlled.get_from(request)
                 assert theirs_controlled is not None
-                if self._tie_breaker() >= theirs_controlled.value:
-                    self._set_role(True)
-                else:
+                if self._tie_breaker() < theirs_controlled.value:
                     self._reply_error(request, addr, local, key, 487, None)
-                    return False
+                    return None
+                self._set_role(True)
+                return True
         except DecodeError:
             self._reply_error(request, addr, local, key, 400, None)
-            return False
-        return True
+            return None
+        return controlling
 
     def _reply_error(
         self,
