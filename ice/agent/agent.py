@@ -40,9 +40,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ice._codec import IntegrityKey, Message
-from ice._errors import DecodeError, FingerprintError, IntegrityError
+from ice._errors import DecodeError, FingerprintError
 from ice.agent.candidate import Candidate, CandidateType, TcpType, candidate_priority, foundation
-from ice.agent.checklist import CandidatePair, CheckList, PairState
+from ice.agent.checklist import CandidatePair, CheckList
 from ice.agent.consent import Consent
 from ice.agent.events import (
     AgentEvent,
@@ -56,28 +56,13 @@ from ice.agent.events import (
     SelectedPairChanged,
 )
 from ice.agent.local_candidates import host_candidate, mapped_candidate, relayed_candidates
+from ice.agent.responder import CheckResponder
 from ice.agent.srflx import Reflexive, ServerReflexiveGatherer
 from ice.agent.stats import ConnectionStats, pair_stats
-from ice.agent.tcp import OpenConnection, can_pair, peer_reflexive_tcptype
+from ice.agent.tcp import OpenConnection, can_pair
 from ice.agent.tcp_checks import TcpChecks, peer_may_connect
-from ice.attrs import (
-    ErrorCodeAttribute,
-    IceControlled,
-    IceControlling,
-    Priority,
-    UnknownAttributes,
-    UseCandidate,
-    Username,
-    XorMappedAddress,
-)
-from ice.constants import (
-    BINDING_ERROR,
-    BINDING_REQUEST,
-    BINDING_SUCCESS,
-    AttrType,
-    MessageClass,
-    Method,
-)
+from ice.attrs import IceControlled, IceControlling, Priority, UseCandidate, Username
+from ice.constants import BINDING_REQUEST, AttrType, MessageClass, Method
 from ice.machine import Address, Transmit
 from ice.stun.credentials import short_term_key
 from ice.stun.transaction import TransactionFailed, TransactionSucceeded, TransactionTable
@@ -92,11 +77,7 @@ _BINDING = int(Method.BINDING)
 _REQUEST = int(MessageClass.REQUEST)
 _SUCCESS = int(MessageClass.SUCCESS_RESPONSE)
 _ERROR = int(MessageClass.ERROR_RESPONSE)
-_MI = int(AttrType.MESSAGE_INTEGRITY)
 _FINGERPRINT = int(AttrType.FINGERPRINT)
-_USE_CANDIDATE = int(AttrType.USE_CANDIDATE)
-_ICE_CONTROLLING = int(AttrType.ICE_CONTROLLING)
-_ICE_CONTROLLED = int(AttrType.ICE_CONTROLLED)
 _ICE_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/"
 
 
@@ -177,7 +158,6 @@ class Agent:
             rto=check_rto, min_rto=min(check_rto, 0.5), rc=check_retransmissions, rm=4
         )
         self._checks: dict[bytes, _Check] = {}
-        self._outbox: list[Transmit] = []
         self._events: deque[AgentEvent] = deque()
         self._next_ta: float | None = None
         self._last_check = float("-inf")
@@ -189,7 +169,6 @@ class Agent:
             disconnect=consent_disconnect,
             timeout=consent_timeout,
         )
-        self._prflx_count = 0
         # server-reflexive gathering: its own transactions, so that a dead STUN server
         # times out on its own clock (gather_timeout) and never stalls the checks
         self._stun_servers: list[Address] = []
@@ -205,6 +184,20 @@ class Agent:
             arm=self._arm,
             check_failed=self._check_failed,
             controlling=lambda: self.controlling,
+        )
+        # the server half of the checks: answers, peer-reflexive candidates, triggered checks
+        self._responder = CheckResponder(
+            credentials=lambda: (self.local_ufrag, self._local_key),
+            controlling=lambda: self.controlling,
+            tie_breaker=lambda: self.tie_breaker,
+            lite=self.lite,
+            checklists=lambda: self.checklists,
+            remote=lambda: self._remote,
+            bases=self._bases,
+            pair=self._pair,
+            nominated=self._nominated,
+            set_role=self._set_role,
+            arm=self._arm,
         )
         #: How long an agent with passive TCP candidates waits for the peer to connect
         #: before it declares failure with nothing else left to check.
@@ -588,7 +581,7 @@ class Agent:
                 return
         cls = message.cls
         if cls == _REQUEST:
-            self._answer_check(message, addr, local, now)
+            self._responder.answer(message, addr, local, now)
         elif cls in (_SUCCESS, _ERROR) and self._srflx.owns(message):
             self._srflx.receive_message(message, addr, now, local=local)
             self._gathered(now)
@@ -599,9 +592,9 @@ class Agent:
 
     def datagrams_to_send(self, now: float) -> list[Transmit]:
         # Checks leave from their pair's base: the table's Transmits carry it (start's source).
-        self._outbox.extend(self._srflx.datagrams_to_send(now))
-        self._outbox.extend(self._table.datagrams_to_send(now))
-        out, self._outbox = self._outbox, []
+        out = self._responder.datagrams_to_send()
+        out.extend(self._srflx.datagrams_to_send(now))
+        out.extend(self._table.datagrams_to_send(now))
         return out
 
     def get_timer(self) -> float | None:
@@ -695,130 +688,7 @@ class Agent:
             request, pair.remote_address, now, key=self._remote_key, reliable=tcp, source=pair.base
         )
 
-    # -- answering checks
-
-    def _answer_check(self, request: Message, addr: Address, local: Address, now: float) -> None:
-        if _MI not in request:
-            self._reply_error(request, addr, local, 400, "MESSAGE-INTEGRITY missing")
-            return
-        try:
-            username = Username.get_from(request)
-            request.check_integrity(self._local_key)
-        except (DecodeError, IntegrityError):
-            self._reply_error(request, addr, local, 401, None)
-            return
-        if username is None or username.raw.split(b":", 1)[0] != self.local_ufrag.encode():
-            self._reply_error(request, addr, local, 401, None)
-            return
-        unknown = request.unknown_attributes
-        if unknown:
-            self._reply_error(request, addr, local, 420, None, UnknownAttributes(unknown))
-            return
-        if not self._resolve_role_conflict(request, addr, local):
-            return
-        response = Message.build(
-            BINDING_SUCCESS, XorMappedAddress(*addr), transaction_id=request.transaction_id
-        )
-        response.add_integrity(self._local_key)
-        response.add_fingerprint()
-        self._outbox.append(Transmit(response.raw, addr, local))
-        known = self._bases.get(local)
-        if known is None:
-            return  # a socket the agent was not told about
-        stream, base_candidate = known
-        remote = self._remote_for(addr, base_candidate.component, request, stream, local)
-        pair = self.checklists[stream].find(local, addr, base_candidate.component)
-        if pair is None:
-            pair = self._pair(base_candidate, local, remote, stream, incoming=True)
-            if pair is None:
-                return
-        pair.checks_received += 1
-        pair.responses_sent += 1
-        use_candidate = _USE_CANDIDATE in request and not self.controlling
-        if self.lite:
-            pair.answered_by_lite()
-            if use_candidate:
-                self._nominated(pair, now)
-            return
-        if pair.state is PairState.SUCCEEDED:
-            if use_candidate:
-                self._nominated(pair, now)
-            return
-        if use_candidate:
-            pair.nominated = True  # selected once its triggered check succeeds (7.3.1.5)
-        if pair.state is not PairState.IN_PROGRESS:
-            self.checklists[pair.stream].trigger(pair)
-            self._arm(now)
-
-    def _remote_for(
-        self, addr: Address, component: int, request: Message, stream: int, base: Address
-    ) -> Candidate:
-        for candidate in self._remote[stream]:
-            if candidate.address == addr and candidate.component == component:
-                return candidate
-        # a peer-reflexive remote candidate (RFC 8445 7.3.1.3)
-        try:
-            priority = Priority.get_from(request)
-        except DecodeError:  # a malformed PRIORITY from an authenticated peer: rank it last
-            priority = None
-        self._prflx_count += 1
-        local = self._bases.get(base)
-        tcp = local is not None and local[1].transport == "tcp"
-        candidate = Candidate(
-            foundation=f"prflx{self._prflx_count}",
-            component=component,
-            transport="tcp" if tcp else "udp",
-            priority=priority.value if priority is not None else 0,
-            host=addr[0],
-            port=addr[1],
-            type=CandidateType.PEER_REFLEXIVE,
-            tcptype=peer_reflexive_tcptype(local[1]) if tcp and local is not None else None,
-        )
-        self._remote[stream].append(candidate)
-        return candidate
-
-    def _resolve_role_conflict(self, request: Message, addr: Address, local: Address) -> bool:
-        """RFC 8445 7.3.1.1; False when the request was answered with 487."""
-        try:
-            if self.controlling and _ICE_CONTROLLING in request:
-                theirs = IceControlling.get_from(request)
-                assert theirs is not None
-                if self.tie_breaker >= theirs.value:
-                    self._reply_error(request, addr, local, 487, None)
-                    return False
-                self._set_role(False)
-            elif not self.controlling and _ICE_CONTROLLED in request:
-                theirs_controlled = IceControlled.get_from(request)
-                assert theirs_controlled is not None
-                if self.tie_breaker >= theirs_controlled.value:
-                    self._set_role(True)
-                else:
-                    self._reply_error(request, addr, local, 487, None)
-                    return False
-        except DecodeError:
-            self._reply_error(request, addr, local, 400, None)
-            return False
-        return True
-
-    def _reply_error(
-        self,
-        request: Message,
-        addr: Address,
-        local: Address,
-        code: int,
-        reason: str | None,
-        *extra: UnknownAttributes,
-    ) -> None:
-        response = Message.build(
-            BINDING_ERROR,
-            ErrorCodeAttribute(code, reason),
-            *extra,
-            transaction_id=request.transaction_id,
-        )
-        if code in (420, 487):  # the request was authentic: sign the answer
-            response.add_integrity(self._local_key)
-        response.add_fingerprint()
-        self._outbox.append(Transmit(response.raw, addr, local))
+    # -- roles (answering checks, RFC 8445 7.3, is ice.agent.responder's: conflicts too)
 
     def set_role(self, controlling: bool) -> None:
         """Choose the role before `connect` (later, 487 role conflicts change it)."""

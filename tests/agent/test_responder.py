@@ -1,0 +1,130 @@
+"""CheckResponder on its own: what its boundary with the Agent decides (the RFC 8445 7.3
+behaviour itself is tested through the Agent in test_agent.py)."""
+
+from __future__ import annotations
+
+import ice
+from ice._codec import IntegrityKey, Message
+from ice.agent.candidate import Candidate, CandidateType
+from ice.agent.checklist import CandidatePair, CheckList, PairState
+from ice.agent.local_candidates import host_candidate
+from ice.agent.responder import CheckResponder
+from ice.attrs import IceControlled, Priority, UseCandidate, Username
+from ice.constants import BINDING_REQUEST
+from ice.machine import Address
+from ice.stun.credentials import short_term_key
+
+BASE: Address = ("10.0.0.1", 7000)
+PEER: Address = ("10.0.0.2", 7000)
+
+
+class Wiring:
+    """What an Agent gives its responder, recorded."""
+
+    def __init__(self) -> None:
+        self.ufrag, self.pwd = "ours", "our-password-of-22-chars"
+        self.controlling = False
+        self.tie_breaker = 5
+        self.checklists = [CheckList()]
+        self.remote: list[list[Candidate]] = [[]]
+        self.bases = {BASE: (0, host_candidate(BASE, 1, 65535))}
+        self.paired: list[CandidatePair] = []
+        self.nominated: list[CandidatePair] = []
+        self.roles: list[bool] = []
+        self.armed: list[float] = []
+        self.responder = CheckResponder(
+            credentials=lambda: (self.ufrag, IntegrityKey(short_term_key(self.pwd))),
+            controlling=lambda: self.controlling,
+            tie_breaker=lambda: self.tie_breaker,
+            lite=False,
+            checklists=lambda: self.checklists,
+            remote=lambda: self.remote,
+            bases=self.bases,
+            pair=self.pair,
+            nominated=lambda pair, now: self.nominated.append(pair),
+            set_role=self.roles.append,
+            arm=self.armed.append,
+        )
+
+    def pair(
+        self,
+        local: Candidate,
+        base: Address,
+        remote: Candidate,
+        stream: int,
+        *,
+        incoming: bool = False,
+    ) -> CandidatePair | None:
+        assert incoming
+        pair = self.checklists[stream].add(
+            CandidatePair(local, remote, base, stream), self.controlling, []
+        )
+        if pair is not None:
+            self.paired.append(pair)
+        return pair
+
+    def check(self, *extra: object, ufrag: str | None = None, pwd: str | None = None) -> Message:
+        request = Message.build(
+            BINDING_REQUEST, Username(f"{ufrag or self.ufrag}:theirs"), Priority(1234), *extra
+        )
+        request.add_integrity(IntegrityKey(short_term_key(pwd or self.pwd)))
+        request.add_fingerprint()
+        return request
+
+
+def answer_type(transmit: ice.Transmit) -> int:
+    return Message.decode(transmit.data).type
+
+
+def test_the_credentials_of_the_moment_authenticate_each_request() -> None:
+    w = Wiring()
+    old = w.check()
+    w.ufrag, w.pwd = "new", "new-password-of-22-chars"  # what an ICE restart does
+    w.responder.answer(old, PEER, BASE, 0.0)
+    w.responder.answer(w.check(), PEER, BASE, 0.0)
+    stale, fresh = w.responder.datagrams_to_send()
+    assert answer_type(stale) == ice.BINDING_ERROR
+    assert answer_type(fresh) == ice.BINDING_SUCCESS
+
+
+def test_answers_leave_in_order_from_the_base_they_arrived_on_and_only_once() -> None:
+    w = Wiring()
+    other: Address = ("10.0.0.1", 7002)  # a socket the agent was not told about
+    w.responder.answer(w.check(), PEER, other, 0.0)
+    w.responder.answer(w.check(ufrag="wrong"), PEER, BASE, 0.0)
+    first, second = w.responder.datagrams_to_send()
+    assert (first.source, first.addr, answer_type(first)) == (other, PEER, ice.BINDING_SUCCESS)
+    assert (second.source, answer_type(second)) == (BASE, ice.BINDING_ERROR)
+    assert w.responder.datagrams_to_send() == []
+    # answered, but the unknown socket pairs nothing and learns no candidate
+    assert w.paired == [] and w.remote == [[]]
+
+
+def test_peer_reflexive_candidates_join_the_current_remote_list_with_fresh_foundations() -> None:
+    w = Wiring()
+    w.responder.answer(w.check(), PEER, BASE, 0.0)
+    (first,) = w.remote[0]
+    w.remote, w.checklists = [[]], [CheckList()]  # an ICE restart replaces them
+    w.responder.answer(w.check(), PEER, BASE, 1.0)
+    (second,) = w.remote[0]
+    assert first.type is second.type is CandidateType.PEER_REFLEXIVE
+    assert (first.priority, first.address) == (1234, PEER)
+    assert first.foundation != second.foundation
+    assert [p.remote for p in w.paired] == [first, second]
+    assert w.armed == [0.0, 1.0]  # each new pair is triggered, so the pacer must run
+
+
+def test_use_candidate_on_the_controlled_side_marks_the_pair_and_a_conflict_switches_role() -> None:
+    w = Wiring()
+    w.responder.answer(w.check(UseCandidate()), PEER, BASE, 0.0)
+    (pair,) = w.paired
+    assert pair.nominated and pair.state is PairState.WAITING and w.nominated == []
+    pair.check_started()
+    pair.check_succeeded()
+    w.responder.answer(w.check(UseCandidate()), PEER, BASE, 0.5)
+    assert w.nominated == [pair]
+    # both controlled: the higher tie-breaker (ours, read now) takes control
+    w.tie_breaker = 9
+    w.responder.answer(w.check(IceControlled(7)), PEER, BASE, 1.0)
+    assert w.roles == [True]
+    assert [answer_type(t) for t in w.responder.datagrams_to_send()] == [ice.BINDING_SUCCESS] * 3
