@@ -289,7 +289,7 @@ class TurnClient:
             await self._connect(server)
             now = self._loop.time()
             self.machine.allocate(now)
-            self._pump(now)
+            self._driver.pump(now)
             await self._allocated
         except BaseException:
             self.abort()
@@ -376,7 +376,7 @@ class TurnClient:
             return
         now = self._loop.time()
         self.machine.send(data, peer, now)
-        self._pump(now)
+        self._driver.pump(now)
 
     def send_nowait(self, data: bytes, peer: Address) -> None:
         """Relay ``data`` to ``peer`` without waiting for anything (what
@@ -395,7 +395,7 @@ class TurnClient:
         peer = (host, peer[1]) if machine.has_permission(host) else (_ip(host), peer[1])
         now = self._loop.time()
         machine.send(data, peer, now)
-        self._pump(now)
+        self._driver.pump(now)
 
     def _send_frame(self, frame: bytes) -> bool:
         """Put a ChannelData frame from the machine's fast path on the wire."""
@@ -413,7 +413,7 @@ class TurnClient:
         now = self._loop.time()
         waiter = self._permission(ip)
         self.machine.send(data, peer, now)
-        self._pump(now)
+        self._driver.pump(now)
         await asyncio.shield(waiter)
 
     async def recvfrom(self) -> tuple[bytes, Address]:
@@ -441,7 +441,7 @@ class TurnClient:
         transaction_id = self.machine.connect(peer, now)
         waiter: asyncio.Future[int] = self._loop.create_future()
         self._connects[transaction_id] = waiter
-        self._pump(now)
+        self._driver.pump(now)
         connection_id = await asyncio.shield(waiter)
         return await self._bind(connection_id)
 
@@ -498,7 +498,7 @@ class TurnClient:
         waiters = [self._permission(ip, force=True) for ip in ips]
         now = self._loop.time()
         self.machine.create_permission(ips, now)
-        self._pump(now)
+        self._driver.pump(now)
         for waiter in waiters:
             await asyncio.shield(waiter)
 
@@ -513,7 +513,7 @@ class TurnClient:
         waiter = self._channel_waiters.get(number)
         if waiter is None:
             waiter = self._channel_waiters[number] = self._loop.create_future()
-        self._pump(now)
+        self._driver.pump(now)
         await asyncio.shield(waiter)
         return number
 
@@ -558,7 +558,7 @@ class TurnClient:
             if self._failure is None and self.machine.state == "allocated":
                 now = self._loop.time()
                 self.machine.close(now)
-                self._pump(now)
+                self._driver.pump(now)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(CLOSE_TIMEOUT):
                         await asyncio.shield(self._released)
@@ -631,10 +631,6 @@ class TurnClient:
         else:
             reason = f"the connection to the TURN server failed: {exc}"
             self._lose(AllocationLost(0, reason))
-
-    def _pump(self, now: float) -> None:
-        """After acting on the machine: its events, what it sends, its timer (the driver)."""
-        self._driver.pump(now)
 
     def _transmit(self, transmit: Transmit) -> None:
         channel = self._channel
@@ -733,7 +729,7 @@ class TurnClient:
             return
         finally:
             self._driver.paused = False
-        self._pump(self._loop.time())
+        self._driver.pump(self._loop.time())
 
     def _lose(self, event: AllocationLost) -> None:
         error = TurnError(event.code, event.reason)
