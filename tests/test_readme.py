@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 
 import pytest
 
 from tests.support.coturn import requires_coturn, run_coturn
+from tests.support.sources import README, requires_checkout
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+pytestmark = requires_checkout
 
 
 def python_blocks() -> list[str]:
