@@ -13,6 +13,7 @@ ssl or interface enumeration until a machine or adapter is asked for.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
 
 from ice import constants
@@ -30,7 +31,7 @@ def get_include() -> str:
     """The directory of ice's C headers, for the ``include_dirs`` of an extension
     that cimports ``ice._codec`` (its .pxd declares the HMAC key states of
     ``_sha.h``). Its parent is the ``include_path`` that finds ice's .pxd files."""
-    return __path__[0]
+    return os.path.dirname(__file__)
 
 
 if TYPE_CHECKING:

@@ -42,5 +42,5 @@ def test_readme_turn_example_runs_against_coturn(monkeypatch: pytest.MonkeyPatch
 
 def test_readme_holds_the_two_commands() -> None:
     text = README.read_text(encoding="utf-8")
-    assert "pip install . && python -m ice demo" in text
+    assert "pip install . && ice demo" in text
     assert "pip install -e '.[test]' && pytest" in text

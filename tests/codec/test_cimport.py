@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-import ice
 from tests.support.cli import PYTHON
 
 pytest.importorskip("Cython", reason="building a cimporting module needs Cython")
