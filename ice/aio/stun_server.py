@@ -184,7 +184,13 @@ class _DatagramEndpoint:
             self._reading = True
         except NotImplementedError:
             self._fallback = DatagramIO(self._sock, self.datagram_received, str(self))
-            await self._fallback.open(loop)
+            opened = self._fallback.open(loop)
+            self._falling_back(self._fallback)
+            await opened
+
+    def _falling_back(self, fallback: DatagramIO) -> None:
+        """The endpoint reads through ``fallback`` from now on: a subclass that sends
+        through something else switches to it here, before a datagram can arrive."""
 
     def __str__(self) -> str:
         return format_address(self.local)

@@ -88,10 +88,8 @@ class _ListenerEndpoint(_DatagramEndpoint):
         self.turn_runner = runner
         self.batch: BatchSocket | DatagramIO = BatchSocket(sock, READ_BATCH, MAX_DATAGRAM)
 
-    async def start(self) -> None:
-        await super().start()
-        if self._fallback is not None:
-            self.batch = self._fallback
+    def _falling_back(self, fallback: DatagramIO) -> None:
+        self.batch = fallback
 
     def _read_ready(self) -> None:
         if self._sock is None:
