@@ -2,6 +2,14 @@
 
 ICE_ANNOTATE=1 pip install -e .   also writes cython -a HTML next to each .pyx
 ICE_DEBUG=1                       turns bounds checks back on for debugging
+ICE_PORTABLE=1                    builds the portable code paths that other platforms
+                                  run, so Linux CI can test them: ice._codec without
+                                  the SHA instructions (ICE_SHA_PORTABLE_ONLY; then
+                                  ice._codec.SHA_BACKEND == "portable") and
+                                  ice.aio._udpio without recvmmsg/sendmmsg
+                                  (ICE_NO_MMSG; then ice.aio._udpio.HAVE_MMSG is
+                                  False). Use it in a scratch copy with --force: the
+                                  .so files it leaves behind are slower ones.
 """
 
 import os
@@ -12,6 +20,7 @@ from setuptools import Extension, setup
 
 ANNOTATE = os.environ.get("ICE_ANNOTATE") == "1"
 DEBUG = os.environ.get("ICE_DEBUG") == "1"
+PORTABLE = os.environ.get("ICE_PORTABLE") == "1"
 
 # Compiler directives live here and nowhere else.
 DIRECTIVES = {
@@ -39,6 +48,7 @@ EXTENSIONS = [
         ["ice/_codec.pyx", "ice/_sha.c"],
         depends=["ice/_sha.h", "ice/_crc.pxd", "ice/_codec.pxd", "ice/_wire.pxd"],
         include_dirs=["ice"],
+        define_macros=[("ICE_SHA_PORTABLE_ONLY", "1")] if PORTABLE else [],
         extra_compile_args=CFLAGS,
     ),
     Extension(
@@ -47,7 +57,12 @@ EXTENSIONS = [
         depends=["ice/_codec.pxd", "ice/_crc.pxd", "ice/_wire.pxd"],
         extra_compile_args=CFLAGS,
     ),
-    Extension("ice.aio._udpio", ["ice/aio/_udpio.pyx"], extra_compile_args=CFLAGS),
+    Extension(
+        "ice.aio._udpio",
+        ["ice/aio/_udpio.pyx"],
+        define_macros=[("ICE_NO_MMSG", "1")] if PORTABLE else [],
+        extra_compile_args=CFLAGS,
+    ),
     Extension("ice.turn._allocation", ["ice/turn/_allocation.pyx"], extra_compile_args=CFLAGS),
     Extension(
         "ice.turn._relay",
