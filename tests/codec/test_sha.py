@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import platform
 import random
+import struct
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,7 +36,7 @@ def path(request: pytest.FixtureRequest) -> Iterator[str]:
     before = _codec.SHA_BACKEND
     _codec._sha_use(name)
     try:
-        assert _codec.SHA_BACKEND == name
+        assert name == _codec.SHA_BACKEND
         assert _codec.sha_hardware() is (name != "portable")
         yield name
     finally:
@@ -60,18 +61,30 @@ def test_matches_hmac_digest(path: str, alg: str) -> None:
             assert HMACS[alg](key, data) == hmac.digest(key, data, alg), (key_len, n)
 
 
+AT_HWCAP = 16
+HWCAP_SHA1, HWCAP_SHA2 = 1 << 5, 1 << 6  # Linux arm64 <asm/hwcap.h>
+
+
 def _cpu_runs(backend: str) -> bool | None:
-    """Whether the kernel reports the instructions `backend` needs; None where
-    this test cannot read it (only Linux's /proc/cpuinfo is read)."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if not sys.platform.startswith("linux") or not cpuinfo.exists():
+    """Whether Linux reports the instructions `backend` needs; None where this
+    test cannot tell. x86: /proc/cpuinfo's flags. arm64: AT_HWCAP from
+    /proc/self/auxv (under qemu-user /proc/cpuinfo is the host's, the
+    auxiliary vector the guest's)."""
+    if not sys.platform.startswith("linux"):
         return None
-    words = set(cpuinfo.read_text(errors="replace").split())
     machine = platform.machine().lower()
     if backend == "x86-sha-ni":
-        return machine in ("x86_64", "amd64", "i386", "i686") and {"sha_ni", "ssse3", "sse4_1"} <= words
+        if machine not in ("x86_64", "amd64", "i386", "i686"):
+            return False
+        words = set(Path("/proc/cpuinfo").read_text(errors="replace").split())
+        return {"sha_ni", "ssse3", "sse4_1"} <= words
     if backend == "arm-crypto":
-        return machine in ("aarch64", "arm64") and {"sha1", "sha2"} <= words
+        if machine not in ("aarch64", "arm64"):
+            return False
+        raw = Path("/proc/self/auxv").read_bytes()
+        pairs = struct.iter_unpack("=QQ", raw[: len(raw) // 16 * 16])
+        hwcap = next((value for key, value in pairs if key == AT_HWCAP), 0)
+        return (hwcap & HWCAP_SHA1) != 0 and (hwcap & HWCAP_SHA2) != 0
     return True
 
 
@@ -100,7 +113,7 @@ def test_use_refuses_what_is_missing() -> None:
     for name in ["sha3", "", "PORTABLE", *(b for b in BACKENDS if b not in _codec.sha_backends())]:
         with pytest.raises(ValueError, match="not available"):
             _codec._sha_use(name)
-        assert _codec.SHA_BACKEND == before
+        assert before == _codec.SHA_BACKEND
 
 
 # (key, data, HMAC-SHA1 from RFC 2202, HMAC-SHA256 from RFC 4231 or None)
