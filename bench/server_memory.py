@@ -66,7 +66,7 @@ def free_port() -> int:
 @contextlib.contextmanager
 def ice_server(port: int, count: int) -> Iterator[subprocess.Popen[bytes]]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "ice", "server", "--listen", f"udp://127.0.0.1:{port}",
+        [sys.executable, "-P", "-m", "ice", "server", "--listen", f"udp://127.0.0.1:{port}",
          "--user", f"{USER}:{PASSWORD}", "--realm", REALM, "--allow-loopback-peers",
          "--relay-ports", f"{RELAY_LOW}-{RELAY_LOW + max(count + 64, 1000)}"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,

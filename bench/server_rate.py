@@ -216,7 +216,7 @@ def coturn_server() -> Iterator[Server]:
 def our_server_usage() -> str | None:
     """Why ``python -m ice server`` cannot be benchmarked here, or None."""
     result = subprocess.run(
-        [sys.executable, "-m", "ice", "server", "--help"],
+        [sys.executable, "-P", "-m", "ice", "server", "--help"],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -239,7 +239,7 @@ def ice_server() -> Iterator[Server]:
     coturn = load_coturn()
     port = coturn.free_port("udp")
     relay = coturn._free_ports(("127.0.0.1",), ("udp",), 64)
-    args = [sys.executable, "-m", "ice", "server", "--listen", f"udp://127.0.0.1:{port}"]
+    args = [sys.executable, "-P", "-m", "ice", "server", "--listen", f"udp://127.0.0.1:{port}"]
     args += ["--user", f"{USER}:{PASSWORD}", "--realm", REALM, "--allow-loopback-peers"]
     args += ["--relay-ports", f"{relay}-{relay + 63}"]
     from ice import __version__

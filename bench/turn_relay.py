@@ -98,7 +98,7 @@ def load_coturn() -> ModuleType:
 def echo_peer(host: str = "127.0.0.1") -> Iterator[tuple[str, int]]:
     """A UDP echo server in a child process (so it does not share our event loop's CPU)."""
     process = subprocess.Popen(
-        [sys.executable, "-c", _ECHO, host],
+        [sys.executable, "-P", "-c", _ECHO, host],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         text=True,

@@ -13,6 +13,7 @@ ssl or interface enumeration until a machine or adapter is asked for.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
 
 from ice import constants
@@ -24,6 +25,14 @@ from ice.constants import __all__ as _constants_all
 
 # The compiled twin of constants.message_type: the same bit layout, ~7x faster.
 message_type = _compiled_message_type
+
+
+def get_include() -> str:
+    """The directory of ice's C headers, for the ``include_dirs`` of an extension
+    that cimports ``ice._codec`` (its .pxd declares the HMAC key states of
+    ``_sha.h``). Its parent is the ``include_path`` that finds ice's .pxd files."""
+    return os.path.dirname(__file__)
+
 
 if TYPE_CHECKING:
     from ice._codec import (
@@ -393,6 +402,7 @@ __all__ = [
     "constants",
     "decode_channel_data",
     "encode_channel_data",
+    "get_include",
     "is_channel_data",
     "is_stun",
     "long_term_key",

@@ -13,12 +13,12 @@ from __future__ import annotations
 import ast
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "ice"
+from tests.support.cli import PYTHON
+from tests.support.sources import PACKAGE, requires_sources
 
 #: Modules that do I/O, run an event loop or read the clock.
 FORBIDDEN = {"asyncio", "socket", "ssl", "selectors", "select", "threading", "time", "subprocess"}
@@ -110,6 +110,7 @@ def relative(path: Path) -> str:
     return str(path.relative_to(PACKAGE))
 
 
+@requires_sources
 @pytest.mark.parametrize("path", sources(), ids=relative)
 def test_imports_point_down(path: Path) -> None:
     own = layer(module_name(path))
@@ -121,6 +122,7 @@ def test_imports_point_down(path: Path) -> None:
         assert other == own or rank(other) < rank(own), f"{relative(path)} imports {target}"
 
 
+@requires_sources
 @pytest.mark.parametrize("path", sources(), ids=relative)
 def test_machines_and_codec_do_no_io(path: Path) -> None:
     if layer(module_name(path)) in {"aio", *TOOLS}:
@@ -131,6 +133,7 @@ def test_machines_and_codec_do_no_io(path: Path) -> None:
     assert not used, f"{relative(path)} imports {used}"
 
 
+@requires_sources
 def test_no_import_cycles() -> None:
     graph: dict[str, set[str]] = {}
     for path in sources():
@@ -153,6 +156,7 @@ def test_no_import_cycles() -> None:
         visit(node)
 
 
+@requires_sources
 def test_the_rule_covers_every_layer_and_the_compiled_modules() -> None:
     seen = {layer(module_name(p)) for p in sources()}
     assert set(RANKS) | {"__main__"} <= seen
@@ -160,12 +164,14 @@ def test_the_rule_covers_every_layer_and_the_compiled_modules() -> None:
     assert {"stun/_transaction.pyx", "turn/_relay.pyx", "aio/_udpio.pyx"} <= compiled
 
 
+@requires_sources
 def test_subpackage_inits_are_empty() -> None:
     for name in ("stun", "turn", "agent", "aio", "_load"):
         init = PACKAGE / name / "__init__.py"
         assert init.read_text().strip() == "", f"{init} is not empty"
 
 
+@requires_sources
 @pytest.mark.parametrize("name", sorted(ADDRESS_TEXT_ONLY))
 def test_compiled_machines_use_socket_only_for_address_text(name: str) -> None:
     """They import socket for inet_pton/inet_ntop (IPv6 text), nothing else."""
@@ -183,6 +189,6 @@ def test_the_codec_loads_no_asyncio(statement: str) -> None:
     """Importing the codec (or reaching it through ``ice``) pays for no I/O stack."""
     heavy = "{'asyncio', 'ssl', 'ifaddr'}"
     probe = f"{statement}; import sys; print(sorted({heavy} & set(sys.modules)))"
-    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    run = subprocess.run([*PYTHON, "-c", probe], capture_output=True, text=True, check=True)
     out = run.stdout
     assert out.strip() == "[]", f"{statement} loaded {out.strip()}"

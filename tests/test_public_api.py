@@ -8,10 +8,10 @@ of `ice.constants` on top.
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import ice
 import ice._codec
+from tests.support.cli import PYTHON
 
 #: Every public name that is neither an attribute class nor a constant.
 PUBLIC = {
@@ -84,6 +84,7 @@ PUBLIC = {
     "discover_nat",
     "encode_channel_data",
     "format_ice_attributes",
+    "get_include",
     "get_mapped_address",
     "is_channel_data",
     "is_stun",
@@ -125,7 +126,7 @@ def test_star_import_and_a_fresh_interpreter_see_the_same_names() -> None:
     exec("from ice import *", namespace)
     assert set(ice.__all__) <= set(namespace)
     probe = "import ice; print(len([n for n in ice.__all__ if getattr(ice, n) is not None]))"
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    out = subprocess.run([*PYTHON, "-c", probe], capture_output=True, text=True, check=True)
     assert int(out.stdout) == len(ice.__all__)
 
 

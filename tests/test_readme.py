@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 
 import pytest
 
 from tests.support.coturn import requires_coturn, run_coturn
+from tests.support.sources import README, requires_checkout
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+pytestmark = requires_checkout
 
 
 def python_blocks() -> list[str]:
@@ -42,5 +42,5 @@ def test_readme_turn_example_runs_against_coturn(monkeypatch: pytest.MonkeyPatch
 
 def test_readme_holds_the_two_commands() -> None:
     text = README.read_text(encoding="utf-8")
-    assert "pip install . && python -m ice demo" in text
+    assert "pip install . && ice demo" in text
     assert "pip install -e '.[test]' && pytest" in text

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ice.aio.portable import has_reuse_port, platform_name
 from ice.aio.stun_server import Listener, Transport
 from ice.machine import Address
 from ice.stun.server import DEFAULT_SOFTWARE, StunServer
@@ -278,6 +279,11 @@ class ServerConfig:
         context = self.tls_context()
         if self.workers > 1 and any(spec.port == 0 for spec in self.listen):
             raise ConfigError("--workers needs fixed listen ports (not :0)")
+        if self.workers > 1 and not has_reuse_port():
+            raise ConfigError(
+                f"--workers {self.workers} needs SO_REUSEPORT, which {platform_name()} "
+                "does not have: run one process (--workers 1)"
+            )
         return [
             Listener(transport, spec.host, spec.port, context if transport == "tls" else None)
             for spec in self.listen

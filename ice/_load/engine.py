@@ -11,7 +11,8 @@ Each flow is one UDP socket connected to the server, read from a
 (recvmmsg/sendmmsg on Linux): the packets are built once per flow (``batch``
 buffers) and only their 12-byte stamp is patched before each send (see
 `ice._load.packets`), so a single Python process can offer a few hundred thousand
-packets per second.
+packets per second. A loop without ``add_reader`` (Windows' default proactor
+loop) is refused with `ice.Error`: run the generator on a selector loop there.
 
 - STUN: Binding requests, each answered by a Binding response that carries
   the request's transaction ID (the stamp).
@@ -46,7 +47,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ice._errors import TurnError
+from ice._errors import Error, TurnError
 from ice._load.packets import (
     CHANNEL_STAMP_OFFSET,
     MAX_DURATION,
@@ -59,6 +60,7 @@ from ice._load.packets import (
 )
 from ice.aio._udpio import BatchSocket
 from ice.aio.driver import MachineDriver
+from ice.aio.portable import platform_name
 from ice.machine import Address, Transmit
 from ice.stun.client_auth import LongTermCredentials
 from ice.stun.uri import format_address
@@ -305,6 +307,18 @@ def _reader(
     return on_readable
 
 
+def _add_reader(loop: asyncio.AbstractEventLoop, fd: int, callback: Callable[[], None]) -> None:
+    """``loop.add_reader``; `ice.Error` naming the platform where the loop has none."""
+    try:
+        loop.add_reader(fd, callback)
+    except NotImplementedError:
+        raise Error(
+            f"the load generator reads its sockets from loop.add_reader, which "
+            f"{type(loop).__name__} on {platform_name()} does not have: "
+            f"run it on an asyncio.SelectorEventLoop"
+        ) from None
+
+
 # -- STUN
 
 
@@ -341,11 +355,11 @@ async def run_stun(
             def handle(got: list[tuple[bytes, Address]], flow: _Flow = flow) -> None:
                 engine.answered(flow, stats.take_stun(got, engine.now_us()))
 
-            loop.add_reader(sock.fileno(), _reader(bsock, handle))
+            _add_reader(loop, sock.fileno(), _reader(bsock, handle))
         await engine.run()
     finally:
         for sock in socks:
-            with contextlib.suppress(ValueError, OSError):
+            with contextlib.suppress(ValueError, OSError, NotImplementedError):
                 loop.remove_reader(sock.fileno())
             sock.close()
     return engine.result("stun", target or f"stun:{format_address(server)}")
@@ -522,7 +536,8 @@ async def run_turn(
         for _ in range(flows):
             turn = _TurnFlow(server, LongTermCredentials(username, password), batch, software)
             turns.append(turn)
-            loop.add_reader(
+            _add_reader(
+                loop,
                 turn.sock.fileno(),
                 _reader(turn.bsock, _client_handler(engine, turn, None, echo, relayed)),
             )
@@ -542,12 +557,14 @@ async def run_turn(
             flow = _Flow(turn.bsock, buffers, items, CHANNEL_STAMP_OFFSET)
             engine.flows.append(flow)
             loop.remove_reader(turn.sock.fileno())
-            loop.add_reader(
+            _add_reader(
+                loop,
                 turn.sock.fileno(),
                 _reader(turn.bsock, _client_handler(engine, turn, flow, echo, relayed)),
             )
             assert turn.peer is not None and turn.peer_sock is not None
-            loop.add_reader(
+            _add_reader(
+                loop,
                 turn.peer_sock.fileno(),
                 _reader(turn.peer, _peer_handler(engine, turn.peer, flow, echo, relayed)),
             )

@@ -3,7 +3,8 @@
 `ice.Connection(tcp=True)` gathers three TCP host candidates per address and
 component: passive (a listener), active (port 9: it only connects) and
 simultaneous-open (a listener whose port is also the source of its outgoing
-connections, bound with SO_REUSEADDR/SO_REUSEPORT). The agent asks for
+connections, bound with SO_REUSEADDR/SO_REUSEPORT; left out, with a log
+line, where there is no SO_REUSEPORT). The agent asks for
 connections (`Agent.connections_to_open`); `open_link` makes them and
 `listen` accepts the peer's. Every connection is a `TcpLink` (or, through a
 TURN server's RFC 6062 allocation, a `StreamLink`): RFC 4571 frames in and
@@ -28,6 +29,7 @@ from ice._errors import TurnError
 from ice.agent.agent import Agent
 from ice.agent.candidate import TcpType
 from ice.agent.tcp import FrameReader, OpenConnection, frame
+from ice.aio.portable import has_reuse_port, platform_name
 from ice.aio.turn_client import TurnClient
 from ice.machine import Address
 
@@ -218,6 +220,12 @@ class TcpLinks:
         tcptype: TcpType
         for tcptype in ("passive", "so", "active"):
             base: Address = (ip, 0)
+            if tcptype == "so" and not has_reuse_port():
+                # Its connections leave from the listener's port, which takes SO_REUSEPORT.
+                logger.info(
+                    "no so TCP candidate on %s: %s has no SO_REUSEPORT", ip, platform_name()
+                )
+                continue
             if tcptype != "active":
                 accept = functools.partial(self._link, component, accepted=True)
                 try:

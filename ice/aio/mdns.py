@@ -18,13 +18,16 @@ raises `LookupError` when no answer comes within ``timeout``.
 
 Each machine runs on a `ice.aio.driver.MachineDriver`: a batch of datagrams
 read from a socket is fed to both, and the resolver's timer (re-asking,
-giving up) sends with the ``now`` it fired at.
+giving up) sends with the ``now`` it fired at. On a loop without
+``add_reader`` (Windows' proactor) the sockets are read through datagram
+transports (`ice.aio.portable.DatagramIO`), one datagram at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import socket
@@ -41,6 +44,7 @@ from ice.agent.mdns import (
     Resolved,
 )
 from ice.aio.driver import MachineDriver
+from ice.aio.portable import DatagramIO
 from ice.machine import Address, Transmit
 
 __all__ = ["MdnsService"]
@@ -73,8 +77,15 @@ class MdnsService:
         self._answering = _MdnsDriver(self.responder, self)
         self._resolving = _MdnsDriver(self.resolver, self)
         self._waiters: dict[str, list[asyncio.Future[tuple[str, ...]]]] = {}
+        #: Per socket, on a loop without add_reader: its datagram transport.
+        self._fallbacks: dict[socket.socket, DatagramIO] = {}
         for sock in self._sockets:
-            self._loop.add_reader(sock.fileno(), self._read_ready, sock)
+            try:
+                self._loop.add_reader(sock.fileno(), self._read_ready, sock)
+            except NotImplementedError:
+                io = DatagramIO(sock, functools.partial(self._datagram_received, sock), "mdns")
+                self._fallbacks[sock] = io
+                io.open(self._loop)
 
     @classmethod
     async def start(
@@ -124,6 +135,10 @@ class MdnsService:
         self._answering.close()
         self._resolving.close()
         for sock in sockets:
+            fallback = self._fallbacks.pop(sock, None)
+            if fallback is not None:
+                fallback.close()  # closes the socket
+                continue
             self._loop.remove_reader(sock.fileno())
             sock.close()
         for waiters in self._waiters.values():
@@ -151,6 +166,12 @@ class MdnsService:
         self._answering.feed_batch(batch, now)
         self._resolving.feed_batch(batch, now)
 
+    def _datagram_received(self, sock: socket.socket, data: bytes, addr: Address) -> None:
+        if sock in self._sockets:
+            now = self._loop.time()
+            self._answering.feed_batch([(data, addr)], now)
+            self._resolving.feed_batch([(data, addr)], now)
+
     def _settle(self, event: MdnsEvent) -> None:
         for waiter in self._waiters.pop(event.name.lower().rstrip("."), []):
             if waiter.done():
@@ -164,6 +185,10 @@ class MdnsService:
         family = socket.AF_INET6 if ":" in transmit.addr[0] else socket.AF_INET
         for sock in self._sockets:
             if sock.family == family:
+                fallback = self._fallbacks.get(sock)
+                if fallback is not None:
+                    fallback.sendto(transmit.data, transmit.addr)
+                    return
                 try:
                     sock.sendto(transmit.data, transmit.addr)
                 except OSError as exc:

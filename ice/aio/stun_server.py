@@ -41,6 +41,7 @@ closes that connection only. Limits (constructor arguments):
 - ``reuse_port`` (False): bind with SO_REUSEPORT, so that several worker
   processes serve the same ports (the kernel spreads clients over them by
   their address, so one client's datagrams keep reaching the same worker).
+  Where there is no SO_REUSEPORT (Windows) asking for it raises `ice.Error`.
 
 Besides the machine surface the runner uses, when the core has them,
 ``local_addresses`` (more than one: RFC 5780 mode, see above),
@@ -72,6 +73,7 @@ from typing import Any, Literal, TypedDict, Unpack
 from ice._codec import stream_frame_length
 from ice._errors import DecodeError
 from ice.aio.driver import MachineDriver
+from ice.aio.portable import DatagramIO, require_reuse_port
 from ice.machine import Address, Machine, Transmit
 from ice.stun.uri import format_address
 
@@ -163,14 +165,15 @@ class _DatagramEndpoint:
     wake-up, which costs about a third of the throughput), and sends with
     ``sendto`` directly: a datagram the kernel has no room for is dropped,
     as the network would drop it, and the client retransmits. On a loop
-    without ``add_reader`` (Windows' proactor) it uses a datagram transport.
+    without ``add_reader`` (Windows' proactor) it uses a datagram transport
+    (`ice.aio.portable.DatagramIO`).
     """
 
     def __init__(self, runner: StunServerRunner, sock: socket.socket, local: Address) -> None:
         self._runner = runner
         self._sock: socket.socket | None = sock
         self.local = local
-        self._transport: asyncio.DatagramTransport | None = None
+        self._fallback: DatagramIO | None = None
         self._reading = False
 
     async def start(self) -> None:
@@ -180,9 +183,17 @@ class _DatagramEndpoint:
             loop.add_reader(self._sock.fileno(), self._read_ready)
             self._reading = True
         except NotImplementedError:
-            self._transport, _ = await loop.create_datagram_endpoint(
-                lambda: _DatagramFallback(self), sock=self._sock
-            )
+            self._fallback = DatagramIO(self._sock, self.datagram_received, str(self))
+            opened = self._fallback.open(loop)
+            self._falling_back(self._fallback)
+            await opened
+
+    def _falling_back(self, fallback: DatagramIO) -> None:
+        """The endpoint reads through ``fallback`` from now on: a subclass that sends
+        through something else switches to it here, before a datagram can arrive."""
+
+    def __str__(self) -> str:
+        return format_address(self.local)
 
     @property
     def open(self) -> bool:
@@ -204,12 +215,13 @@ class _DatagramEndpoint:
                 return
             received(data, addr if len(addr) == 2 else _address(addr), local, self)
 
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        self._runner._received(data, addr if len(addr) == 2 else _address(addr), self.local, self)
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        """One datagram the fallback transport read (see `DatagramIO`)."""
+        self._runner._received(data, addr, self.local, self)
 
     def sendto(self, data: bytes, addr: Address) -> None:
-        if self._transport is not None:
-            self._transport.sendto(data, addr)
+        if self._fallback is not None:
+            self._fallback.sendto(data, addr)
             return
         if self._sock is None:
             return
@@ -227,24 +239,10 @@ class _DatagramEndpoint:
         if self._reading:
             self._runner._loop.remove_reader(sock.fileno())
             self._reading = False
-        if self._transport is not None:
-            self._transport.close()  # closes the socket
-            self._transport = None
+        if self._fallback is not None:
+            self._fallback.close()  # closes the socket
         else:
             sock.close()
-
-
-class _DatagramFallback(asyncio.DatagramProtocol):
-    """The datagram protocol of an endpoint on a loop without add_reader."""
-
-    def __init__(self, endpoint: _DatagramEndpoint) -> None:
-        self._endpoint = endpoint
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        self._endpoint.datagram_received(data, addr)
-
-    def error_received(self, exc: Exception) -> None:
-        logger.debug("udp %s: %s", format_address(self._endpoint.local), exc)
 
 
 class _StreamConnection(asyncio.Protocol):
@@ -404,6 +402,8 @@ class StunServerRunner:
             raise TypeError(f"unknown runner options: {', '.join(sorted(unknown))}")
         if self.max_connections < 1 or self.idle_timeout <= 0 or self.max_buffer < 1:
             raise ValueError("max_connections, idle_timeout and max_buffer must be positive")
+        if self.reuse_port:
+            require_reuse_port("reuse_port (processes serving the same ports)")
         self.server = server
         self.listeners = list(listeners)
         #: Frame RFC 5766 ChannelData (numbers up to 0x7FFF) on streams (a TURN server).

@@ -32,8 +32,14 @@ request is answered in C (`ice.stun._binding`) with the bytes the core would
 have sent. A batch the pump relays whole does not touch the core at all.
 
 Relay sockets set the don't-fragment bit when the allocation asked for it
-(DONT-FRAGMENT) on Linux. A datagram the kernel will not take is dropped as
-the network would drop it.
+(DONT-FRAGMENT), with each platform's own socket option
+(`ice.aio.portable.dont_fragment_options`). A datagram the kernel will not
+take is dropped as the network would drop it.
+
+On a loop without ``add_reader`` (Windows' default proactor loop) listeners
+and relay sockets are read through the loop's datagram transports instead
+(`ice.aio.portable.DatagramIO`, one datagram at a time through the same
+compiled pump), and TCP relays accept with ``loop.sock_accept``.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from collections.abc import Sequence
 from typing import Unpack
 
 from ice.aio._udpio import BatchSocket
+from ice.aio.portable import DatagramIO, dont_fragment_options
 from ice.aio.stun_server import (
     MAX_DATAGRAM,
     READ_BATCH,
@@ -72,11 +79,6 @@ _BINDING = 0x001
 
 logger = logging.getLogger("ice.aio.turn_server")
 
-# Linux values (socket.h / in.h); absent elsewhere, where DONT-FRAGMENT is best effort.
-_IP_MTU_DISCOVER = getattr(socket, "IP_MTU_DISCOVER", 10)
-_IP_PMTUDISC_DO = getattr(socket, "IP_PMTUDISC_DO", 2)
-_IPV6_DONTFRAG = getattr(socket, "IPV6_DONTFRAG", 62)
-
 
 class _ListenerEndpoint(_DatagramEndpoint):
     """A UDP listening socket read and written in batches; ChannelData relayed in C."""
@@ -84,16 +86,25 @@ class _ListenerEndpoint(_DatagramEndpoint):
     def __init__(self, runner: TurnServerRunner, sock: socket.socket, local: Address) -> None:
         super().__init__(runner, sock, local)
         self.turn_runner = runner
-        self.batch = BatchSocket(sock, READ_BATCH, MAX_DATAGRAM)
+        self.batch: BatchSocket | DatagramIO = BatchSocket(sock, READ_BATCH, MAX_DATAGRAM)
+
+    def _falling_back(self, fallback: DatagramIO) -> None:
+        self.batch = fallback
 
     def _read_ready(self) -> None:
         if self._sock is None:
             return
+        batch = self.batch.recv()
+        if batch:
+            self._received_batch(batch)
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        if self._sock is not None:
+            self._received_batch([(data, addr)])
+
+    def _received_batch(self, batch: list[tuple[bytes, Address]]) -> None:
         runner = self.turn_runner
         local = self.local
-        batch = self.batch.recv()
-        if not batch:
-            return
         now = runner._loop.time()
         rest = runner.pump.from_clients(batch, local, now)
         runner._send_pumped()
@@ -134,15 +145,27 @@ class _RelayEndpoint:
         self._loop = runner._loop
         self.sock: socket.socket | None = sock
         self.address = address
-        self.batch = BatchSocket(sock, READ_BATCH, MAX_DATAGRAM, send_batch=RELAY_SEND_BATCH)
-        self._loop.add_reader(sock.fileno(), self._read_ready)
+        self.batch: BatchSocket | DatagramIO = BatchSocket(
+            sock, READ_BATCH, MAX_DATAGRAM, send_batch=RELAY_SEND_BATCH
+        )
+        try:
+            self._loop.add_reader(sock.fileno(), self._read_ready)
+        except NotImplementedError:
+            self.batch = DatagramIO(sock, self._datagram_received, format_address(address))
+            self.batch.open(self._loop)
 
     def _read_ready(self) -> None:
         if self.sock is None:
             return
         batch = self.batch.recv()
-        if not batch:
-            return
+        if batch:
+            self._received_batch(batch)
+
+    def _datagram_received(self, data: bytes, addr: Address) -> None:
+        if self.sock is not None:
+            self._received_batch([(data, addr)])
+
+    def _received_batch(self, batch: list[tuple[bytes, Address]]) -> None:
         runner = self._runner
         now = self._loop.time()
         relay = self.address
@@ -157,7 +180,11 @@ class _RelayEndpoint:
 
     def close(self) -> None:
         sock, self.sock = self.sock, None
-        if sock is not None:
+        if sock is None:
+            return
+        if isinstance(self.batch, DatagramIO):
+            self.batch.close()  # closes the socket
+        else:
             self._loop.remove_reader(sock.fileno())
             sock.close()
 
@@ -332,12 +359,12 @@ class TurnServerRunner(StunServerRunner):
 
 
 def _set_dont_fragment(sock: socket.socket, family: int) -> None:
+    option = dont_fragment_options(family)
+    if option is None:  # a platform whose option is not known: relaying works, fragmentable
+        return
     try:
-        if family == socket.AF_INET:
-            sock.setsockopt(socket.IPPROTO_IP, _IP_MTU_DISCOVER, _IP_PMTUDISC_DO)
-        else:
-            sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_DONTFRAG, 1)
-    except OSError as exc:  # not on this platform: relaying still works, fragmentable
+        sock.setsockopt(*option)
+    except OSError as exc:  # refused here (an old kernel): relaying works, fragmentable
         logger.debug("cannot set don't-fragment: %s", exc)
 
 

@@ -6,7 +6,10 @@ back:
 - each TCP relayed address is a listening socket (`open_tcp_relay`), bound
   without SO_REUSEPORT (so a port another program or worker holds is
   skipped) and given SO_REUSEPORT after ``listen``, so that the connections
-  the server opens to peers can leave from the very same address;
+  the server opens to peers can leave from the very same address (without
+  SO_REUSEPORT that works only where SO_REUSEADDR shares a listening port,
+  as on Windows; elsewhere Connect requests fail, said once in the log,
+  while peers connecting to the relay work everywhere);
 - a connection a peer makes to it is accepted and reported
   (`TurnServer.peer_connection_accepted`): refused ones are closed at once,
   the others wait, unread, for their ConnectionBind: the kernel keeps what
@@ -35,11 +38,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import socket
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
+from ice.aio.portable import accept_forever, has_reuse_port, platform_name
 from ice.aio.stun_server import _address, _StreamConnection
 from ice.machine import Address
 from ice.stun.uri import format_address
@@ -239,7 +244,8 @@ class _Splice:
 
 
 class _TcpListener:
-    """The listening socket of one TCP relayed address, read on the loop."""
+    """The listening socket of one TCP relayed address, read on the loop (accepted
+    with ``loop.sock_accept`` on a loop without ``add_reader``)."""
 
     def __init__(
         self,
@@ -252,7 +258,11 @@ class _TcpListener:
         self._accepted = accepted
         self.sock: socket.socket | None = sock
         self.address = address
-        loop.add_reader(sock.fileno(), self._accept_ready)
+        self._fallback: asyncio.Task[None] | None = None
+        try:
+            loop.add_reader(sock.fileno(), self._accept_ready)
+        except NotImplementedError:
+            self._fallback = accept_forever(loop, sock, self._accept_one, format_address(address))
 
     def _accept_ready(self) -> None:
         for _ in range(ACCEPT_BATCH):
@@ -268,9 +278,19 @@ class _TcpListener:
                 return
             self._accepted(self.address, conn, _address(addr))
 
+    def _accept_one(self, conn: socket.socket, addr: Any) -> None:
+        if self.sock is None:
+            conn.close()
+        else:
+            self._accepted(self.address, conn, _address(addr))
+
     def close(self) -> None:
         sock, self.sock = self.sock, None
-        if sock is not None:
+        if sock is None:
+            return
+        if self._fallback is not None:
+            self._fallback.cancel()  # which closes the socket
+        else:
             self._loop.remove_reader(sock.fileno())
             sock.close()
 
@@ -370,6 +390,8 @@ class TcpRelayIO:
             sock.close()
             if self._peers.get(protocol.connection_id) is protocol:
                 del self._peers[protocol.connection_id]
+            if exc.errno == errno.EADDRINUSE and not has_reuse_port():
+                _no_reuse_port_logged(relay)
             logger.debug(
                 "TCP connection %s -> %s failed: %s",
                 format_address(relay),
@@ -475,6 +497,24 @@ class TcpRelayIO:
         for listener in list(self._listeners.values()):
             listener.close()
         self._listeners.clear()
+
+
+_no_reuse_port_said = False
+
+
+def _no_reuse_port_logged(relay: Address) -> None:
+    """Say once why Connect requests fail: without SO_REUSEPORT (Windows has
+    SO_REUSEADDR, which lets the port be shared there) a connection cannot
+    leave from a port a listener holds."""
+    global _no_reuse_port_said
+    if not _no_reuse_port_said:
+        _no_reuse_port_said = True
+        logger.warning(
+            "TCP relay %s: %s has no SO_REUSEPORT and the port is taken by the relay's "
+            "listener, so connections to peers (RFC 6062 Connect) fail",
+            format_address(relay),
+            platform_name(),
+        )
 
 
 def _reuse_port(sock: socket.socket) -> None:

@@ -7,7 +7,6 @@ import contextlib
 import dataclasses
 import random
 import re
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -37,7 +36,6 @@ from ice.agent.mdns import (
 from tests.agent.test_agent import connected, events
 from tests.support.netsim import Network
 
-ROOT = Path(__file__).resolve().parents[2]
 QUERIER = ("192.0.2.20", 5353)
 UUID_NAME = re.compile(
     r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\.local$"

@@ -10,10 +10,8 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -21,9 +19,9 @@ import ice
 from ice.agent.mdns import MdnsResolver
 from ice.aio.mdns import MdnsService
 from ice.machine import Transmit
+from tests.support.cli import PYTHON
 from tests.support.loop import run
 
-ROOT = Path(__file__).resolve().parents[2]
 QUERIER = ("192.0.2.20", 5353)
 UUID_NAME = re.compile(
     r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\.local$"
@@ -198,8 +196,8 @@ def veth_pair() -> Iterator[tuple[str, str]]:
 
 def test_a_name_resolves_over_ipv6_multicast(veth_pair: tuple[str, str]) -> None:
     left, right = veth_pair
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-c", _SERVICE]
+    env = dict(os.environ)
+    command = [*PYTHON, "-c", _SERVICE]
     responder = subprocess.Popen(
         ["ip", "netns", "exec", right, *command, "respond", "vb"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,

@@ -268,7 +268,9 @@ def test_udp_on_a_loop_without_add_reader_uses_a_datagram_transport() -> None:
     run = Running(StunServer(), [Listener("udp", "127.0.0.1", 0)], loop)
     try:
         addr = run.address("udp")
-        assert run.runner is not None and run.runner._udp_list[0]._transport is not None
+        assert run.runner is not None
+        fallback = run.runner._udp_list[0]._fallback
+        assert fallback is not None and fallback.transport is not None
         with udp_client("127.0.0.1") as sock:
             for _ in range(3):
                 response, source = udp_exchange(sock, binding_request().raw, addr)

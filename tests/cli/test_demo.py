@@ -7,10 +7,9 @@ import os
 import re
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.cli import ICE
 
 SELECTED = re.compile(
     r"^(A|B) selected pair: (host|relay) 127\.0\.0\.1:(\d+) -> (host|relay) 127\.0\.0\.1:(\d+)$",
@@ -27,12 +26,11 @@ PING_PONG = re.compile(
 
 
 def demo(*args: str, path: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = dict(os.environ)
     if path is not None:
         env["PATH"] = path
     return subprocess.run(
-        [sys.executable, "-m", "ice", "demo", *args],
-        cwd=ROOT,
+        [*ICE, "demo", *args],
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,

@@ -5,24 +5,21 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import select
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ice.__main__ import main
 from ice._load.packets import STAMP, LoadResult, LoadStats, binding_request, format_summary
+from tests.support.cli import ICE
 from tests.support.coturn import Coturn, free_port, requires_coturn, run_coturn
 from tests.support.loop import HAS_IPV6_LOOPBACK
 
-ROOT = Path(__file__).resolve().parents[2]
 SECRET = "north-wind"
 JSON_KEYS = {
     "mode",
@@ -63,12 +60,10 @@ def check_latency(data: dict[str, Any]) -> None:
 def our_server() -> Iterator[tuple[str, int]]:
     """``python -m ice server`` on an ephemeral UDP port of 127.0.0.1, stopped at the end."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "ice", "server", "--listen", "udp://127.0.0.1:0"],
-        cwd=ROOT,
+        [*ICE, "server", "--listen", "udp://127.0.0.1:0"],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     try:
         assert process.stdout is not None

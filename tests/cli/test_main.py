@@ -10,6 +10,7 @@ import pytest
 
 import ice
 from ice.__main__ import main
+from tests.support.cli import ICE
 
 KEY = ice.short_term_key("swordfish")
 SIGNED = ice.Message.build(
@@ -77,7 +78,7 @@ def test_decode_fails_cleanly_on_malformed_input(
 
 def test_bench_runs_a_selected_case_and_prints_the_comparison() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "ice", "bench", "--quick", "-k", "IsChannelData"],
+        [*ICE, "bench", "--quick", "-k", "IsChannelData"],
         capture_output=True,
         text=True,
         timeout=120,

@@ -12,25 +12,22 @@ import asyncio
 import base64
 import contextlib
 import json
-import os
 import queue
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ice.agent.candidate import Candidate
 from ice.aio.connection import Connection
+from tests.support.cli import ICE
 from tests.support.coturn import requires_coturn, run_coturn
 from tests.support.loop import requires_ipv6
 
-ROOT = Path(__file__).resolve().parents[2]
 #: How long one expected line may take (process start, gathering and checks included).
 TIMEOUT = 20.0
 #: How long a peer may take to exit after quit or EOF.
@@ -49,12 +46,10 @@ class Peer:
         self.name = name
         self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed by stop())
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "ice", "peer", *args],
-            cwd=ROOT,
+            [*ICE, "peer", *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.stderr,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
         self.lines: queue.Queue[Line | None] = queue.Queue()
         self.seen: list[Line] = []
@@ -304,13 +299,11 @@ def test_eof_on_stdin_quits_with_exit_0() -> None:
 def test_bad_options_exit_2() -> None:
     for args in (["--ip", "nonsense"], ["--relay-only"], ["--turn", "turn:127.0.0.1"]):
         done = subprocess.run(
-            [sys.executable, "-m", "ice", "peer", *args],
-            cwd=ROOT,
+            [*ICE, "peer", *args],
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
             timeout=30,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
             check=False,
         )
         assert done.returncode == 2, done

@@ -22,10 +22,10 @@ import ice
 from ice._cli.server import ListenSpec, parse_listen
 from ice.machine import Address
 from ice.stun.uri import parse_host_port
+from tests.support.cli import ICE
 from tests.support.coturn import write_self_signed_cert
 from tests.support.loop import HAS_IPV6_LOOPBACK
 
-ROOT = Path(__file__).resolve().parents[2]
 #: Stopping with SIGINT/SIGTERM and select() on pipes are POSIX.
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and pipes")
 START_TIMEOUT = 20.0
@@ -86,12 +86,10 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 def ice_server(*args: str, listeners: int) -> Iterator[IceServer]:
     """Run ``python -m ice server ARGS`` until it has printed ``listeners`` addresses."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "ice", "server", *args],
-        cwd=ROOT,
+        [*ICE, "server", *args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     try:
         lines = _read_lines(process, listeners, time.monotonic() + START_TIMEOUT)
@@ -238,12 +236,10 @@ def test_bad_flags_exit_2_with_a_clear_message(args: list[str], message: str) ->
     if args == ["--alternate", "127.0.0.2:3479"]:
         args = ["--listen", "127.0.0.1:0", *args]
     done = subprocess.run(
-        [sys.executable, "-m", "ice", "server", *args],
-        cwd=ROOT,
+        [*ICE, "server", *args],
         capture_output=True,
         text=True,
         timeout=30,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
         check=False,
     )
     assert done.returncode == 2

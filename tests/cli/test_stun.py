@@ -5,18 +5,15 @@ from __future__ import annotations
 import re
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from ice.__main__ import main
 from ice._cli.stun import split_transport
 from ice.stun.uri import UriError, parse_host_port
+from tests.support.cli import ICE
 from tests.support.coturn import Coturn, free_port, requires_coturn, run_coturn
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -191,10 +188,9 @@ def test_parse_local_errors(text: str) -> None:
 
 def test_registered_as_a_subcommand() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "ice", "stun", "--help"],
+        [*ICE, "stun", "--help"],
         capture_output=True,
         text=True,
-        cwd=ROOT,
         timeout=60,
         check=False,
     )
@@ -206,10 +202,9 @@ def test_registered_as_a_subcommand() -> None:
 def test_as_a_process_against_coturn() -> None:
     with run_coturn() as server:
         result = subprocess.run(
-            [sys.executable, "-m", "ice", "stun", server.uri(), "--timeout", "10"],
+            [*ICE, "stun", server.uri(), "--timeout", "10"],
             capture_output=True,
             text=True,
-            cwd=ROOT,
             timeout=60,
             check=False,
         )
@@ -225,10 +220,9 @@ def test_our_server_names_its_software_because_the_request_leaves_room(
     the CLI's default SOFTWARE makes room, --software '' does not."""
     port = free_port("udp")
     server = subprocess.Popen(
-        [sys.executable, "-m", "ice", "server", "--listen", f"udp://127.0.0.1:{port}"],
+        [*ICE, "server", "--listen", f"udp://127.0.0.1:{port}"],
         stdout=subprocess.PIPE,
         text=True,
-        cwd=ROOT,
     )
     try:
         assert server.stdout is not None and "listening" in server.stdout.readline()

@@ -8,20 +8,18 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from ice.__main__ import main
 from ice._cli.common import percentile
+from tests.support.cli import ICE
 from tests.support.coturn import Coturn, free_port, requires_coturn, run_coturn
 
 pytestmark = [pytest.mark.interop, requires_coturn]
 
-ROOT = Path(__file__).resolve().parents[2]
 SECRET = "south-wind"
 TURNUTILS_PEER = shutil.which("turnutils_peer")
 
@@ -254,9 +252,7 @@ def test_percentile_is_nearest_rank() -> None:
 def test_runs_as_python_m_ice(coturn: Coturn) -> None:
     result = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "ice",
+            *ICE,
             "turn",
             coturn.uri("turn"),
             "-u",
@@ -271,7 +267,6 @@ def test_runs_as_python_m_ice(coturn: Coturn) -> None:
         capture_output=True,
         text=True,
         timeout=60,
-        cwd=ROOT,
     )
     assert (result.returncode, result.stderr) == (0, "")
     check_report(result.stdout, 5, 100)

@@ -15,7 +15,6 @@ import selectors
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -27,7 +26,6 @@ import pytest
 import ice
 from ice.machine import Address
 from tests.cli.test_server import (
-    ROOT,
     START_TIMEOUT,
     STOP_TIMEOUT,
     IceServer,
@@ -38,6 +36,7 @@ from tests.cli.test_server import (
     stop_with,
     udp_binding,
 )
+from tests.support.cli import ICE
 from tests.support.coturn import free_port
 
 pytestmark = posix_only
@@ -69,7 +68,7 @@ class TurnServerProcess(IceServer):
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT)}
+    return dict(os.environ)
 
 
 def _read_whole_lines(process: subprocess.Popen[bytes], count: int, deadline: float) -> list[str]:
@@ -105,8 +104,7 @@ def turn_server(*args: str, lines: int) -> Iterator[TurnServerProcess]:
     with them; the rest of stdout is what `stop_with` returns.
     """
     process = subprocess.Popen(
-        [sys.executable, "-m", "ice", "server", *args],
-        cwd=ROOT,
+        [*ICE, "server", *args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -131,8 +129,7 @@ def turn_server(*args: str, lines: int) -> Iterator[TurnServerProcess]:
 def run_server_expecting_failure(*args: str) -> subprocess.CompletedProcess[str]:
     """``python -m ice server ARGS`` for a configuration that must not start."""
     return subprocess.run(
-        [sys.executable, "-m", "ice", "server", *args],
-        cwd=ROOT,
+        [*ICE, "server", *args],
         capture_output=True,
         text=True,
         timeout=START_TIMEOUT,

@@ -16,7 +16,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -39,6 +38,7 @@ from ice.stun.nat import (
 )
 from ice.stun.nat_lifetime import LifetimeEvent
 from ice.stun.server import StunServer
+from tests.support.cli import ICE, PYTHON
 from tests.support.coturn import TURNSERVER, free_port, requires_coturn, run_coturn
 
 pytestmark = pytest.mark.interop
@@ -415,7 +415,7 @@ class NatLab:
             "            time.sleep(0.1)\n"
             "sys.exit(1)\n"
         )
-        done = _run(sys.executable, "-c", probe, netns=self.client, check=False)
+        done = _run(*PYTHON, "-c", probe, netns=self.client, check=False)
         if done.returncode != 0:
             log = (self.workdir / "turnserver.log").read_text(errors="replace")
             raise RuntimeError(
@@ -425,7 +425,7 @@ class NatLab:
     def nat_cli(self, *args: str) -> Completed:
         """``python -m ice nat`` run in the client namespace."""
         return _run(
-            sys.executable, "-m", "ice", "nat", f"stun:{LAB_SERVER[0]}:{self.port}", *args,
+            *ICE, "nat", f"stun:{LAB_SERVER[0]}:{self.port}", *args,
             netns=self.client, check=False,
         )  # fmt: skip
 
