@@ -23,6 +23,8 @@ echo "== portable build in $scratch"
     | xargs -0 sh -c 'for f; do [ -f "$f" ] && printf "%s\0" "$f"; done' sh \
     | tar --null -T - -cf -) | tar -xf - -C "$scratch"
 cd "$scratch"
+# The scratch build must be what gets imported, even where an ice is installed.
+export PYTHONPATH="$scratch"
 if ! ICE_PORTABLE=1 "$python" setup.py build_ext --inplace -q -j 2 --force >build.log 2>&1; then
     cat build.log
     exit 1
