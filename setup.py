@@ -2,6 +2,14 @@
 
 ICE_ANNOTATE=1 pip install -e .   also writes cython -a HTML next to each .pyx
 ICE_DEBUG=1                       turns bounds checks back on and keeps debug info
+ICE_PORTABLE=1                    builds the portable code paths that other platforms
+                                  run, so Linux CI can test them: ice._codec without
+                                  the SHA instructions (ICE_SHA_PORTABLE_ONLY; then
+                                  ice._codec.SHA_BACKEND == "portable") and
+                                  ice.aio._udpio without recvmmsg/sendmmsg
+                                  (ICE_NO_MMSG; then ice.aio._udpio.HAVE_MMSG is
+                                  False). .ci/portable.sh uses it in a scratch copy
+                                  with --force: the .so files it leaves are slower.
 
 Release builds (the default) carry no debug info and, on Linux, no symbol table
 beyond what the dynamic loader needs: 1.8 MB of extensions instead of 12 MB.
@@ -16,6 +24,7 @@ from setuptools.command.build_ext import build_ext
 
 ANNOTATE = os.environ.get("ICE_ANNOTATE") == "1"
 DEBUG = os.environ.get("ICE_DEBUG") == "1"
+PORTABLE = os.environ.get("ICE_PORTABLE") == "1"
 
 # Compiler directives live here and nowhere else.
 DIRECTIVES = {
@@ -67,13 +76,18 @@ EXTENSIONS = [
         ["ice/_codec.pyx", "ice/_sha.c"],
         depends=["ice/_sha.h", "ice/_crc.pxd", "ice/_codec.pxd", "ice/_wire.pxd"],
         include_dirs=["ice"],
+        define_macros=[("ICE_SHA_PORTABLE_ONLY", "1")] if PORTABLE else [],
     ),
     Extension(
         "ice.stun._transaction",
         ["ice/stun/_transaction.pyx"],
         depends=["ice/_codec.pxd", "ice/_crc.pxd", "ice/_wire.pxd"],
     ),
-    Extension("ice.aio._udpio", ["ice/aio/_udpio.pyx"]),
+    Extension(
+        "ice.aio._udpio",
+        ["ice/aio/_udpio.pyx"],
+        define_macros=[("ICE_NO_MMSG", "1")] if PORTABLE else [],
+    ),
     Extension("ice.turn._allocation", ["ice/turn/_allocation.pyx"]),
     Extension(
         "ice.turn._relay",

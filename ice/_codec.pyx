@@ -39,8 +39,13 @@ cdef extern from "_sha.h":
                        uint8_t *out) nogil
     void ice_hmac_sha256(const ice_hmac_sha256_key *k, const uint8_t *msg, size_t length,
                          uint8_t *out) nogil
+    void ice_sha1(const uint8_t *msg, size_t length, uint8_t *out) nogil
+    void ice_sha256(const uint8_t *msg, size_t length, uint8_t *out) nogil
+    const char *ice_sha_backend() nogil
+    const char *ice_sha_compiled() nogil
+    int ice_sha_available() nogil
     int ice_sha_hardware() nogil
-    void ice_sha_force_portable(int on) nogil
+    int ice_sha_use(const char *name) nogil
     int ice_ct_compare(const uint8_t *a, const uint8_t *b, size_t length) nogil
 
 
@@ -242,9 +247,62 @@ def sha_hardware():
     return ice_sha_hardware() != 0
 
 
-def sha_force_portable(bint on):
-    """Pin the portable C SHA path (tests compare it with the hardware one)."""
-    ice_sha_force_portable(1 if on else 0)
+def sha_backends():
+    """The SHA code paths this build runs on this CPU, the default first.
+
+    ``"x86-sha-ni"`` or ``"arm-crypto"`` when the build has it and the CPU
+    reports the instructions, then ``"portable"`` (always there).
+    """
+    cdef const char *hw = ice_sha_compiled()
+    if hw != NULL and ice_sha_available():
+        return (hw.decode("ascii"), "portable")
+    return ("portable",)
+
+
+def _sha_use(name):
+    """Switch every SHA-1 / SHA-256 to one of `sha_backends()` (None: the default).
+
+    For tests, which compare the paths; not thread-safe. Raises ValueError,
+    changing nothing, for a path this build or this CPU does not have.
+    """
+    global SHA_BACKEND
+    cdef bytes raw
+    cdef int rc
+    if name is None:
+        rc = ice_sha_use(NULL)
+    else:
+        raw = str(name).encode("ascii")
+        rc = ice_sha_use(raw)
+    if rc != 0:
+        raise ValueError(f"SHA backend {name!r} is not available here; these are: {sha_backends()}")
+    SHA_BACKEND = ice_sha_backend().decode("ascii")
+
+
+def _sha1(data):
+    """SHA-1 digest on the path in use (tests compare it with hashlib)."""
+    cdef bytes raw = _as_bytes(data)
+    cdef uint8_t out[20]
+    ice_sha1(<const uint8_t *>PyBytes_AS_STRING(raw), len(raw), out)
+    return PyBytes_FromStringAndSize(<char *>out, 20)
+
+
+def _sha256(data):
+    """SHA-256 digest on the path in use (tests compare it with hashlib)."""
+    cdef bytes raw = _as_bytes(data)
+    cdef uint8_t out[32]
+    ice_sha256(<const uint8_t *>PyBytes_AS_STRING(raw), len(raw), out)
+    return PyBytes_FromStringAndSize(<char *>out, 32)
+
+
+#: The SHA code path in use: "x86-sha-ni", "arm-crypto" or "portable" (the
+#: CPU is probed here, once).
+SHA_BACKEND = ice_sha_backend().decode("ascii")
+
+#: The SHA code paths compiled into this build, whatever the CPU: the hardware
+#: one first when there is one (none in an ICE_PORTABLE=1 build).
+SHA_COMPILED = (
+    (ice_sha_compiled().decode("ascii"), "portable") if ice_sha_compiled() != NULL else ("portable",)
+)
 
 
 # ---------------------------------------------------------------- addresses

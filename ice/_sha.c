@@ -4,7 +4,7 @@
  *   1. byte-order helpers and the shared padding code
  *   2. portable C99 block compressions (the fallback path)
  *   3. x86 / x86-64 SHA-NI block compressions (GCC, Clang, MSVC)
- *   4. AArch64 Linux ARMv8 crypto-extension block compressions
+ *   4. AArch64 ARMv8 crypto-extension block compressions (Linux, macOS)
  *   5. run-time dispatch (resolved on first use, idempotent)
  *   6. public API: digests, HMAC, constant-time compare
  *
@@ -24,7 +24,13 @@
 /* 0. Which hardware paths can this compiler build?                    */
 /* ------------------------------------------------------------------ */
 
-#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64) || defined(_M_IX86)
+/* Each hardware path is compiled with function-level target attributes, so
+ * the extension is built for the baseline CPU and picks the SHA instructions
+ * at run time. ICE_SHA_PORTABLE_ONLY (setup.py's ICE_PORTABLE=1) leaves them
+ * out, so the portable code is what runs and what gets tested. */
+#if defined(ICE_SHA_PORTABLE_ONLY)
+   /* portable path only */
+#elif defined(__x86_64__) || defined(__i386__) || defined(_M_X64) || defined(_M_IX86)
 #  if defined(__clang__) && defined(_MSC_VER)
      /* clang-cl: older versions hide the SHA intrinsics unless -msha. */
 #    if defined(__SHA__) || __clang_major__ >= 16
@@ -43,18 +49,26 @@
 #      define ICE_SHA_X86 1
 #    endif
 #  endif
-#endif
-
-#if defined(__aarch64__) && defined(__linux__)
+#elif defined(__aarch64__) && (defined(__linux__) || defined(__APPLE__))
 #  if defined(__ARM_FEATURE_SHA2) || defined(__ARM_FEATURE_CRYPTO)
-     /* The build already targets the crypto extension (-march=...+crypto). */
+     /* The build already targets the crypto extension (-march=...+crypto,
+      * or Apple's arm64 default CPU). */
 #    define ICE_SHA_ARM 1
 #    define ICE_TARGET_ARM
-#  elif defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 8
-     /* GCC's arm_neon.h declares the crypto intrinsics under a target
-      * pragma, so a per-function target attribute is enough. (Clang before
-      * 16 only declares them when the whole file targets crypto, so with
-      * Clang this path needs -march=armv8-a+crypto or is left out.) */
+#  elif defined(__clang__) && __clang_major__ >= 8
+     /* Clang before 16 declares the SHA intrinsics in arm_neon.h only when
+      * __ARM_FEATURE_SHA2 is defined; they are always_inline wrappers, so
+      * defining it for this file and giving the functions that inline them
+      * the crypto target generates the instructions there and nowhere else.
+      * Clang 16+ declares them with their own target attribute. */
+#    define ICE_SHA_ARM 1
+#    define ICE_ARM_FEATURE_DEFINED 1
+#    define __ARM_FEATURE_SHA2 1
+#    define __ARM_FEATURE_CRYPTO 1
+#    define ICE_TARGET_ARM __attribute__((target("crypto")))
+#  elif defined(__GNUC__) && __GNUC__ >= 8
+     /* GCC's arm_neon.h declares the crypto intrinsics under its own target
+      * pragma, so a per-function target attribute is enough. */
 #    define ICE_SHA_ARM 1
 #    define ICE_TARGET_ARM __attribute__((target("+crypto")))
 #  endif
@@ -649,23 +663,32 @@ static int cpu_has_sha(void)
     /* SSSE3 = leaf 1 ECX bit 9, SSE4.1 = bit 19, SHA = leaf 7 EBX bit 29 */
     return ((ecx1 >> 9) & 1) && ((ecx1 >> 19) & 1) && ((ebx7 >> 29) & 1);
 }
+#  define HW_NAME "x86-sha-ni"
 #  define HW_SHA1 sha1_blocks_shani
 #  define HW_SHA256 sha256_blocks_shani
 #  define HW_HMAC_SHA1 hmac_sha1_shani
 #  define HW_HMAC_SHA256 hmac_sha256_shani
 
 /* ------------------------------------------------------------------ */
-/* 4. AArch64 ARMv8 crypto extension (Linux)                           */
+/* 4. AArch64 ARMv8 crypto extension (Linux, macOS)                    */
 /* ------------------------------------------------------------------ */
 
 #elif defined(ICE_SHA_ARM)
 #  include <arm_neon.h>
-#  include <sys/auxv.h>
-#  ifndef HWCAP_SHA1
-#    define HWCAP_SHA1 (1 << 5)
+#  if defined(ICE_ARM_FEATURE_DEFINED)
+#    undef __ARM_FEATURE_SHA2
+#    undef __ARM_FEATURE_CRYPTO
 #  endif
-#  ifndef HWCAP_SHA2
-#    define HWCAP_SHA2 (1 << 6)
+#  if defined(__APPLE__)
+#    include <sys/sysctl.h>
+#  else
+#    include <sys/auxv.h>
+#    ifndef HWCAP_SHA1
+#      define HWCAP_SHA1 (1 << 5)
+#    endif
+#    ifndef HWCAP_SHA2
+#      define HWCAP_SHA2 (1 << 6)
+#    endif
 #  endif
 
 ICE_INLINE uint32x4_t arm_load_be(const uint8_t *p)
@@ -794,11 +817,31 @@ static void hmac_sha256_arm(const uint32_t *inner, const uint32_t *outer, const 
     hmac_generic(sha256_blocks_arm, inner, outer, 8, msg, len, out);
 }
 
+#  if defined(__APPLE__)
+/* A hw.optional.arm.FEAT_* flag; `missing` when this macOS does not name it. */
+static int sysctl_flag(const char *name, int missing)
+{
+    int v = 0;
+    size_t n = sizeof v;
+    if (sysctlbyname(name, &v, &n, NULL, 0) != 0)
+        return missing;
+    return v != 0;
+}
+
+static int cpu_has_sha(void)
+{
+    /* macOS 12+ names each feature. macOS 11 has no such keys, and every
+     * Apple arm64 CPU it runs on (A7 onwards) has SHA-1 and SHA-256. */
+    return sysctl_flag("hw.optional.arm.FEAT_SHA1", 1) && sysctl_flag("hw.optional.arm.FEAT_SHA256", 1);
+}
+#  else
 static int cpu_has_sha(void)
 {
     unsigned long caps = getauxval(AT_HWCAP);
     return (caps & HWCAP_SHA1) && (caps & HWCAP_SHA2);
 }
+#  endif
+#  define HW_NAME "arm-crypto"
 #  define HW_SHA1 sha1_blocks_arm
 #  define HW_SHA256 sha256_blocks_arm
 #  define HW_HMAC_SHA1 hmac_sha1_arm
@@ -864,10 +907,50 @@ int ice_sha_hardware(void)
     return get_sha1() != sha1_blocks_portable;
 }
 
-void ice_sha_force_portable(int on)
+const char *ice_sha_backend(void)
 {
-    portable_forced = on != 0;
+#if defined(HW_NAME)
+    if (ice_sha_hardware())
+        return HW_NAME;
+#endif
+    return "portable";
+}
+
+const char *ice_sha_compiled(void)
+{
+#if defined(HW_NAME)
+    return HW_NAME;
+#else
+    return NULL;
+#endif
+}
+
+int ice_sha_available(void)
+{
+#if defined(HW_SHA1)
+    if (hw_detected < 0)
+        hw_detected = cpu_has_sha();
+    return hw_detected;
+#else
+    return 0;
+#endif
+}
+
+int ice_sha_use(const char *name)
+{
+    if (name == NULL) {
+        portable_forced = 0;
+    } else if (strcmp(name, "portable") == 0) {
+        portable_forced = 1;
+#if defined(HW_NAME)
+    } else if (strcmp(name, HW_NAME) == 0 && ice_sha_available()) {
+        portable_forced = 0;
+#endif
+    } else {
+        return -1;
+    }
     ice_sha_select();
+    return 0;
 }
 
 /* ------------------------------------------------------------------ */

@@ -31,7 +31,7 @@ sockaddr, so sending to a repeat peer costs one hash and no inet_pton. A host
 that is not an IP literal (a name) takes ``socket.sendto``'s slow path.
 
 `HAVE_MMSG` is False where recvmmsg/sendmmsg do not exist (anything but
-Linux), and then the same API runs on ``recvfrom``/``sendto`` loops, as it
+Linux, or a build with ICE_PORTABLE=1), and then the same API runs on ``recvfrom``/``sendto`` loops, as it
 does with ``mmsg=False``; there the socket should be non-blocking (asyncio's
 are), since a socket with a timeout waits in recvfrom. On Linux a kernel or
 sandbox that refuses the calls (ENOSYS) switches the object to the loops.
@@ -64,7 +64,7 @@ cdef extern from "Python.h":
 
 cdef extern from *:
     """
-    #if defined(__linux__)
+    #if defined(__linux__) && !defined(ICE_NO_MMSG)  /* ICE_NO_MMSG: setup.py ICE_PORTABLE=1 */
     #include <errno.h>
     #include <stdlib.h>
     #include <string.h>

@@ -1,31 +1,54 @@
-"""HMAC-SHA1 / HMAC-SHA256 of ice/_sha.c (through ice._codec's test hooks),
+"""SHA-1 / SHA-256 / HMAC of ice/_sha.c (through ice._codec's test hooks),
 checked against the standard library and the RFC 2202 / RFC 4231 vectors on
-both the hardware (SHA-NI / ARMv8) path and the portable C path."""
+every code path this build has and this CPU runs (x86 SHA-NI or the ARMv8
+crypto extension, and the portable C path), and the path in use reported as
+``ice._codec.SHA_BACKEND``."""
 
+import hashlib
 import hmac
+import platform
 import random
+import struct
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from ice import _codec
 
 HMACS = {"sha1": _codec.hmac_sha1, "sha256": _codec.hmac_sha256}
+DIGESTS = {"sha1": _codec._sha1, "sha256": _codec._sha256}
 KEY_LENGTHS = [0, 1, 20, 32, 63, 64, 65, 100, 200]
+# every tail length (0..63) several times over, plus multi-block messages
+LENGTHS = [*range(301), 1000, 4096, 10_000]
+BACKENDS = ["x86-sha-ni", "arm-crypto", "portable"]
 
 
-@pytest.fixture(params=["hardware", "portable"])
+@pytest.fixture(params=BACKENDS)
 def path(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Run the test on one code path; always leave the default path selected."""
-    _codec.sha_force_portable(False)
-    if request.param == "hardware" and not _codec.sha_hardware():
-        pytest.skip("this CPU has no SHA extensions")
-    _codec.sha_force_portable(request.param == "portable")
+    """Run the test on one code path, then put back the one that was in use
+    (a run may have pinned one for the whole session, as .ci/aarch64.sh does)."""
+    name: str = request.param
+    if name not in _codec.sha_backends():
+        built = "not built in" if name not in _codec.SHA_COMPILED else "not on this CPU"
+        pytest.skip(f"SHA path {name}: {built}")
+    before = _codec.SHA_BACKEND
+    _codec._sha_use(name)
     try:
-        assert _codec.sha_hardware() is (request.param == "hardware")
-        yield request.param
+        assert name == _codec.SHA_BACKEND
+        assert _codec.sha_hardware() is (name != "portable")
+        yield name
     finally:
-        _codec.sha_force_portable(False)
+        _codec._sha_use(before)
+
+
+@pytest.mark.parametrize("alg", sorted(DIGESTS))
+def test_matches_hashlib(path: str, alg: str) -> None:
+    rng = random.Random(f"digest-{alg}-{path}")
+    for n in LENGTHS:
+        data = rng.randbytes(n)
+        assert DIGESTS[alg](data) == hashlib.new(alg, data).digest(), n
 
 
 @pytest.mark.parametrize("alg", sorted(HMACS))
@@ -33,10 +56,64 @@ def test_matches_hmac_digest(path: str, alg: str) -> None:
     rng = random.Random(f"{alg}-{path}")
     for key_len in KEY_LENGTHS:
         key = rng.randbytes(key_len)
-        # every tail length (0..63) several times over, plus a few long messages
-        for n in [*range(301), 1000, 4096, 10_000]:
+        for n in LENGTHS:
             data = rng.randbytes(n)
             assert HMACS[alg](key, data) == hmac.digest(key, data, alg), (key_len, n)
+
+
+AT_HWCAP = 16
+HWCAP_SHA1, HWCAP_SHA2 = 1 << 5, 1 << 6  # Linux arm64 <asm/hwcap.h>
+
+
+def _cpu_runs(backend: str) -> bool | None:
+    """Whether Linux reports the instructions `backend` needs; None where this
+    test cannot tell. x86: /proc/cpuinfo's flags. arm64: AT_HWCAP from
+    /proc/self/auxv (under qemu-user /proc/cpuinfo is the host's, the
+    auxiliary vector the guest's)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    machine = platform.machine().lower()
+    if backend == "x86-sha-ni":
+        if machine not in ("x86_64", "amd64", "i386", "i686"):
+            return False
+        words = set(Path("/proc/cpuinfo").read_text(errors="replace").split())
+        return {"sha_ni", "ssse3", "sse4_1"} <= words
+    if backend == "arm-crypto":
+        if machine not in ("aarch64", "arm64"):
+            return False
+        raw = Path("/proc/self/auxv").read_bytes()
+        pairs = struct.iter_unpack("=QQ", raw[: len(raw) // 16 * 16])
+        hwcap = next((value for key, value in pairs if key == AT_HWCAP), 0)
+        return (hwcap & HWCAP_SHA1) != 0 and (hwcap & HWCAP_SHA2) != 0
+    return True
+
+
+def test_backend_reported() -> None:
+    """The default is the hardware path exactly when it is built in and the CPU has it."""
+    assert _codec.SHA_COMPILED[-1] == "portable"
+    assert len(_codec.SHA_COMPILED) <= 2
+    assert set(_codec.sha_backends()) <= set(_codec.SHA_COMPILED) <= set(BACKENDS)
+    assert _codec.SHA_BACKEND in _codec.sha_backends()
+    before = _codec.SHA_BACKEND
+    _codec._sha_use(None)
+    try:
+        default = _codec.SHA_BACKEND
+        assert default == _codec.sha_backends()[0]
+        assert _codec.sha_hardware() is (default != "portable")
+        hardware = _codec.SHA_COMPILED[0] if len(_codec.SHA_COMPILED) == 2 else None
+        runs = _cpu_runs(hardware) if hardware else None
+        if runs is not None:
+            assert default == (hardware if runs else "portable")
+    finally:
+        _codec._sha_use(before)
+
+
+def test_use_refuses_what_is_missing() -> None:
+    before = _codec.SHA_BACKEND
+    for name in ["sha3", "", "PORTABLE", *(b for b in BACKENDS if b not in _codec.sha_backends())]:
+        with pytest.raises(ValueError, match="not available"):
+            _codec._sha_use(name)
+        assert before == _codec.SHA_BACKEND
 
 
 # (key, data, HMAC-SHA1 from RFC 2202, HMAC-SHA256 from RFC 4231 or None)
