@@ -49,7 +49,7 @@ def _cpu_model() -> str:
 
 def _environment(quick: bool, floor_ns: float) -> dict[str, object]:
     from ice import __version__
-    from ice._codec import sha_hardware
+    from ice._codec import SHA_BACKEND
 
     return {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -59,7 +59,7 @@ def _environment(quick: bool, floor_ns: float) -> dict[str, object]:
         "machine": platform.machine(),
         "cpu": _cpu_model(),
         "platform": platform.platform(),
-        "sha_hardware": sha_hardware(),
+        "sha_backend": SHA_BACKEND,
         "mode": "quick" if quick else "full",
         "harness_floor_ns": round(floor_ns, 2),
     }
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     notes = [
         f"python -m ice bench{' --quick' if args.quick else ''}: ice {env['ice']}, "
         f"{env['implementation']} {env['python']} on {env['cpu']} ({env['machine']}), "
-        f"SHA instructions: {'yes' if env['sha_hardware'] else 'no'}, {env['date']}",
+        f"SHA path: {env['sha_backend']}, {env['date']}",
         f"harness: timeit, {settings.repeats} repeats of >= {settings.min_time:g} s per case; "
         f"an empty Python function costs {floor:.1f} ns/call in this loop",
     ]
