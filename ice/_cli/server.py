@@ -330,10 +330,10 @@ async def serve(
             if announce:
                 for kind, addr in runner.addresses:
                     print(f"listening on {kind}://{format_address(addr)}", flush=True)
-            if config.metrics is not None and isinstance(server, TurnServer):
+            if config.metrics is not None:
                 host, port = config.metrics
                 address = (host, port + worker if port else 0)
-                metrics = await serve_metrics(address, server.counters)
+                metrics = await serve_metrics(address, runner.counters)
                 bound = metrics.sockets[0].getsockname()
                 if announce:
                     print(f"metrics on http://{format_address((bound[0], bound[1]))}/metrics")

@@ -291,12 +291,15 @@ class TurnServer:
             if self.stun.primary is None:
                 raise TypeError("receive_datagram needs local= (the core has no primary address)")
             local = self.stun.primary
-        if data and 0x40 <= data[0] <= self._last_channel >> 8:
-            self._channel_data(data, addr, local, reliable, now)
-        elif data[:2] == _SEND_INDICATION:
-            self._send_indication(data, addr, local, reliable, now)
-        else:
-            self.stun.receive_datagram(data, addr, now, local=local, reliable=reliable)
+        try:
+            if data and 0x40 <= data[0] <= self._last_channel >> 8:
+                self._channel_data(data, addr, local, reliable, now)
+            elif data[:2] == _SEND_INDICATION:
+                self._send_indication(data, addr, local, reliable, now)
+            else:
+                self.stun.receive_datagram(data, addr, now, local=local, reliable=reliable)
+        except Exception as exc:  # a bug on the data path: counted like the STUN core's
+            self.stun.failures.record(exc, f"a packet of {len(data)} bytes from {addr}", now)
 
     def receive_from_peer(self, data: bytes, peer: Address, relay: Address, now: float) -> None:
         """Relay a datagram a peer sent to ``relay`` to its client (RFC 8656 section 11.3)."""
@@ -375,11 +378,7 @@ class TurnServer:
             out["tcp_connections"] = len(self.tcp)
             for kind, count in self.tcp.counts.items():
                 out[f"tcp_{kind}"] = count
-        for method, count in self.stun.request_counts.items():
-            name = Method(method).name.lower() if method in Method._value2member_map_ else method
-            out[f"requests_{name}"] = count
-        for code, count in self.stun.error_counts.items():
-            out[f"errors_{code}"] = count
+        out.update(self.stun.counters())  # requests, error responses, internal errors
         for reason, count in self.drops.items():
             out[f"dropped_{reason.replace('-', '_')}"] = count
         return out

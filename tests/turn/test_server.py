@@ -1362,7 +1362,9 @@ def test_flood_of_unauthenticated_allocates_leaves_no_state() -> None:
         "reservations",
         "requests_allocate",
         "errors_401",
+        "internal_errors",
     }
+    assert counters["internal_errors"] == 0
     binding_still_answered(net)
 
 
@@ -1459,6 +1461,7 @@ def test_counters_reflect_what_happened() -> None:
         "errors_403": 1,
         "errors_442": 1,
         "dropped_no_permission": 1,
+        "internal_errors": 0,
     }
     allocation = net.server.allocation_for(CLIENT, SERVER)
     assert (allocation.packets_to_peers, allocation.bytes_to_peers) == (3, 3)
