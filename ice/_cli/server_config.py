@@ -198,7 +198,11 @@ class ServerConfig:
         elif key in ("deny_peer", "deny_peers"):
             self.deny_peers = [str(n) for n in parse_networks(_list(value))]
         elif key in ("alternate_server", "alternate_servers"):
-            self.alternate_servers = [parse_host_port(v, DEFAULT_PORT) for v in _list(value)]
+            # Flags arrive parsed (HOST, PORT) tuples, a TOML file gives text.
+            self.alternate_servers = [
+                v if isinstance(v, tuple) else parse_host_port(_text(v), DEFAULT_PORT)
+                for v in _list(value)
+            ]
         elif key == "metrics":
             self.metrics = value if isinstance(value, tuple) else parse_host_port(_text(value))
         elif key in _SCALARS:
