@@ -303,6 +303,7 @@ def _option_cases(tmp_path: Path) -> dict[str, list[str]]:
         "--deny-peer": ["--deny-peer", "192.0.2.0/24"],
         "--user-quota": ["--user-quota", "5"],
         "--total-quota": ["--total-quota", "100"],
+        "--source-quota": ["--source-quota", "7"],
         "--max-bandwidth": ["--max-bandwidth", "1000000"],
         "--max-lifetime": ["--max-lifetime", "1200"],
         "--alternate-server": ["--alternate-server", "127.0.0.1:3479"],
