@@ -68,7 +68,8 @@ def ice_server(port: int, count: int) -> Iterator[subprocess.Popen[bytes]]:
     process = subprocess.Popen(
         [sys.executable, "-P", "-m", "ice", "server", "--listen", f"udp://127.0.0.1:{port}",
          "--user", f"{USER}:{PASSWORD}", "--realm", REALM, "--allow-loopback-peers",
-         "--relay-ports", f"{RELAY_LOW}-{RELAY_LOW + max(count + 64, 1000)}"],
+         "--relay-ports", f"{RELAY_LOW}-{RELAY_LOW + max(count + 64, 1000)}",
+         "--user-quota", "0", "--source-quota", "0"],  # one user, one host: no default quotas
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip

@@ -21,10 +21,11 @@ each against `Machine`).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Address", "Machine", "Transmit"]
+__all__ = ["Address", "FailureLog", "Machine", "Transmit"]
 
 #: A transport address: (host text, port). IPv6 hosts carry no brackets.
 Address = tuple[str, int]
@@ -80,3 +81,60 @@ class Machine(Protocol):
     def handle_timer(self, now: float) -> None: ...
 
     def next_event(self) -> object: ...
+
+
+class FailureLog:
+    """Counts the exceptions a catch-all swallows, and logs them without flooding.
+
+    A bug that one crafted packet triggers is triggered by every copy of that
+    packet: a traceback each (about 1.4 KB and a millisecond of formatting)
+    turns it into a log flood and a CPU sink. So the first failure of each
+    kind (exception type and the line that raised it) is logged with its
+    traceback, at most `MAX_KINDS` kinds; every other one only counts, and at
+    most one summary line per ``interval`` seconds says how many there were.
+    ``now`` is the caller's clock (a machine's ``now``, a driver's loop time).
+    """
+
+    #: Kinds logged with a traceback, at most; beyond that only the summaries.
+    MAX_KINDS = 16
+
+    def __init__(self, logger: logging.Logger, interval: float = 60.0) -> None:
+        self.logger = logger
+        self.interval = interval
+        #: Failures recorded since construction (what /metrics exports).
+        self.count = 0
+        self._kinds: set[tuple[str, str, int]] = set()
+        self._unlogged = 0
+        self._summary_at: float | None = None
+
+    def record(self, exc: BaseException, context: str, now: float) -> None:
+        self.count += 1
+        kind = _kind(exc)
+        if kind not in self._kinds and len(self._kinds) < self.MAX_KINDS:
+            self._kinds.add(kind)
+            self.logger.error(
+                "%s raised %s (repeats are counted, summarised every %g s)",
+                context, exc, self.interval, exc_info=exc,
+            )  # fmt: skip
+            if self._summary_at is None:
+                self._summary_at = now + self.interval
+            return
+        self._unlogged += 1
+        if self._summary_at is None:
+            self._summary_at = now + self.interval
+        elif now >= self._summary_at:
+            self.logger.error(
+                "%d more failures (%d in all) in the last %g s; the latest: %s raised %r",
+                self._unlogged, self.count, self.interval, context, exc,
+            )  # fmt: skip
+            self._unlogged = 0
+            self._summary_at = now + self.interval
+
+
+def _kind(exc: BaseException) -> tuple[str, str, int]:
+    tb = exc.__traceback__
+    if tb is None:
+        return type(exc).__qualname__, "", 0
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return type(exc).__qualname__, tb.tb_frame.f_code.co_filename, tb.tb_lineno

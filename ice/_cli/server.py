@@ -62,7 +62,7 @@ from ice.aio.turn_server import serve_turn
 from ice.machine import Address
 from ice.stun.server import DEFAULT_SOFTWARE, StunServer
 from ice.stun.uri import format_address, parse_host_port
-from ice.turn.server import TurnServer
+from ice.turn.server import DEFAULT_SOURCE_QUOTA, DEFAULT_USER_QUOTA, TurnServer
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "DEFAULT_TLS_PORT", "ListenSpec", "parse_listen"]
 
@@ -142,7 +142,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     relay.add_argument("--allow-peer", action="append", metavar="NET", help="always allowed")
     relay.add_argument("--deny-peer", action="append", metavar="NET", help="always refused")
-    relay.add_argument("--user-quota", type=int, metavar="N", help="allocations per user")
+    relay.add_argument(
+        "--user-quota",
+        type=int,
+        metavar="N",
+        help=f"allocations one user may hold at once, 486 beyond ({DEFAULT_USER_QUOTA}; 0: no cap)",
+    )
+    relay.add_argument(
+        "--source-quota",
+        type=int,
+        metavar="N",
+        help="allocations one client IP may hold at once, 486 beyond"
+        f" ({DEFAULT_SOURCE_QUOTA}; 0: no cap; raise it for clients behind one big NAT)",
+    )
     relay.add_argument("--total-quota", type=int, metavar="N", help="allocations in all")
     relay.add_argument("--max-bandwidth", type=int, metavar="BYTES", help="per allocation, bytes/s")
     relay.add_argument("--max-lifetime", type=float, metavar="S", help="allocation lifetime cap")
@@ -197,6 +209,7 @@ _SETTINGS = {
     "allow_peer": "allow_peer",
     "deny_peer": "deny_peer",
     "user_quota": "user_quota",
+    "source_quota": "source_quota",
     "total_quota": "total_quota",
     "max_bandwidth": "max_bandwidth",
     "max_lifetime": "max_lifetime",
@@ -330,10 +343,10 @@ async def serve(
             if announce:
                 for kind, addr in runner.addresses:
                     print(f"listening on {kind}://{format_address(addr)}", flush=True)
-            if config.metrics is not None and isinstance(server, TurnServer):
+            if config.metrics is not None:
                 host, port = config.metrics
                 address = (host, port + worker if port else 0)
-                metrics = await serve_metrics(address, server.counters)
+                metrics = await serve_metrics(address, runner.counters)
                 bound = metrics.sockets[0].getsockname()
                 if announce:
                     print(f"metrics on http://{format_address((bound[0], bound[1]))}/metrics")

@@ -10,7 +10,8 @@ The TOML file uses the flags' names (dashes or underscores)::
     relay-ip = ["203.0.113.5"]            # one per family; default: the listen IPs
     external-ip = { "10.0.0.5" = "203.0.113.5" }               # NAT 1:1
     relay-ports = "49152-65535"
-    user-quota = 10
+    user-quota = 10                       # allocations per user (default 100, 0 = no cap)
+    source-quota = 20                     # allocations per client IP (default 100, 0 = no cap)
     total-quota = 10000
     max-bandwidth = 1000000               # bytes/s per allocation, 0 = no cap
     allow-loopback-peers = false
@@ -50,7 +51,7 @@ from ice.stun.uri import parse_host_port
 from ice.turn.auth import RestSecrets, load_users, parse_user
 from ice.turn.policy import PeerPolicy, parse_networks
 from ice.turn.ports import DEFAULT_RELAY_PORTS
-from ice.turn.server import TurnLimits, TurnServer
+from ice.turn.server import DEFAULT_SOURCE_QUOTA, DEFAULT_USER_QUOTA, TurnLimits, TurnServer
 
 __all__ = [
     "DEFAULT_HOST",
@@ -124,7 +125,8 @@ class ServerConfig:
     relay_ips: list[str] = field(default_factory=list)
     external_ips: dict[str, str] = field(default_factory=dict)
     relay_ports: tuple[int, int] = DEFAULT_RELAY_PORTS
-    user_quota: int = 0
+    user_quota: int = DEFAULT_USER_QUOTA
+    source_quota: int = DEFAULT_SOURCE_QUOTA
     total_quota: int = 0
     max_bandwidth: int = 0
     default_lifetime: float = 600.0
@@ -198,7 +200,11 @@ class ServerConfig:
         elif key in ("deny_peer", "deny_peers"):
             self.deny_peers = [str(n) for n in parse_networks(_list(value))]
         elif key in ("alternate_server", "alternate_servers"):
-            self.alternate_servers = [parse_host_port(v, DEFAULT_PORT) for v in _list(value)]
+            # Flags arrive parsed (HOST, PORT) tuples, a TOML file gives text.
+            self.alternate_servers = [
+                v if isinstance(v, tuple) else parse_host_port(_text(v), DEFAULT_PORT)
+                for v in _list(value)
+            ]
         elif key == "metrics":
             self.metrics = value if isinstance(value, tuple) else parse_host_port(_text(value))
         elif key in _SCALARS:
@@ -321,6 +327,7 @@ class ServerConfig:
                 default_lifetime=self.default_lifetime,
                 max_lifetime=self.max_lifetime,
                 user_quota=self.user_quota,
+                source_quota=self.source_quota,
                 total_quota=self.total_quota,
                 bandwidth=self.max_bandwidth,
             )
@@ -356,6 +363,7 @@ _SCALARS: dict[str, type] = {
     "realm": str,
     "users_file": str,
     "user_quota": int,
+    "source_quota": int,
     "total_quota": int,
     "max_bandwidth": int,
     "default_lifetime": float,

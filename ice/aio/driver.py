@@ -38,8 +38,11 @@ max(deadline, loop.time())`` (never a time before the deadline it asked
 for), then a pump.
 
 Errors. An exception from the machine or from a hook is reported once, by
-`report` (logged with its traceback and what the driver was doing), and
-never reaches the loop. It costs only the step that raised: the datagram
+`report`, and never reaches the loop. `report` counts it in `failures`
+(`ice.machine.FailureLog`): the first of each kind is logged with its
+traceback and what the driver was doing, repeats only as a summary line at
+most once a minute, so a packet that trips a bug costs microseconds, not a
+traceback each. It costs only the step that raised: the datagram
 (or the timer tick, the event, the transmit) is lost and the pump goes on.
 A machine stays usable after a bug in one input (a server keeps serving
 after one hostile packet); a machine whose ``handle_timer`` raised is timed
@@ -59,7 +62,7 @@ from collections.abc import Iterable
 from typing import Any, ClassVar, Generic, TypeVar
 
 from ice.aio.timer import MachineTimer
-from ice.machine import Address, Machine, Transmit
+from ice.machine import Address, FailureLog, Machine, Transmit
 
 __all__ = ["TIMER_ERROR_BACKOFF", "MachineDriver"]
 
@@ -84,6 +87,8 @@ class MachineDriver(Generic[M]):
         self.paused = False
         self._timer = MachineTimer(self._on_timer)
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: What `report` counted and logged (a server's /metrics exports the count).
+        self.failures = FailureLog(self.logger)
         self._closed = False
 
     # -- the hooks
@@ -104,11 +109,14 @@ class MachineDriver(Generic[M]):
     def report(self, exc: Exception, context: str) -> None:
         """The machine or a hook raised ``exc`` while the driver did ``context``.
 
-        Called once per failure; the default logs it with its traceback.
+        Called once per failure; the default counts it in `failures`, which logs
+        the first of its kind with its traceback and repeats as rate-limited summaries.
         """
-        self.logger.error(
-            "%s: %s raised %s", type(self.machine).__name__, context, exc, exc_info=exc
-        )
+        try:
+            now = self._time()
+        except RuntimeError:  # reported outside a running loop (a test driving it by hand)
+            now = 0.0
+        self.failures.record(exc, f"{type(self.machine).__name__}: {context}", now)
 
     # -- driving
 

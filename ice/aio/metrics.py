@@ -2,7 +2,9 @@
 
 `prometheus_text` renders the flat counters of `TurnServer.counters()` in
 the Prometheus exposition format, with the per-method, per-code and
-per-reason counters as labels; `serve_metrics` answers HTTP/1.0-style
+per-reason counters as labels (``ice_turn_internal_errors_total`` counts the
+packets and timer ticks that raised inside the server: a bug, logged with a
+traceback only the first time, see `ice.machine.FailureLog`); `serve_metrics` answers HTTP/1.0-style
 ``GET /metrics`` on a TCP address with it (anything else gets 404). It is
 deliberately tiny: no keep-alive, requests are read up to 8 KiB.
 """

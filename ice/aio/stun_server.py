@@ -507,6 +507,14 @@ class StunServerRunner:
         """TCP and TLS connections open now."""
         return len(self._connections)
 
+    def counters(self) -> dict[str, int]:
+        """The core's ``counters()`` (when it has them) with the failures the driver
+        caught added to ``internal_errors``: what ``/metrics`` serves."""
+        collect = getattr(self.server, "counters", None)
+        out: dict[str, int] = dict(collect()) if collect is not None else {}
+        out["internal_errors"] = out.get("internal_errors", 0) + self._driver.failures.count
+        return out
+
     # -- binding
 
     async def _resolve(self, host: str, port: int) -> list[tuple[Any, ...]]:

@@ -176,8 +176,13 @@ class StunClient:
             pending = self._requests.pop(event.transaction_id, None)
             if pending is None:
                 continue
-            if isinstance(event, TransactionFailed) and self._answer_challenge(event, pending, now):
-                continue
+            if isinstance(event, TransactionFailed):
+                known = self.auth_failure
+                if self._answer_challenge(event, pending, now):
+                    continue
+                if self.auth_failure is not known:  # why this challenge went unanswered
+                    reason = f"{event.reason}: {self.auth_failure}".lstrip(": ")
+                    event = dataclasses.replace(event, reason=reason)
             if event.transaction_id != pending.original_id:
                 event = dataclasses.replace(event, transaction_id=pending.original_id)
             self._events.append(event)
@@ -189,14 +194,19 @@ class StunClient:
             return False
         try:
             retry = self.credentials.on_error(event.response)
-        except AuthenticationError as exc:
+            if retry:
+                # Signing checks what the challenge taught (SASLprep of the realm): a
+                # failure here must end the transaction with the 401, not lose it.
+                self._start(pending, new_transaction_id(), now)
+        except Exception as exc:  # hostile server input: never out of receive_datagram
+            if not isinstance(exc, AuthenticationError):
+                exc = AuthenticationError(f"cannot answer the challenge: {exc}")
             logger.warning("cannot answer the %d from %s: %s", event.code, event.addr, exc)
             self.auth_failure = exc
             return False
         if not retry:
             return False
         pending.challenges += 1
-        self._start(pending, new_transaction_id(), now)
         return True
 
 

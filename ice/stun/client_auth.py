@@ -24,7 +24,7 @@ import logging
 from dataclasses import dataclass, field
 
 from ice._codec import IntegrityKey, Message
-from ice._errors import DecodeError, Error
+from ice._errors import Error
 from ice.attrs import (
     ErrorCodeAttribute,
     Nonce,
@@ -150,7 +150,7 @@ class LongTermCredentials:
             realm = Realm.get_from(response)
             nonce = Nonce.get_from(response)
             offered = PasswordAlgorithms.get_from(response)
-        except DecodeError as exc:
+        except ValueError as exc:  # DecodeError, or a REALM too long or with a bad character
             raise AuthenticationError(f"malformed challenge: {exc}") from None
         if error is None or error.code not in (401, 438) or nonce is None:
             return False

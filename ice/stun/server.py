@@ -59,7 +59,7 @@ from ice.attrs import (
     XorMappedAddress,
 )
 from ice.constants import AttrType, MessageClass, Method
-from ice.machine import Address, Transmit
+from ice.machine import Address, FailureLog, Transmit
 from ice.stun.server_auth import Authenticated, Authenticator, Rejected
 
 __all__ = ["DEFAULT_SOFTWARE", "RequestContext", "StunServer"]
@@ -134,6 +134,8 @@ class StunServer:
         #: Requests answered, by method; error responses sent, by code (for metrics).
         self.request_counts: Counter[int] = Counter()
         self.error_counts: Counter[int] = Counter()
+        #: Packets that raised inside the server (a bug): counted, logged without flooding.
+        self.failures = FailureLog(logger)
         self._outbox: list[Transmit] = []
         self._handlers: dict[int, MethodHandler] = {_BINDING: self._binding}
 
@@ -173,8 +175,8 @@ class StunServer:
             local = self.primary
         try:
             self._receive(data, addr, now, local, reliable)
-        except Exception:  # one hostile packet must never stop the server
-            logger.exception("dropped a packet from %s that broke the server", addr)
+        except Exception as exc:  # one hostile packet must never stop the server
+            self.failures.record(exc, f"a packet of {len(data)} bytes from {addr}", now)
 
     def datagrams_to_send(self, now: float) -> list[Transmit]:
         out = self._outbox[:]
@@ -190,6 +192,17 @@ class StunServer:
     def next_event(self) -> None:
         """Always None: the server reports nothing but what it sends (and its counters)."""
         return None
+
+    def counters(self) -> dict[str, int]:
+        """Requests by method, error responses by code and swallowed failures, flat
+        (the keys `ice.aio.metrics.prometheus_text` labels)."""
+        out = {"internal_errors": self.failures.count}
+        for method, count in self.request_counts.items():
+            name = Method(method).name.lower() if method in Method._value2member_map_ else method
+            out[f"requests_{name}"] = count
+        for code, count in self.error_counts.items():
+            out[f"errors_{code}"] = count
+        return out
 
     # -- dispatch
 
@@ -382,11 +395,15 @@ class StunServer:
         """
         if data[0:2] != b"\x00\x01":
             return
+        # Malformed (framing, or an attribute such as a CHANGE-REQUEST that is not 4
+        # bytes): no answer. RFC 3489 section 8.2.1 would send a 400, but without a
+        # cookie it cannot be told from a reflected packet, and RFC 8489 section 12
+        # asks only that Binding be answered; a drop also costs the least.
         try:
             request = Message.decode(data[:4] + MAGIC_COOKIE + data[8:])
+            change = ChangeRequest.get_from(request) if _CHANGE_REQUEST in request else None
         except DecodeError:
-            return  # no answer: an RFC 3489 client cannot parse a 400 without a cookie anyway
-        change = ChangeRequest.get_from(request) if _CHANGE_REQUEST in request else None
+            return
         source = local
         if change is not None and (change.change_ip or change.change_port):
             if self.alternate is None:

@@ -60,3 +60,4 @@ cdef class AllocationTable:
     cdef readonly dict by_five_tuple
     cdef readonly dict by_relay
     cdef dict _per_user
+    cdef dict _per_source

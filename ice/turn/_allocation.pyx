@@ -217,7 +217,7 @@ cdef class Allocation:
 @cython.final
 cdef class AllocationTable:
     """Every allocation of a server, by 5-tuple and by relayed address, and the
-    allocations per user (for quotas): one owner for the three indexes.
+    allocations per user and per client IP (for quotas): one owner for the indexes.
 
     ``by_five_tuple`` and ``by_relay`` are for reading (the relay pump reads
     them per datagram); `add` and `remove` keep them in step.
@@ -227,6 +227,7 @@ cdef class AllocationTable:
         self.by_five_tuple = {}
         self.by_relay = {}
         self._per_user = {}
+        self._per_source = {}
 
     def __len__(self):
         return len(self.by_five_tuple)
@@ -250,6 +251,10 @@ cdef class AllocationTable:
         """How many allocations ``username`` holds."""
         return self._per_user.get(username, 0)
 
+    def source_count(self, str ip):
+        """How many allocations clients at ``ip`` (any port, any transport) hold."""
+        return self._per_source.get(ip, 0)
+
     @property
     def user_total(self):
         """How many users hold an allocation."""
@@ -266,6 +271,8 @@ cdef class AllocationTable:
         for relay in allocation.relays.values():
             self.by_relay[relay] = allocation
         self._per_user[allocation.username] = self._per_user.get(allocation.username, 0) + 1
+        ip = allocation.five_tuple[0][0]
+        self._per_source[ip] = self._per_source.get(ip, 0) + 1
 
     def remove(self, Allocation allocation not None):
         """Take ``allocation`` out of every index; False if it was not in the table."""
@@ -280,4 +287,10 @@ cdef class AllocationTable:
             self._per_user[allocation.username] = left
         else:
             del self._per_user[allocation.username]
+        ip = allocation.five_tuple[0][0]
+        left = self._per_source[ip] - 1
+        if left:
+            self._per_source[ip] = left
+        else:
+            del self._per_source[ip]
         return True

@@ -89,6 +89,7 @@ from ice.stun.transaction import (
     TransactionFailed,
     TransactionSucceeded,
     TransactionTable,
+    TransactionTimedOut,
 )
 from ice.stun.uri import format_address
 from ice.turn.data_connection import TurnDataConnection
@@ -692,9 +693,14 @@ class TurnSession:
                 continue
             try:
                 self._settle(pending, event, now)
-            except DecodeError as exc:  # a success response with a malformed attribute
-                assert isinstance(event, TransactionSucceeded)
-                reason = f"malformed response: {exc}"
+            except ValueError as exc:
+                # A response with a malformed attribute (XOR-RELAYED-ADDRESS of an unknown
+                # family, an ALTERNATE-SERVER that does not parse...): the request fails with
+                # that reason, so that every transaction still ends in exactly one event.
+                if isinstance(event, TransactionTimedOut):
+                    raise
+                code = event.code if isinstance(event, TransactionFailed) else None
+                reason = f"malformed {code or ''} response: {exc}".replace("  ", " ")
                 failed = TransactionFailed(
                     event.transaction_id, event.response, event.addr, 0, reason
                 )
@@ -707,8 +713,9 @@ class TurnSession:
             outcome = _Outcome(event.response, None, 0, "", tid)
         elif isinstance(event, TransactionFailed):
             reason = event.reason.rstrip("\x00 ")  # coturn pads some reasons with NULs
-            if self._client.auth_failure is not None and event.code in (400, 401, 438):
-                reason = f"{reason}: {self._client.auth_failure}"
+            failure = self._client.auth_failure
+            if failure is not None and event.code in (400, 401, 438) and str(failure) not in reason:
+                reason = f"{reason}: {failure}"
             outcome = _Outcome(None, event.response, event.code, reason, tid)
         else:
             reason = f"no answer from {format_address(self.server)}"

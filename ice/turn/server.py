@@ -51,7 +51,7 @@ per RFC 8656 section 7 and RFC 6156:
 443    peer address family differs from the allocation's
 446    Connect to a peer the allocation already has a connection to
 447    the Connect's connection failed or was not made within 30 s
-486    the user's allocation quota is reached
+486    the user's or the client IP's allocation quota is reached
 508    no relay port free, total quota reached, or too many permissions,
        channels or peer connections
 =====  ==================================================================
@@ -91,7 +91,7 @@ from ice.turn.policy import PeerPolicy
 from ice.turn.ports import DEFAULT_RELAY_PORTS, MemoryRelaySockets, PortPool, RelaySockets
 from ice.turn.server_tcp import PeerConnection, TcpEffect, TcpRelay
 
-__all__ = ["TurnLimits", "TurnServer"]
+__all__ = ["DEFAULT_SOURCE_QUOTA", "DEFAULT_USER_QUOTA", "TurnLimits", "TurnServer"]
 
 _Handler = Callable[[RequestContext], Message | None]
 
@@ -113,11 +113,23 @@ _UDP = int(TransportProtocol.UDP)
 _TCP = int(TransportProtocol.TCP)
 
 
+#: Allocations one user, and one client IP address, may hold at once by default.
+DEFAULT_USER_QUOTA = 100
+DEFAULT_SOURCE_QUOTA = 100
+
+
 @dataclass(frozen=True, slots=True)
 class TurnLimits:
     """Lifetimes, quotas and bounds (the defaults are coturn's where it has one).
 
-    ``user_quota`` and ``total_quota`` cap allocations (0: no cap);
+    ``user_quota``, ``source_quota`` (per client IP address, any port and
+    transport) and ``total_quota`` cap allocations (0: no cap). coturn has no
+    default quota, so one user or host can take every relay port; here a
+    user and a client IP may each hold `DEFAULT_USER_QUOTA` /
+    `DEFAULT_SOURCE_QUOTA` (100) at once, 486 beyond. A WebRTC client holds
+    one to four per peer connection (UDP/TCP, IPv4/IPv6), so even a 20-peer
+    mesh stays below; raise them for many clients sharing one credential or
+    one NAT address.
     ``max_permissions``, ``max_channels`` and ``max_peer_connections`` (a
     TCP allocation's connections) bound one allocation's memory;
     ``bandwidth`` caps each UDP allocation's relayed bytes per second, both
@@ -126,7 +138,8 @@ class TurnLimits:
 
     default_lifetime: float = 600.0
     max_lifetime: float = 3600.0
-    user_quota: int = 0
+    user_quota: int = DEFAULT_USER_QUOTA
+    source_quota: int = DEFAULT_SOURCE_QUOTA
     total_quota: int = 0
     max_permissions: int = 256
     max_channels: int = 256
@@ -136,7 +149,7 @@ class TurnLimits:
     def __post_init__(self) -> None:
         if not 0 < self.default_lifetime <= self.max_lifetime:
             raise ValueError("lifetimes must satisfy 0 < default_lifetime <= max_lifetime")
-        if min(self.user_quota, self.total_quota, self.bandwidth) < 0:
+        if min(self.user_quota, self.source_quota, self.total_quota, self.bandwidth) < 0:
             raise ValueError("quotas and bandwidth must be >= 0 (0: no cap)")
         if min(self.max_permissions, self.max_channels, self.max_peer_connections) < 1:
             raise ValueError("max_permissions, max_channels and max_peer_connections must be >= 1")
@@ -291,12 +304,15 @@ class TurnServer:
             if self.stun.primary is None:
                 raise TypeError("receive_datagram needs local= (the core has no primary address)")
             local = self.stun.primary
-        if data and 0x40 <= data[0] <= self._last_channel >> 8:
-            self._channel_data(data, addr, local, reliable, now)
-        elif data[:2] == _SEND_INDICATION:
-            self._send_indication(data, addr, local, reliable, now)
-        else:
-            self.stun.receive_datagram(data, addr, now, local=local, reliable=reliable)
+        try:
+            if data and 0x40 <= data[0] <= self._last_channel >> 8:
+                self._channel_data(data, addr, local, reliable, now)
+            elif data[:2] == _SEND_INDICATION:
+                self._send_indication(data, addr, local, reliable, now)
+            else:
+                self.stun.receive_datagram(data, addr, now, local=local, reliable=reliable)
+        except Exception as exc:  # a bug on the data path: counted like the STUN core's
+            self.stun.failures.record(exc, f"a packet of {len(data)} bytes from {addr}", now)
 
     def receive_from_peer(self, data: bytes, peer: Address, relay: Address, now: float) -> None:
         """Relay a datagram a peer sent to ``relay`` to its client (RFC 8656 section 11.3)."""
@@ -375,11 +391,7 @@ class TurnServer:
             out["tcp_connections"] = len(self.tcp)
             for kind, count in self.tcp.counts.items():
                 out[f"tcp_{kind}"] = count
-        for method, count in self.stun.request_counts.items():
-            name = Method(method).name.lower() if method in Method._value2member_map_ else method
-            out[f"requests_{name}"] = count
-        for code, count in self.stun.error_counts.items():
-            out[f"errors_{code}"] = count
+        out.update(self.stun.counters())  # requests, error responses, internal errors
         for reason, count in self.drops.items():
             out[f"dropped_{reason.replace('-', '_')}"] = count
         return out
@@ -543,6 +555,10 @@ class TurnServer:
             limits.user_quota
         ):
             raise _Refusal(486, "Allocation Quota Reached")
+        if limits.source_quota and self.allocation_table.source_count(ctx.addr[0]) >= (
+            limits.source_quota
+        ):
+            raise _Refusal(486, "Allocation Quota Reached (this address)")
         dont_fragment = _DONT_FRAGMENT in request
         relays: dict[int, Address] = {}
         family_errors: dict[int, int] = {}

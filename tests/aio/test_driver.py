@@ -427,3 +427,24 @@ def test_a_driver_may_be_made_outside_a_loop() -> None:
         assert machine.log[0][0] == "receive"
 
     run(main())
+
+
+def test_a_machine_failing_1000_times_logs_one_traceback_and_counts_1000(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def main() -> MachineDriver[Scripted]:
+        machine = Scripted()
+        machine.broken.add("receive")
+        driver: MachineDriver[Scripted] = MachineDriver(machine)
+        for i in range(1000):
+            driver.feed(b"boom", PEER, float(i))
+        driver.close()
+        return driver
+
+    caplog.set_level(logging.DEBUG, logger="ice.aio.driver")
+    driver = run(main())
+    records = [r for r in caplog.records if r.name == "ice.aio.driver"]
+    tracebacks = [r for r in records if r.exc_info is not None]
+    assert len(tracebacks) == 1
+    assert driver.failures.count == 1000
+    assert len(records) <= 2  # the traceback, and at most one summary within the minute

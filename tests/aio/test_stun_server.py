@@ -492,8 +492,15 @@ def test_an_exception_in_the_core_is_logged_and_serving_goes_on(
             request = binding_request()
             conn.sendall(boom + request.raw)  # the same connection goes on after the bug
             assert read_frame(conn).transaction_id == request.transaction_id
+
+        async def counted() -> int:
+            assert run.runner is not None
+            return run.runner.counters()["internal_errors"]
+
+        assert run.call(counted) == 2
+    # the same bug twice: one traceback, the repeat only counted
     failures = [r for r in caplog.records if "Breaking: receive_datagram" in r.getMessage()]
-    assert len(failures) == 2 and all(r.exc_info for r in failures)
+    assert len(failures) == 1 and failures[0].exc_info
 
 
 # -- the core's timer
@@ -692,3 +699,36 @@ def test_runner_options_are_taken_once_and_a_misspelt_one_is_refused() -> None:
             StunServerRunner(StunServer(), [], idle_timeout=0)
 
     asyncio.run(main())
+
+
+def test_failures_inside_the_core_are_counted_in_metrics_and_the_server_keeps_answering(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from ice.aio.metrics import prometheus_text
+
+    server = StunServer()
+    real = server._receive
+    bad = b"\x00\x01\x00\x00" + b"\x21\x12\xa4\x42" + b"boom-boom-bo"
+
+    def sometimes_broken(data: bytes, *args: Any) -> None:
+        if data == bad:
+            raise RuntimeError("a bug one packet triggers")
+        real(data, *args)
+
+    server._receive = sometimes_broken  # type: ignore[method-assign]
+    caplog.set_level(logging.ERROR, logger="ice.stun.server")
+    with running([Listener("udp", "127.0.0.1", 0)], server) as run_, udp_client("127.0.0.1") as s:
+        target = run_.address("udp")
+        for _ in range(100):
+            s.sendto(bad, target)
+        answer, _ = udp_exchange(s, binding_request().raw, target)  # in order, after them
+        assert answer.type == ice.BINDING_SUCCESS
+
+        async def counters() -> dict[str, int]:
+            assert run_.runner is not None
+            return run_.runner.counters()
+
+        counted = run_.call(counters)
+    assert counted["internal_errors"] == 100
+    assert "ice_turn_internal_errors_total 100" in prometheus_text(counted).splitlines()
+    assert len([r for r in caplog.records if r.exc_info is not None]) == 1

@@ -23,7 +23,7 @@ from ice._cli.server import ListenSpec, parse_listen
 from ice.machine import Address
 from ice.stun.uri import parse_host_port
 from tests.support.cli import ICE
-from tests.support.coturn import write_self_signed_cert
+from tests.support.coturn import free_port, write_self_signed_cert
 from tests.support.loop import HAS_IPV6_LOOPBACK
 
 #: Stopping with SIGINT/SIGTERM and select() on pipes are POSIX.
@@ -266,3 +266,82 @@ def test_listen_syntax(text: str, spec: ListenSpec) -> None:
 def test_bad_addresses(text: str) -> None:
     with pytest.raises(ValueError):
         parse_host_port(text, 3478)
+
+
+# -- every option starts the server (issue 15, defect 4: --alternate-server crashed at start)
+
+
+def _option_cases(tmp_path: Path) -> dict[str, list[str]]:
+    """For each option of ``ice server``: the arguments that start a server with it,
+    beside ``--listen udp://127.0.0.1:0`` (the one UDP listener the test asks)."""
+    cert_path, key_path = write_self_signed_cert(tmp_path)
+    cert, key = str(cert_path), str(key_path)
+    users = tmp_path / "users"
+    users.write_text("dave:dave-secret\n")
+    config = tmp_path / "server.toml"
+    config.write_text('realm = "file.example"\nuser = ["carol:carol-secret"]\n')
+    primary = f"udp://127.0.0.1:{free_port()}"
+    alternate = f"127.0.0.2:{free_port()}"
+    return {
+        "--listen": [],
+        "--tls-cert": ["--listen", "tls://127.0.0.1:0", "--tls-cert", cert, "--tls-key", key],
+        "--tls-key": ["--listen", "tls://127.0.0.1:0", "--tls-key", key, "--tls-cert", cert],
+        "--config": ["--config", str(config)],
+        "--workers": ["--workers", "1"],
+        "--metrics": ["--metrics", "127.0.0.1:0"],
+        "--realm": ["--realm", "example.org"],
+        "--user": ["--user", "alice:secret"],
+        "--users-file": ["--users-file", str(users)],
+        "--auth-secret": ["--auth-secret", "rest-secret"],
+        "--relay-ip": ["--relay-ip", "127.0.0.1"],
+        "--external-ip": ["--external-ip", "127.0.0.1=203.0.113.5"],
+        "--relay-ports": ["--relay-ports", "40000-40999"],
+        "--allow-loopback-peers": ["--allow-loopback-peers"],
+        "--no-allow-loopback-peers": ["--no-allow-loopback-peers"],
+        "--allow-private-peers": ["--allow-private-peers"],
+        "--allow-peer": ["--allow-peer", "10.1.2.0/24"],
+        "--deny-peer": ["--deny-peer", "192.0.2.0/24"],
+        "--user-quota": ["--user-quota", "5"],
+        "--total-quota": ["--total-quota", "100"],
+        "--source-quota": ["--source-quota", "7"],
+        "--max-bandwidth": ["--max-bandwidth", "1000000"],
+        "--max-lifetime": ["--max-lifetime", "1200"],
+        "--alternate-server": ["--alternate-server", "127.0.0.1:3479"],
+        "--redirect-all": ["--redirect-all", "--alternate-server", "[::1]:3479"],
+        "--stun-only": ["--stun-only"],
+        "--alternate": ["--stun-only", "--listen", primary, "--alternate", alternate],
+        "--software": ["--software", "options test"],
+        "--log-format": ["--log-format", "json"],
+        "--verbose": ["--verbose"],
+        "-v": ["-vv"],
+        "--help": [],
+        "-h": [],
+    }
+
+
+def _server_options() -> list[str]:
+    import argparse
+
+    from ice._cli.server import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return [s for action in parser._actions for s in action.option_strings]
+
+
+def test_every_option_of_ice_server_has_a_start_case(tmp_path: Path) -> None:
+    assert sorted(_server_options()) == sorted(_option_cases(tmp_path))
+
+
+@posix_only
+@pytest.mark.parametrize("option", [o for o in _server_options() if o not in ("-h", "--help")])
+def test_the_server_starts_and_answers_with_each_option(option: str, tmp_path: Path) -> None:
+    args = _option_cases(tmp_path)[option]
+    has_udp = any(a.startswith("udp://") for a in args)
+    listen = [] if has_udp else ["--listen", "udp://127.0.0.1:0"]
+    listeners = len(listen) // 2 + args.count("--listen")
+    with ice_server(*listen, *args, listeners=listeners) as server:
+        response, client = udp_binding(server.address("udp"))
+        assert mapped(response) == client
+        code, _, _ = stop_with(server, signal.SIGTERM)
+    assert code == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import pytest
@@ -268,3 +269,51 @@ def test_random_bodies_behind_a_valid_header_get_an_answer_or_silence(body: byte
         response = ice.Message.decode(transmit.data)
         assert response.transaction_id == bytes(12)
         assert response.method == 1
+
+
+# -- hostile input (issue 15, defect 1)
+
+#: A cookie-less Binding request whose CHANGE-REQUEST is 0 bytes, not 4.
+BAD_LEGACY_CHANGE_REQUEST = bytes.fromhex("00010004000102030405060708090a0b0c0d0e0f00030000")
+
+
+@pytest.mark.parametrize("rfc5780", [False, True])
+def test_rfc3489_request_with_a_malformed_change_request_is_dropped_without_a_failure(
+    rfc5780: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = StunServer(primary=PRIMARY, alternate=ALTERNATE) if rfc5780 else StunServer()
+    caplog.set_level(logging.DEBUG, logger="ice.stun.server")
+
+    assert ask(server, BAD_LEGACY_CHANGE_REQUEST) == []
+
+    assert server.failures.count == 0
+    assert server.counters()["internal_errors"] == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    # the same request with a 4-byte CHANGE-REQUEST is still answered
+    good = bytes.fromhex("00010008000102030405060708090a0b0c0d0e0f0003000400000000")
+    assert len(ask(server, good)) == 1
+
+
+def test_a_packet_that_breaks_the_server_1000_times_logs_one_traceback_and_counts_1000(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = StunServer()
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("a bug one packet triggers")
+
+    monkeypatch.setattr(server, "_receive", broken)
+    caplog.set_level(logging.DEBUG, logger="ice.stun.server")
+
+    for i in range(1000):
+        server.receive_datagram(request().raw, CLIENT, i * 0.01, local=PRIMARY)  # 10 s in all
+
+    records = [r for r in caplog.records if r.name == "ice.stun.server"]
+    assert len(records) == 1 and records[0].exc_info is not None
+    assert server.failures.count == 1000
+    assert server.counters()["internal_errors"] == 1000
+    # a minute after the first one, one summary line without a traceback
+    server.receive_datagram(request().raw, CLIENT, 61.0, local=PRIMARY)
+    records = [r for r in caplog.records if r.name == "ice.stun.server"]
+    assert len(records) == 2 and records[1].exc_info is None
+    assert "1000 more failures (1001 in all)" in records[1].getMessage()

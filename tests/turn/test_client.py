@@ -30,6 +30,7 @@ from ice.turn.events import (
     Allocated,
     AllocationFailed,
     AllocationLost,
+    ChannelBindFailed,
     ChannelBound,
     Closed,
     DataReceived,
@@ -664,3 +665,132 @@ def test_allocation_options_are_taken_once_and_a_misspelt_one_is_refused() -> No
     assert (session.family, session.channel_after, session.relay_transport) == (6, 0, "udp")
     with pytest.raises(TypeError, match="familly"):
         TurnSession(SERVER, credentials, familly=6)  # type: ignore[call-arg]
+
+
+# -- hostile server input (issue 15, defect 2): one event per transaction, never a raise
+
+#: REALM values a client cannot sign with: too long, a control character, not UTF-8.
+BAD_REALMS = {"long": b"r" * 200, "control": b"re\x07alm", "not-utf-8": b"\xff\xfe"}
+
+
+def _stale_with_realm(realm: bytes) -> Handler:
+    """A 438 whose REALM is ``realm`` (raw) and whose NONCE is new: the client retries
+    with them, or cannot, and must then fail the request."""
+
+    def answer(ctx: RequestContext) -> ice.Message:
+        msg = error(ctx, 438)
+        msg.add(int(AttrType.REALM), realm)
+        ice.Nonce("a-fresh-nonce-value").add_to(msg)
+        return msg
+
+    return answer
+
+
+def _events_until_quiet(
+    session: TurnSession, servers: dict[Address, ScriptedTurnServer], now: float
+) -> list[TurnEvent]:
+    events = run(session, servers, now)
+    return events + [e for _, e in advance(session, servers, now + 60)]
+
+
+@pytest.mark.parametrize("realm", BAD_REALMS.values(), ids=BAD_REALMS.keys())
+def test_a_bad_realm_fails_the_allocate_with_the_reason(realm: bytes) -> None:
+    server = ScriptedTurnServer(SERVER)
+    server.overrides[Method.ALLOCATE] = _stale_with_realm(realm)
+    session = TurnSession(SERVER, ice.LongTermCredentials("alice", "secret"))
+    session.allocate(0.0)
+    events = _events_until_quiet(session, {SERVER: server}, 0.0)
+    assert len(events) == 1 and isinstance(events[0], AllocationFailed), events
+    assert events[0].code == 438 and "cannot answer the challenge" in events[0].reason
+    assert session.state == "failed" and session.get_timer() is None
+
+
+@pytest.mark.parametrize("realm", BAD_REALMS.values(), ids=BAD_REALMS.keys())
+def test_a_bad_realm_on_refresh_loses_the_allocation_with_the_reason(realm: bytes) -> None:
+    session, server, servers = allocated()
+    server.overrides[Method.REFRESH] = _stale_with_realm(realm)
+    seen = [e for _, e in advance(session, servers, 600.0)]
+    lost = [e for e in seen if isinstance(e, AllocationLost)]
+    assert len(lost) == 1 and lost[0].code == 438, seen
+    assert "cannot answer the challenge" in lost[0].reason
+
+
+@pytest.mark.parametrize("how", ["create_permission", "send"])
+@pytest.mark.parametrize("realm", BAD_REALMS.values(), ids=BAD_REALMS.keys())
+def test_a_bad_realm_fails_the_permission_with_the_reason(realm: bytes, how: str) -> None:
+    session, server, servers = allocated()
+    server.overrides[Method.CREATE_PERMISSION] = _stale_with_realm(realm)
+    if how == "send":
+        session.send(b"queued for the permission", PEER, 1.0)
+    else:
+        session.create_permission([PEER[0]], 1.0)
+    events = run(session, servers, 1.0)
+    assert len(events) == 1 and isinstance(events[0], PermissionFailed), events
+    assert events[0].code == 438 and "cannot answer the challenge" in events[0].reason
+    assert not session.has_permission(PEER[0])
+
+
+@pytest.mark.parametrize("realm", BAD_REALMS.values(), ids=BAD_REALMS.keys())
+def test_a_bad_realm_fails_the_channel_bind_with_the_reason(realm: bytes) -> None:
+    session, server, servers = allocated()
+    server.overrides[Method.CHANNEL_BIND] = _stale_with_realm(realm)
+    session.bind_channel(PEER, 1.0)
+    events = run(session, servers, 1.0)
+    assert len(events) == 1 and isinstance(events[0], ChannelBindFailed), events
+    assert events[0].code == 438 and "cannot answer the challenge" in events[0].reason
+    assert session.channel_for(PEER) is None
+
+
+def _raw_attribute_answer(code: int | None, attr_type: int, value: bytes) -> Handler:
+    def answer(ctx: RequestContext) -> ice.Message:
+        msg = success(ctx) if code is None else error(ctx, code)
+        if code is None and attr_type != int(AttrType.XOR_RELAYED_ADDRESS):
+            ice.XorRelayedAddress(*RELAYED).add_to(msg)
+        msg.add(attr_type, value)
+        return msg
+
+    return answer
+
+
+BAD_ADDRESS = b"\x00\x09\x00\x01\x01\x02\x03\x04"  # family 9
+
+
+@pytest.mark.parametrize(
+    ("code", "attr_type", "value", "reason"),
+    [
+        (300, int(AttrType.ALTERNATE_SERVER), BAD_ADDRESS, "malformed 300 response"),
+        (300, int(AttrType.ALTERNATE_SERVER), b"\x00\x01", "malformed 300 response"),
+        (None, int(AttrType.XOR_RELAYED_ADDRESS), BAD_ADDRESS, "malformed response"),
+        (None, int(AttrType.XOR_MAPPED_ADDRESS), b"\x00\x01", "malformed response"),
+        (None, int(AttrType.LIFETIME), b"\x00\x01", "malformed response"),
+    ],
+    ids=["alternate-family", "alternate-short", "relayed-family", "mapped-short", "lifetime"],
+)
+def test_a_malformed_attribute_in_the_allocate_answer_fails_it(
+    code: int | None, attr_type: int, value: bytes, reason: str
+) -> None:
+    server = ScriptedTurnServer(SERVER)
+    server.overrides[Method.ALLOCATE] = _raw_attribute_answer(code, attr_type, value)
+    session = TurnSession(SERVER, ice.LongTermCredentials("alice", "secret"))
+    session.allocate(0.0)
+    events = _events_until_quiet(session, {SERVER: server}, 0.0)
+    assert len(events) == 1 and isinstance(events[0], AllocationFailed), events
+    assert events[0].reason.startswith(reason)
+
+
+def test_an_error_response_with_a_malformed_error_code_is_ignored_then_times_out() -> None:
+    # It may be forged (anyone can send one); the request waits for the real answer,
+    # and without one ends in its timeout: one event either way.
+    server = ScriptedTurnServer(SERVER)
+    def bad_error_code(ctx: RequestContext) -> ice.Message:
+        msg = ice.Message(ice.message_type(ctx.request.method, MessageClass.ERROR_RESPONSE))
+        msg.transaction_id = ctx.request.transaction_id
+        msg.add(int(AttrType.ERROR_CODE), b"\x00\x00\x04\x00\xff\xfe\xfd\xfc")
+        return msg
+
+    server.overrides[Method.ALLOCATE] = bad_error_code
+    session = TurnSession(SERVER, ice.LongTermCredentials("alice", "secret"))
+    session.allocate(0.0)
+    events = _events_until_quiet(session, {SERVER: server}, 0.0)
+    assert len(events) == 1 and isinstance(events[0], AllocationFailed), events
+    assert events[0].reason.startswith("no answer")

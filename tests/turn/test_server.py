@@ -726,6 +726,39 @@ def test_486_user_quota() -> None:
     assert net.server.allocation_count == 3
 
 
+def test_486_source_quota_counts_every_port_of_one_ip() -> None:
+    net = TurnNet(limits=TurnLimits(source_quota=2))
+    host = "192.0.2.99"
+    raw_allocation(net, (host, 1000))
+    raw_allocation(net, (host, 1001), user="bob")  # another user, the same address
+    third = net.raw((host, 1002), "bob")
+    failed(net.request(third, allocate_request()), 486)
+    raw_allocation(net, at(5), user="bob")  # another address has its own quota
+    ok(refresh(net, net.raw((host, 1000)), Lifetime(0)))
+    ok(net.request(third, allocate_request()))
+    assert net.server.allocation_table.source_count(host) == 2
+    assert net.server.counters()["errors_486"] == 1
+
+
+def test_default_quota_per_address_is_100() -> None:
+    assert TurnLimits().source_quota == 100
+    net = TurnNet(relay_ports=(50000, 50999))
+    host = "192.0.2.99"
+    for i in range(100):  # a hundred allocations from one host, two users: all served
+        raw_allocation(net, (host, 1000 + i), user="alice" if i % 2 else "bob")
+    failed(net.request(net.raw((host, 2000), "bob"), allocate_request()), 486)
+    raw_allocation(net, at(1), user="bob")  # the user is welcome from elsewhere
+
+
+def test_default_quota_per_user_is_100() -> None:
+    assert TurnLimits().user_quota == 100
+    net = TurnNet(relay_ports=(50000, 50999))
+    for i in range(100):  # a hundred allocations for one user, from as many addresses
+        raw_allocation(net, (f"198.18.0.{i}", 1000), user="alice")
+    failed(net.request(net.raw(("198.18.1.0", 1000), "alice"), allocate_request()), 486)
+    raw_allocation(net, ("198.18.1.0", 1000), user="bob")  # the address is welcome
+
+
 # -- 508 Insufficient Capacity
 
 
@@ -1362,7 +1395,9 @@ def test_flood_of_unauthenticated_allocates_leaves_no_state() -> None:
         "reservations",
         "requests_allocate",
         "errors_401",
+        "internal_errors",
     }
+    assert counters["internal_errors"] == 0
     binding_still_answered(net)
 
 
@@ -1459,6 +1494,7 @@ def test_counters_reflect_what_happened() -> None:
         "errors_403": 1,
         "errors_442": 1,
         "dropped_no_permission": 1,
+        "internal_errors": 0,
     }
     allocation = net.server.allocation_for(CLIENT, SERVER)
     assert (allocation.packets_to_peers, allocation.bytes_to_peers) == (3, 3)
