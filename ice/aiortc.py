@@ -1,0 +1,195 @@
+"""aiortc on ice: a supported switch from aioice's `Connection` to `ice.Connection`.
+
+::
+
+    import ice.aiortc
+
+    ice.aiortc.install()                    # every RTCPeerConnection created afterwards
+    ice.aiortc.install(tcp=True, nomination="aggressive")   # ... with ice's extras
+    ice.aiortc.uninstall()                  # back to aioice
+
+    with ice.aiortc.using(mdns=True):       # for a test: installed inside the block only
+        pc = aiortc.RTCPeerConnection()
+
+aiortc (1.14 to 1.16, the versions tested) takes four names from aioice, all
+in ``aiortc.rtcicetransport``: ``Candidate``, ``Connection``,
+``ConnectionClosed`` and ``TransportPolicy``, and builds
+``ICE_TRANSPORT_POLICIES`` (its ``RTCIceTransportPolicy`` -> aioice's enum)
+from them when it is imported. `install` replaces exactly those five module
+names and nothing else: ``Connection`` by `Connection` (a subclass of
+`ice.Connection` that applies the options), ``Candidate``,
+``ConnectionClosed`` and ``TransportPolicy`` by ice's, and
+``ICE_TRANSPORT_POLICIES`` by the same mapping onto ice's `TransportPolicy`.
+`uninstall` puts aiortc's own values back. A connection aiortc created
+before keeps the ICE it was created with; one created after `install` uses
+ice until it is closed, whatever happens to the switch meanwhile.
+
+The keyword ``options`` are `ice.Connection` keywords applied to every
+connection aiortc creates, over what aiortc passes (its STUN and TURN
+servers from ``RTCConfiguration``, the transport policy), so that what ice
+offers beyond aioice is reachable without touching aiortc:
+
+- ``tcp=True``: ICE-TCP host candidates (RFC 6544) beside the UDP ones;
+- ``nomination="aggressive"``: for RFC 5245 peers that expect it;
+- ``mdns=True``: host addresses signalled as ``<uuid>.local`` names
+  (remote ``.local`` candidates are resolved either way);
+- ``stun_server``/``turn_server`` as lists (aiortc passes one of each),
+  ``turn_ssl`` as an `ssl.SSLContext`, ``turn_timeout``;
+- ``include_loopback``, ``ip_filter``, ``interface_filter``, ``port_range``,
+  ``nat_1to1``, ``use_ipv4``/``use_ipv6``: which host addresses and ports;
+- ``ta``, ``lite``, ``rng``: the agent's pacing, ICE-lite, randomness.
+
+The connection itself (``transceiver.receiver.transport.transport._connection``
+in aiortc, or ``iceTransport._connection``) is an `ice.Connection`: its
+`~ice.Connection.stats` (candidate pairs, RTTs, consent), `~ice.Connection.events`
+(the agent's event stream) and `~ice.Connection.selected_pair` are there.
+``ice_controlling``, ``local_username`` and ``local_password`` are aiortc's
+to set and are refused as options, as is ``components`` (aiortc uses one).
+
+`install` raises `ice.Error` with the reason when aiortc is not installed
+or its version is outside `SUPPORTED`, and `TypeError` for an option
+`ice.Connection` does not take. Calling it again replaces the options and
+keeps aiortc's saved values; `uninstall` when not installed does nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.metadata
+import inspect
+import re
+import types
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, cast
+
+from ice._errors import Error
+from ice.agent.candidate import Candidate
+from ice.aio import connection as _connection
+from ice.aio.connection import ConnectionClosed, TransportPolicy
+from ice.aio.gather import as_transport_policy
+
+__all__ = ["SUPPORTED", "Connection", "install", "installed", "options", "uninstall", "using"]
+
+#: The aiortc versions tested, as ``(lowest, first not supported)``: 1.14 to 1.16.
+SUPPORTED: Final = ((1, 14), (1, 17))
+#: The module-level names of ``aiortc.rtcicetransport`` that come from aioice.
+_REPLACED: Final = (
+    "Candidate",
+    "Connection",
+    "ConnectionClosed",
+    "TransportPolicy",
+    "ICE_TRANSPORT_POLICIES",
+)
+#: Connection keywords aiortc sets itself, per connection.
+_AIORTC_OWN: Final = frozenset(
+    {"ice_controlling", "local_username", "local_password", "components"}
+)
+
+
+@dataclass
+class _Switch:
+    module: types.ModuleType
+    saved: dict[str, object]
+    options: dict[str, Any]
+
+
+_switch: _Switch | None = None
+
+
+class Connection(_connection.Connection):
+    """`ice.Connection` with the options of the current `install` over aiortc's keywords."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        extra = _switch.options if _switch is not None else {}
+        super().__init__(*args, **{**kwargs, **extra})
+
+
+def install(**options: Any) -> None:
+    """Make aiortc create `ice.Connection` for every ICE transport from now on.
+
+    ``options`` are extra `ice.Connection` keywords for each of them (see the
+    module docstring). Raises `ice.Error` when aiortc is missing or untested,
+    `TypeError` for an option `ice.Connection` does not take.
+    """
+    global _switch
+    _check_options(options)
+    if _switch is not None:
+        _switch.options = dict(options)
+        return
+    module = _rtcicetransport()
+    saved = {name: getattr(module, name) for name in _REPLACED}
+    theirs = cast("Mapping[object, object]", saved["ICE_TRANSPORT_POLICIES"])
+    ours = {
+        "Candidate": Candidate,
+        "Connection": Connection,
+        "ConnectionClosed": ConnectionClosed,
+        "TransportPolicy": TransportPolicy,
+        # aiortc's RTCIceTransportPolicy -> ours, matched by name (ALL, RELAY)
+        "ICE_TRANSPORT_POLICIES": {key: as_transport_policy(v) for key, v in theirs.items()},
+    }
+    _switch = _Switch(module, saved, dict(options))
+    for name, value in ours.items():
+        setattr(module, name, value)
+
+
+def uninstall() -> None:
+    """Give aiortc back its aioice names; connections already created keep theirs."""
+    global _switch
+    if _switch is None:
+        return
+    for name, value in _switch.saved.items():
+        setattr(_switch.module, name, value)
+    _switch = None
+
+
+def installed() -> bool:
+    """Whether aiortc creates `ice.Connection` (`install` was called, not `uninstall`)."""
+    return _switch is not None
+
+
+def options() -> Mapping[str, Any]:
+    """The options of the current `install` (empty when not installed)."""
+    return types.MappingProxyType(dict(_switch.options) if _switch is not None else {})
+
+
+@contextlib.contextmanager
+def using(**options: Any) -> Iterator[None]:
+    """`install` for the block; on the way out, back to what was before
+    (aioice, or the switch with its former options)."""
+    before = dict(_switch.options) if _switch is not None else None
+    install(**options)
+    try:
+        yield
+    finally:
+        if before is None:
+            uninstall()
+        else:
+            install(**before)
+
+
+def _check_options(options: Mapping[str, Any]) -> None:
+    own = sorted(_AIORTC_OWN & options.keys())
+    if own:
+        raise TypeError(f"aiortc sets {', '.join(own)} itself; not an option of the switch")
+    # An unknown keyword fails here rather than in the first RTCPeerConnection.
+    inspect.signature(_connection.Connection).bind(ice_controlling=False, **options)
+
+
+def _rtcicetransport() -> types.ModuleType:
+    try:
+        version = importlib.metadata.version("aiortc")
+    except importlib.metadata.PackageNotFoundError:
+        raise Error("aiortc is not installed (pip install 'ice-stun-turn[aiortc]')") from None
+    match = re.match(r"(\d+)\.(\d+)", version)
+    low, high = SUPPORTED
+    if match is None or not low <= (int(match[1]), int(match[2])) < high:
+        raise Error(
+            f"aiortc {version} is not a version ice.aiortc was tested with"
+            f" (>={low[0]}.{low[1]},<{high[0]}.{high[1]})"
+        )
+    try:
+        return importlib.import_module("aiortc.rtcicetransport")
+    except ImportError as exc:
+        raise Error(f"aiortc {version} does not import: {exc}") from exc
