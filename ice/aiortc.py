@@ -18,7 +18,8 @@ in ``aiortc.rtcicetransport``: ``Candidate``, ``Connection``,
 from them when it is imported. `install` replaces exactly those five module
 names and nothing else: ``Connection`` by `Connection` (a subclass of
 `ice.Connection` that applies the options), ``Candidate``,
-``ConnectionClosed`` and ``TransportPolicy`` by ice's, and
+``TransportPolicy`` by ice's, ``ConnectionClosed`` by `ConnectionClosed`
+(ice's event, which also matches aioice's in ``isinstance``), and
 ``ICE_TRANSPORT_POLICIES`` by the same mapping onto ice's `TransportPolicy`.
 `uninstall` puts aiortc's own values back. A connection aiortc created
 before keeps the ICE it was created with; one created after `install` uses
@@ -67,10 +68,19 @@ from typing import Any, Final, cast
 from ice._errors import Error
 from ice.agent.candidate import Candidate
 from ice.aio import connection as _connection
-from ice.aio.connection import ConnectionClosed, TransportPolicy
+from ice.aio.connection import TransportPolicy
 from ice.aio.gather import as_transport_policy
 
-__all__ = ["SUPPORTED", "Connection", "install", "installed", "options", "uninstall", "using"]
+__all__ = [
+    "SUPPORTED",
+    "Connection",
+    "ConnectionClosed",
+    "install",
+    "installed",
+    "options",
+    "uninstall",
+    "using",
+]
 
 #: The aiortc versions tested, as ``(lowest, first not supported)``: 1.14 to 1.16.
 SUPPORTED: Final = ((1, 14), (1, 17))
@@ -106,6 +116,21 @@ class Connection(_connection.Connection):
         super().__init__(*args, **{**kwargs, **extra})
 
 
+class _ClosedCheck(type):
+    def __instancecheck__(cls, instance: object) -> bool:
+        return isinstance(instance, (_connection.ConnectionClosed, *_aioice_closed))
+
+
+#: aioice's ConnectionClosed, once `install` has seen it.
+_aioice_closed: tuple[type, ...] = ()
+
+
+class ConnectionClosed(_connection.ConnectionClosed, metaclass=_ClosedCheck):
+    """What aiortc's ``_monitor`` tests events against: `ice.ConnectionClosed`,
+    and aioice's too, which code written for aioice (aiortc's own tests among
+    it) may still hand aiortc through a connection's ``get_event``."""
+
+
 def install(**options: Any) -> None:
     """Make aiortc create `ice.Connection` for every ICE transport from now on.
 
@@ -120,6 +145,8 @@ def install(**options: Any) -> None:
         return
     module = _rtcicetransport()
     saved = {name: getattr(module, name) for name in _REPLACED}
+    global _aioice_closed
+    _aioice_closed = (cast(type, saved["ConnectionClosed"]),)
     theirs = cast("Mapping[object, object]", saved["ICE_TRANSPORT_POLICIES"])
     ours = {
         "Candidate": Candidate,
