@@ -4,26 +4,31 @@
 
     import ice.aiortc
 
-    ice.aiortc.install()                    # every RTCPeerConnection created afterwards
+    ice.aiortc.install()                    # aiortc's ICE is ice's from now on
     ice.aiortc.install(tcp=True, nomination="aggressive")   # ... with ice's extras
     ice.aiortc.uninstall()                  # back to aioice
 
     with ice.aiortc.using(mdns=True):       # for a test: installed inside the block only
-        pc = aiortc.RTCPeerConnection()
+        await negotiate(aiortc.RTCPeerConnection())
 
-aiortc (1.14 to 1.16, the versions tested) takes four names from aioice, all
-in ``aiortc.rtcicetransport``: ``Candidate``, ``Connection``,
-``ConnectionClosed`` and ``TransportPolicy``, and builds
-``ICE_TRANSPORT_POLICIES`` (its ``RTCIceTransportPolicy`` -> aioice's enum)
-from them when it is imported. `install` replaces exactly those five module
-names and nothing else: ``Connection`` by `Connection` (a subclass of
-`ice.Connection` that applies the options), ``Candidate``,
-``TransportPolicy`` by ice's, ``ConnectionClosed`` by `ConnectionClosed`
-(ice's event, which also matches aioice's in ``isinstance``), and
-``ICE_TRANSPORT_POLICIES`` by the same mapping onto ice's `TransportPolicy`.
-`uninstall` puts aiortc's own values back. A connection aiortc created
-before keeps the ICE it was created with; one created after `install` uses
-ice until it is closed, whatever happens to the switch meanwhile.
+aiortc 1.16 takes four names from aioice, all in ``aiortc.rtcicetransport``:
+``Candidate``, ``Connection``, ``ConnectionClosed`` and ``TransportPolicy``,
+and builds ``ICE_TRANSPORT_POLICIES`` (its ``RTCIceTransportPolicy`` ->
+aioice's enum) from them when it is imported; 1.14 and 1.15 take the first
+three only. `install` replaces exactly those module names and nothing else:
+``Connection`` by `Connection` (a subclass of `ice.Connection` that applies
+the options), ``Candidate`` and ``TransportPolicy`` by ice's,
+``ConnectionClosed`` by `ConnectionClosed` (ice's event, which also matches
+aioice's in ``isinstance``), and ``ICE_TRANSPORT_POLICIES`` by the same
+mapping onto ice's `TransportPolicy`.
+`uninstall` puts aiortc's own values back.
+
+aiortc makes an ICE connection when it makes an ICE transport, as it
+negotiates (``createDataChannel``, ``addTransceiver``, ``setRemoteDescription``),
+not when an ``RTCPeerConnection`` is made: install the switch before
+negotiating and keep it until the transports exist (at program start, or
+around the whole session with `using`). A connection keeps the ICE it was
+made with until it is closed, whatever happens to the switch meanwhile.
 
 The keyword ``options`` are `ice.Connection` keywords applied to every
 connection aiortc creates, over what aiortc passes (its STUN and TURN
@@ -38,14 +43,17 @@ offers beyond aioice is reachable without touching aiortc:
   ``turn_ssl`` as an `ssl.SSLContext`, ``turn_timeout``;
 - ``include_loopback``, ``ip_filter``, ``interface_filter``, ``port_range``,
   ``nat_1to1``, ``use_ipv4``/``use_ipv6``: which host addresses and ports;
-- ``ta``, ``lite``, ``rng``: the agent's pacing, ICE-lite, randomness.
+- ``ta``, ``rng``: the agent's check pacing and randomness.
 
-The connection itself (``transceiver.receiver.transport.transport._connection``
-in aiortc, or ``iceTransport._connection``) is an `ice.Connection`: its
-`~ice.Connection.stats` (candidate pairs, RTTs, consent), `~ice.Connection.events`
-(the agent's event stream) and `~ice.Connection.selected_pair` are there.
-``ice_controlling``, ``local_username`` and ``local_password`` are aiortc's
-to set and are refused as options, as is ``components`` (aiortc uses one).
+The connection itself (``pc.sctp.transport.transport._connection``, or
+``iceTransport._connection`` in aiortc's terms) is an `ice.Connection`: its
+`~ice.Connection.stats` (every candidate pair with its state, RTT and
+counters), `~ice.Connection.events` (the agent's event stream) and
+`~ice.Connection.selected_pair` are there. Refused as options: what aiortc
+sets per connection (``ice_controlling``, ``local_username``,
+``local_password``, ``components``: it uses one) and ``lite`` (aiortc does
+not signal ``a=ice-lite``, so a lite agent's peer would wait for checks that
+never come).
 
 `install` raises `ice.Error` with the reason when aiortc is not installed
 or its version is outside `SUPPORTED`, and `TypeError` for an option
@@ -92,10 +100,15 @@ _REPLACED: Final = (
     "TransportPolicy",
     "ICE_TRANSPORT_POLICIES",
 )
-#: Connection keywords aiortc sets itself, per connection.
-_AIORTC_OWN: Final = frozenset(
-    {"ice_controlling", "local_username", "local_password", "components"}
-)
+_AIORTC_SETS = "aiortc sets it itself"
+#: Connection keywords the switch does not take, and why.
+_REFUSED: Final = {
+    "ice_controlling": _AIORTC_SETS,
+    "local_username": _AIORTC_SETS,
+    "local_password": _AIORTC_SETS,
+    "components": _AIORTC_SETS,
+    "lite": "aiortc does not signal a=ice-lite",
+}
 
 
 @dataclass
@@ -144,21 +157,24 @@ def install(**options: Any) -> None:
         _switch.options = dict(options)
         return
     module = _rtcicetransport()
-    saved = {name: getattr(module, name) for name in _REPLACED}
+    # aiortc before 1.16 has no transport policy: TransportPolicy and
+    # ICE_TRANSPORT_POLICIES are replaced where they exist.
+    saved = {name: getattr(module, name) for name in _REPLACED if hasattr(module, name)}
     global _aioice_closed
     _aioice_closed = (cast(type, saved["ConnectionClosed"]),)
-    theirs = cast("Mapping[object, object]", saved["ICE_TRANSPORT_POLICIES"])
-    ours = {
+    ours: dict[str, object] = {
         "Candidate": Candidate,
         "Connection": Connection,
         "ConnectionClosed": ConnectionClosed,
         "TransportPolicy": TransportPolicy,
-        # aiortc's RTCIceTransportPolicy -> ours, matched by name (ALL, RELAY)
-        "ICE_TRANSPORT_POLICIES": {key: as_transport_policy(v) for key, v in theirs.items()},
     }
+    if "ICE_TRANSPORT_POLICIES" in saved:
+        theirs = cast("Mapping[object, object]", saved["ICE_TRANSPORT_POLICIES"])
+        # aiortc's RTCIceTransportPolicy -> ours, matched by name (ALL, RELAY)
+        ours["ICE_TRANSPORT_POLICIES"] = {k: as_transport_policy(v) for k, v in theirs.items()}
     _switch = _Switch(module, saved, dict(options))
-    for name, value in ours.items():
-        setattr(module, name, value)
+    for name in saved:
+        setattr(module, name, ours[name])
 
 
 def uninstall() -> None:
@@ -197,9 +213,9 @@ def using(**options: Any) -> Iterator[None]:
 
 
 def _check_options(options: Mapping[str, Any]) -> None:
-    own = sorted(_AIORTC_OWN & options.keys())
-    if own:
-        raise TypeError(f"aiortc sets {', '.join(own)} itself; not an option of the switch")
+    for name in options:
+        if name in _REFUSED:
+            raise TypeError(f"{name} is not an option of ice.aiortc: {_REFUSED[name]}")
     # An unknown keyword fails here rather than in the first RTCPeerConnection.
     inspect.signature(_connection.Connection).bind(ice_controlling=False, **options)
 
