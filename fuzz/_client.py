@@ -10,6 +10,7 @@ whatever the server sends, and every transaction ends in exactly one event.
 from __future__ import annotations
 
 import _runner  # noqa: F401 - puts the checkout first on sys.path
+from _runner import known
 
 from ice._codec import Message
 from ice._errors import DecodeError
@@ -18,8 +19,6 @@ from ice.constants import MessageClass
 from ice.machine import Address
 from ice.stun.client_auth import LongTermCredentials
 from ice.stun.credentials import SecurityFeatures, nonce_cookie
-
-from _runner import known
 
 SERVER: Address = ("198.51.100.1", 3478)
 OTHER: Address = ("198.51.100.99", 3478)

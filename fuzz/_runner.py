@@ -143,12 +143,12 @@ class Recipe:
     def remaining_bytes(self) -> int:
         return len(self.data) - self.offset
 
-    def ConsumeBytes(self, count: int) -> bytes:  # noqa: N802 - atheris' spelling
+    def ConsumeBytes(self, count: int) -> bytes:
         out = self.data[self.offset : self.offset + max(count, 0)]
         self.offset += len(out)
         return out
 
-    def ConsumeIntInRange(self, low: int, high: int) -> int:  # noqa: N802
+    def ConsumeIntInRange(self, low: int, high: int) -> int:
         span = high - low
         if span <= 0:
             return low
@@ -156,10 +156,10 @@ class Recipe:
         raw = self.ConsumeBytes(size)
         return low + int.from_bytes(raw, "big") % (span + 1) if raw else low
 
-    def ConsumeBool(self) -> bool:  # noqa: N802
+    def ConsumeBool(self) -> bool:
         return bool(self.ConsumeIntInRange(0, 1))
 
-    def ConsumeProbability(self) -> float:  # noqa: N802
+    def ConsumeProbability(self) -> float:
         return self.ConsumeIntInRange(0, 0xFFFF) / 0xFFFF
 
 

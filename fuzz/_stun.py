@@ -6,14 +6,13 @@ wants its input to reach what comes after authentication re-signs it here."""
 from __future__ import annotations
 
 import _runner  # noqa: F401 - puts the checkout first on sys.path
+from _runner import Finding
 
 from ice._codec import Message
 from ice._errors import DecodeError
 from ice.constants import AttrType
 from ice.machine import Address, Transmit
 from ice.stun.client_auth import LongTermCredentials, ShortTermCredentials
-
-from _runner import Finding
 
 HEADER = 20
 COOKIE = b"\x21\x12\xa4\x42"

@@ -9,7 +9,9 @@ without anything but `ConfigError`. Nothing is bound: no sockets are made.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 import _runner
@@ -18,7 +20,11 @@ from _runner import instrument_func, main
 with _runner.instrument_imports():
     from ice._cli.server_config import ConfigError, ServerConfig
 
-PATH = os.path.join(tempfile.mkdtemp(prefix="fuzz-config-"), "server.toml")
+# /dev/shm: opening a file on an overlay /tmp costs ~1 ms, 20x the parse
+SCRATCH = "/dev/shm" if os.path.isdir("/dev/shm") else None
+DIRECTORY = tempfile.mkdtemp(prefix="fuzz-config-", dir=SCRATCH)
+atexit.register(shutil.rmtree, DIRECTORY, True)
+PATH = os.path.join(DIRECTORY, "server.toml")
 
 
 @instrument_func
@@ -42,7 +48,7 @@ def seeds() -> list[bytes]:
         "\n".join(lines).encode(),
         b'realm = "x"\nusers = { a = "b" }\nrelay-ports = [50000, 50010]\n',
         b'listen = ["udp://[::1]:3478"]\nexternal-ip = { "::1" = "2001:db8::1" }\n',
-        b"stun-only = true\nrfc5780-alternate = \"127.0.0.2:3479\"\nworkers = 0\n",
+        b'stun-only = true\nrfc5780-alternate = "127.0.0.2:3479"\nworkers = 0\n',
     ]
 
 

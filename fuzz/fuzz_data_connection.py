@@ -19,8 +19,7 @@ from _runner import Finding, LogWatch, encode_records, instrument_func, known, m
 with _runner.instrument_imports():
     from ice._codec import Message
     from ice.attrs import ConnectionId, ErrorCodeAttribute
-    from ice.constants import Method, MessageClass, message_type
-    from ice.stun.client_auth import LongTermCredentials
+    from ice.constants import MessageClass, Method, message_type
     from ice.turn.data_connection import TurnDataConnection
     from ice.turn.events import BindFailed, Bound
 
@@ -59,7 +58,7 @@ def test_one_input(data: bytes) -> None:
         try:
             peer_bytes += connection.receive_stream(chunk, now)
         except Exception:
-            if not _client.is_response(chunk[:20 + int.from_bytes(chunk[2:4], "big")]):
+            if not _client.is_response(chunk[: 20 + int.from_bytes(chunk[2:4], "big")]):
                 raise
             known(2)
             defect = True

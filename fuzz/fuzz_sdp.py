@@ -53,7 +53,8 @@ def seeds() -> list[bytes]:
     ]
     session = (
         "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=ice-options:trickle\r\n"
-        "m=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=ice-ufrag:abcd\r\na=ice-pwd:0123456789abcdefghijklmn\r\n"
+        "m=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=ice-ufrag:abcd\r\n"
+        "a=ice-pwd:0123456789abcdefghijklmn\r\n"
         + "".join(f"a={line.removeprefix('a=')}\r\n" for line in lines)
         + "a=end-of-candidates\r\n"
     )

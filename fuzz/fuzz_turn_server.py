@@ -43,8 +43,8 @@ with _runner.instrument_imports():
         CREATE_PERMISSION_REQUEST,
         REFRESH_REQUEST,
         SEND_INDICATION,
-        Method,
         MessageClass,
+        Method,
         message_type,
     )
     from ice.machine import Address
