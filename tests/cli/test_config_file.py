@@ -13,7 +13,7 @@ from ice._cli.server_config import ConfigError, ServerConfig
 def test_a_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
     path = tmp_path / "server.toml"
     path.write_bytes(b'r\xa3alm = "x"\n')
-    with pytest.raises(ConfigError, match="server.toml"):
+    with pytest.raises(ConfigError, match=r"server\.toml"):
         ServerConfig.from_toml(path)
 
 
