@@ -14,11 +14,6 @@ to a directory adds its files to the corpus.
 A finding is any exception out of ``test_one_input``; the random runner
 writes the input to ``crash-<sha1>`` in the current directory, prints the
 traceback and exits 1 (libFuzzer does the same under atheris).
-
-Inputs that reach a defect already filed (issue 15, defects 1-6) are not
-findings while it is open: the target calls `known` for exactly that input
-class, and the summary counts them per defect, so the skip can be removed
-once the fix is merged.
 """
 
 from __future__ import annotations
@@ -32,7 +27,6 @@ import sys
 import tempfile
 import time
 import traceback
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -57,15 +51,6 @@ if "--random" in sys.argv:
 
 class Finding(AssertionError):
     """A broken contract (an unexpected exception is a finding too)."""
-
-
-#: Inputs skipped because they reach a filed defect, by defect number.
-KNOWN: Counter[int] = Counter()
-
-
-def known(defect: int) -> None:
-    """Count an input that reaches the open defect ``defect`` of issue 15."""
-    KNOWN[defect] += 1
 
 
 def instrument_func(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -254,10 +239,9 @@ def _run_random(
         print(f"   input ({len(data)} bytes): {data[:256].hex()}{'...' if len(data) > 256 else ''}")
         return 1
     took = time.perf_counter() - start
-    skipped = ", ".join(f"defect {d}: {n}" for d, n in sorted(KNOWN.items())) or "none"
     print(
         f"== {name}: {done} inputs in {took:.1f} s ({done / max(took, 1e-9):,.0f}/s), "
-        f"seed {seed}, no finding; known-defect inputs skipped: {skipped}"
+        f"seed {seed}, no finding"
     )
     return 0
 

@@ -16,11 +16,10 @@ than the request but for what the RFCs require (`_stun.check_answers`).
 from __future__ import annotations
 
 import _runner
-from _runner import LogWatch, Recipe, encode_records, instrument_func, known, main, records
+from _runner import LogWatch, Recipe, encode_records, instrument_func, main, records
 
 with _runner.instrument_imports():
     from ice._codec import Message
-    from ice._errors import DecodeError
     from ice.attrs import (
         ChangeRequest,
         Padding,
@@ -28,7 +27,7 @@ with _runner.instrument_imports():
         Software,
         Username,
     )
-    from ice.constants import BINDING_REQUEST, AttrType
+    from ice.constants import BINDING_REQUEST
     from ice.machine import Address
     from ice.stun.client_auth import LongTermCredentials
     from ice.stun.server import StunServer
@@ -72,29 +71,6 @@ def _credentials() -> dict[Address, LongTermCredentials]:
 CREDENTIALS = _credentials()
 
 
-def _legacy_change_request(data: bytes) -> bool:
-    """Defect 1 of issue 15: a cookie-less Binding request whose CHANGE-REQUEST
-    does not decode makes StunServer._legacy raise into the catch-all."""
-    if data[4:8] == _stun.COOKIE or data[:2] != b"\x00\x01":
-        return False
-    try:
-        request = Message.decode(data[:4] + _stun.COOKIE + data[8:])
-        if int(AttrType.CHANGE_REQUEST) in request:
-            ChangeRequest.get_from(request)
-    except DecodeError:
-        return int(AttrType.CHANGE_REQUEST) in _attribute_types(data)
-    return False
-
-
-def _attribute_types(data: bytes) -> set[int]:
-    types = set()
-    offset = 20
-    while offset + 4 <= len(data):
-        types.add(int.from_bytes(data[offset : offset + 2], "big"))
-        offset += 4 + ((int.from_bytes(data[offset + 2 : offset + 4], "big") + 3) & ~3)
-    return types
-
-
 @instrument_func
 def test_one_input(data: bytes) -> None:
     recipe = Recipe(data)
@@ -109,10 +85,6 @@ def test_one_input(data: bytes) -> None:
             datagram = _stun.sign(datagram, CREDENTIALS[sender], fingerprint=bool(control & 0x40))
         server.receive_datagram(datagram, sender, NOW, local=local, reliable=reliable)
         out = server.datagrams_to_send(NOW)
-        if WATCH.records and _legacy_change_request(datagram):
-            WATCH.records.clear()
-            known(1)
-            continue
         WATCH.check()
         _stun.check_answers(
             out, sender, locals_, len(datagram), response_port=server.alternate is not None
