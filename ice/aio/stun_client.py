@@ -28,8 +28,10 @@ transport is the URI's (``stun:``/``turn:`` UDP, ``turn:?transport=tcp``
 TCP, ``stuns:``/``turns:`` TLS) unless ``transport`` ("udp", "tcp", "tls")
 says otherwise; a tuple means UDP, or TLS when ``ssl`` is given. TLS verifies
 the server with ``ssl`` or else `ssl.create_default_context()`, against the
-host name of the target. A name resolves to its A and AAAA addresses, tried in
-order (only those of ``local_addr``'s family when that is given).
+host name of the target. A URI with a host name and no port is looked up
+with DNS SRV first (``resolver``; `ice.aio.resolve`); a name resolves to its
+A and AAAA addresses, tried in order (only those of ``local_addr``'s family
+when that is given), raced over TCP/TLS as RFC 8305 (happy eyeballs) says.
 
 Outcomes: the success response; `ice.StunError` for an error response;
 `ice.StunTimeoutError` when no answer came in the transaction's time (or
@@ -43,6 +45,7 @@ import asyncio
 import logging
 import ssl as _ssl
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from ice._codec import Message
 from ice._errors import Error, StunError, StunTimeoutError
@@ -53,10 +56,11 @@ from ice.aio.transport import (
     Target,
     TransportKind,
     address_family,
+    connect_any,
     endpoint_for,
     open_channel,
-    resolve,
 )
+from ice.aio.resolve import each_server
 from ice.attrs import MappedAddress, XorMappedAddress
 from ice.constants import BINDING_REQUEST
 from ice.machine import Address, Transmit
@@ -69,6 +73,9 @@ from ice.stun.transaction import (
     TransactionTable,
 )
 from ice.stun.uri import format_address
+
+if TYPE_CHECKING:
+    from ice.aio.resolve import DnsResolver
 
 __all__ = [
     "AsyncStunClient",
@@ -127,6 +134,7 @@ class AsyncStunClient(MachineDriver[StunClient]):
         fingerprint: bool = True,
         rto: float = 0.5,
         connect_udp: bool = False,
+        resolver: DnsResolver = None,
     ) -> AsyncStunClient:
         """Resolve ``target`` and open a socket to the first address that accepts one.
 
@@ -134,40 +142,41 @@ class AsyncStunClient(MachineDriver[StunClient]):
         transaction gives up after 79 RTO. ``connect_udp`` connects the UDP
         socket to the server, which then hears only the server's address but
         learns at once when the port is closed (ConnectionRefusedError); leave
-        it off to send to other addresses too (RFC 5780 tests).
+        it off to send to other addresses too (RFC 5780 tests). A URI with a
+        host name and no port is looked up with DNS SRV first
+        (`ice.aio.resolve`), asking ``resolver`` (None: the system's DNS).
         """
         endpoint = endpoint_for(target, transport, ssl)
-        addresses = await resolve(
-            endpoint.host,
-            endpoint.port,
-            endpoint.kind,
-            local_host=local_addr[0] if local_addr else None,
-        )
-        errors: list[OSError] = []
-        for addr in addresses:
-            try:
-                return await cls._open_to(
-                    endpoint,
-                    addr,
-                    local_addr=local_addr,
-                    machine=_new_machine(credentials, software, fingerprint, rto),
-                    connect_udp=connect_udp,
-                )
-            except OSError as exc:
-                logger.debug("cannot open %s to %s: %s", endpoint.kind, addr, exc)
-                errors.append(exc)
-        raise errors[0]
+        errors: list[Exception] = []
+        local_host = local_addr[0] if local_addr else None
+        async for _, groups in each_server(endpoint, resolver, errors, local_host=local_host):
+            for group in groups:
+                try:
+                    return await cls._open_to(
+                        endpoint,
+                        group,
+                        local_addr=local_addr,
+                        machine=_new_machine(credentials, software, fingerprint, rto),
+                        connect_udp=connect_udp,
+                    )
+                except OSError as exc:
+                    logger.info("cannot open %s to %s: %s", endpoint.kind, _text(group), exc)
+                    errors.append(exc)
+        raise errors[0] if errors else OSError(f"no server for {endpoint}")
 
     @classmethod
     async def _open_to(
         cls,
         endpoint: Endpoint,
-        addr: Address,
+        addresses: list[Address],
         *,
         local_addr: Address | None,
         machine: StunClient,
         connect_udp: bool,
     ) -> AsyncStunClient:
+        addr, sock = addresses[0], None
+        if endpoint.kind != "udp":
+            sock, addr = await connect_any(addresses, local_addr=local_addr)
         client = cls(machine, addr)
         client._channel = await open_channel(
             addr,
@@ -178,6 +187,7 @@ class AsyncStunClient(MachineDriver[StunClient]):
             ssl=endpoint.ssl,
             server_hostname=endpoint.host if address_family(endpoint.host) is None else None,
             connect_udp=connect_udp,
+            sock=sock,
         )
         return client
 
@@ -337,6 +347,7 @@ async def stun_request(
     timeout: float | None = None,
     software: str | None = None,
     rto: float = 0.5,
+    resolver: DnsResolver = None,
 ) -> Message:
     """Send ``request`` to ``target``; return the success response.
 
@@ -344,13 +355,20 @@ async def stun_request(
     client adds SOFTWARE, the credentials (answering a 401/438 challenge by
     sending it again, signed) and FINGERPRINT. The server's addresses are
     tried in order until one answers; ``timeout`` bounds the whole call,
-    name resolution and connection included. Raises StunError (error
-    response), StunTimeoutError, UriError/ValueError (bad target) or OSError.
+    name resolution and connection included. A URI with a host name and no
+    port is looked up with DNS SRV first, asking ``resolver`` (a
+    `dns.asyncresolver.Resolver` or "HOST:PORT"; None: the system's DNS);
+    see `ice.aio.resolve`. The next server or address is tried when one
+    cannot be reached (timeout, connection refused, TLS failure), not when it
+    answers with an error. Raises StunError (error response),
+    StunTimeoutError, UriError/ValueError (bad target) or OSError.
     """
     endpoint = endpoint_for(target, transport, ssl)
     try:
         async with asyncio.timeout(timeout):
-            return await _request_any(endpoint, request, credentials, local_addr, software, rto)
+            return await _request_any(
+                endpoint, request, credentials, local_addr, software, rto, resolver
+            )
     except TimeoutError as exc:
         if isinstance(exc, StunTimeoutError):
             raise
@@ -364,34 +382,35 @@ async def _request_any(
     local_addr: Address | None,
     software: str | None,
     rto: float,
+    resolver: DnsResolver,
 ) -> Message:
-    addresses = await resolve(
-        endpoint.host,
-        endpoint.port,
-        endpoint.kind,
-        local_host=local_addr[0] if local_addr else None,
-    )
-    errors: list[OSError | StunTimeoutError] = []
-    for addr in addresses:
-        try:
-            client = await AsyncStunClient._open_to(
-                endpoint,
-                addr,
-                local_addr=local_addr,
-                machine=_new_machine(credentials, software, True, rto),
-                connect_udp=True,
-            )
-        except OSError as exc:
-            logger.debug("cannot open %s to %s: %s", endpoint.kind, addr, exc)
-            errors.append(exc)
-            continue
-        async with client:
+    errors: list[Exception] = []
+    local_host = local_addr[0] if local_addr else None
+    async for _, groups in each_server(endpoint, resolver, errors, local_host=local_host):
+        for group in groups:
             try:
-                return await client.request(request)
-            except (OSError, StunTimeoutError) as exc:
-                logger.debug("no answer from %s: %s", format_address(addr), exc)
+                client = await AsyncStunClient._open_to(
+                    endpoint,
+                    group,
+                    local_addr=local_addr,
+                    machine=_new_machine(credentials, software, True, rto),
+                    connect_udp=True,
+                )
+            except OSError as exc:
+                logger.info("cannot open %s to %s: %s", endpoint.kind, _text(group), exc)
                 errors.append(exc)
-    raise errors[0]
+                continue
+            async with client:
+                try:
+                    return await client.request(request)
+                except (OSError, StunTimeoutError) as exc:
+                    logger.info("no answer from %s: %s", format_address(client.server), exc)
+                    errors.append(exc)
+    raise errors[0] if errors else OSError(f"no server for {endpoint}")
+
+
+def _text(addresses: list[Address]) -> str:
+    return ", ".join(format_address(a) for a in addresses)
 
 
 async def get_mapped_address(
@@ -404,6 +423,7 @@ async def get_mapped_address(
     timeout: float | None = None,
     software: str | None = None,
     rto: float = 0.5,
+    resolver: DnsResolver = None,
 ) -> Address:
     """Send a Binding request to ``target``; return the (host, port) it saw us at.
 
@@ -420,5 +440,6 @@ async def get_mapped_address(
         timeout=timeout,
         software=software,
         rto=rto,
+        resolver=resolver,
     )
     return mapped_address(response)

@@ -18,6 +18,8 @@ order, with A and AAAA records.
 from __future__ import annotations
 
 import asyncio
+import asyncio.staggered
+import functools
 import ipaddress
 import logging
 import socket
@@ -29,6 +31,7 @@ from typing import Any, Literal, cast
 from ice._codec import stream_frame_length
 from ice._errors import DecodeError
 from ice.machine import Address
+from ice.stun.srv import srv_name
 from ice.stun.uri import StunUri, format_address, parse_uri
 
 __all__ = [
@@ -39,6 +42,7 @@ __all__ = [
     "Target",
     "TransportKind",
     "address_family",
+    "connect_any",
     "endpoint_for",
     "open_channel",
     "resolve",
@@ -60,6 +64,8 @@ class Endpoint:
     port: int
     kind: TransportKind
     ssl: _ssl.SSLContext | None
+    #: The DNS SRV name to look up first (`ice.stun.srv.srv_name`), None for no SRV.
+    srv_name: str | None = None
 
     def __str__(self) -> str:
         return f"{self.kind} {format_address((self.host, self.port))}"
@@ -89,7 +95,10 @@ def endpoint_for(target: Target, transport: str | None, ssl: _ssl.SSLContext | N
         raise ValueError(
             f"an SSL context was given for {kind}; use a stuns: URI or transport='tls'"
         )
-    return Endpoint(host, port, kind, ssl)
+    srv = None
+    if isinstance(target, StunUri):
+        srv = srv_name(target, kind)
+    return Endpoint(host, port, kind, ssl, srv)
 
 
 #: Unframed bytes a stream may hold: more than the largest frame (20 + 65,535 bytes).
@@ -323,6 +332,7 @@ async def open_channel(
     ssl: _ssl.SSLContext | None = None,
     server_hostname: str | None = None,
     connect_udp: bool = False,
+    sock: socket.socket | None = None,
 ) -> ClientChannel:
     """Open a socket to ``addr`` (an IP address and port).
 
@@ -332,6 +342,7 @@ async def open_channel(
     TCP/TLS: a connection from ``local_addr``; TLS verifies the server
     certificate against ``server_hostname`` (default: ``addr``'s host) with
     the ``ssl`` context. ``on_error`` is called once when a stream ends.
+    ``sock`` is a TCP socket already connected to ``addr`` (`connect_any`).
     """
     loop = asyncio.get_running_loop()
     family = address_family(addr[0])
@@ -357,13 +368,71 @@ async def open_channel(
         raise ValueError(f"transport must be udp, tcp or tls, not {kind!r}")
     if (kind == "tls") != (ssl is not None):
         raise ValueError("tls needs an SSL context, and tcp takes none")
+    hostname = (server_hostname or addr[0].partition("%")[0]) if ssl else None
+    if sock is not None:
+        try:
+            await loop.create_connection(
+                lambda: _StreamProtocol(channel), sock=sock, ssl=ssl, server_hostname=hostname
+            )
+        except BaseException:
+            sock.close()
+            raise
+        return channel
     await loop.create_connection(
         lambda: _StreamProtocol(channel),
         host=addr[0],
         port=addr[1],
         family=family,
         ssl=ssl,
-        server_hostname=(server_hostname or addr[0].partition("%")[0]) if ssl else None,
+        server_hostname=hostname,
         local_addr=local_addr,
     )
     return channel
+
+
+#: RFC 8305 section 8: the recommended Connection Attempt Delay.
+HAPPY_EYEBALLS_DELAY = 0.25
+
+
+async def connect_any(
+    addresses: list[Address],
+    *,
+    local_addr: Address | None = None,
+    delay: float = HAPPY_EYEBALLS_DELAY,
+) -> tuple[socket.socket, Address]:
+    """A TCP socket connected to the first of ``addresses`` that accepts, and that
+    address: the attempts start ``delay`` apart (or at once when one fails), as
+    RFC 8305 (happy eyeballs) says; give the addresses interleaved by family.
+    Raises the first attempt's OSError when none connects."""
+    loop = asyncio.get_running_loop()
+    if not addresses:
+        raise OSError("no address to connect to")
+    winners: list[socket.socket] = []
+
+    async def attempt(addr: Address) -> tuple[socket.socket, Address]:
+        family = address_family(addr[0])
+        if family is None:
+            raise ValueError(f"not an IP address: {addr[0]!r}")
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            if local_addr is not None:
+                sock.bind(local_addr)
+            await loop.sock_connect(sock, addr)
+        except BaseException:
+            sock.close()
+            raise
+        winners.append(sock)
+        return sock, addr
+
+    result, _, errors = await asyncio.staggered.staggered_race(
+        [functools.partial(attempt, addr) for addr in addresses], delay
+    )
+    for sock in winners:  # two attempts may connect in the same loop iteration
+        if result is None or sock is not result[0]:
+            sock.close()
+    if result is None:
+        first = next((e for e in errors if e is not None), None)
+        raise first if first is not None else OSError("no connection")
+    logger.debug("connected to %s", format_address(result[1]))
+    return cast(tuple[socket.socket, Address], result)

@@ -34,7 +34,7 @@ import contextlib
 import ipaddress
 import re
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal, cast
 
 from ice._errors import Error
@@ -85,13 +85,18 @@ class StunUri:
 
     ``host`` is a name (lowercase, percent-decoded) or an IP address without
     brackets; ``port`` 0 and ``transport`` "" given to the constructor mean
-    the scheme's defaults and are replaced by them.
+    the scheme's defaults and are replaced by them. ``explicit_port`` says
+    whether a port was given: without one a host name is looked up with DNS
+    SRV first (RFC 8489 section 8, RFC 8656 section 3.1). It takes no part in
+    equality, and ``str(uri)`` writes the port, so the text of a URI without
+    a port names the default port explicitly.
     """
 
     scheme: str
     host: str
     port: int = 0
     transport: Transport = _SCHEME_DEFAULT
+    explicit_port: bool = field(default=False, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         text = f"{self.scheme}:{self.host}"
@@ -114,6 +119,7 @@ class StunUri:
                 text, "stun: URIs have no transport (RFC 7064); use stuns: or turn:?transport=tcp"
             )
         object.__setattr__(self, "scheme", scheme)
+        object.__setattr__(self, "explicit_port", bool(self.port))
         object.__setattr__(self, "port", port)
         object.__setattr__(self, "transport", transport)
 
