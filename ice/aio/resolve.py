@@ -87,7 +87,10 @@ def _dns() -> Any:
 def make_resolver(resolver: DnsResolver = None) -> dns.asyncresolver.Resolver:
     """A `dns.asyncresolver.Resolver`: ``resolver`` itself, one asking the DNS
     server "HOST:PORT" (port 53 when left out), or the system's (None)."""
-    dns = _dns()
+    _dns()
+    import dns.asyncresolver
+    import dns.resolver
+
     if isinstance(resolver, dns.asyncresolver.Resolver):
         return resolver
     if resolver is None:
@@ -106,7 +109,9 @@ def make_resolver(resolver: DnsResolver = None) -> dns.asyncresolver.Resolver:
         made.nameservers = [host]
         made.port = port
     else:
-        raise TypeError(f"resolver must be a dns.asyncresolver.Resolver or HOST:PORT, not {resolver!r}")
+        raise TypeError(
+            f"resolver must be a dns.asyncresolver.Resolver or HOST:PORT, not {resolver!r}"
+        )
     made.lifetime = DNS_LIFETIME
     return made
 
@@ -187,7 +192,9 @@ async def target_addresses(
     dns = _dns()
     made = make_resolver(resolver)
     family = address_family(local_host) if local_host else None
-    kinds = [k for k, f in (("AAAA", socket.AF_INET6), ("A", socket.AF_INET)) if family in (None, f)]
+    kinds = [
+        k for k, f in (("AAAA", socket.AF_INET6), ("A", socket.AF_INET)) if family in (None, f)
+    ]
     answers = await asyncio.gather(
         *(made.resolve(target.host, k, raise_on_no_answer=False) for k in kinds),
         return_exceptions=True,

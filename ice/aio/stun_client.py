@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING
 from ice._codec import Message
 from ice._errors import Error, StunError, StunTimeoutError
 from ice.aio.driver import MachineDriver
+from ice.aio.resolve import each_server
 from ice.aio.transport import (
     ClientChannel,
     Endpoint,
@@ -60,7 +61,6 @@ from ice.aio.transport import (
     endpoint_for,
     open_channel,
 )
-from ice.aio.resolve import each_server
 from ice.attrs import MappedAddress, XorMappedAddress
 from ice.constants import BINDING_REQUEST
 from ice.machine import Address, Transmit

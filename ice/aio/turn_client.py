@@ -17,8 +17,10 @@ or as an `asyncio.DatagramTransport` for code that wants one::
 The server is a ``turn:``/``turns:`` URI (a `StunUri` or its text), or a
 ``(host, port)`` tuple (UDP, or TLS when ``ssl`` is given); ``turns:`` is TLS
 over TCP, verified against the system CAs unless ``ssl`` passes a context.
-A name resolves to its A and AAAA addresses (`ice.aio.transport.resolve`),
-tried in order until one grants the allocation or refuses it with an error code.
+A URI with a host name and no port is looked up with DNS SRV first
+(`ice.aio.resolve`); a name resolves to its A and AAAA addresses, tried in
+order (raced over TCP/TLS, RFC 8305) until one grants the allocation or
+refuses it with an error code.
 
 The adapter is thin. The machine (`ice.turn.client.TurnSession`) allocates,
 answers the 401/438 challenges, refreshes the allocation, its permissions and
@@ -63,22 +65,24 @@ import contextlib
 import functools
 import ipaddress
 import logging
+import socket
 import ssl as _ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
-from typing import Any, Unpack
+from typing import TYPE_CHECKING, Any, Unpack
 
 from ice._codec import stream_frame_length
 from ice._errors import DecodeError, TurnError
 from ice.aio.driver import MachineDriver
+from ice.aio.resolve import each_server
 from ice.aio.transport import (
     ClientChannel,
     Endpoint,
     Target,
     address_family,
+    connect_any,
     endpoint_for,
     open_channel,
-    resolve,
 )
 from ice.aio.turn_datagram import TurnDatagramTransport
 from ice.machine import Address, Transmit
@@ -87,6 +91,9 @@ from ice.stun.transaction import TransactionTable
 from ice.stun.uri import format_address
 from ice.turn.client import AllocationOptions, TurnSession
 from ice.turn.data_connection import TurnDataConnection
+
+if TYPE_CHECKING:
+    from ice.aio.resolve import DnsResolver
 from ice.turn.events import (
     Allocated,
     AllocationFailed,
@@ -203,6 +210,7 @@ class TurnClient:
         timeout: float | None = None,
         rto: float = 0.5,
         queue_size: int = DEFAULT_QUEUE_SIZE,
+        resolver: DnsResolver = None,
         **options: Unpack[AllocationOptions],
     ) -> TurnClient:
         """Open a socket to ``target`` and allocate a relayed address on it.
@@ -217,6 +225,12 @@ class TurnClient:
         (300 s and 600 s by the RFC), refreshed before they run out while in
         use. ``timeout`` bounds the whole call; without it an unanswered
         Allocate fails after the transaction's 39.5 s (``rto`` 0.5 s).
+        A URI with a host name and no port is looked up with DNS SRV first
+        (``_turn._udp``, ``_turn._tcp``, ``_turns._tcp``), asking ``resolver``
+        (a `dns.asyncresolver.Resolver` or "HOST:PORT"; None: the system's
+        DNS); see `ice.aio.resolve`. The next server or address is tried when
+        one cannot be reached (timeout, connection refused, TLS failure), not
+        when it answers with an error (401 after the challenge, 437, 508...).
         Raises TurnError (refused, code 0 if not answered), OSError, ValueError.
         """
         if credentials is None:
@@ -252,41 +266,23 @@ class TurnClient:
         try:
             async with deadline:
                 local_host = local_addr[0] if local_addr else None
-                addresses = await resolve(
-                    endpoint.host, endpoint.port, endpoint.kind, local_host=local_host
-                )
                 errors: list[Exception] = []
-                for addr in addresses:
-                    for attempt in range(ALLOCATION_MISMATCH_TRIES):
-                        client = new_client(addr)
-                        try:
-                            await client._start(addr)
+                async for _, groups in each_server(
+                    endpoint, resolver, errors, local_host=local_host
+                ):
+                    for group in groups:
+                        client = await _allocate_on(new_client, group, endpoint, local_addr, errors)
+                        if client is not None:
                             return client
-                        except TurnError as exc:
-                            # RFC 8656 7.4: 437 means the server still holds an
-                            # allocation for this 5-tuple (a port the OS just reused):
-                            # try from other client ports before giving up.
-                            mismatch = exc.code == 437 and local_addr is None
-                            if mismatch and attempt + 1 < ALLOCATION_MISMATCH_TRIES:
-                                logger.debug("437 from %s; another local port", addr)
-                                continue
-                            if exc.code != 0:
-                                raise
-                            logger.debug("no allocation from %s: %s", format_address(addr), exc)
-                            errors.append(exc)
-                        except OSError as exc:
-                            logger.debug("no allocation from %s: %s", format_address(addr), exc)
-                            errors.append(exc)
-                        break
-                raise errors[0]
+                raise errors[0] if errors else OSError(f"no server for {endpoint}")
         except TimeoutError:
             if not deadline.expired():
                 raise
             raise TurnError(0, f"no allocation from {endpoint} within {timeout:g} s") from None
 
-    async def _start(self, server: Address) -> None:
+    async def _start(self, server: Address, sock: socket.socket | None = None) -> None:
         try:
-            await self._connect(server)
+            await self._connect(server, sock)
             now = self._loop.time()
             self.machine.allocate(now)
             self._driver.pump(now)
@@ -295,7 +291,7 @@ class TurnClient:
             self.abort()
             raise
 
-    async def _connect(self, server: Address) -> None:
+    async def _connect(self, server: Address, sock: socket.socket | None = None) -> None:
         self._generation += 1
         endpoint, local = self._endpoint, self._local_addr
         if local is not None and self._generation > 1:
@@ -309,6 +305,7 @@ class TurnClient:
             ssl=endpoint.ssl,
             server_hostname=self._tls_name,
             connect_udp=True,
+            sock=sock,
         )
 
     # -- the allocation
@@ -770,6 +767,43 @@ class TurnClient:
         self._post(Closed())
         if self._transport is not None:
             self._transport._lost(lost)
+
+
+async def _allocate_on(
+    new_client: Callable[[Address], TurnClient],
+    addresses: list[Address],
+    endpoint: Endpoint,
+    local_addr: Address | None,
+    errors: list[Exception],
+) -> TurnClient | None:
+    """An allocation on one of ``addresses`` (raced over TCP/TLS), or None with the
+    failure added to ``errors`` when none could be reached; an error answer raises."""
+    for addr in addresses if endpoint.kind == "udp" else addresses[:1]:
+        for attempt in range(ALLOCATION_MISMATCH_TRIES):
+            sock = None
+            try:
+                if endpoint.kind != "udp":
+                    sock, addr = await connect_any(addresses, local_addr=local_addr)
+                client = new_client(addr)
+                await client._start(addr, sock)
+                return client
+            except TurnError as exc:
+                # RFC 8656 7.4: 437 means the server still holds an
+                # allocation for this 5-tuple (a port the OS just reused):
+                # try from other client ports before giving up.
+                mismatch = exc.code == 437 and local_addr is None
+                if mismatch and attempt + 1 < ALLOCATION_MISMATCH_TRIES:
+                    logger.debug("437 from %s; another local port", addr)
+                    continue
+                if exc.code != 0:
+                    raise
+                logger.info("no allocation from %s: %s", format_address(addr), exc)
+                errors.append(exc)
+            except OSError as exc:
+                logger.info("no allocation from %s: %s", format_address(addr), exc)
+                errors.append(exc)
+            break
+    return None
 
 
 class _SessionDriver(MachineDriver[TurnSession]):
