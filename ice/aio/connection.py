@@ -36,7 +36,7 @@ import ssl as _ssl
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from ice._codec import is_stun
 from ice.agent.agent import Agent, Nomination
@@ -63,6 +63,9 @@ from ice.aio.gather import (
     settle_future,
 )
 from ice.aio.transport import Target
+
+if TYPE_CHECKING:
+    from ice.aio.resolve import DnsResolver
 from ice.machine import Address, Transmit
 
 __all__ = ["Connection", "ConnectionClosed", "ConnectionStats", "PairStats", "TransportPolicy"]
@@ -116,6 +119,9 @@ class Connection:
 
     - ``stun_server``, ``turn_server``: one server (``(host, port)`` or a URI)
       or a list; ``turn_ssl`` may be an `ssl.SSLContext`; ``turn_timeout``;
+      ``resolver``: the DNS server for the servers' SRV and A/AAAA lookups (a
+      `dns.asyncresolver.Resolver` or "HOST:PORT"; default the system's, see
+      `ice.aio.resolve`);
     - ``nomination`` ("regular", or "aggressive" for RFC 5245 peers), ``lite``,
       ``ta`` (check pacing) and ``rng``: the agent's;
     - ``ip_filter``, ``interface_filter``, ``include_loopback``,
@@ -175,6 +181,7 @@ class Connection:
         mdns_timeout: float = 5.0,
         tcp: bool = False,
         udp: bool = True,
+        resolver: DnsResolver = None,
     ) -> None:
         if local_username is not None or local_password is not None:
             IceParameters(local_username or "abcd", local_password or "a" * 22)  # checks them
@@ -200,7 +207,7 @@ class Connection:
             turn_username=turn_username, turn_password=turn_password, turn_ssl=turn_ssl,
             turn_transport=turn_transport, turn_timeout=turn_timeout,
             transport_policy=transport_policy, hosts=hosts, port_range=port_range,
-            nat_1to1=nat_1to1, mdns=mdns, udp=udp, tcp=tcp, rng=self._rng,
+            nat_1to1=nat_1to1, mdns=mdns, udp=udp, tcp=tcp, rng=self._rng, resolver=resolver,
         )  # fmt: skip
         self._senders = self._gatherer.sockets.senders
         self._links = self._gatherer.tcp_links.links

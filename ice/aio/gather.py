@@ -43,20 +43,24 @@ import socket
 import ssl as _ssl
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import ifaddr
 
-from ice._errors import TurnError
+from ice._errors import Error, TurnError
 from ice.agent.agent import Agent
 from ice.agent.candidate import Candidate, local_preferences
 from ice.agent.mdns import mdns_candidate
 from ice.aio.ice_tcp import TcpLinks
 from ice.aio.mdns import MdnsService
-from ice.aio.transport import Target, endpoint_for, resolve
+from ice.aio.resolve import each_server
+from ice.aio.transport import Target, endpoint_for
 from ice.aio.turn_client import TurnClient
 from ice.machine import Address
 from ice.stun.uri import StunUri
+
+if TYPE_CHECKING:
+    from ice.aio.resolve import DnsResolver
 
 __all__ = [
     "AddressFilter",
@@ -451,20 +455,27 @@ class Relay:
     relay_transport: str = "udp"  # tcp: an RFC 6062 allocation (relayed TCP candidates)
 
 
-async def stun_addresses(servers: Iterable[Target]) -> list[Address]:
-    """The UDP addresses of STUN servers (names resolved to A and AAAA records);
+async def stun_addresses(
+    servers: Iterable[Target], resolver: DnsResolver = None
+) -> list[Address]:
+    """The UDP addresses of STUN servers: a URI with a host name and no port
+    through its DNS SRV targets (every one, in RFC 2782 order, so a dead one
+    costs nothing but its checks), names resolved to A and AAAA records;
     a server that does not resolve, or is not UDP, is left out (logged)."""
     addresses: list[Address] = []
     for server in servers:
+        errors: list[Exception] = []
         try:
             endpoint = endpoint_for(server, None, None)
             if endpoint.kind != "udp":
                 raise ValueError(f"server-reflexive candidates need UDP, not {endpoint}")
-            found = await resolve(endpoint.host, endpoint.port, "udp")
-        except (OSError, ValueError) as exc:
-            logger.warning("STUN server %s left out: %s", server, exc)
-            continue
-        addresses.extend(a for a in found if a not in addresses)
+            async for _, groups in each_server(endpoint, resolver, errors):
+                for group in groups:
+                    addresses.extend(a for a in group if a not in addresses)
+        except (OSError, ValueError, Error) as exc:
+            errors.append(exc)
+        for error in errors:
+            logger.warning("STUN server %s (in part) left out: %s", server, error)
     return addresses
 
 
@@ -479,6 +490,7 @@ async def allocate_relays(
     ssl: _ssl.SSLContext | None = None,
     timeout: float = 5.0,
     relay_transports: Sequence[str] = ("udp",),
+    resolver: DnsResolver = None,
 ) -> list[Relay]:
     """One allocation per component, server, relayed address family and relayed
     transport, all at once; those that fail or take longer than ``timeout`` are
@@ -500,6 +512,7 @@ async def allocate_relays(
             family=family,
             timeout=timeout,
             relay_transport=relay_transport,
+            resolver=resolver,
         )
         return Relay(client, component, client.server, client.transport, relay_transport)
 
@@ -590,6 +603,7 @@ class Gatherer:
         udp: bool = True,
         tcp: bool = False,
         rng: random.Random | None = None,
+        resolver: DnsResolver = None,
     ) -> None:
         if not (tcp or udp):
             raise ValueError("gather UDP, TCP or both: udp and tcp cannot both be False")
@@ -601,6 +615,8 @@ class Gatherer:
         self.turn_username, self.turn_password = turn_username, turn_password
         self.turn_ssl, self.turn_transport = turn_ssl, turn_transport
         self.turn_timeout = turn_timeout
+        #: The DNS resolver for SRV and A/AAAA lookups of the servers (`ice.aio.resolve`).
+        self.resolver = resolver
         self.transport_policy = as_transport_policy(transport_policy)
         self.hosts = hosts if hosts is not None else HostSelection()
         #: host IP -> the public IP a 1:1 NAT maps it to (a server-reflexive candidate)
@@ -686,7 +702,7 @@ class Gatherer:
                     raise ConnectionError(_CLOSED_WHILE_GATHERING)
                 self._add_relays(relaying.result(), loop.time())
             if self.transport_policy is TransportPolicy.ALL:
-                for server in await stun_addresses(self.stun_servers):
+                for server in await stun_addresses(self.stun_servers, self.resolver):
                     self.agent.add_stun_server(server)
         finally:
             if relaying is not None and not relaying.done():
@@ -732,7 +748,7 @@ class Gatherer:
             self.turn_servers, components=self.agent.components,
             families=[f for f, on in ((4, hosts.use_ipv4), (6, hosts.use_ipv6)) if on],
             username=self.turn_username, password=self.turn_password, transport=transport,
-            ssl=ssl, timeout=self.turn_timeout, relay_transports=kinds,
+            ssl=ssl, timeout=self.turn_timeout, relay_transports=kinds, resolver=self.resolver,
         )  # fmt: skip
         self.sockets.relays.extend(relays)  # closed by close() from now on
         return relays

@@ -28,9 +28,11 @@ import ipaddress
 import logging
 import socket
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ice.aio.driver import MachineDriver
-from ice.aio.transport import ClientChannel, address_family, open_channel, resolve
+from ice.aio.resolve import each_server
+from ice.aio.transport import ClientChannel, address_family, endpoint_for, open_channel
 from ice.machine import Address, Transmit
 from ice.stun.nat import (
     DEFAULT_TIMEOUT,
@@ -41,6 +43,9 @@ from ice.stun.nat import (
 )
 from ice.stun.nat_lifetime import BindingLifetimeDiscovery, LifetimeEvent
 from ice.stun.uri import StunUri, parse_uri
+
+if TYPE_CHECKING:
+    from ice.aio.resolve import DnsResolver
 
 __all__ = ["EventCallback", "discover_binding_lifetime", "discover_nat"]
 
@@ -194,10 +199,19 @@ async def _open_primary(
     server: str | StunUri | tuple[str, int],
     local_addr: Address | None,
     on_event: EventCallback | None,
+    resolver: DnsResolver = None,
 ) -> tuple[_Sockets, Address]:
-    host, port = _target(server)
+    _target(server)  # checks it is UDP
     local_host = local_addr[0] if local_addr is not None else None
-    addresses = await resolve(host, port, "udp", local_host=local_host)
+    errors: list[Exception] = []
+    endpoint = endpoint_for(server, "udp", None)
+    # The tests need one server that answers them all: the first SRV target that resolves.
+    addresses: list[Address] = []
+    async for _, groups in each_server(endpoint, resolver, errors, local_host=local_host):
+        addresses = [group[0] for group in groups]
+        break
+    if not addresses:
+        raise errors[0] if errors else OSError(f"no address for {endpoint}")
     sockets = _Sockets(addresses[0], on_event)
     try:
         local = await sockets.open(local_addr, primary=True)
@@ -219,13 +233,16 @@ async def discover_nat(
     lifetime_resolution: float = 5.0,
     software: str | None = None,
     on_event: EventCallback | None = None,
+    resolver: DnsResolver = None,
 ) -> NatBehavior:
     """Find the NAT behaviour between a local UDP socket and an RFC 5780 server.
 
     ``server`` is a ``stun:``/``turn:`` URI (UDP), a `StunUri` or a
     ``(host, port)`` pair; a host name is looked up (of ``local_addr``'s
-    family when given). ``local_addr`` is the ``(ip, port)`` to bind, port 0
-    for any. ``timeout`` is each test's wait for an answer. With ``lifetime``
+    family when given), a URI without a port with DNS SRV first (the first
+    target that resolves; ``resolver`` as for `ice.get_mapped_address`).
+    ``local_addr`` is the ``(ip, port)`` to bind, port 0 for any.
+    ``timeout`` is each test's wait for an answer. With ``lifetime``
     the binding lifetime is searched too, from the same socket (between
     ``lifetime_min`` and ``lifetime_max`` seconds, to ``lifetime_resolution``),
     and put in the result's ``lifetime``. ``on_event`` is called with each
@@ -234,7 +251,7 @@ async def discover_nat(
     not resolve or the socket cannot be bound, ValueError for a URI that is
     not UDP.
     """
-    sockets, local = await _open_primary(server, local_addr, on_event)
+    sockets, local = await _open_primary(server, local_addr, on_event, resolver)
     try:
         machine = NatDiscovery(
             sockets.server, local, timeout=timeout, hairpinning=hairpinning, software=software
