@@ -1,9 +1,13 @@
-"""Helpers more than one command uses: failure explanations and percentiles."""
+"""Helpers more than one command uses: failure explanations, percentiles, and the
+server discovery options (--dns, --verbose)."""
 
 from __future__ import annotations
 
+import argparse
+import logging
 import math
 import ssl
+import sys
 
 from ice._errors import StunError, StunTimeoutError, TurnError
 
@@ -39,3 +43,28 @@ def percentile(sorted_values: list[float], p: float) -> float:
     """The nearest-rank percentile ``p`` (0-100) of sorted values."""
     rank = max(1, math.ceil(p / 100 * len(sorted_values)))
     return sorted_values[rank - 1]
+
+
+#: The loggers that say which server was picked and why (`ice.aio.resolve`), and
+#: why one was left for the next.
+DISCOVERY_LOGGERS = ("ice.aio.resolve", "ice.aio.stun_client", "ice.aio.turn_client")
+
+
+def add_dns_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dns",
+        metavar="HOST:PORT",
+        help="the DNS server for SRV and A/AAAA lookups (port 53 if left out; "
+        "default: the system's). SRV is looked up for a host name without a port",
+    )
+
+
+def show_discovery(command: str) -> None:
+    """Print the discovery loggers' lines (which target, why; failures) on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"python -m ice {command}: %(message)s"))
+    for name in DISCOVERY_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False

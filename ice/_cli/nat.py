@@ -27,6 +27,8 @@ import asyncio
 import logging
 import sys
 
+from ice._cli.common import add_dns_argument, show_discovery
+from ice._errors import Error
 from ice.aio.nat import discover_nat
 from ice.stun.nat import (
     DEFAULT_TIMEOUT,
@@ -88,8 +90,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-hairpinning", action="store_true", help="skip the hairpinning test")
     parser.add_argument(
-        "-v", "--verbose", action="store_true", help="report each test as it finishes"
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="report each test as it finishes, and which server was picked and why",
     )
+    add_dns_argument(parser)
 
 
 def server_uri(text: str) -> str:
@@ -120,6 +126,8 @@ def format_event(event: NatEvent | LifetimeEvent) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.verbose:
+        show_discovery("nat")
 
     def progress(event: NatEvent | LifetimeEvent) -> None:
         line = format_event(event)
@@ -145,9 +153,10 @@ def run(args: argparse.Namespace) -> int:
                 lifetime_max=max(args.lifetime_max, args.lifetime_min),
                 lifetime_resolution=args.lifetime_resolution,
                 on_event=progress,
+                resolver=args.dns,
             )
         )
-    except (UriError, ValueError, OSError) as exc:
+    except (UriError, ValueError, OSError, Error) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(behavior.describe())

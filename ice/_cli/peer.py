@@ -54,6 +54,7 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TextIO
 
+from ice._cli.common import add_dns_argument
 from ice._errors import Error
 from ice.agent.candidate import Candidate, SdpError
 from ice.agent.events import (
@@ -103,8 +104,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="signal host candidates as <uuid>.local names answered over mDNS",
     )
+    add_dns_argument(parser)
     parser.add_argument(
-        "-v", "--verbose", action="count", default=0, help="log more to stderr (-vv: debug)"
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log more to stderr, which servers were picked and why too (-vv: debug)",
     )
 
 
@@ -135,7 +141,7 @@ def connection_options(args: argparse.Namespace) -> dict[str, Any]:
         stun = parse_uri(args.stun)
         if stun.scheme != "stun":
             raise ValueError(f"--stun {args.stun}: a stun: URI (STUN over UDP)")
-        options["stun_server"] = stun.address
+        options["stun_server"] = stun  # the URI, not its address: SRV applies without a port
     if args.turn is not None:
         turn = parse_uri(args.turn)
         if turn.scheme != "turn":
@@ -143,13 +149,15 @@ def connection_options(args: argparse.Namespace) -> dict[str, Any]:
         if args.turn_user is None or args.turn_pass is None:
             raise ValueError("--turn needs --turn-user and --turn-pass")
         options.update(
-            turn_server=turn.address,
+            turn_server=turn,
             turn_username=args.turn_user,
             turn_password=args.turn_pass,
             turn_transport=turn.transport,
         )
     elif args.turn_user is not None or args.turn_pass is not None:
         raise ValueError("--turn-user and --turn-pass go with --turn")
+    if args.dns is not None:
+        options["resolver"] = args.dns
     if args.relay_only:
         if args.turn is None:
             raise ValueError("--relay-only needs --turn")

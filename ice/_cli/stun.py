@@ -10,7 +10,10 @@ server's SOFTWARE, with the local and server addresses used and, from an
 RFC 5780 server, OTHER-ADDRESS. TLS verifies the server certificate against
 the system's CAs, or --ca FILE; --insecure skips verification.
 Exits 1 with a one-line message when the server cannot be reached, answers
-with an error or does not answer within --timeout.
+with an error or does not answer within --timeout. A host name without a
+port is looked up with DNS SRV first (_stun._udp, _stun._tcp, _stuns._tcp),
+asking --dns HOST:PORT or the system's DNS; --verbose says which server was
+picked and why.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import ssl
 import sys
 from typing import TextIO
 
-from ice._cli.common import describe
+from ice._cli.common import add_dns_argument, describe, show_discovery
 from ice._codec import Message
 from ice._errors import Error
 from ice._version import __version__
@@ -64,6 +67,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the SOFTWARE attribute to send (default: %(default)r; '' for none). A server that "
         "keeps its answers no bigger than the request, as ours does, only names its own "
         "SOFTWARE when the request leaves room for it",
+    )
+    add_dns_argument(parser)
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="say which server was picked and why"
     )
 
 
@@ -114,6 +121,7 @@ async def query(args: argparse.Namespace, out: TextIO) -> None:
             local_addr=local,
             software=args.software or None,
             connect_udp=True,
+            resolver=args.dns,
         )
         async with client:
             started = loop.time()
@@ -138,6 +146,8 @@ async def query(args: argparse.Namespace, out: TextIO) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.verbose:
+        show_discovery("stun")
     try:
         asyncio.run(query(args, sys.stdout))
     except (UriError, ValueError) as exc:

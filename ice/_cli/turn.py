@@ -14,7 +14,9 @@ and the data travels as ChannelData; --no-channel keeps to Send and Data
 indications. Prints the allocation (relayed, mapped address, lifetime), then
 the round-trip time percentiles, loss and throughput, as coturn's
 turnutils_uclient does. Exits 1 with a one-line message when the allocation
-fails or no datagram comes back.
+fails or no datagram comes back. A host name without a port is looked up with
+DNS SRV first (_turn._udp, _turn._tcp, _turns._tcp), asking --dns HOST:PORT or
+the system's DNS; --verbose says which server was picked and why.
 """
 
 from __future__ import annotations
@@ -29,7 +31,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO, cast
 
-from ice._cli.common import describe, percentile, turn_failure
+from ice._cli.common import (
+    add_dns_argument,
+    describe,
+    percentile,
+    show_discovery,
+    turn_failure,
+)
 from ice._errors import Error, TurnError
 from ice._version import __version__
 from ice.aio.turn_client import TurnClient
@@ -94,6 +102,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=2.0,
         metavar="SECONDS",
         help="how long to wait for echoes after the last send (default 2)",
+    )
+    add_dns_argument(parser)
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="say which server was picked and why"
     )
 
 
@@ -170,6 +182,7 @@ async def session(args: argparse.Namespace, out: TextIO) -> int:
         software=DEFAULT_SOFTWARE,
         channel_after=0,
         timeout=args.timeout,
+        resolver=args.dns,
     )
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(relay.close)
@@ -285,6 +298,8 @@ def report(
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.verbose:
+        show_discovery("turn")
     try:
         return asyncio.run(session(args, sys.stdout))
     except (UriError, ValueError) as exc:
