@@ -4,10 +4,12 @@ server discovery options (--dns, --verbose)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 import ssl
 import sys
+from collections.abc import Iterator
 
 from ice._errors import StunError, StunTimeoutError, TurnError
 
@@ -59,12 +61,25 @@ def add_dns_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def show_discovery(command: str) -> None:
-    """Print the discovery loggers' lines (which target, why; failures) on stderr."""
+@contextlib.contextmanager
+def show_discovery(command: str, verbose: bool) -> Iterator[None]:
+    """With ``verbose``, print the discovery loggers' lines (which target and why,
+    failures) on stderr while in the block; the loggers are restored after it."""
+    if not verbose:
+        yield
+        return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(f"python -m ice {command}: %(message)s"))
-    for name in DISCOVERY_LOGGERS:
-        logger = logging.getLogger(name)
+    loggers = [logging.getLogger(name) for name in DISCOVERY_LOGGERS]
+    saved = [(logger.level, logger.propagate) for logger in loggers]
+    for logger in loggers:
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
-        logger.propagate = False
+        logger.propagate = False  # not twice when the root logger prints too
+    try:
+        yield
+    finally:
+        for logger, (level, propagate) in zip(loggers, saved, strict=True):
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+            logger.propagate = propagate

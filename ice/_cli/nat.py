@@ -126,8 +126,6 @@ def format_event(event: NatEvent | LifetimeEvent) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if args.verbose:
-        show_discovery("nat")
 
     def progress(event: NatEvent | LifetimeEvent) -> None:
         line = format_event(event)
@@ -142,20 +140,21 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
                 flush=True,
             )
-        behavior = asyncio.run(
-            discover_nat(
-                server_uri(args.server),
-                local_addr=local,
-                timeout=args.timeout,
-                hairpinning=not args.no_hairpinning,
-                lifetime=args.lifetime,
-                lifetime_min=args.lifetime_min,
-                lifetime_max=max(args.lifetime_max, args.lifetime_min),
-                lifetime_resolution=args.lifetime_resolution,
-                on_event=progress,
-                resolver=args.dns,
+        with show_discovery("nat", args.verbose):
+            behavior = asyncio.run(
+                discover_nat(
+                    server_uri(args.server),
+                    local_addr=local,
+                    timeout=args.timeout,
+                    hairpinning=not args.no_hairpinning,
+                    lifetime=args.lifetime,
+                    lifetime_min=args.lifetime_min,
+                    lifetime_max=max(args.lifetime_max, args.lifetime_min),
+                    lifetime_resolution=args.lifetime_resolution,
+                    on_event=progress,
+                    resolver=args.dns,
+                )
             )
-        )
     except (UriError, ValueError, OSError, Error) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

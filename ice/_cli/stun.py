@@ -28,7 +28,7 @@ from ice._cli.common import add_dns_argument, describe, show_discovery
 from ice._codec import Message
 from ice._errors import Error
 from ice._version import __version__
-from ice.aio.stun_client import AsyncStunClient, mapped_address
+from ice.aio.stun_client import mapped_address, stun_transaction
 from ice.aio.transport import TransportKind
 from ice.attrs import OtherAddress, Software
 from ice.constants import BINDING_REQUEST
@@ -113,20 +113,19 @@ async def query(args: argparse.Namespace, out: TextIO) -> None:
     local = parse_host_port(args.local, 0) if args.local else None
     context = _ssl_context(args, kind)
     loop = asyncio.get_running_loop()
-    async with asyncio.timeout(args.timeout):
-        client = await AsyncStunClient.open(
-            uri,
-            transport=kind,
-            ssl=context,
-            local_addr=local,
-            software=args.software or None,
-            connect_udp=True,
-            resolver=args.dns,
-        )
-        async with client:
-            started = loop.time()
-            event = await client.transact(Message.build(BINDING_REQUEST))
-            elapsed = loop.time() - started
+    started = loop.time()
+    result = await stun_transaction(
+        uri,
+        Message.build(BINDING_REQUEST),
+        transport=kind,
+        ssl=context,
+        local_addr=local,
+        software=args.software or None,
+        timeout=args.timeout,
+        resolver=args.dns,
+    )
+    elapsed = loop.time() - started
+    event = result.event
     response = event.response
     software = Software.get_from(response)
     other = OtherAddress.get_from(response)
@@ -134,8 +133,8 @@ async def query(args: argparse.Namespace, out: TextIO) -> None:
     if event.rtt is None:
         rtt += " (retransmitted)"
     lines = [
-        f"server:         {kind} {format_address(client.server)} ({uri})",
-        f"local address:  {format_address(client.local_address)}",
+        f"server:         {kind} {format_address(result.server)} ({uri})",
+        f"local address:  {format_address(result.local_address)}",
         f"mapped address: {format_address(mapped_address(response))}",
         f"rtt:            {rtt}",
         f"software:       {software.value if software is not None else '(none sent)'}",
@@ -146,8 +145,11 @@ async def query(args: argparse.Namespace, out: TextIO) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.verbose:
-        show_discovery("stun")
+    with show_discovery("stun", args.verbose):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         asyncio.run(query(args, sys.stdout))
     except (UriError, ValueError) as exc:

@@ -298,8 +298,11 @@ def report(
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.verbose:
-        show_discovery("turn")
+    with show_discovery("turn", args.verbose):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(session(args, sys.stdout))
     except (UriError, ValueError) as exc:

@@ -44,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl as _ssl
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -79,10 +80,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AsyncStunClient",
+    "StunTransaction",
     "Target",
     "get_mapped_address",
     "mapped_address",
     "stun_request",
+    "stun_transaction",
 ]
 
 logger = logging.getLogger("ice.aio.stun_client")
@@ -363,6 +366,46 @@ async def stun_request(
     answers with an error. Raises StunError (error response),
     StunTimeoutError, UriError/ValueError (bad target) or OSError.
     """
+    result = await stun_transaction(
+        target,
+        request,
+        transport=transport,
+        credentials=credentials,
+        ssl=ssl,
+        local_addr=local_addr,
+        timeout=timeout,
+        software=software,
+        rto=rto,
+        resolver=resolver,
+    )
+    return result.event.response
+
+
+@dataclass(frozen=True, slots=True)
+class StunTransaction:
+    """What `stun_transaction` returns: the success event, and the sockets' ends."""
+
+    event: TransactionSucceeded
+    transport: TransportKind
+    server: Address
+    local_address: Address
+
+
+async def stun_transaction(
+    target: Target,
+    request: Message,
+    *,
+    transport: str | None = None,
+    credentials: Credentials | None = None,
+    ssl: _ssl.SSLContext | None = None,
+    local_addr: Address | None = None,
+    timeout: float | None = None,
+    software: str | None = None,
+    rto: float = 0.5,
+    resolver: DnsResolver = None,
+) -> StunTransaction:
+    """As `stun_request`, returning the success event (RTT, source address) with the
+    transport, the server address that answered and the local address used."""
     endpoint = endpoint_for(target, transport, ssl)
     try:
         async with asyncio.timeout(timeout):
@@ -383,7 +426,7 @@ async def _request_any(
     software: str | None,
     rto: float,
     resolver: DnsResolver,
-) -> Message:
+) -> StunTransaction:
     errors: list[Exception] = []
     local_host = local_addr[0] if local_addr else None
     async for _, groups in each_server(endpoint, resolver, errors, local_host=local_host):
@@ -402,10 +445,12 @@ async def _request_any(
                 continue
             async with client:
                 try:
-                    return await client.request(request)
+                    event = await client.transact(request)
                 except (OSError, StunTimeoutError) as exc:
                     logger.info("no answer from %s: %s", format_address(client.server), exc)
                     errors.append(exc)
+                    continue
+                return StunTransaction(event, client.transport, client.server, client.local_address)
     raise errors[0] if errors else OSError(f"no server for {endpoint}")
 
 
