@@ -20,7 +20,22 @@ or a "HOST:PORT" string naming a DNS server), every lookup goes to it.
 
 TLS checks the certificate against the URI's host, not the SRV target: the
 target comes from an unauthenticated DNS answer, the URI's host from the
-user (RFC 6125 section 6.2.1, the "source domain").
+user (RFC 6125 section 6.2.1, the "source domain"). After a 300 redirect the
+ALTERNATE-SERVER is an address (no lookup) and the ALTERNATE-DOMAIN, when
+given, is the name the new certificate is checked against (RFC 8489 14.16).
+
+Which failures move on to the next address, then the next target (RFC 8489
+section 8, RFC 8656 section 3.1, RFC 2782): those that say the server could
+not be reached — no answer within the transaction's time, connection
+refused (over UDP, an ICMP port unreachable), a TLS handshake or certificate
+failure, a name without addresses. An error response does not: it comes
+from a working server that decided (401 after the challenge, 403, 437 once
+the client has tried other local ports, 486, 508), and the other targets of
+the same service share its users and, most likely, its state; moving on
+would hide the cause and multiply the load on a server that is full. A 300
+is followed where it points (`ice.aio.turn_client`). Over TCP/TLS the
+addresses of one target are raced as RFC 8305 says (happy eyeballs:
+`ice.aio.transport.connect_any`).
 """
 
 from __future__ import annotations
