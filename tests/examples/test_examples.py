@@ -1,0 +1,149 @@
+"""examples/, run as a newcomer runs them: ``python -P examples/x.py ...`` in a child process.
+
+Each example runs from the clone root with tests/support/cli.py's PYTHON (``-P``:
+the child imports the installed ``ice``, never the source tree) and the test
+checks what it prints. The servers the examples talk to are ``ice server``
+processes started here (tests/cli's helpers) on loopback with free ports. The
+aiortc examples are skipped when aiortc is not installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+
+import ice
+from tests.cli.test_server import ice_server, mapped, posix_only, stop_with, udp_binding
+from tests.cli.test_turn_server import _get, _metric, turn_server
+from tests.support.cli import PYTHON
+from tests.support.coturn import free_port, write_self_signed_cert
+
+pytestmark = posix_only
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+#: How long one example may run (the aiortc ones negotiate DTLS and SCTP).
+TIMEOUT = 60.0
+
+
+def run_example(*args: str, timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*PYTHON, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def test_every_example_says_how_to_run_it() -> None:
+    scripts = sorted(EXAMPLES.rglob("*.py"))
+    assert scripts
+    for script in scripts:
+        text = script.read_text(encoding="utf-8")
+        assert text.startswith('"""'), script
+        docstring = text.split('"""')[1]
+        assert "python examples/" in docstring, f"{script}: no command line in its docstring"
+
+
+def _binding_with_room(addr: tuple[str, int]) -> ice.Message:
+    request = ice.Message.build(ice.BINDING_REQUEST, ice.Software("x" * 64))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(5)
+        sock.sendto(request.raw, addr)
+        return ice.Message.decode(sock.recv(2048))
+
+
+# -- nat_probe.py
+
+
+def test_nat_probe_finds_open_internet_on_an_rfc5780_server() -> None:
+    primary, alternate = free_port(), free_port(host="127.0.0.2")
+    with ice_server(
+        "--stun-only",
+        "--listen",
+        f"udp://127.0.0.1:{primary}",
+        "--alternate",
+        f"127.0.0.2:{alternate}",
+        listeners=4,  # two IPs x two ports
+    ) as server:
+        result = run_example(
+            "examples/nat_probe.py", f"stun:127.0.0.1:{primary}", "--timeout", "1", "--verbose"
+        )
+        stop_with(server, signal.SIGTERM)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "classic type: open internet"
+    assert re.fullmatch(r"mapped address: \('127\.0\.0\.1', \d+\)", lines[1]), lines
+    assert "mapping: endpoint-independent, filtering: endpoint-independent" in lines
+    # the filtering test that asks the server to answer from its other IP and port
+    assert f"('127.0.0.2', {alternate})" in result.stderr, result.stderr
+
+
+def test_nat_probe_without_rfc5780_says_unknown_and_exits_1() -> None:
+    with ice_server("--stun-only", "--listen", "udp://127.0.0.1:0", listeners=1) as server:
+        (host, port) = server.address("udp")
+        result = run_example("examples/nat_probe.py", f"stun:{host}:{port}", "--timeout", "0.5")
+        stop_with(server, signal.SIGTERM)
+    assert result.returncode == 1, result
+    assert result.stdout.splitlines()[0] == "classic type: unknown"
+    assert "note: " in result.stdout
+
+
+# -- turn-server.toml
+
+
+def test_turn_server_toml_starts_a_server_that_answers(tmp_path: Path) -> None:
+    config = EXAMPLES / "turn-server.toml"
+    settings = tomllib.loads(config.read_text(encoding="utf-8"))
+    # What the file sets up, so the checks below test the file and not the defaults.
+    assert {"tls-cert", "tls-key", "auth-secret", "user-quota", "metrics"} <= settings.keys()
+    assert settings["allow-loopback-peers"] is False
+    (secret,) = settings["auth-secret"]
+    cert, key = write_self_signed_cert(tmp_path)
+    # The file's public addresses, certificate paths, workers and metrics port
+    # overridden for loopback: flags win over the file.
+    overrides = ["--listen", "udp://127.0.0.1:0", "--listen", "tcp://127.0.0.1:0"]
+    overrides += ["--listen", "tls://127.0.0.1:0", "--tls-cert", str(cert), "--tls-key", str(key)]
+    overrides += ["--relay-ip", "127.0.0.1", "--workers", "1", "--metrics", "127.0.0.1:0"]
+    with turn_server("--config", str(config), *overrides, lines=5) as server:
+        assert [kind for kind, _ in server.addresses] == ["udp", "tcp", "tls"]
+        assert server.line("realm ").startswith(f"realm {settings['realm']}; relays on 127.0.0.1")
+        response, client = udp_binding(server.address("udp"))
+        assert mapped(response) == client
+        # The server adds its SOFTWARE only to an answer no bigger than the
+        # request: a request carrying one of its own leaves room.
+        response = _binding_with_room(server.address("udp"))
+        software = ice.Software.get_from(response)
+        assert software is not None and software.value == settings["software"]
+
+        async def allocate_over_tls() -> None:
+            username, password = ice.turn_rest_credentials(secret, "alice", 600, time.time())
+            tls_host, tls_port = server.address("tls")
+            trust = ssl.create_default_context(cafile=str(cert))
+            async with await ice.TurnClient.allocate(
+                f"turns:{tls_host}:{tls_port}", username, password, ssl=trust, timeout=5
+            ) as relay:
+                assert relay.relayed_address[0] == "127.0.0.1"
+                # the peer policy of the file: no loopback peers, even on a loopback server
+                with pytest.raises(ice.TurnError) as refused:
+                    await relay.create_permission("127.0.0.1")
+                assert refused.value.code == 403
+                status, _, text = await asyncio.to_thread(_get, server.metrics_url)
+                assert status == 200
+                assert _metric(text, "ice_turn_allocations") == 1
+                assert _metric(text, 'ice_turn_error_responses_total{code="403"}') == 1
+            with pytest.raises(ice.TurnError) as wrong:
+                await ice.TurnClient.allocate(
+                    f"turns:{tls_host}:{tls_port}", username, password + "x", ssl=trust, timeout=5
+                )
+            assert wrong.value.code == 401
+
+        asyncio.run(allocate_over_tls())
+        code, _, _ = stop_with(server, signal.SIGTERM)
+    assert code == 0
