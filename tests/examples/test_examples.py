@@ -10,6 +10,7 @@ aiortc examples are skipped when aiortc is not installed.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import re
 import signal
 import socket
@@ -147,3 +148,77 @@ def test_turn_server_toml_starts_a_server_that_answers(tmp_path: Path) -> None:
         asyncio.run(allocate_over_tls())
         code, _, _ = stop_with(server, signal.SIGTERM)
     assert code == 0
+
+
+# -- aiortc_datachannel.py
+
+needs_aiortc = pytest.mark.skipif(
+    importlib.util.find_spec("aiortc") is None, reason="aiortc is not installed"
+)
+
+
+@needs_aiortc
+def test_aiortc_datachannel_loopback() -> None:
+    result = run_example("examples/aiortc_datachannel.py", "--loopback", "--count", "3")
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(r"3 pings answered, median rtt \d+\.\d\d ms\n", result.stdout)
+    log = result.stderr.splitlines()
+    assert [line for line in log if line.startswith("<")][-1].startswith("< pong 3 (")
+    # aiortc ran on ice (the switch), and the pair is a host pair on loopback
+    assert re.search(
+        r"^ICE: ice\.aiortc\.Connection, selected pair host 127\.0\.0\.1:\d+"
+        r" -> host 127\.0\.0\.1:\d+ \(udp\)$",
+        result.stderr,
+        re.M,
+    ), result.stderr
+
+
+def _signalling_line(process: subprocess.Popen[str]) -> str:
+    """The next JSON message the example prints for the other side."""
+    assert process.stdout is not None
+    while True:
+        line = process.stdout.readline()
+        assert line, "the example exited before it printed its description"
+        if line.startswith("{"):
+            return line
+
+
+@needs_aiortc
+def test_aiortc_datachannel_copy_and_paste_between_two_processes() -> None:
+    """offer and answer in two processes, their JSON lines passed as a user pastes them."""
+    common = ["--no-stun", "--ip", "127.0.0.1", "--count", "2", "--interval", "0.05"]
+    processes = [
+        subprocess.Popen(
+            [*PYTHON, "examples/aiortc_datachannel.py", role, *common],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for role in ("offer", "answer")
+    ]
+    offerer, answerer = processes
+    try:
+        offer = _signalling_line(offerer)
+        assert '"type": "offer"' in offer and "127.0.0.1" in offer
+        assert answerer.stdin is not None and offerer.stdin is not None
+        answerer.stdin.write(offer)
+        answerer.stdin.flush()
+        answer = _signalling_line(answerer)
+        assert '"type": "answer"' in answer
+        offerer.stdin.write(answer)
+        offerer.stdin.flush()
+        outputs = [p.communicate(timeout=TIMEOUT) for p in processes]
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    (offer_out, offer_err), (answer_out, answer_err) = outputs
+    assert offerer.returncode == 0 and answerer.returncode == 0, (offer_err, answer_err)
+    assert "2 pings answered, median rtt" in offer_out
+    assert "the remote peer closed the channel" in answer_out
+    assert "> ping 1" in answer_err and "> ping 2" in answer_err
+    on_ice = re.compile(r"^ICE: ice\.aiortc\.Connection, selected pair host 127\.0\.0\.1", re.M)
+    assert on_ice.search(offer_err) and on_ice.search(answer_err), (offer_err, answer_err)
