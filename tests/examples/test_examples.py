@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import re
 import signal
 import socket
@@ -18,7 +19,10 @@ import ssl
 import subprocess
 import time
 import tomllib
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -222,3 +226,95 @@ def test_aiortc_datachannel_copy_and_paste_between_two_processes() -> None:
     assert "> ping 1" in answer_err and "> ping 2" in answer_err
     on_ice = re.compile(r"^ICE: ice\.aiortc\.Connection, selected pair host 127\.0\.0\.1", re.M)
     assert on_ice.search(offer_err) and on_ice.search(answer_err), (offer_err, answer_err)
+
+
+# -- webrtc_echo/
+
+
+def _http(url: str, body: dict[str, Any] | None = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+        assert response.status == 200
+        if response.headers["Content-Type"] == "application/json":
+            return json.loads(response.read())
+        return response.read().decode()
+
+
+@pytest.fixture
+def echo_server() -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """examples/webrtc_echo/server.py on free ports: (its URL, the process)."""
+    process = subprocess.Popen(
+        [*PYTHON, "examples/webrtc_echo/server.py", "--port", "0", "--turn-port", "0"],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:  # "TURN on ..." twice, then the page's URL
+            if line.startswith("open "):
+                yield line.split()[1], process
+                break
+        else:
+            raise AssertionError(f"the server exited: {process.communicate()}")
+    finally:
+        process.terminate()
+        process.communicate(timeout=10)
+
+
+@needs_aiortc
+def test_webrtc_echo_page_and_an_aiortc_client_relay_only(
+    echo_server: tuple[str, subprocess.Popen[str]],
+) -> None:
+    """The test plays the browser: index.html's steps, with aiortc (on ice) for the page."""
+    from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+    from aiortc.rtcconfiguration import RTCIceTransportPolicy
+
+    import ice.aiortc
+
+    url, process = echo_server
+    page = _http(url)
+    assert 'createDataChannel("echo")' in page and 'fetch("/offer"' in page
+    config = _http(url + "config")
+    assert config["iceTransportPolicy"] == "relay"
+    (server,) = config["iceServers"]
+    assert [u.split("?")[1] for u in server["urls"]] == ["transport=udp", "transport=tcp"]
+
+    async def browser() -> None:
+        # aiortc takes one TURN URI per RTCIceServer: the UDP one, as a browser prefers.
+        turn = RTCIceServer(server["urls"][0], server["username"], server["credential"])
+        pc = RTCPeerConnection(
+            RTCConfiguration(iceServers=[turn], iceTransportPolicy=RTCIceTransportPolicy.RELAY)
+        )
+        try:
+            channel = pc.createDataChannel("echo")
+            opened = asyncio.get_running_loop().create_future()
+            echoes: asyncio.Queue[str] = asyncio.Queue()
+            channel.on("open", lambda: opened.set_result(None))
+            channel.on("message", echoes.put_nowait)
+            await pc.setLocalDescription(await pc.createOffer())
+            offer = {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
+            assert "typ relay" in offer["sdp"] and "typ host" not in offer["sdp"]
+            answer = await asyncio.to_thread(_http, url + "offer", offer)
+            assert "typ relay" in answer["sdp"] and "typ host" not in answer["sdp"]
+            await pc.setRemoteDescription(RTCSessionDescription(**answer))
+            await asyncio.wait_for(opened, 20)
+            for text in ("hello", "through the relay", "é" * 100):
+                channel.send(text)
+                assert await asyncio.wait_for(echoes.get(), 10) == "echo: " + text
+            pair = pc.sctp.transport.transport._connection.selected_pair()
+            assert pair is not None and pair.local.type == pair.remote.type == "relay"
+        finally:
+            await pc.close()
+
+    with ice.aiortc.using(ip_filter=["127.0.0.1"], include_loopback=True):
+        asyncio.run(browser())
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    assert re.fullmatch(
+        r"peer 1: channel 'echo' open, ICE pair relay 127\.0\.0\.1:\d+ -> relay 127\.0\.0\.1:\d+\n",
+        line,
+    ), line
