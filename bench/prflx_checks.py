@@ -113,7 +113,7 @@ def main() -> None:
         results = [run(size, args.checks, seed, limits) for seed in range(args.rounds)]
         best = min(results)
         print(
-            f"{size:>6} remote candidates before: {best[0]:8.1f} us/check "
+            f"{size:>6} candidates already learnt: {best[0]:8.1f} us/check "
             f"(end: {best[1]} remote candidates, {best[2]} pairs)"
         )
 
