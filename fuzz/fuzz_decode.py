@@ -1,9 +1,9 @@
 """atheris fuzz target: untrusted bytes through everything a receiver does with them.
 
-    python fuzz/fuzz_decode.py -atheris_runs=200000
+    python fuzz/fuzz_decode.py -atheris_runs=200000      # atheris, or --random without it
 
 Each input is used three ways: as raw bytes, as the body of a well-formed
-header, and as a recipe (atheris.FuzzedDataProvider) for a message of framed
+header, and as a recipe (`_runner.Recipe`) for a message of framed
 attributes with plausible types and sizes, optionally sealed with a
 MESSAGE-INTEGRITY, MESSAGE-INTEGRITY-SHA256 and FINGERPRINT computed here
 with hmac/zlib. Without native coverage feedback the last two are what get
@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import hmac
 import struct
-import sys
 import zlib
 from contextlib import suppress
 
-import atheris
+import _runner
+from _runner import Recipe, instrument_func
 
-with atheris.instrument_imports():
+with _runner.instrument_imports():
     import ice
     from ice import attrs
 
@@ -58,11 +58,11 @@ def header(msg_type: int, body_length: int, tid: bytes) -> bytes:
     return struct.pack(">HH", msg_type, body_length) + COOKIE + tid
 
 
-@atheris.instrument_func
+@instrument_func
 def structured(data: bytes) -> tuple[bytes, tuple[str, ...], bool]:
     """A message built from the input as a recipe, the seals added at its end,
     and whether the rest is well-formed with no seal of its own."""
-    fdp = atheris.FuzzedDataProvider(data)
+    fdp = Recipe(data)
     msg_type = fdp.ConsumeIntInRange(0, 0x3FFF)
     tid = fdp.ConsumeBytes(12).ljust(12, b"\x00")
     body = b""
@@ -105,7 +105,7 @@ def _seal(msg_type: int, tid: bytes, body: bytes, attr_type: int, alg: str, leng
     return body + struct.pack(">HH", attr_type, length) + hmac.digest(KEY, signed, alg)[:length]
 
 
-@atheris.instrument_func
+@instrument_func
 def check_well_formed(data: bytes, seals: tuple[str, ...]) -> None:
     """A well-formed message decodes, and seals computed here verify."""
     msg = ice.Message.decode(data)
@@ -128,7 +128,7 @@ def check_well_formed(data: bytes, seals: tuple[str, ...]) -> None:
         msg.check_fingerprint()
 
 
-@atheris.instrument_func
+@instrument_func
 def exercise(data: bytes) -> None:
     for stream in (False, True):
         with suppress(ice.DecodeError):
@@ -182,7 +182,7 @@ def exercise(data: bytes) -> None:
         raise AssertionError("a check left the length field patched")
 
 
-@atheris.instrument_func
+@instrument_func
 def test_one_input(data: bytes) -> None:
     exercise(data)
     exercise(with_valid_header(data))
@@ -192,10 +192,26 @@ def test_one_input(data: bytes) -> None:
         check_well_formed(built, seals)
 
 
-def main() -> None:
-    atheris.Setup(sys.argv, test_one_input)
-    atheris.Fuzz()
+def seeds() -> list[bytes]:
+    """Messages the package builds: every attribute class's seed value, sealed."""
+    xor = ice.XorMappedAddress("192.0.2.1", 3478)
+    out = []
+    for extra in (
+        (),
+        (xor, ice.Software("fuzz")),
+        (ice.Username("alice"), ice.Realm("ice.test"), ice.Nonce("abc"), ice.Lifetime(600)),
+        (ice.XorPeerAddress("2001:db8::1", 9), ice.Data(b"payload"), ice.ChannelNumber(0x4001)),
+        (ice.ErrorCodeAttribute(401, "Unauthenticated"), ice.UnknownAttributes([0x33, 0x34])),
+        (ice.PasswordAlgorithms(), ice.RequestedTransport(17), ice.ChangeRequest(True, False)),
+    ):
+        message = ice.Message.build(ice.BINDING_REQUEST, *extra)
+        out.append(message.raw)
+        message.add_integrity(INTEGRITY_KEY)
+        message.add_fingerprint()
+        out.append(message.raw)
+    out.append(ice.encode_channel_data(0x4001, b"channel data", True))
+    return out
 
 
 if __name__ == "__main__":
-    main()
+    _runner.main(test_one_input, seeds)

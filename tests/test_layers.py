@@ -3,7 +3,8 @@
 Layers, lowest first: the codec and leaf modules at the package top, then
 ``ice/stun/``, then ``ice/turn/`` and ``ice/agent/`` (which must not import
 each other), then ``ice/aio/``, then the tools (``_load``, ``_cli``,
-``_bench``, ``__main__``). A module may import its own layer or a lower one,
+``_bench``, ``__main__``, and ``aiortc``: a top-level module that builds on
+``ice.aio``). A module may import its own layer or a lower one,
 never a higher one or its sibling, and module-level imports form no cycle.
 Only ``ice/aio/`` and the tools touch sockets, asyncio, threads or the clock.
 """
@@ -26,7 +27,10 @@ FORBIDDEN = {"asyncio", "socket", "ssl", "selectors", "select", "threading", "ti
 #: Directory (or top-level module) -> rank. Equal ranks in different
 #: directories are siblings and may not import each other.
 RANKS = {"": 0, "stun": 1, "turn": 2, "agent": 2, "aio": 3, "_load": 4, "_cli": 5, "_bench": 5}
-TOOLS = {"_load", "_cli", "_bench", "__main__"}
+TOOLS = {"_load", "_cli", "_bench", "__main__", "aiortc"}
+#: Modules at the package top that are tools, not leaves: ``ice.aiortc`` sits there
+#: (``import ice.aiortc``) but switches aiortc onto ``ice.aio.Connection``.
+TOP_TOOLS = {"ice.__main__": "__main__", "ice.aiortc": "aiortc"}
 #: Compiled modules below aio/ that take from socket only what turns addresses into text.
 ADDRESS_TEXT_ONLY = {"_codec.pyx", "_binding.pyx"}
 
@@ -46,11 +50,11 @@ def layer(module: str) -> str:
         return parts[1]
     if len(parts) == 2 and parts[1] in RANKS:  # a subpackage itself
         return parts[1]
-    return "__main__" if module == "ice.__main__" else ""
+    return TOP_TOOLS.get(module, "")
 
 
 def rank(layer_name: str) -> int:
-    return RANKS[layer_name] if layer_name != "__main__" else 6
+    return {"__main__": 6, "aiortc": 4}.get(layer_name) or RANKS[layer_name]
 
 
 def sources() -> list[Path]:
@@ -159,7 +163,7 @@ def test_no_import_cycles() -> None:
 @requires_sources
 def test_the_rule_covers_every_layer_and_the_compiled_modules() -> None:
     seen = {layer(module_name(p)) for p in sources()}
-    assert set(RANKS) | {"__main__"} <= seen
+    assert set(RANKS) | set(TOP_TOOLS.values()) <= seen
     compiled = {relative(p) for p in sources() if p.suffix == ".pyx"}
     assert {"stun/_transaction.pyx", "turn/_relay.pyx", "aio/_udpio.pyx"} <= compiled
 

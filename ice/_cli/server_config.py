@@ -171,7 +171,7 @@ class ServerConfig:
         try:
             with open(path, "rb") as f:
                 table = tomllib.load(f)
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"{path}: {exc}") from None
         config = cls()
         config.update({k.replace("-", "_"): v for k, v in table.items()}, source=str(path))

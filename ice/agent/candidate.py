@@ -161,6 +161,28 @@ def _host_problem(host: str) -> str | None:
     return None
 
 
+class _Transport(str):
+    """A transport name kept as it was given (``"UDP"`` stays ``"UDP"``, as aioice
+    keeps it and aiortc compares it) that equals and hashes as its lower-case
+    form, so ``candidate.transport == "udp"`` and every comparison in the agent
+    hold whatever the spelling."""
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, str):
+            return NotImplemented
+        return self.lower() == other.lower()
+
+    def __ne__(self, other: object) -> bool:
+        if not isinstance(other, str):
+            return NotImplemented
+        return self.lower() != other.lower()
+
+    def __hash__(self) -> int:
+        return hash(self.lower())
+
+
 def _canonical_host(host: str) -> str:
     """The comparable form of an address: compressed IP text, or a lower-case name."""
     try:
@@ -173,8 +195,11 @@ def _canonical_host(host: str) -> str:
 class Candidate:
     """One ICE candidate, as carried in an ``a=candidate`` line.
 
-    ``transport`` is ``"udp"`` or ``"tcp"`` and ``type`` a :class:`CandidateType`
-    (plain strings are accepted and normalised). ``related_address`` and
+    ``transport`` is ``"udp"`` or ``"tcp"`` in any case, kept as given (aioice
+    does so, and aiortc compares what it gave with what it gets back) while it
+    compares and hashes case-insensitively (``Candidate(transport="UDP", ...)
+    .transport == "udp"``); :meth:`from_sdp` and :meth:`to_sdp` lower-case it. ``type`` is a
+    :class:`CandidateType` (plain strings are accepted and normalised). ``related_address`` and
     ``related_port`` are None when absent, as are ``tcptype`` and
     ``generation``; ``extensions`` holds the other name/value pairs in order.
     Construction checks every field against what SDP can carry and raises
@@ -196,9 +221,9 @@ class Candidate:
     extensions: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
-        transport = str(self.transport).lower()
-        if transport not in _TRANSPORTS:
+        if str(self.transport).lower() not in _TRANSPORTS:
             raise UnsupportedCandidateError(f"unsupported transport {self.transport!r}")
+        transport = _Transport(self.transport)
         object.__setattr__(self, "transport", transport)
         try:
             kind = CandidateType(str(self.type).lower())
@@ -285,7 +310,7 @@ class Candidate:
         aiortc); ``prefix=True`` (or ``str(c)``) gives ``candidate:...``, the
         form of RTCIceCandidate.candidate and of trickle signalling."""
         parts = [
-            f"{self.foundation} {self.component} {self.transport} {self.priority}"
+            f"{self.foundation} {self.component} {self.transport.lower()} {self.priority}"
             f" {self.host} {self.port} typ {self.type.value}"
         ]
         if self.related_address is not None:
