@@ -33,6 +33,7 @@ from ice.attrs import (
 )
 from ice.constants import BINDING_ERROR, BINDING_SUCCESS, AttrType
 from ice.machine import Address, Transmit
+from ice.stun.server import HEADER_SIZE, fitting_reason
 
 __all__ = ["CheckResponder"]
 
@@ -230,6 +231,10 @@ class CheckResponder:
         reason: str | None,
         *extra: UnknownAttributes,
     ) -> None:
+        if code not in (420, 487):
+            # unsigned, to a sender not authenticated: no bigger than the request
+            # but for the ERROR-CODE header and FINGERPRINT, as the STUN server answers
+            reason = fitting_reason(reason, len(request.raw) - HEADER_SIZE)
         response = Message.build(
             BINDING_ERROR,
             ErrorCodeAttribute(code, reason),

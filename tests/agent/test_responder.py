@@ -146,3 +146,17 @@ def test_use_candidate_on_the_controlled_side_marks_the_pair_and_a_conflict_swit
     w.responder.answer(w.check(IceControlled(7)), PEER, BASE, 1.0)
     assert w.roles == [True]
     assert [answer_type(t) for t in w.responder.datagrams_to_send()] == [ice.BINDING_SUCCESS] * 3
+
+
+def test_unauthenticated_errors_grow_a_check_by_the_error_code_header_at_most() -> None:
+    """A spoofed sender gets no amplification: 400 and 401 drop a reason phrase
+    that would not fit, as the STUN server's answers do."""
+    w = Wiring()
+    unsigned = Message.build(BINDING_REQUEST, Priority(1234), IceControlled(9))  # 36 bytes
+    w.responder.answer(unsigned, PEER, BASE, 0.0)
+    w.responder.answer(w.check(pwd="not-the-password-22ch"), PEER, BASE, 0.0)
+    bad_request, unauthenticated = w.responder.datagrams_to_send()
+    error = ice.ErrorCodeAttribute.get_from(Message.decode(bad_request.data))
+    assert error is not None and error.code == 400
+    assert len(bad_request.data) <= len(unsigned.raw) + 8 + 8  # ERROR-CODE and FINGERPRINT
+    assert len(unauthenticated.data) <= len(w.check().raw) + 8
