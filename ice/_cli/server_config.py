@@ -192,7 +192,7 @@ class ServerConfig:
         elif key == "users" and isinstance(value, dict):
             self.users.update({str(k): str(v) for k, v in value.items()})
         elif key in ("user", "users"):
-            self.users.update(parse_user(v) for v in _list(value))
+            self.users.update(parse_user(_text(v)) for v in _list(value))
         elif key in ("auth_secret", "auth_secrets"):
             self.auth_secrets = [str(v) for v in _list(value)]
         elif key in ("relay_ip", "relay_ips"):
