@@ -10,8 +10,8 @@ own latest check (its transaction ID, the remote pwd), bits 6-7 move the
 clock. Contract: nothing escapes ``receive_datagram`` or the timers,
 nothing is logged at ERROR, datagrams leave only from the local candidate
 and go only to the signalled candidate or to addresses that sent to the
-agent, and an unauthenticated answer grows the request by at most 48 bytes
-(the agent documents no limit; `ice.stun.server`'s would refuse its 400s).
+agent, and an unauthenticated answer is no bigger than the request but for
+what the RFCs require (the limit `ice.stun.server` documents).
 """
 
 from __future__ import annotations
@@ -100,9 +100,7 @@ def _check(out: list, allowed: set[Address], sender: Address | None, size: int) 
             raise Finding(f"a datagram left from {transmit.source}, not a local candidate")
         if transmit.addr not in allowed:
             raise Finding(f"a datagram went to {transmit.addr}, which never sent to the agent")
-        # The agent documents no amplification limit; its 400 to an unsigned check
-        # keeps the reason phrase (64 bytes to a 40-byte check): bound the growth.
-        if transmit.addr == sender and len(transmit.data) > size + 48:
+        if transmit.addr == sender:
             _stun.check_unauthenticated_answer(transmit.data, size)
 
 

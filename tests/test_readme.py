@@ -25,8 +25,24 @@ def run_block(block: str) -> None:
 
 def test_readme_python_examples_run() -> None:
     for block in python_blocks():
-        if "TURN_URI" not in block:
+        if "TURN_URI" not in block and "ice.aiortc" not in block:
             run_block(block)
+
+
+def test_readme_aiortc_line_switches_aiortc_to_ice() -> None:
+    pytest.importorskip("aiortc", reason="aiortc is an optional extra")
+    import aiortc.rtcicetransport
+
+    import ice
+    import ice.aiortc
+
+    (block,) = [b for b in python_blocks() if "ice.aiortc" in b]
+    try:
+        run_block(block)
+        assert issubclass(aiortc.rtcicetransport.Connection, ice.Connection)
+    finally:
+        ice.aiortc.uninstall()
+    assert not ice.aiortc.installed()
 
 
 @requires_coturn

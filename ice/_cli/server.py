@@ -26,6 +26,9 @@ on /metrics (worker i on PORT+i). --stun-only serves Binding only;
 --alternate HOST:PORT adds RFC 5780 NAT behaviour discovery (the first UDP
 address is the primary one).
 
+TCP and TLS connections are capped per source and in all, and closed when a
+message is too slow to arrive or none has come for a while (--tcp-* flags).
+
 Prints the addresses it listens on, one "listening on ..." line each, then
 the realm, the relay and the users it made up; serves until Ctrl-C or
 SIGTERM, which close every allocation and connection (exit code 0).
@@ -61,6 +64,12 @@ from ice.aio.stun_server import Listener, StunServerRunner, serve_stun
 from ice.aio.turn_server import serve_turn
 from ice.machine import Address
 from ice.stun.server import DEFAULT_SOFTWARE, StunServer
+from ice.stun.stream_limits import (
+    IDLE_TIMEOUT,
+    MAX_CONNECTIONS,
+    MESSAGE_TIMEOUT,
+    SOURCE_CONNECTIONS,
+)
 from ice.stun.uri import format_address, parse_host_port
 from ice.turn.server import DEFAULT_SOURCE_QUOTA, DEFAULT_USER_QUOTA, TurnServer
 
@@ -106,6 +115,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     listen.add_argument("--workers", type=int, metavar="N", help="processes sharing the ports")
     listen.add_argument(
         "--metrics", type=_typed(parse_host_port), metavar="HOST:PORT", help="Prometheus /metrics"
+    )
+    tcp = parser.add_argument_group(
+        "TCP and TLS connections",
+        "so that one host cannot lock the others out (limits per worker process)",
+    )
+    tcp.add_argument(
+        "--tcp-max-connections",
+        type=int,
+        metavar="N",
+        help=f"connections in all; more are refused ({MAX_CONNECTIONS})",
+    )
+    tcp.add_argument(
+        "--tcp-source-connections",
+        type=int,
+        metavar="N",
+        help="connections from one IPv4 address or IPv6 /64; more are refused"
+        f" ({SOURCE_CONNECTIONS}, as many as the allocations one client IP may hold;"
+        " 0: no cap)",
+    )
+    tcp.add_argument(
+        "--tcp-message-timeout",
+        type=float,
+        metavar="S",
+        help="close a connection whose first message is not complete S after it opened,"
+        f" or a later one S after its first byte ({MESSAGE_TIMEOUT:g}: a client sends"
+        " its request at once and a STUN message is a few hundred bytes; stops slowloris)",
+    )
+    tcp.add_argument(
+        "--tcp-idle-timeout",
+        type=float,
+        metavar="S",
+        help="close a connection with no complete message for S; stray bytes do not count,"
+        f" a connection with an allocation is kept by its refreshes ({IDLE_TIMEOUT:g},"
+        " as coturn; a client waits at most 39.5 s for an answer)",
     )
     auth = parser.add_argument_group("users")
     auth.add_argument("--realm", help="the realm of the long-term credentials (ice.local)")
@@ -216,6 +259,10 @@ _SETTINGS = {
     "alternate_server": "alternate_server",
     "redirect_all": "redirect_all",
     "stun_only": "stun_only",
+    "tcp_max_connections": "tcp_max_connections",
+    "tcp_source_connections": "tcp_source_connections",
+    "tcp_message_timeout": "tcp_message_timeout",
+    "tcp_idle_timeout": "tcp_idle_timeout",
 }
 
 
@@ -324,17 +371,18 @@ async def serve(
     try:
         listeners = config.listeners()
         server: StunServer | TurnServer = config.build(worker, rfc5780_addresses(config, listeners))
+        options = config.runner_options()
     except ConfigError as exc:
         print(f"python -m ice server: error: {exc}", file=sys.stderr)
         return 2
-    reuse_port = config.workers > 1
+    options["reuse_port"] = config.workers > 1
     try:
         try:
             runner: StunServerRunner
             if isinstance(server, TurnServer):
-                runner = await serve_turn(server, listeners, reuse_port=reuse_port)
+                runner = await serve_turn(server, listeners, **options)
             else:
-                runner = await serve_stun(server, listeners, reuse_port=reuse_port)
+                runner = await serve_stun(server, listeners, **options)
         except OSError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
@@ -446,6 +494,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         config, notes = config_from_args(args)
         listeners = config.listeners()  # TLS files and port checks, before anything starts
+        config.runner_options()
         for worker in range(config.workers):  # users file, relay port slices, ...
             config.build(worker, rfc5780_addresses(config, listeners))
         if config.workers > 1 and config.metrics is not None and config.metrics[1] == 0:

@@ -23,6 +23,10 @@ The TOML file uses the flags' names (dashes or underscores)::
     tls-key = "/etc/ice/key.pem"
     workers = 2
     metrics = "127.0.0.1:9641"
+    tcp-max-connections = 1000            # TCP/TLS connections in all
+    tcp-source-connections = 100          # from one IPv4 address or IPv6 /64 (0 = no cap)
+    tcp-message-timeout = 10.0            # s for the first message, and for each once begun
+    tcp-idle-timeout = 60.0               # s without a complete message (allocations excepted)
 
 `ServerConfig.build` turns a config into the core (`TurnServer`, or a
 `StunServer` with ``stun_only``) and its `Listener`s, for one worker of
@@ -43,10 +47,16 @@ from pathlib import Path
 from typing import Any
 
 from ice.aio.portable import has_reuse_port, platform_name
-from ice.aio.stun_server import Listener, Transport
+from ice.aio.stun_server import Listener, RunnerOptions, Transport
 from ice.machine import Address
 from ice.stun.server import DEFAULT_SOFTWARE, StunServer
 from ice.stun.server_auth import LongTermAuthenticator
+from ice.stun.stream_limits import (
+    IDLE_TIMEOUT,
+    MAX_CONNECTIONS,
+    MESSAGE_TIMEOUT,
+    SOURCE_CONNECTIONS,
+)
 from ice.stun.uri import parse_host_port
 from ice.turn.auth import RestSecrets, load_users, parse_user
 from ice.turn.policy import PeerPolicy, parse_networks
@@ -145,6 +155,11 @@ class ServerConfig:
     software: str | None = DEFAULT_SOFTWARE
     stun_only: bool = False
     rfc5780_alternate: Address | None = None
+    #: Stream connection limits (`ice.stun.stream_limits`), per worker process.
+    tcp_max_connections: int = MAX_CONNECTIONS
+    tcp_source_connections: int = SOURCE_CONNECTIONS
+    tcp_message_timeout: float = MESSAGE_TIMEOUT
+    tcp_idle_timeout: float = IDLE_TIMEOUT
     #: Keys the nonces; the same for every worker so any of them accepts any nonce.
     nonce_secret: bytes = field(default_factory=lambda: os.urandom(32), repr=False)
 
@@ -177,7 +192,7 @@ class ServerConfig:
         elif key == "users" and isinstance(value, dict):
             self.users.update({str(k): str(v) for k, v in value.items()})
         elif key in ("user", "users"):
-            self.users.update(parse_user(v) for v in _list(value))
+            self.users.update(parse_user(_text(v)) for v in _list(value))
         elif key in ("auth_secret", "auth_secrets"):
             self.auth_secrets = [str(v) for v in _list(value)]
         elif key in ("relay_ip", "relay_ips"):
@@ -296,6 +311,23 @@ class ServerConfig:
             for transport in spec.transports
         ]
 
+    def runner_options(self) -> RunnerOptions:
+        """The runner's connection limits; ConfigError when one cannot work."""
+        if self.tcp_max_connections < 1:
+            raise ConfigError("--tcp-max-connections must be at least 1")
+        for name, value in (
+            ("--tcp-message-timeout", self.tcp_message_timeout),
+            ("--tcp-idle-timeout", self.tcp_idle_timeout),
+        ):
+            if not value > 0:
+                raise ConfigError(f"{name} must be more than 0 seconds")
+        return RunnerOptions(
+            max_connections=self.tcp_max_connections,
+            source_connections=self.tcp_source_connections,
+            message_timeout=self.tcp_message_timeout,
+            idle_timeout=self.tcp_idle_timeout,
+        )
+
     def worker_ports(self, worker: int) -> tuple[int, int]:
         """Worker ``worker``'s slice of the relay port range (all of it for one worker)."""
         low, high = self.relay_ports
@@ -376,6 +408,10 @@ _SCALARS: dict[str, type] = {
     "workers": int,
     "software": str,
     "stun_only": bool,
+    "tcp_max_connections": int,
+    "tcp_source_connections": int,
+    "tcp_message_timeout": float,
+    "tcp_idle_timeout": float,
 }
 
 

@@ -27,6 +27,17 @@ nomination is the default; ``nomination="aggressive"`` puts USE-CANDIDATE
 in every check (RFC 5245 peers). A peer's USE-CANDIDATE is always
 honoured. ``lite=True`` runs a lite agent (RFC 8445 section 2.5): it only
 answers checks and is always controlled.
+
+What a peer can make the agent hold is bounded. ``max_remote_candidates``
+(100 by default, None for no limit) caps the remote candidates of each
+component of each data stream, signalled and peer-reflexive alike: a peer
+that knows the password can check from any number of source addresses, and
+each new one would otherwise be a new candidate and a new pair. At the limit
+a new candidate takes the place of the lowest-priority one, with its pairs,
+or is left out when it ranks no higher (its check is still answered).
+``max_pairs`` (100 by default, as libnice and pion; RFC 8445 6.1.2.5) caps
+each check list the same way. A pair being checked, working or nominated,
+and so its remote candidate, is never pruned.
 """
 
 from __future__ import annotations
@@ -42,7 +53,7 @@ from typing import Literal
 from ice._codec import IntegrityKey, Message
 from ice._errors import DecodeError, FingerprintError
 from ice.agent.candidate import Candidate, CandidateType, TcpType, candidate_priority, foundation
-from ice.agent.checklist import CandidatePair, CheckList
+from ice.agent.checklist import CandidatePair, CheckList, protected
 from ice.agent.consent import Consent
 from ice.agent.events import (
     AgentEvent,
@@ -56,6 +67,7 @@ from ice.agent.events import (
     SelectedPairChanged,
 )
 from ice.agent.local_candidates import host_candidate, mapped_candidate, relayed_candidates
+from ice.agent.remote_candidates import RemoteCandidates
 from ice.agent.responder import CheckResponder
 from ice.agent.srflx import Reflexive, ServerReflexiveGatherer
 from ice.agent.stats import ConnectionStats, pair_stats
@@ -115,9 +127,17 @@ class Agent:
         gather_timeout: float = 3.5,
         software: str | None = None,
         tcp_passive_wait: float = 10.0,
+        max_remote_candidates: int | None = 100,
+        max_pairs: int | None = 100,
     ) -> None:
         if components < 1 or streams < 1:
             raise ValueError("components and streams must be at least 1")
+        for name, limit in (("max_remote_candidates", max_remote_candidates),
+                            ("max_pairs", max_pairs)):  # fmt: skip
+            if limit is not None and limit < 1:
+                raise ValueError(f"{name} must be at least 1 (or None: no limit)")
+        self.max_remote_candidates = max_remote_candidates
+        self.max_pairs = max_pairs
         if nomination not in ("regular", "aggressive"):
             raise ValueError("nomination is 'regular' or 'aggressive'")
         # ufrag, pwd and tie-breaker must be unguessable (RFC 8445 5.3): the OS CSPRNG
@@ -143,9 +163,9 @@ class Agent:
         self.gathering_state = GatheringState.NEW
         self.failure_reason = ""
         self.local_candidates: list[Candidate] = []
-        self._remote: list[list[Candidate]] = [[] for _ in range(streams)]
+        self._remote = [RemoteCandidates() for _ in range(streams)]
         self.remote_end_of_candidates = False
-        self.checklists = [CheckList() for _ in range(streams)]
+        self.checklists = [CheckList(max_pairs) for _ in range(streams)]
         self._next_list = 0  # checks go round the check lists
         self._local_key = IntegrityKey(short_term_key(self.local_pwd))
         self._remote_key: IntegrityKey | None = None
@@ -193,6 +213,7 @@ class Agent:
             lite=self.lite,
             checklists=lambda: self.checklists,
             remote=lambda: self._remote,
+            admit=self._admit_remote,
             bases=self._bases,
             pair=self._pair,
             nominated=self._nominated,
@@ -211,8 +232,8 @@ class Agent:
 
     @property
     def remote_candidates(self) -> list[Candidate]:
-        """The peer's candidates for the first data stream."""
-        return self._remote[0]
+        """The peer's candidates for the first data stream (a copy), in arrival order."""
+        return list(self._remote[0])
 
     def _slots(self) -> list[tuple[int, int]]:
         return [(s, c) for s in range(self.streams) for c in range(1, self.components + 1)]
@@ -399,14 +420,37 @@ class Agent:
         canonical = str(ipaddress.ip_address(candidate.host))
         if canonical != candidate.host:  # compare as sockets report addresses
             candidate = dataclasses.replace(candidate, host=canonical)
-        if any(c.address == candidate.address and c.component == candidate.component
-               for c in self._remote[stream]):  # fmt: skip
+        if self._remote[stream].get(candidate.address, candidate.component) is not None:
             return
-        self._remote[stream].append(candidate)
+        if not self._admit_remote(candidate, stream):
+            return
         for base, local_stream, local in self._checked_from:
             if local_stream == stream:
                 self._pair(local, base, candidate, stream)
         self._arm(now)
+
+    def _admit_remote(self, candidate: Candidate, stream: int) -> bool:
+        """Keep a new remote candidate of ``stream`` within ``max_remote_candidates``
+        for its component: at the limit the lowest-priority one that has no
+        `protected` pair goes, with its pairs, if it ranks below the new one;
+        otherwise the new one is refused (False)."""
+        remote = self._remote[stream]
+        limit = self.max_remote_candidates
+        if limit is not None and remote.count(candidate.component) >= limit:
+            checklist = self.checklists[stream]
+
+            def keep(c: Candidate) -> bool:
+                return any(protected(p) for p in checklist.of_remote(c.address, c.component))
+
+            victim = remote.lowest(candidate.component, candidate.priority, keep)
+            if victim is None:
+                logger.debug("remote candidate %s left out: at the limit", candidate.address)
+                return False
+            for pair in list(checklist.of_remote(victim.address, victim.component)):
+                checklist.remove(pair)
+            remote.remove(victim)
+        remote.add(candidate)
+        return True
 
     def _pair(
         self,
@@ -465,12 +509,12 @@ class Agent:
         self._local_key = IntegrityKey(short_term_key(self.local_pwd))
         self.remote_ufrag = self.remote_pwd = None
         self._remote_key = None
-        self._remote = [[] for _ in range(self.streams)]
+        self._remote = [RemoteCandidates() for _ in range(self.streams)]
         self.remote_end_of_candidates = False
         for tid in list(self._checks):
             self._table.cancel(tid)
         self._checks.clear()
-        self.checklists = [CheckList() for _ in range(self.streams)]
+        self.checklists = [CheckList(self.max_pairs) for _ in range(self.streams)]
         self._next_ta = None
         self._stale_selected = set(self._selected)
         self.failure_reason = ""

@@ -17,15 +17,20 @@ not something a peer can cause.
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TypeVar
 
 from ice.agent.candidate import Candidate, pair_priority
 from ice.machine import Address
 
-__all__ = ["CandidatePair", "CheckList", "PairState", "PairStateError"]
+__all__ = ["CandidatePair", "CheckList", "PairState", "PairStateError", "protected"]
+
+
+_K = TypeVar("_K")
 
 
 class PairState(StrEnum):
@@ -230,37 +235,96 @@ class CandidatePair:
 
 
 class CheckList:
-    """The pairs of one data stream and the order they are checked in."""
+    """The pairs of one data stream and the order they are checked in.
 
-    def __init__(self) -> None:
-        self.pairs: list[CandidatePair] = []
+    At most ``max_pairs`` pairs (None: no limit), as RFC 8445 6.1.2.5 asks: at
+    the limit a new pair takes the place of the lowest-priority one that is
+    not `protected` (being checked, valid or nominated), or is refused when
+    it ranks no higher. Every look-up a check makes (by addresses, by
+    foundation, by remote candidate, is it queued) is a dict or set, and the
+    order is kept by insertion, so one check costs the same at 10 pairs as at
+    the limit.
+    """
+
+    def __init__(self, max_pairs: int | None = None) -> None:
+        if max_pairs is not None and max_pairs < 1:
+            raise ValueError("max_pairs must be at least 1")
+        self.max_pairs = max_pairs
+        self.pairs: list[CandidatePair] = []  # highest priority first
         self.triggered: deque[CandidatePair] = deque()
+        self._queued: set[CandidatePair] = set()  # the pairs in `triggered`
         self._by_key: dict[tuple[Address, Address, int], CandidatePair] = {}
+        self._by_foundation: dict[str, list[CandidatePair]] = {}
+        self._by_remote: dict[tuple[Address, int], list[CandidatePair]] = {}
 
     def find(self, base: Address, remote: Address, component: int) -> CandidatePair | None:
         return self._by_key.get((base, remote, component))
 
+    def of_remote(self, address: Address, component: int) -> list[CandidatePair]:
+        """The pairs whose remote candidate is at ``address`` for ``component``."""
+        return self._by_remote.get((address, component), [])
+
     def add(
         self, pair: CandidatePair, controlling: bool, others: Iterable[CheckList] = ()
-    ) -> CandidatePair:
+    ) -> CandidatePair | None:
         """Add ``pair`` unless one with the same base, remote address and component
         exists (RFC 8445 6.1.2.4 pruning keeps the higher priority one); return the
-        pair that stays. ``others`` are the other data streams' check lists."""
+        pair that stays, or None when the list is full of pairs that rank higher or
+        are `protected`. ``others`` are the other data streams' check lists."""
         key = (pair.base, pair.remote_address, pair.component)
         existing = self._by_key.get(key)
         pair.set_priority(controlling)
         if existing is not None:
             if existing.state is PairState.FROZEN and pair.priority > existing.priority:
+                self._unindex(existing)
                 existing.local, existing.remote = pair.local, pair.remote
                 existing.set_priority(controlling)
-                self._sort()
+                self._index(existing)
             return existing
-        if _first_of_foundation(pair, self.pairs, others):
+        if self.max_pairs is not None and len(self.pairs) >= self.max_pairs:
+            victim = self._lowest(pair.priority)
+            if victim is None:
+                return None
+            self.remove(victim)
+        if _first_of_foundation(pair, self._by_foundation, others):
             pair.unfreeze()
-        self.pairs.append(pair)
         self._by_key[key] = pair
-        self._sort()
+        self._index(pair)
         return pair
+
+    def remove(self, pair: CandidatePair) -> None:
+        """Forget ``pair`` (pruned): it is checked no more."""
+        self._unindex(pair)
+        key = (pair.base, pair.remote_address, pair.component)
+        if self._by_key.get(key) is pair:
+            del self._by_key[key]
+        if pair in self._queued:
+            self._queued.discard(pair)
+            self.triggered.remove(pair)
+
+    def _lowest(self, below: int) -> CandidatePair | None:
+        """The lowest-priority pair under ``below`` that may be pruned, or None."""
+        for pair in reversed(self.pairs):
+            if pair.priority >= below:
+                return None
+            if not protected(pair):
+                return pair
+        return None
+
+    def _index(self, pair: CandidatePair) -> None:
+        # after the pairs of the same priority, as a stable sort would put it
+        insort(self.pairs, pair, key=_descending)
+        self._by_foundation.setdefault(pair.foundation, []).append(pair)
+        self._by_remote.setdefault((pair.remote_address, pair.component), []).append(pair)
+
+    def _unindex(self, pair: CandidatePair) -> None:
+        pairs = self.pairs
+        index = bisect_left(pairs, -pair.priority, key=_descending)
+        while pairs[index] is not pair:  # past others of the same priority
+            index += 1
+        del pairs[index]
+        _drop(self._by_foundation, pair.foundation, pair)
+        _drop(self._by_remote, (pair.remote_address, pair.component), pair)
 
     def rebase(self, pair: CandidatePair, base: Address) -> None:
         """The pair now leaves from ``base`` (an ICE-TCP connection's local address)."""
@@ -274,36 +338,36 @@ class CheckList:
         """After a role change every pair priority changes (RFC 8445 7.2.5.1)."""
         for pair in self.pairs:
             pair.set_priority(controlling)
-        self._sort()
-
-    def _sort(self) -> None:
-        self.pairs.sort(key=lambda p: p.priority, reverse=True)
+        self.pairs.sort(key=_descending)
 
     def trigger(self, pair: CandidatePair) -> None:
         """Queue a triggered check (RFC 8445 7.3.1.4); a pair already queued stays once."""
         pair.triggered()
-        if pair not in self.triggered:
+        if pair not in self._queued:
+            self._queued.add(pair)
             self.triggered.append(pair)
 
     def next_check(self) -> CandidatePair | None:
         """The pair to check now (RFC 8445 6.1.4.2), or None when there is nothing to do."""
         while self.triggered:
             pair = self.triggered.popleft()
+            self._queued.discard(pair)
             if pair.state is not PairState.SUCCEEDED or pair.use_candidate_sent:
                 return pair
         for pair in self.pairs:
             if pair.state is PairState.WAITING:
                 return pair
-        active = {p.foundation for p in self.pairs if p.state in _ACTIVE}
         for pair in self.pairs:
-            if pair.state is PairState.FROZEN and pair.foundation not in active:
+            if pair.state is PairState.FROZEN and not any(
+                p.state in _ACTIVE for p in self._by_foundation[pair.foundation]
+            ):
                 return pair
         return None
 
     def unfreeze_foundation(self, foundation: str) -> None:
         """A pair of ``foundation`` succeeded: its Frozen siblings wait (RFC 8445 7.2.5.3.3)."""
-        for pair in self.pairs:
-            if pair.state is PairState.FROZEN and pair.foundation == foundation:
+        for pair in self._by_foundation.get(foundation, ()):
+            if pair.state is PairState.FROZEN:
                 pair.unfreeze()
 
     @property
@@ -317,22 +381,46 @@ class CheckList:
         return [p for p in self.pairs if p.valid and p.component == component]
 
 
+def protected(pair: CandidatePair) -> bool:
+    """A pair no limit may prune: being checked, valid, or nominated (by either side)."""
+    return (
+        pair.state is PairState.IN_PROGRESS
+        or pair.state is PairState.SUCCEEDED
+        or pair.valid
+        or pair.nominated
+        or pair.use_candidate_sent
+    )
+
+
+def _descending(pair: CandidatePair) -> int:
+    return -pair.priority
+
+
+def _drop(index: dict[_K, list[CandidatePair]], key: _K, pair: CandidatePair) -> None:
+    bucket = [p for p in index[key] if p is not pair]
+    if bucket:
+        index[key] = bucket
+    else:
+        del index[key]
+
+
 _ACTIVE = (PairState.WAITING, PairState.IN_PROGRESS)
 
 
 def _first_of_foundation(
-    pair: CandidatePair, pairs: list[CandidatePair], others: Iterable[CheckList]
+    pair: CandidatePair,
+    by_foundation: dict[str, list[CandidatePair]],
+    others: Iterable[CheckList],
 ) -> bool:
     """RFC 8445 6.1.2.6: a new pair waits when no pair of its foundation does (or
     is further along) in any check list, and none of a lower component of it is
     on this one; otherwise it stays Frozen."""
     foundation = pair.foundation
-    if any(p.foundation == foundation and p.state is not PairState.FROZEN for p in pairs):
-        return False
-    if any(p.foundation == foundation and p.component < pair.component for p in pairs):
+    siblings = by_foundation.get(foundation, ())
+    if any(p.state is not PairState.FROZEN or p.component < pair.component for p in siblings):
         return False
     return not any(
-        p.foundation == foundation and p.state is not PairState.FROZEN
+        p.state is not PairState.FROZEN
         for other in others
-        for p in other.pairs
+        for p in other._by_foundation.get(foundation, ())
     )

@@ -20,6 +20,7 @@ from ice._codec import IntegrityKey, Message
 from ice._errors import DecodeError, IntegrityError
 from ice.agent.candidate import Candidate, CandidateType
 from ice.agent.checklist import CandidatePair, CheckList, PairState
+from ice.agent.remote_candidates import RemoteCandidates
 from ice.agent.tcp import peer_reflexive_tcptype
 from ice.attrs import (
     ErrorCodeAttribute,
@@ -32,6 +33,7 @@ from ice.attrs import (
 )
 from ice.constants import BINDING_ERROR, BINDING_SUCCESS, AttrType
 from ice.machine import Address, Transmit
+from ice.stun.server import HEADER_SIZE, fitting_reason
 
 __all__ = ["CheckResponder"]
 
@@ -60,9 +62,10 @@ class CheckResponder:
     password (an ICE restart replaces both). ``controlling()`` and
     ``tie_breaker()`` are its role of the moment and its tie-breaker; ``lite``
     whether it is a lite agent. ``checklists()`` and ``remote()`` give its
-    check lists and its per-stream remote candidate lists of the moment (a
-    restart replaces them; peer-reflexive candidates are appended to the
-    latter). ``bases`` is its base -> (stream, candidate) index. ``pair`` is
+    check lists and its per-stream remote candidates of the moment (a restart
+    replaces them); ``admit(candidate, stream)`` keeps a new peer-reflexive
+    candidate there, or refuses it (False) when the agent's limit leaves no room.
+    ``bases`` is its base -> (stream, candidate) index. ``pair`` is
     the agent's ``_pair`` (it pairs a new remote candidate with a local one),
     ``nominated(pair, now)`` selects a pair the peer nominated, ``set_role``
     switches the role after a conflict, and ``arm(now)`` makes the check pacer
@@ -77,7 +80,8 @@ class CheckResponder:
         tie_breaker: Callable[[], int],
         lite: bool,
         checklists: Callable[[], Sequence[CheckList]],
-        remote: Callable[[], Sequence[list[Candidate]]],
+        remote: Callable[[], Sequence[RemoteCandidates]],
+        admit: Callable[[Candidate, int], bool],
         bases: dict[Address, tuple[int, Candidate]],
         pair: _Pair,
         nominated: Callable[[CandidatePair, float], None],
@@ -90,6 +94,7 @@ class CheckResponder:
         self._lite = lite
         self._checklists = checklists
         self._remote = remote
+        self._admit = admit
         self._bases = bases
         self._pair = pair
         self._nominated = nominated
@@ -137,9 +142,14 @@ class CheckResponder:
         if known is None:
             return  # a socket the agent was not told about
         stream, base_candidate = known
-        remote = self._remote_for(addr, base_candidate.component, request, stream, local)
-        pair = self._checklists()[stream].find(local, addr, base_candidate.component)
+        component = base_candidate.component
+        pair = self._checklists()[stream].find(local, addr, component)
         if pair is None:
+            remote = self._remote()[stream].get(addr, component)
+            if remote is None:
+                remote = self._peer_reflexive(addr, component, request, local)
+                if not self._admit(remote, stream):
+                    return  # the list is full of higher-ranked candidates
             pair = self._pair(base_candidate, local, remote, stream, incoming=True)
             if pair is None:
                 return
@@ -161,14 +171,10 @@ class CheckResponder:
             self._checklists()[pair.stream].trigger(pair)
             self._arm(now)
 
-    def _remote_for(
-        self, addr: Address, component: int, request: Message, stream: int, base: Address
+    def _peer_reflexive(
+        self, addr: Address, component: int, request: Message, base: Address
     ) -> Candidate:
-        remote = self._remote()[stream]
-        for candidate in remote:
-            if candidate.address == addr and candidate.component == component:
-                return candidate
-        # a peer-reflexive remote candidate (RFC 8445 7.3.1.3)
+        """The peer-reflexive remote candidate a check from ``addr`` teaches (RFC 8445 7.3.1.3)."""
         try:
             priority = Priority.get_from(request)
         except DecodeError:  # a malformed PRIORITY from an authenticated peer: rank it last
@@ -176,7 +182,7 @@ class CheckResponder:
         self._prflx_count += 1
         local = self._bases.get(base)
         tcp = local is not None and local[1].transport == "tcp"
-        candidate = Candidate(
+        return Candidate(
             foundation=f"prflx{self._prflx_count}",
             component=component,
             transport="tcp" if tcp else "udp",
@@ -186,8 +192,6 @@ class CheckResponder:
             type=CandidateType.PEER_REFLEXIVE,
             tcptype=peer_reflexive_tcptype(local[1]) if tcp and local is not None else None,
         )
-        remote.append(candidate)
-        return candidate
 
     def _resolve_role_conflict(
         self, request: Message, addr: Address, local: Address, key: IntegrityKey
@@ -227,6 +231,10 @@ class CheckResponder:
         reason: str | None,
         *extra: UnknownAttributes,
     ) -> None:
+        if code not in (420, 487):
+            # unsigned, to a sender not authenticated: no bigger than the request
+            # but for the ERROR-CODE header and FINGERPRINT, as the STUN server answers
+            reason = fitting_reason(reason, len(request.raw) - HEADER_SIZE)
         response = Message.build(
             BINDING_ERROR,
             ErrorCodeAttribute(code, reason),

@@ -21,7 +21,7 @@ retries do not collide again.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from ice.agent.candidate import Candidate, CandidateType, foundation
@@ -205,10 +205,12 @@ class TcpChecks:
 
 
 def peer_may_connect(
-    local_candidates: Sequence[Candidate], remote_candidates: Sequence[Sequence[Candidate]]
+    local_candidates: Sequence[Candidate], remote_candidates: Iterable[Iterable[Candidate]]
 ) -> bool:
     """Whether the peer has active TCP candidates that could connect to a passive one
     of ours (simultaneous-open ones count as both)."""
     passive = any(c.tcptype in ("passive", "so") for c in local_candidates)
-    active = any(c.tcptype in ("active", "so") for remotes in remote_candidates for c in remotes)
-    return passive and active
+    # asked on every timer: without a passive candidate the peer's need not be looked at
+    return passive and any(
+        c.tcptype in ("active", "so") for remotes in remote_candidates for c in remotes
+    )

@@ -124,6 +124,11 @@ class Connection:
       `ice.aio.resolve`);
     - ``nomination`` ("regular", or "aggressive" for RFC 5245 peers), ``lite``,
       ``ta`` (check pacing) and ``rng``: the agent's;
+    - ``max_remote_candidates`` (per component) and ``max_pairs`` (in the
+      check list), 100 each by default, None for no limit: what a peer can
+      make the agent hold, peer-reflexive candidates included; at the limit
+      the lowest-priority ones are pruned, never a pair being checked or
+      working (`ice.Agent`);
     - ``ip_filter``, ``interface_filter``, ``include_loopback``,
       ``include_link_local``, ``port_range``: the host addresses and ports
       (`ice.aio.gather`); ``udp`` and ``tcp`` (RFC 6544): which host candidates;
@@ -181,6 +186,8 @@ class Connection:
         mdns_timeout: float = 5.0,
         tcp: bool = False,
         udp: bool = True,
+        max_remote_candidates: int | None = 100,
+        max_pairs: int | None = 100,
         resolver: DnsResolver = None,
     ) -> None:
         if local_username is not None or local_password is not None:
@@ -195,6 +202,8 @@ class Connection:
             rng=self._rng,
             nomination=nomination,
             lite=lite,
+            max_remote_candidates=max_remote_candidates,
+            max_pairs=max_pairs,
             **options,
         )
         self._driver = _AgentDriver(self)

@@ -29,9 +29,18 @@ TCP and TLS: each connection keeps a buffer framed by
 closes that connection only. Limits (constructor arguments):
 
 - ``max_connections`` (1000): a connection beyond it is closed at once;
-- ``idle_timeout`` (300 s): a connection with nothing received for that long
-  is closed. RFC 8489 section 6.2.2 leaves closing to the client; this only
-  reaps dead peers, and is far above the 39.5 s a client waits for an answer;
+- ``source_connections`` (100; 0: no cap): so is one beyond this many from
+  one source (an IPv4 address, an IPv6 /64), so that one host cannot fill
+  the server and lock the others out;
+- ``message_timeout`` (10 s): a connection whose first complete message has
+  not arrived that long after it opened, or whose later message has not
+  completed that long after its first byte, is closed (slowloris);
+- ``idle_timeout`` (60 s, as coturn): a connection on which no complete
+  message arrived for that long is closed; bytes that do not complete a
+  message do not count. RFC 8489 section 6.2.2 leaves closing to the client,
+  but a client waits 39.5 s at most for an answer, and a connection the core
+  still holds state on (``connection_in_use(remote, local)``: a TURN
+  allocation, kept alive by its own refreshes) is not idle;
 - ``max_buffer`` (128 KiB, more than the largest frame, 20 + 65,535 bytes):
   a connection that announces a longer frame is closed, so none holds more
   than that of an unfinished frame; it is also the high-water mark of the
@@ -47,7 +56,12 @@ Besides the machine surface the runner uses, when the core has them,
 ``local_addresses`` (more than one: RFC 5780 mode, see above),
 ``rfc5766_channels`` (frame ChannelData numbers up to 0x7FFF on streams) and
 ``connection_lost(remote, local)`` (called when a client's TCP/TLS connection
-has closed: a TURN allocation ends with it).
+has closed: a TURN allocation ends with it) and ``connection_in_use(remote,
+local)`` (see ``idle_timeout``).
+
+`counters` adds the connections refused (``tcp_refused_full``,
+``tcp_refused_source``) and closed by the deadlines (``tcp_closed_message``,
+``tcp_closed_idle``) to the core's.
 
 The driver runs the core's one timer and guards every call into it: an
 exception raised by the core for one packet (or one timer) is logged and the
@@ -75,6 +89,15 @@ from ice._errors import DecodeError
 from ice.aio.driver import MachineDriver
 from ice.aio.portable import DatagramIO, require_reuse_port
 from ice.machine import Address, Machine, Transmit
+from ice.stun.stream_limits import (
+    IDLE_TIMEOUT,
+    MAX_CONNECTIONS,
+    MESSAGE_TIMEOUT,
+    SOURCE_CONNECTIONS,
+    ConnectionTable,
+    StreamClock,
+    StreamTimeouts,
+)
 from ice.stun.uri import format_address
 
 __all__ = [
@@ -89,9 +112,8 @@ logger = logging.getLogger("ice.aio.stun_server")
 
 Transport = Literal["udp", "tcp", "tls"]
 
-#: Defaults of the connection limits (see the module docstring).
-MAX_CONNECTIONS = 1000
-IDLE_TIMEOUT = 300.0
+#: Defaults of the connection limits (see the module docstring; the first four are
+#: `ice.stun.stream_limits`').
 MAX_BUFFER = 128 * 1024
 TLS_HANDSHAKE_TIMEOUT = 10.0
 #: How long close() lets a connection flush and say goodbye before aborting it.
@@ -111,6 +133,8 @@ class RunnerOptions(TypedDict, total=False):
     """
 
     max_connections: int
+    source_connections: int
+    message_timeout: float
     idle_timeout: float
     max_buffer: int
     tls_handshake_timeout: float
@@ -255,8 +279,9 @@ class _StreamConnection(asyncio.Protocol):
         self.local: Address = ("", 0)
         self.remote: Address = ("", 0)
         self._buffer = bytearray()
-        self._last_activity = 0.0
+        self._clock: StreamClock | None = None
         self._idle_handle: asyncio.TimerHandle | None = None
+        self._armed_at = 0.0
         self.closed: asyncio.Future[None] = runner._loop.create_future()
 
     @property
@@ -269,26 +294,21 @@ class _StreamConnection(asyncio.Protocol):
         self.local = _address(transport.get_extra_info("sockname"))
         self.remote = _address(transport.get_extra_info("peername"))
         runner = self._runner
-        if runner._closing or len(runner._connections) >= runner.max_connections:
-            logger.info(
-                "%s from %s refused: %d connections open",
-                self.kind,
-                format_address(self.remote),
-                len(runner._connections),
-            )
+        refused = "closing" if runner._closing else runner._table.admit(self.remote)
+        if refused is not None:
+            logger.info("%s from %s refused: %s", self.kind, format_address(self.remote), refused)
             transport.abort()
             return
         runner._connections[self.key] = self
         transport.set_write_buffer_limits(high=runner.max_buffer)
-        self._last_activity = runner._loop.time()
-        self._idle_handle = runner._loop.call_at(
-            self._last_activity + runner.idle_timeout, self._check_idle
-        )
+        now = runner._loop.time()
+        self._clock = StreamClock(now, runner._timeouts)
+        self._arm()
         logger.debug("%s connection %s -> %s", self.kind, self.remote, self.local)
 
     def data_received(self, data: bytes) -> None:
         runner = self._runner
-        self._last_activity = runner._loop.time()
+        frames = 0
         if self._buffer:
             self._buffer += data
             data = bytes(self._buffer)
@@ -317,11 +337,18 @@ class _StreamConnection(asyncio.Protocol):
                 break
             frame = data if length == total else data[offset : offset + length]
             offset += length
+            frames += 1
             runner._received(frame, self.remote, self.local, self)
             if self._handed_over(data, offset):
                 return
         if offset < total:  # part of a frame no longer than max_buffer
             self._buffer += view[offset:]
+        clock = self._clock
+        if clock is not None:
+            clock.received(runner._loop.time(), frames, offset < total)
+            deadline = clock.deadline
+            if deadline is not None and deadline < self._armed_at:  # a message began
+                self._arm()
 
     def _handed_over(self, data: bytes, offset: int) -> bool:
         """After a frame: True when the connection stopped carrying frames (a subclass
@@ -352,16 +379,52 @@ class _StreamConnection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    def _check_idle(self) -> None:
-        runner = self._runner
-        deadline = self._last_activity + runner.idle_timeout
-        now = runner._loop.time()
-        if now >= deadline:
-            logger.debug("%s from %s idle; closing", self.kind, format_address(self.remote))
+    def _arm(self) -> None:
+        """Look at the deadlines at the earliest one. Re-armed only when that moves
+        earlier (a message began): a deadline pushed later is found when the timer
+        fires, so a busy connection costs no timer per message."""
+        if self._idle_handle is not None:
+            self._idle_handle.cancel()
             self._idle_handle = None
-            self.close()
+        deadline = self._clock.deadline if self._clock is not None else None
+        if deadline is not None:
+            self._armed_at = deadline
+            self._idle_handle = self._runner._loop.call_at(deadline, self._check_deadlines)
+
+    def _check_deadlines(self) -> None:
+        self._idle_handle = None
+        clock = self._clock
+        if clock is None or self.transport is None:
+            return
+        runner = self._runner
+        now = runner._loop.time()
+        expired = clock.expired(now)
+        if expired == "idle" and runner._connection_in_use(self.remote, self.local):
+            clock.in_use(now)
+            expired = clock.expired(now)
+        if expired is None:
+            self._arm()
+            return
+        runner._closed_by_deadline[expired] += 1
+        logger.debug(
+            "%s from %s: %s; closing",
+            self.kind,
+            format_address(self.remote),
+            "message too slow" if expired == "message" else "idle",
+        )
+        # A stalled peer may not read either: do not wait for it to take our answers.
+        if self.transport.get_write_buffer_size():
+            self.abort()
         else:
-            self._idle_handle = runner._loop.call_at(deadline, self._check_idle)
+            self.close()
+
+    def stop_deadlines(self) -> None:
+        """No deadlines any more (a TURN data connection lives as long as its peer's)."""
+        if self._clock is not None:
+            self._clock.stop()
+        if self._idle_handle is not None:
+            self._idle_handle.cancel()
+            self._idle_handle = None
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._idle_handle is not None:
@@ -369,6 +432,7 @@ class _StreamConnection(asyncio.Protocol):
             self._idle_handle = None
         if self._runner._connections.get(self.key) is self:
             del self._runner._connections[self.key]
+            self._runner._table.release(self.remote)
             self._runner._connection_closed(self.remote, self.local)
         self._buffer.clear()
         self.transport = None
@@ -393,6 +457,8 @@ class StunServerRunner:
         **options: Unpack[RunnerOptions],
     ) -> None:
         self.max_connections = options.get("max_connections", MAX_CONNECTIONS)
+        self.source_connections = options.get("source_connections", SOURCE_CONNECTIONS)
+        self.message_timeout = options.get("message_timeout", MESSAGE_TIMEOUT)
         self.idle_timeout = options.get("idle_timeout", IDLE_TIMEOUT)
         self.max_buffer = options.get("max_buffer", MAX_BUFFER)
         self.tls_handshake_timeout = options.get("tls_handshake_timeout", TLS_HANDSHAKE_TIMEOUT)
@@ -402,6 +468,9 @@ class StunServerRunner:
             raise TypeError(f"unknown runner options: {', '.join(sorted(unknown))}")
         if self.max_connections < 1 or self.idle_timeout <= 0 or self.max_buffer < 1:
             raise ValueError("max_connections, idle_timeout and max_buffer must be positive")
+        self._table = ConnectionTable(self.max_connections, self.source_connections)
+        self._timeouts = StreamTimeouts(message=self.message_timeout, idle=self.idle_timeout)
+        self._closed_by_deadline = {"message": 0, "idle": 0}
         if self.reuse_port:
             require_reuse_port("reuse_port (processes serving the same ports)")
         self.server = server
@@ -513,6 +582,10 @@ class StunServerRunner:
         collect = getattr(self.server, "counters", None)
         out: dict[str, int] = dict(collect()) if collect is not None else {}
         out["internal_errors"] = out.get("internal_errors", 0) + self._driver.failures.count
+        out["tcp_refused_full"] = self._table.refused_full
+        out["tcp_refused_source"] = self._table.refused_source
+        out["tcp_closed_message"] = self._closed_by_deadline["message"]
+        out["tcp_closed_idle"] = self._closed_by_deadline["idle"]
         return out
 
     # -- binding
@@ -649,6 +722,17 @@ class StunServerRunner:
             if (":" in endpoint.local[0]) == want_v6:
                 return endpoint
         return None
+
+    def _connection_in_use(self, remote: Address, local: Address) -> bool:
+        """Whether the core still holds state on a connection (then it is not idle)."""
+        in_use = getattr(self.server, "connection_in_use", None)
+        if in_use is None:
+            return False
+        try:
+            return bool(in_use(remote, local))
+        except Exception as exc:
+            self._driver.report(exc, f"connection_in_use({format_address(remote)})")
+            return False
 
     def _connection_closed(self, remote: Address, local: Address) -> None:
         notify = getattr(self.server, "connection_lost", None)

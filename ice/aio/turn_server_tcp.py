@@ -101,9 +101,7 @@ class ClientStream(_StreamConnection):
 
     def stop_idle_timer(self) -> None:
         """A data connection lives as long as its peer connection, busy or not."""
-        if self._idle_handle is not None:
-            self._idle_handle.cancel()
-            self._idle_handle = None
+        self.stop_deadlines()
 
 
 class PeerConnectionReports(Protocol):

@@ -62,7 +62,7 @@ from ice.constants import AttrType, MessageClass, Method
 from ice.machine import Address, FailureLog, Transmit
 from ice.stun.server_auth import Authenticated, Authenticator, Rejected
 
-__all__ = ["DEFAULT_SOFTWARE", "RequestContext", "StunServer"]
+__all__ = ["DEFAULT_SOFTWARE", "HEADER_SIZE", "RequestContext", "StunServer", "fitting_reason"]
 
 logger = logging.getLogger("ice.stun.server")
 
@@ -259,7 +259,7 @@ class StunServer:
         logger.debug("400 to %s: %s", addr, exc)
         self.error_counts[400] += 1
         response = Message(message_type(_method_of(data), MessageClass.ERROR_RESPONSE), data[8:20])
-        ErrorCodeAttribute(400, _fitting_reason("Bad Request", len(data) - HEADER_SIZE)).add_to(
+        ErrorCodeAttribute(400, fitting_reason("Bad Request", len(data) - HEADER_SIZE)).add_to(
             response
         )
         self._outbox.append(Transmit(response.raw, addr, local))
@@ -270,7 +270,7 @@ class StunServer:
         self.error_counts[rejected.code] += 1
         reason = rejected.reason
         if rejected.code not in (401, 438):  # only a challenge may outgrow the request
-            reason = _fitting_reason(
+            reason = fitting_reason(
                 reason, size - HEADER_SIZE - (8 if _FINGERPRINT in request else 0)
             )
         response = _error_response(request, rejected.code, reason)
@@ -294,7 +294,7 @@ class StunServer:
         if auth is None:
             room = size - HEADER_SIZE - (8 if _FINGERPRINT in request else 0)
             room -= sum(_ATTRIBUTE_HEADER + _padded(2 * len(a.types)) for a in attributes)
-            reason = _fitting_reason(reason, room)
+            reason = fitting_reason(reason, room)
         response = _error_response(request, code, reason)
         for attribute in attributes:
             attribute.add_to(response)
@@ -425,8 +425,9 @@ def _error_response(request: Message, code: int, reason: str | None = None) -> M
     return response
 
 
-def _fitting_reason(reason: str | None, room: int) -> str | None:
-    """The reason phrase, or "" when an ERROR-CODE with it would not fit in ``room`` bytes."""
+def fitting_reason(reason: str | None, room: int) -> str | None:
+    """The reason phrase, or "" when an ERROR-CODE with it would not fit in ``room`` bytes
+    (the answer to an unauthenticated sender grows by the ERROR-CODE header at most)."""
     if reason is None:
         return None if room >= 8 + 32 else ""  # the registry phrases are at most ~30 bytes
     return reason if 8 + _padded(len(reason.encode())) <= room else ""

@@ -344,6 +344,11 @@ class TurnServer:
         if allocation is not None:
             self._delete(allocation, "connection closed")
 
+    def connection_in_use(self, addr: Address, local: Address) -> bool:
+        """Whether a client's TCP/TLS connection carries an allocation: the runner does
+        not close it as idle, the allocation's refreshes keep it (as coturn does)."""
+        return self.allocation_table.get((addr, local, True)) is not None
+
     def datagrams_to_send(self, now: float) -> list[Transmit]:
         return self.stun.datagrams_to_send(now)
 

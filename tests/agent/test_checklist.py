@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import itertools
+import random
 from collections.abc import Callable
 from pathlib import Path
 
@@ -186,3 +187,60 @@ def test_no_module_but_checklist_writes_a_pair_state() -> None:
                     ):
                         writes.append(f"{path.relative_to(package)}:{leaf.lineno}")
     assert writes == []
+
+
+def ranked_pair(remote_port: int, priority: int) -> CandidatePair:
+    remote = Candidate(
+        foundation=f"r{remote_port}",
+        component=1,
+        transport="udp",
+        priority=priority,
+        host="10.0.0.2",
+        port=remote_port,
+        type=CandidateType.PRFLX,
+    )
+    local = candidate(("10.0.0.1", 5000))
+    return CandidatePair(local, remote, ("10.0.0.1", 5000))
+
+
+def test_at_max_pairs_the_lowest_unprotected_pair_makes_room_or_the_newcomer_is_refused() -> None:
+    checklist = CheckList(max_pairs=3)
+    low, mid, high = (checklist.add(ranked_pair(n, n * 1000), True) for n in (1, 2, 3))
+    assert low is not None and mid is not None and high is not None
+    for pair in (low, mid, high):
+        checklist.trigger(pair)
+    assert checklist.add(ranked_pair(9, 500), True) is None  # ranks below them all
+    newcomer = checklist.add(ranked_pair(4, 4000), True)
+    assert checklist.pairs == [newcomer, high, mid]
+    # the pruned pair is gone from the triggered queue and every index
+    assert list(checklist.triggered) == [mid, high]
+    assert checklist.find(low.base, low.remote_address, 1) is None
+    assert checklist.of_remote(low.remote_address, 1) == []
+    # a pair being checked or working is never pruned: the next lowest goes instead
+    mid.check_started()
+    assert checklist.add(ranked_pair(5, 5000), True) is not None
+    assert high not in checklist.pairs and mid in checklist.pairs
+    # all protected: nothing is pruned, however high the newcomer ranks
+    for pair in checklist.pairs:
+        if pair.state is not P:
+            pair.check_started()
+    checklist.pairs[0].check_succeeded()
+    held = list(checklist.pairs)
+    assert checklist.add(ranked_pair(6, 2**31 - 1), True) is None
+    assert checklist.pairs == held
+
+
+def test_pairs_stay_in_the_order_a_stable_sort_gives_whatever_the_arrival_order() -> None:
+    rng = random.Random(8)
+    checklist = CheckList()
+    added = []
+    for port in range(1, 300):
+        pair = checklist.add(ranked_pair(port, rng.randrange(20) * 7), rng.random() < 0.5)
+        assert pair is not None
+        added.append(pair)
+    assert checklist.pairs == sorted(added, key=lambda p: p.priority, reverse=True)
+    for pair in added[::3]:
+        checklist.remove(pair)
+    kept = [p for i, p in enumerate(added) if i % 3]
+    assert checklist.pairs == sorted(kept, key=lambda p: p.priority, reverse=True)
+    assert all(checklist.of_remote(p.remote_address, 1) == [p] for p in kept)

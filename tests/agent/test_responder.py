@@ -8,6 +8,7 @@ from ice._codec import IntegrityKey, Message
 from ice.agent.candidate import Candidate, CandidateType
 from ice.agent.checklist import CandidatePair, CheckList, PairState
 from ice.agent.local_candidates import host_candidate
+from ice.agent.remote_candidates import RemoteCandidates
 from ice.agent.responder import CheckResponder
 from ice.attrs import IceControlled, Priority, UseCandidate, Username
 from ice.constants import BINDING_REQUEST
@@ -26,7 +27,8 @@ class Wiring:
         self.controlling = False
         self.tie_breaker = 5
         self.checklists = [CheckList()]
-        self.remote: list[list[Candidate]] = [[]]
+        self.remote = [RemoteCandidates()]
+        self.refuse = False  # what an agent at its limit of remote candidates answers
         self.bases = {BASE: (0, host_candidate(BASE, 1, 65535))}
         self.paired: list[CandidatePair] = []
         self.nominated: list[CandidatePair] = []
@@ -39,6 +41,7 @@ class Wiring:
             lite=False,
             checklists=lambda: self.checklists,
             remote=lambda: self.remote,
+            admit=self.admit,
             bases=self.bases,
             pair=self.pair,
             nominated=lambda pair, now: self.nominated.append(pair),
@@ -62,6 +65,12 @@ class Wiring:
         if pair is not None:
             self.paired.append(pair)
         return pair
+
+    def admit(self, candidate: Candidate, stream: int) -> bool:
+        if self.refuse:
+            return False
+        self.remote[stream].add(candidate)
+        return True
 
     def check(self, *extra: object, ufrag: str | None = None, pwd: str | None = None) -> Message:
         request = Message.build(
@@ -97,14 +106,14 @@ def test_answers_leave_in_order_from_the_base_they_arrived_on_and_only_once() ->
     assert (second.source, answer_type(second)) == (BASE, ice.BINDING_ERROR)
     assert w.responder.datagrams_to_send() == []
     # answered, but the unknown socket pairs nothing and learns no candidate
-    assert w.paired == [] and w.remote == [[]]
+    assert w.paired == [] and list(w.remote[0]) == []
 
 
 def test_peer_reflexive_candidates_join_the_current_remote_list_with_fresh_foundations() -> None:
     w = Wiring()
     w.responder.answer(w.check(), PEER, BASE, 0.0)
     (first,) = w.remote[0]
-    w.remote, w.checklists = [[]], [CheckList()]  # an ICE restart replaces them
+    w.remote, w.checklists = [RemoteCandidates()], [CheckList()]  # an ICE restart replaces them
     w.responder.answer(w.check(), PEER, BASE, 1.0)
     (second,) = w.remote[0]
     assert first.type is second.type is CandidateType.PEER_REFLEXIVE
@@ -112,6 +121,15 @@ def test_peer_reflexive_candidates_join_the_current_remote_list_with_fresh_found
     assert first.foundation != second.foundation
     assert [p.remote for p in w.paired] == [first, second]
     assert w.armed == [0.0, 1.0]  # each new pair is triggered, so the pacer must run
+
+
+def test_a_refused_peer_reflexive_candidate_is_answered_but_neither_paired_nor_checked() -> None:
+    w = Wiring()
+    w.refuse = True
+    w.responder.answer(w.check(UseCandidate()), PEER, BASE, 0.0)
+    (answer,) = w.responder.datagrams_to_send()
+    assert answer_type(answer) == ice.BINDING_SUCCESS  # RFC 8445 7.3.1.3: answered regardless
+    assert w.paired == [] and list(w.remote[0]) == [] and w.armed == [] and w.nominated == []
 
 
 def test_use_candidate_on_the_controlled_side_marks_the_pair_and_a_conflict_switches_role() -> None:
@@ -128,3 +146,17 @@ def test_use_candidate_on_the_controlled_side_marks_the_pair_and_a_conflict_swit
     w.responder.answer(w.check(IceControlled(7)), PEER, BASE, 1.0)
     assert w.roles == [True]
     assert [answer_type(t) for t in w.responder.datagrams_to_send()] == [ice.BINDING_SUCCESS] * 3
+
+
+def test_unauthenticated_errors_grow_a_check_by_the_error_code_header_at_most() -> None:
+    """A spoofed sender gets no amplification: 400 and 401 drop a reason phrase
+    that would not fit, as the STUN server's answers do."""
+    w = Wiring()
+    unsigned = Message.build(BINDING_REQUEST, Priority(1234), IceControlled(9))  # 36 bytes
+    w.responder.answer(unsigned, PEER, BASE, 0.0)
+    w.responder.answer(w.check(pwd="not-the-password-22ch"), PEER, BASE, 0.0)
+    bad_request, unauthenticated = w.responder.datagrams_to_send()
+    error = ice.ErrorCodeAttribute.get_from(Message.decode(bad_request.data))
+    assert error is not None and error.code == 400
+    assert len(bad_request.data) <= len(unsigned.raw) + 8 + 8  # ERROR-CODE and FINGERPRINT
+    assert len(unauthenticated.data) <= len(w.check().raw) + 8

@@ -390,6 +390,103 @@ def test_idle_connections_are_closed_and_busy_ones_are_not() -> None:
             assert mapped(read_frame(busy)) == sockname(busy)
 
 
+# -- one host cannot lock the others out (issue 15, defect 3)
+
+
+def trickle_until_closed(sock: socket.socket, data: bytes, interval: float) -> float | None:
+    """Send ``data`` a byte every ``interval`` s (never completing a message) until the
+    server closes: the seconds that took, or None if it never did."""
+    started = time.monotonic()
+    sock.settimeout(interval)
+    try:
+        for byte in data:
+            sock.sendall(bytes([byte]))
+            try:
+                if not sock.recv(65536):
+                    return time.monotonic() - started
+            except TimeoutError:
+                continue
+    except (ConnectionResetError, BrokenPipeError):
+        return time.monotonic() - started
+    return None
+
+
+def test_one_source_at_its_cap_trickling_does_not_lock_out_another_source() -> None:
+    if not _has_127_0_0_2():
+        pytest.skip("127.0.0.2 is not a local address here")
+    limits = {"max_connections": 10, "source_connections": 3, "message_timeout": 5.0}
+    with running([Listener("tcp", "127.0.0.1", 0)], **limits) as run:
+        addr = run.address("tcp")
+        request = binding_request().raw
+        flood = [socket.create_connection(addr, timeout=TIMEOUT) for _ in range(3)]
+        try:
+            for sock in flood:
+                sock.sendall(request[:7])  # a message begun, never finished
+            with socket.create_connection(addr, timeout=TIMEOUT) as fourth:
+                assert closed_by_peer(fourth)
+            with socket.create_connection(
+                addr, timeout=TIMEOUT, source_address=("127.0.0.2", 0)
+            ) as other:
+                other.sendall(request)
+                assert mapped(read_frame(other)) == sockname(other)
+                assert run.connection_count() == 4  # the flood's three, and this one
+
+            async def counters() -> dict[str, int]:
+                assert run.runner is not None
+                return run.runner.counters()
+
+            assert run.call(counters)["tcp_refused_source"] == 1
+        finally:
+            for sock in flood:
+                sock.close()
+
+
+def test_a_silent_or_trickling_connection_is_closed_at_the_message_deadline() -> None:
+    with running([Listener("tcp", "127.0.0.1", 0)], message_timeout=0.3, idle_timeout=30.0) as run:
+        addr = run.address("tcp")
+        request = binding_request().raw
+        with (
+            socket.create_connection(addr, timeout=TIMEOUT) as silent,
+            socket.create_connection(addr, timeout=TIMEOUT) as slow,
+        ):
+            started = time.monotonic()
+            slow.sendall(request)
+            read_frame(slow)
+            took = trickle_until_closed(slow, request * 3, 0.05)
+            assert took is not None and 0.25 < took < 2
+            assert closed_by_peer(silent)
+            assert 0.25 < time.monotonic() - started < 3
+
+
+def test_only_complete_messages_keep_a_connection_from_the_idle_timeout() -> None:
+    with running([Listener("tcp", "127.0.0.1", 0)], message_timeout=30.0, idle_timeout=0.4) as run:
+        addr = run.address("tcp")
+        request = binding_request().raw
+        with socket.create_connection(addr, timeout=TIMEOUT) as sock:
+            sock.sendall(request)
+            read_frame(sock)
+            took = trickle_until_closed(sock, request * 3, 0.05)
+            assert took is not None and 0.3 < took < 2
+
+
+class Holding(StunServer):
+    """A core that says it holds state on every connection (as a TURN allocation)."""
+
+    def connection_in_use(self, remote: Address, local: Address) -> bool:
+        return True
+
+
+def test_a_connection_the_core_still_uses_is_not_closed_as_idle() -> None:
+    with running([Listener("tcp", "127.0.0.1", 0)], Holding(), idle_timeout=0.2) as run:
+        addr = run.address("tcp")
+        with socket.create_connection(addr, timeout=1.0) as sock:
+            sock.sendall(binding_request().raw)
+            read_frame(sock)
+            assert not closed_by_peer(sock)  # 1 s, five idle timeouts
+            sock.sendall(binding_request().raw)
+            assert mapped(read_frame(sock)) == sockname(sock)
+
+
 # -- hostile UDP
 
 
@@ -692,11 +789,16 @@ def test_runner_options_are_taken_once_and_a_misspelt_one_is_refused() -> None:
             sockets=MemoryRelaySockets(),
         )
         turn = TurnServerRunner(core, [], max_connections=7, reuse_port=True)
-        assert (turn.max_connections, turn.reuse_port, turn.idle_timeout) == (7, True, 300.0)
+        assert (turn.max_connections, turn.reuse_port, turn.idle_timeout) == (7, True, 60.0)
+        assert (turn.source_connections, turn.message_timeout) == (100, 10.0)
         with pytest.raises(TypeError, match="max_conections"):
             StunServerRunner(StunServer(), [], max_conections=7)  # type: ignore[call-arg]
         with pytest.raises(ValueError, match="positive"):
             StunServerRunner(StunServer(), [], idle_timeout=0)
+        with pytest.raises(ValueError, match="positive"):
+            StunServerRunner(StunServer(), [], message_timeout=0)
+        with pytest.raises(ValueError, match="not negative"):
+            StunServerRunner(StunServer(), [], source_connections=-1)
 
     asyncio.run(main())
 

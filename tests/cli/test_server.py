@@ -311,6 +311,10 @@ def _option_cases(tmp_path: Path) -> dict[str, list[str]]:
         "--stun-only": ["--stun-only"],
         "--alternate": ["--stun-only", "--listen", primary, "--alternate", alternate],
         "--software": ["--software", "options test"],
+        "--tcp-max-connections": ["--tcp-max-connections", "20"],
+        "--tcp-source-connections": ["--tcp-source-connections", "2"],
+        "--tcp-message-timeout": ["--tcp-message-timeout", "5"],
+        "--tcp-idle-timeout": ["--tcp-idle-timeout", "30"],
         "--log-format": ["--log-format", "json"],
         "--verbose": ["--verbose"],
         "-v": ["-vv"],
@@ -345,3 +349,26 @@ def test_the_server_starts_and_answers_with_each_option(option: str, tmp_path: P
         assert mapped(response) == client
         code, _, _ = stop_with(server, signal.SIGTERM)
     assert code == 0
+
+
+def _closed(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(100) == b""
+    except ConnectionResetError:
+        return True
+
+
+@posix_only
+def test_the_tcp_connection_limits_reach_the_running_server() -> None:
+    args = ["--stun-only", "--listen", "tcp://127.0.0.1:0", "--tcp-source-connections", "1"]
+    with ice_server(*args, "--tcp-message-timeout", "0.3", listeners=1) as server:
+        addr = server.address("tcp")
+        with socket.create_connection(addr, timeout=5) as silent:
+            started = time.monotonic()
+            with socket.create_connection(addr, timeout=5) as second:  # the source's second
+                assert _closed(second)
+            assert _closed(silent)  # no message within 0.3 s
+            assert 0.25 < time.monotonic() - started < 4
+        with socket.create_connection(addr, timeout=5) as sock:  # its slot is free again
+            sock.sendall(ice.Message.build(ice.BINDING_REQUEST).raw)
+            assert mapped(read_frame(sock)) == (sock.getsockname()[0], sock.getsockname()[1])

@@ -1189,7 +1189,9 @@ def test_tcp_allocation_uses_padded_channel_data_and_dies_with_the_connection() 
     assert 0x40 <= frame[0] <= 0x4F and len(frame) == 12  # 4 + 5 + 3 padding
     assert decode_channel_data(frame, True)[1] == b"xyzzy"
     assert [e.data for e in events(client, DataReceived)] == [b"xyzzy"]
+    assert net.server.connection_in_use(CLIENT, SERVER)  # the runner keeps it open
     net.server.connection_lost(CLIENT, SERVER)
+    assert not net.server.connection_in_use(CLIENT, SERVER)
     with pytest.raises(KeyError):
         net.server.allocation_for(CLIENT, SERVER, reliable=True)
     assert relay not in net.sockets.open
