@@ -1,5 +1,5 @@
 """Run the test suite against the installed ``ice``, from a copy of tests/
-outside the source tree, as a wheel's user would have it.
+(and examples/) outside the source tree, as a wheel's user would have it.
 
 From a checkout, pytest would put the checkout on ``sys.path`` (tests/ is a
 package) and import the uncompiled source tree instead of the wheel; in a
@@ -25,6 +25,10 @@ def main(pytest_args: list[str]) -> int:
             PROJECT / "tests", work / "tests", ignore=shutil.ignore_patterns("__pycache__")
         )
         shutil.copy(PROJECT / "pyproject.toml", work)  # pytest's settings and markers
+        # the examples run from a clone's root against the installed package; so here
+        shutil.copytree(
+            PROJECT / "examples", work / "examples", ignore=shutil.ignore_patterns("__pycache__")
+        )
         where = subprocess.run(
             [sys.executable, "-P", "-c", "import ice, ice._codec; print(ice.__file__)"],
             cwd=work,
