@@ -27,7 +27,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,41 +97,53 @@ def coturn_server(port: int, count: int) -> Iterator[subprocess.Popen[bytes]]:
         yield coturn.process
 
 
+class LongTermClient:
+    """Requests to ``server`` signed with the last challenge's credentials, shared by every
+    socket (a nonce is reused from socket to socket while the server accepts it)."""
+
+    def __init__(self, server: tuple[str, int]) -> None:
+        self.server = server
+        self.credentials: list[ice.Attribute] = []
+        self.key: ice.IntegrityKey | None = None
+
+    def ask(self, sock: socket.socket, build: Callable[[], ice.Message]) -> ice.Message:
+        """The success response to ``build()`` sent on ``sock``, answering a challenge
+        (401, or 438 from coturn or when the nonce aged) with the request again, signed."""
+        for _attempt in range(3):
+            request = build()
+            if self.key is not None:
+                for setter in self.credentials:
+                    setter.add_to(request)
+                request.add_integrity(self.key)
+            sock.sendto(request.raw, self.server)
+            response = ice.Message.decode(sock.recv(2048))
+            error = ice.ErrorCodeAttribute.get_from(response)
+            if error is None:
+                return response
+            if error.code not in (401, 438):
+                raise RuntimeError(f"the server refused: {error.code} {error.reason}")
+            realm, nonce = ice.Realm.get_from(response), ice.Nonce.get_from(response)
+            assert realm is not None and nonce is not None
+            self.credentials = [ice.Username(USER), realm, nonce]
+            self.key = ice.IntegrityKey(ice.long_term_key(USER, realm.value, PASSWORD))
+        raise RuntimeError("the server kept challenging")
+
+
 def allocate_all(port: int, count: int) -> list[socket.socket]:
     """``count`` allocations, each with a channel, from sockets of their own."""
-    server = ("127.0.0.1", port)
-    credentials: list[ice.Attribute] = []
-    key: ice.IntegrityKey | None = None
+    client = LongTermClient(("127.0.0.1", port))
     sockets = []
     for _ in range(count):
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.settimeout(2)
         sock.bind(("127.0.0.1", 0))
-        for build in (
-            lambda: ice.Message.build(ALLOCATE_REQUEST, ice.RequestedTransport()),
+        client.ask(sock, lambda: ice.Message.build(ALLOCATE_REQUEST, ice.RequestedTransport()))
+        client.ask(
+            sock,
             lambda: ice.Message.build(
                 CHANNEL_BIND_REQUEST, ice.ChannelNumber(0x4000), ice.XorPeerAddress(*PEER)
             ),
-        ):
-            for _attempt in range(3):  # a challenge (401, or 438 from coturn) then the answer
-                request = build()
-                if key is not None:
-                    for setter in credentials:
-                        setter.add_to(request)
-                    request.add_integrity(key)
-                sock.sendto(request.raw, server)
-                response = ice.Message.decode(sock.recv(2048))
-                error = ice.ErrorCodeAttribute.get_from(response)
-                if error is None:
-                    break
-                if error.code not in (401, 438):
-                    raise RuntimeError(f"the server refused: {error.code} {error.reason}")
-                realm, nonce = ice.Realm.get_from(response), ice.Nonce.get_from(response)
-                assert realm is not None and nonce is not None
-                credentials = [ice.Username(USER), realm, nonce]
-                key = ice.IntegrityKey(ice.long_term_key(USER, realm.value, PASSWORD))
-            else:
-                raise RuntimeError("the server kept challenging")
+        )
         sockets.append(sock)
     return sockets
 

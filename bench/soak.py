@@ -33,6 +33,7 @@ from server_memory import (
     PASSWORD,
     PEER,
     USER,
+    LongTermClient,
     free_port,
     ice_server,
     raise_file_limit,
@@ -71,39 +72,18 @@ def relay(port: int, packets: int) -> dict[str, float]:
 
 def churn(port: int, cycles: int) -> dict[str, float]:
     """Allocate, permit, free: ``cycles`` times, each from a new socket."""
-    server = ("127.0.0.1", port)
-    credentials: list[ice.Attribute] = []
-    key: ice.IntegrityKey | None = None
-
-    def ask(sock: socket.socket, request: ice.Message) -> ice.Message:
-        nonlocal credentials, key
-        for _attempt in range(3):  # a challenge (401, or 438 when the nonce aged) then the answer
-            signed = ice.Message.decode(request.raw)
-            if key is not None:
-                for setter in credentials:
-                    setter.add_to(signed)
-                signed.add_integrity(key)
-            sock.sendto(signed.raw, server)
-            response = ice.Message.decode(sock.recv(2048))
-            error = ice.ErrorCodeAttribute.get_from(response)
-            if error is None:
-                return response
-            if error.code not in (401, 438):
-                raise RuntimeError(f"the server refused: {error.code} {error.reason}")
-            realm, nonce = ice.Realm.get_from(response), ice.Nonce.get_from(response)
-            assert realm is not None and nonce is not None
-            credentials = [ice.Username(USER), realm, nonce]
-            key = ice.IntegrityKey(ice.long_term_key(USER, realm.value, PASSWORD))
-        raise RuntimeError("the server kept challenging")
-
+    client = LongTermClient(("127.0.0.1", port))
     started = time.perf_counter()
     for _ in range(cycles):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.settimeout(2)
             sock.bind(("127.0.0.1", 0))
-            ask(sock, ice.Message.build(ALLOCATE_REQUEST, ice.RequestedTransport()))
-            ask(sock, ice.Message.build(CREATE_PERMISSION_REQUEST, ice.XorPeerAddress(*PEER)))
-            ask(sock, ice.Message.build(REFRESH_REQUEST, ice.Lifetime(0)))
+            client.ask(sock, lambda: ice.Message.build(ALLOCATE_REQUEST, ice.RequestedTransport()))
+            client.ask(
+                sock,
+                lambda: ice.Message.build(CREATE_PERMISSION_REQUEST, ice.XorPeerAddress(*PEER)),
+            )
+            client.ask(sock, lambda: ice.Message.build(REFRESH_REQUEST, ice.Lifetime(0)))
     took = time.perf_counter() - started
     return {"cycles": cycles, "cycles_per_s": cycles / took}
 
