@@ -66,7 +66,8 @@ except ImportError:  # a source checkout built in place
     sys.path.insert(0, str(ROOT))
     import ice.aiortc
 
-HOST = "127.0.0.1"
+from ice_connect import HOST, aioice_on_loopback  # noqa: E402 - beside this script
+
 IMPLS = ("aioice", "ice")
 LOOPBACK: dict[str, Any] = {"include_loopback": True, "ip_filter": [HOST], "use_ipv6": False}
 SMALL, LARGE, DATAGRAM = 100, 16 * 1024, 1200
@@ -102,18 +103,8 @@ def running_on(impl: str) -> Iterator[None]:
         with ice.aiortc.using(**LOOPBACK):
             yield
         return
-    import aioice.ice
-
-    original = aioice.ice.get_host_addresses
-
-    def loopback(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-        return [HOST] if use_ipv4 else []
-
-    aioice.ice.get_host_addresses = loopback
-    try:
+    with aioice_on_loopback():
         yield
-    finally:
-        aioice.ice.get_host_addresses = original
 
 
 async def connect(offerer: Any, answerer: Any) -> tuple[float, Any, Any]:
