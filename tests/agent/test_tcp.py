@@ -51,6 +51,21 @@ def add_tcp(net: TcpNet, agent: Agent, ip: str, port: int, tcptype: str) -> None
         net.listeners[base] = agent
 
 
+def _exchange_and_run(a: Agent, b: Agent, net: TcpNet) -> None:
+    """Signal each agent's credentials and candidates to the other, then run the
+    network until both connect or one fails (30 s of virtual time at most)."""
+    a.set_remote_credentials(b.local_ufrag, b.local_pwd)
+    b.set_remote_credentials(a.local_ufrag, a.local_pwd)
+    for x, y in ((a, b), (b, a)):
+        for candidate in y.local_candidates:
+            x.add_remote_candidate(candidate)
+        x.add_remote_candidate(None)
+    a.connect(0.0)
+    b.connect(0.0)
+    failed = ConnectionState.FAILED
+    net.run(lambda: connected(a, b) or failed in (a.state, b.state), max_time=30)
+
+
 def run(
     left: list[str],
     right: list[str],
@@ -71,16 +86,7 @@ def run(
         for index, tcptype in enumerate(types):
             add_tcp(net, agent, ip, 6000 + index, tcptype)
         agent.end_of_local_candidates()
-    a.set_remote_credentials(b.local_ufrag, b.local_pwd)
-    b.set_remote_credentials(a.local_ufrag, a.local_pwd)
-    for x, y in ((a, b), (b, a)):
-        for candidate in y.local_candidates:
-            x.add_remote_candidate(candidate)
-        x.add_remote_candidate(None)
-    a.connect(0.0)
-    b.connect(0.0)
-    failed = ConnectionState.FAILED
-    net.run(lambda: connected(a, b) or failed in (a.state, b.state), max_time=30)
+    _exchange_and_run(a, b, net)
     return a, b, net
 
 
@@ -320,16 +326,7 @@ def relayed_pair_agents(
         )
         net.listeners[relayed] = agent
         agent.end_of_local_candidates()
-    a.set_remote_credentials(b.local_ufrag, b.local_pwd)
-    b.set_remote_credentials(a.local_ufrag, a.local_pwd)
-    for x, y in ((a, b), (b, a)):
-        for candidate in y.local_candidates:
-            x.add_remote_candidate(candidate)
-        x.add_remote_candidate(None)
-    a.connect(0.0)
-    b.connect(0.0)
-    failed = ConnectionState.FAILED
-    net.run(lambda: connected(a, b) or failed in (a.state, b.state), max_time=30)
+    _exchange_and_run(a, b, net)
     return a, b, net, asked
 
 
