@@ -40,8 +40,3 @@ def server_credentials(user: str, password: str, request: bytes) -> LongTermCred
     if not credentials.on_error(challenge(request)):
         raise RuntimeError("the challenge was not accepted")
     return credentials
-
-
-def receive(machine: object, data: bytes, addr: Address, now: float) -> None:
-    """``machine.receive_datagram``: anything escaping it is a finding."""
-    machine.receive_datagram(data, addr, now)  # type: ignore[attr-defined]

@@ -51,7 +51,7 @@ def test_one_input(data: bytes) -> None:
         if control & 2:
             answer = _stun.sign(answer, SIGNER, tid=answer[8:20] if len(answer) >= 20 else None)
         source = _client.OTHER if control & 4 else _client.SERVER
-        _client.receive(client, answer, source, now)
+        client.receive_datagram(answer, source, now)  # nothing may escape
         WATCH.check()
         while (event := client.next_event()) is not None:
             events.append(event)

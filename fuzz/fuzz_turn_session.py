@@ -87,7 +87,7 @@ def test_one_input(data: bytes) -> None:
         if control & 2:
             answer = _stun.sign(answer, SIGNER, tid=answer[8:20] if len(answer) >= 20 else None)
         source = _client.OTHER if control & 4 else session.server
-        _client.receive(session, answer, source, now)
+        session.receive_datagram(answer, source, now)  # nothing may escape
         WATCH.check()
         while (event := session.next_event()) is not None:
             events.append(event)
