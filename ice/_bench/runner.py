@@ -80,14 +80,17 @@ def run(
     quick: bool = False,
     *,
     progress: Callable[[str], None] | None = None,
+    settings: Settings | None = None,
 ) -> list[Result]:
     """Time the cases named in selected (every registered case when None).
 
     quick times each case for a few milliseconds (the whole table in a few
     seconds: a smoke run); otherwise 7 repeats of at least 0.1 s each.
+    settings, when given, overrides both.
     progress, when given, is called with each case's name before it runs.
     """
-    settings = QUICK if quick else FULL
+    if settings is None:
+        settings = QUICK if quick else FULL
     chosen = cases.all_cases()
     if selected is not None:
         wanted = set(selected)
