@@ -3,6 +3,8 @@
     python bench/server_rate.py                         # coturn and ours, 5 s per run
     python bench/server_rate.py --servers coturn --duration 10 --rounds 3
     python bench/server_rate.py --json /tmp/rate.json
+    python bench/server_rate.py --plot rate.svg            # also draw it (needs matplotlib)
+    python bench/server_rate.py --from /tmp/rate.json --plot rate.svg   # redraw, no run
 
 For each server in ``--servers`` (coturn, ice, pion), in turn: start it on
 127.0.0.1 with a free port, then load it with the load generator of
@@ -428,6 +430,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=100, help="ChannelData payload bytes (100)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    parser.add_argument(
+        "--plot", metavar="FILE.svg", help="also draw the rates as a bar chart (matplotlib)"
+    )
+    parser.add_argument(
+        "--from",
+        dest="from_json",
+        metavar="FILE",
+        help="print (and --plot) the results of an earlier --json instead of running",
+    )
     args = parser.parse_args(argv)
     if not 0 < args.duration <= 600 or args.rounds < 1:
         parser.error("need 0 < --duration <= 600 and --rounds >= 1")
@@ -436,6 +447,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.plot or args.from_json:
+        early = plot_before_running(args)
+        if early is not None:
+            return early
 
     def say(text: str) -> None:
         if not args.quiet:
@@ -462,6 +477,64 @@ def main(argv: Sequence[str] | None = None) -> int:
             "runs": [{**asdict(r), "rate": r.rate, "per_core": r.per_core} for r in runs],
         }
         Path(args.json).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    if args.plot and runs:
+        return plot_rates(runs, skipped, header, args.plot)
+    return 0 if runs else 1
+
+
+# --plot and --from: the chart is drawn by ice._bench.plot (matplotlib, the
+# package's `plot` extra); the runs are long, so a missing matplotlib fails
+# before them and --from redraws a saved --json without starting any server.
+
+
+def runs_from_json(data: dict[str, Any]) -> list[Run]:
+    """The Run records of a --json file (keys Run does not know are ignored)."""
+    import dataclasses
+
+    known = {f.name for f in dataclasses.fields(Run)}
+    return [Run(**{k: v for k, v in row.items() if k in known}) for row in data.get("runs", [])]
+
+
+def plot_rates(runs: Sequence[Run], skipped: dict[str, str], header: str, path: str) -> int:
+    from ice._bench import plot
+
+    data = {
+        "header": header,
+        "skipped": skipped,
+        "runs": [{**asdict(r), "rate": r.rate, "per_core": r.per_core} for r in runs],
+    }
+    try:
+        plot.plot_server_rates(data, path)
+    except (OSError, ValueError) as exc:
+        print(f"error: --plot {path}: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def plot_before_running(args: argparse.Namespace) -> int | None:
+    """An exit status when --plot cannot work or --from replaces the run; None to run."""
+    from ice._bench import plot
+
+    if args.plot:
+        try:
+            plot.require_matplotlib()
+        except plot.PlotUnavailable as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    if not args.from_json:
+        return None
+    try:
+        data = json.loads(Path(args.from_json).read_text(encoding="utf-8"))
+        runs = runs_from_json(data)
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
+        print(f"error: {args.from_json}: not a server_rate.py --json file ({exc})", file=sys.stderr)
+        return 2
+    skipped = dict(data.get("skipped") or {})
+    header = str(data.get("header") or f"results read from {args.from_json}")
+    print(format_report(runs, skipped, header))
+    if args.plot:
+        return plot_rates(runs, skipped, header, args.plot)
     return 0 if runs else 1
 
 

@@ -54,6 +54,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="timed repeats per case, the median is taken over them (default 7; --quick: 3)",
     )
+    parser.add_argument(
+        "--clock",
+        choices=("cpu", "wall"),
+        default="cpu",
+        help="time with this thread's CPU time (default; a busy machine disturbs it less) "
+        "or the wall clock (perf_counter, as timeit)",
+    )
     check = parser.add_argument_group("regression check and chart")
     check.add_argument(
         "--save",
@@ -111,6 +118,7 @@ def _settings(args: argparse.Namespace) -> runner.Settings:
     return runner.Settings(
         min_time=base.min_time if args.min_time is None else args.min_time,
         repeats=base.repeats if args.repeats is None else args.repeats,
+        clock=args.clock,
     )
 
 
@@ -132,6 +140,7 @@ def _environment(
         "mode": "quick" if quick else "full",
         "min_time": settings.min_time,
         "repeats": settings.repeats,
+        "clock": runner.clock_name(settings.clock),
         # Measured before and after the cases; their mean is the divisor of a
         # --compare, so a drift of the machine during the run is averaged in.
         "harness_floor_ns": round(statistics.fmean(floors_ns), 2),
@@ -165,7 +174,8 @@ def _measure(
         f"python -m ice bench{' --quick' if args.quick else ''}: ice {env['ice']}, "
         f"{env['implementation']} {env['python']} on {env['cpu']} ({env['machine']}), "
         f"SHA path: {env['sha_backend']}, {env['date']}",
-        f"harness: timeit, {settings.repeats} repeats of >= {settings.min_time:g} s per case; "
+        f"harness: timeit on {runner.clock_name(settings.clock)}, {settings.repeats} repeats "
+        f"of >= {settings.min_time:g} s per case; "
         f"an empty Python function costs {floor:.1f} ns/call in this loop",
     ]
     return results, env, notes
@@ -216,6 +226,10 @@ def run(args: argparse.Namespace) -> int:
     if not chosen:
         print(f"no benchmark case matches {args.select!r}", file=sys.stderr)
         return 2
+    if (args.min_time is not None and args.min_time <= 0) or (
+        args.repeats is not None and args.repeats < 1
+    ):
+        return _error("--min-time must be > 0 and --repeats >= 1")
     if args.tolerance is not None and args.tolerance < 0:
         return _error("--tolerance is a percentage >= 0")
     # Everything that can fail without measuring fails before the minute of measuring.

@@ -36,7 +36,11 @@ _ENVIRONMENT_KEYS: Final = (
     ("python", "Python version"),
     ("sha_backend", "SHA path"),
 )
-_SETTINGS_KEYS: Final = (("min_time", "min time per repeat"), ("repeats", "repeats"))
+_SETTINGS_KEYS: Final = (
+    ("min_time", "min time per repeat"),
+    ("repeats", "repeats"),
+    ("clock", "clock"),
+)
 
 
 class BaselineError(ValueError):
