@@ -19,7 +19,6 @@ import argparse
 import datetime
 import json
 import platform
-import statistics
 import sys
 from collections.abc import Sequence
 
@@ -122,9 +121,7 @@ def _settings(args: argparse.Namespace) -> runner.Settings:
     )
 
 
-def _environment(
-    quick: bool, settings: runner.Settings, floors_ns: Sequence[float]
-) -> dict[str, object]:
+def _environment(quick: bool, settings: runner.Settings, floor_ns: float) -> dict[str, object]:
     from ice import __version__
     from ice._codec import SHA_BACKEND
 
@@ -141,10 +138,8 @@ def _environment(
         "min_time": settings.min_time,
         "repeats": settings.repeats,
         "clock": runner.clock_name(settings.clock),
-        # Measured before and after the cases; their mean is the divisor of a
-        # --compare, so a drift of the machine during the run is averaged in.
-        "harness_floor_ns": round(statistics.fmean(floors_ns), 2),
-        "harness_floor_samples_ns": [round(f, 2) for f in floors_ns],
+        # Timed in the same interleaved rounds as the cases: the divisor of a --compare.
+        "harness_floor_ns": round(floor_ns, 2),
     }
 
 
@@ -157,19 +152,12 @@ def _measure(
     args: argparse.Namespace, chosen: Sequence[cases.Case]
 ) -> tuple[list[report.Result], dict[str, object], list[str]]:
     settings = _settings(args)
-    floor_before = runner.harness_floor_ns(settings)
-    total = len(chosen)
-    done = 0
 
-    def progress(name: str) -> None:
-        nonlocal done
-        done += 1
-        print(f"[{done}/{total}] {name}", file=sys.stderr, flush=True)
+    def progress(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
 
-    results = runner.run([c.name for c in chosen], progress=progress, settings=settings)
-    floors = [floor_before, runner.harness_floor_ns(settings)]
-    floor = statistics.fmean(floors)
-    env = _environment(args.quick, settings, floors)
+    results, floor = runner.run_with_floor([c.name for c in chosen], settings, progress=progress)
+    env = _environment(args.quick, settings, floor)
     notes = [
         f"python -m ice bench{' --quick' if args.quick else ''}: ice {env['ice']}, "
         f"{env['implementation']} {env['python']} on {env['cpu']} ({env['machine']}), "

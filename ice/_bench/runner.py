@@ -3,7 +3,9 @@
 For each case: prepare it (``case.setup()``), find a number of calls that
 takes at least ``min_time`` seconds (as ``timeit.Timer.autorange`` does,
 1-2-5 steps), then time that many calls ``repeats`` times with the garbage
-collector off. The result is the min and the median of the per-call times.
+collector off; `run_with_floor` interleaves the repeats of all cases (one
+round times each case once). The result is the min and the median of the
+per-call times.
 Nothing is subtracted: the cost of calling the prepared callable from the
 timing loop is part of every number (see `harness_floor_ns`).
 
@@ -27,7 +29,15 @@ from typing import Final, Literal
 from ice._bench import cases
 from ice._bench.report import Result
 
-__all__ = ["Result", "Settings", "clock_name", "harness_floor_ns", "measure", "run"]
+__all__ = [
+    "Result",
+    "Settings",
+    "clock_name",
+    "harness_floor_ns",
+    "measure",
+    "run",
+    "run_with_floor",
+]
 
 Clock = Literal["cpu", "wall"]
 
@@ -108,6 +118,72 @@ def harness_floor_ns(settings: Settings = FULL) -> float:
     return measure("(empty function)", _noop, settings).median_ns
 
 
+FLOOR_NAME: Final = "(empty function)"
+
+
+def _floor_setup() -> Callable[[], object]:
+    return _noop
+
+
+def _chosen(selected: Collection[str] | None) -> list[cases.Case]:
+    chosen = cases.all_cases()
+    if selected is not None:
+        wanted = set(selected)
+        unknown = wanted - {c.name for c in chosen}
+        if unknown:
+            raise KeyError(f"no benchmark case named {', '.join(sorted(unknown))}")
+        chosen = [c for c in chosen if c.name in wanted]
+    return chosen
+
+
+def run_with_floor(
+    selected: Collection[str] | None = None,
+    settings: Settings = FULL,
+    *,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[list[Result], float]:
+    """Time the cases named in selected (all when None) and the harness floor, interleaved.
+
+    Each case (and an empty function, the floor) is prepared and calibrated
+    once; then come ``settings.repeats`` rounds, each timing every case once,
+    in turn. A burst of load from elsewhere on the machine so lands in one
+    repeat of many cases, where their median drops it, instead of in every
+    repeat of a few cases, which would then read slower as a whole (timing
+    each case's repeats back to back did that on a shared core: see
+    bench/README.md, "Regression check"). Returns the results, in registry
+    order, and the floor's median ns per call.
+    """
+    clock = _timer(settings.clock)
+    chosen = _chosen(selected)
+    timed: list[tuple[str, timeit.Timer, int]] = []
+    for index, (name, setup) in enumerate(
+        [(FLOOR_NAME, _floor_setup), *((c.name, c.setup) for c in chosen)]
+    ):
+        if progress is not None and name != FLOOR_NAME:
+            progress(f"[{index}/{len(chosen)}] {name}")
+        op = setup()
+        op()  # fail early, before any timing, if the workload is broken
+        timer = timeit.Timer(op, timer=clock)
+        timed.append((name, timer, _calibrate(timer, settings.min_time)))
+    per_call: dict[str, list[float]] = {name: [] for name, _, _ in timed}
+    for round_number in range(settings.repeats):
+        if progress is not None:
+            progress(f"round {round_number + 1}/{settings.repeats}")
+        for name, timer, number in timed:
+            per_call[name].append(timer.timeit(number) / number * 1e9)
+    results = [
+        Result(
+            name=name,
+            min_ns=min(per_call[name]),
+            median_ns=statistics.median(per_call[name]),
+            loops=number,
+            repeats=settings.repeats,
+        )
+        for name, _, number in timed
+    ]
+    return results[1:], results[0].median_ns
+
+
 def run(
     selected: Collection[str] | None = None,
     quick: bool = False,
@@ -119,21 +195,10 @@ def run(
 
     quick times each case for a few milliseconds (the whole table in a few
     seconds: a smoke run); otherwise 7 repeats of at least 0.1 s each.
-    settings, when given, overrides both.
-    progress, when given, is called with each case's name before it runs.
+    settings, when given, overrides both. The repeats are interleaved
+    (`run_with_floor`); progress, when given, is called with a line of
+    progress text as the run goes.
     """
     if settings is None:
         settings = QUICK if quick else FULL
-    chosen = cases.all_cases()
-    if selected is not None:
-        wanted = set(selected)
-        unknown = wanted - {c.name for c in chosen}
-        if unknown:
-            raise KeyError(f"no benchmark case named {', '.join(sorted(unknown))}")
-        chosen = [c for c in chosen if c.name in wanted]
-    results: list[Result] = []
-    for case in chosen:
-        if progress is not None:
-            progress(case.name)
-        results.append(measure(case.name, case.setup(), settings))
-    return results
+    return run_with_floor(selected, settings, progress=progress)[0]
