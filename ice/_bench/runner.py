@@ -119,10 +119,11 @@ def harness_floor_ns(settings: Settings = FULL) -> float:
 
 
 FLOOR_NAME: Final = "(empty function)"
-
-
-def _floor_setup() -> Callable[[], object]:
-    return _noop
+#: The floor is timed before every FLOOR_EVERY-th case (and after the last) in
+#: each round, and its median taken over all of those: one timing of a 30 ns
+#: function per round moved by 9-11% between runs whose rows moved 2-5%, and a
+#: --compare divides every row by it.
+FLOOR_EVERY: Final = 8
 
 
 def _chosen(selected: Collection[str] | None) -> list[cases.Case]:
@@ -151,20 +152,24 @@ def run_with_floor(
     repeat of a few cases, which would then read slower as a whole (timing
     each case's repeats back to back did that on a shared core: see
     bench/README.md, "Regression check"). Returns the results, in registry
-    order, and the floor's median ns per call.
+    order, and the floor's median ns per call over all its timings.
     """
     clock = _timer(settings.clock)
     chosen = _chosen(selected)
     timed: list[tuple[str, timeit.Timer, int]] = []
-    for index, (name, setup) in enumerate(
-        [(FLOOR_NAME, _floor_setup), *((c.name, c.setup) for c in chosen)]
-    ):
-        if progress is not None and name != FLOOR_NAME:
-            progress(f"[{index}/{len(chosen)}] {name}")
-        op = setup()
+    floor_timer = timeit.Timer(_noop, timer=clock)
+    floor_number = _calibrate(floor_timer, settings.min_time)
+    floor_slot = (FLOOR_NAME, floor_timer, floor_number)
+    for index, case in enumerate(chosen):
+        if progress is not None:
+            progress(f"[{index + 1}/{len(chosen)}] {case.name}")
+        if index % FLOOR_EVERY == 0:
+            timed.append(floor_slot)
+        op = case.setup()
         op()  # fail early, before any timing, if the workload is broken
         timer = timeit.Timer(op, timer=clock)
-        timed.append((name, timer, _calibrate(timer, settings.min_time)))
+        timed.append((case.name, timer, _calibrate(timer, settings.min_time)))
+    timed.append(floor_slot)
     per_call: dict[str, list[float]] = {name: [] for name, _, _ in timed}
     for round_number in range(settings.repeats):
         if progress is not None:
@@ -173,15 +178,17 @@ def run_with_floor(
             per_call[name].append(timer.timeit(number) / number * 1e9)
     results = [
         Result(
-            name=name,
-            min_ns=min(per_call[name]),
-            median_ns=statistics.median(per_call[name]),
+            name=case.name,
+            min_ns=min(per_call[case.name]),
+            median_ns=statistics.median(per_call[case.name]),
             loops=number,
             repeats=settings.repeats,
         )
-        for name, _, number in timed
+        for case, (_, _, number) in zip(
+            chosen, (t for t in timed if t[0] != FLOOR_NAME), strict=True
+        )
     ]
-    return results[1:], results[0].median_ns
+    return results, statistics.median(per_call[FLOOR_NAME])
 
 
 def run(
