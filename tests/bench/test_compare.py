@@ -121,9 +121,12 @@ def test_default_tolerance_follows_the_run_settings() -> None:
         compare.DEFAULT_TOLERANCE_PCT
     )
     assert compare.default_tolerance({"mode": "quick", "min_time": 0.004, "repeats": 3}) == (
-        compare.QUICK_TOLERANCE_PCT
+        compare.SHORT_RUN_TOLERANCE_PCT
     )
-    assert compare.QUICK_TOLERANCE_PCT > compare.DEFAULT_TOLERANCE_PCT
+    assert compare.default_tolerance({"mode": "full", "min_time": 0.02, "repeats": 5}) == (
+        compare.SHORT_RUN_TOLERANCE_PCT
+    )
+    assert compare.SHORT_RUN_TOLERANCE_PCT > compare.DEFAULT_TOLERANCE_PCT
 
 
 def test_load_rejects_what_is_not_a_result_file(tmp_path: Path) -> None:
