@@ -76,8 +76,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         metavar="PCT",
         help="flag rows whose floor-normalised median changed by more than PCT percent "
-        f"(default {compare.DEFAULT_TOLERANCE_PCT:g}; for a shorter run than the default, "
-        f"e.g. --quick: {compare.SHORT_RUN_TOLERANCE_PCT:g})",
+        f"(default {compare.DEFAULT_TOLERANCE_PCT:g}: the largest change between runs of "
+        "unchanged code on a busy core, plus a margin; see bench/README.md)",
     )
     check.add_argument(
         "--fail-on-regression",
@@ -253,10 +253,8 @@ def run(args: argparse.Namespace) -> int:
     if baseline is not None:
         current = compare.run_from_json(report.to_json(results, meta=env))
         tolerance = args.tolerance
-        if tolerance is None:  # the shorter (noisier) run of the two sets it
-            tolerance = max(
-                compare.default_tolerance(current.meta), compare.default_tolerance(baseline.meta)
-            )
+        if tolerance is None:
+            tolerance = compare.DEFAULT_TOLERANCE_PCT
         comparison = compare.compare(baseline, current, tolerance)
         print(compare.format_comparison(comparison, baseline_name=args.compare))
         if args.fail_on_regression and comparison.regressions:

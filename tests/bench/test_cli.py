@@ -81,17 +81,20 @@ def test_k_limits_the_comparison_to_the_selected_rows(
     assert "Only in the baseline" not in out
 
 
-def test_a_shorter_run_gets_the_wider_default_tolerance(
+def test_the_default_tolerance_applies_without_tolerance(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     base = write(tmp_path / "base.json", ROWS)
-    change = (compare.DEFAULT_TOLERANCE_PCT + compare.SHORT_RUN_TOLERANCE_PCT) / 2
-    slower = {**ROWS, "Username_AddTo": 100.0 * (1 + change / 100)}
-    full = write(tmp_path / "full.json", slower)
-    short = write(tmp_path / "short.json", slower, min_time=0.02, repeats=5)
-    assert main(["--from", full, "--compare", base, "--fail-on-regression"]) == 1
-    assert main(["--from", short, "--compare", base, "--fail-on-regression"]) == 0
-    assert "another min time per repeat (0.1, this run 0.02)" in capsys.readouterr().out
+    beyond = 1 + (compare.DEFAULT_TOLERANCE_PCT + 5) / 100
+    within = 1 + (compare.DEFAULT_TOLERANCE_PCT - 5) / 100
+    slower = write(tmp_path / "slower.json", {**ROWS, "Username_AddTo": 100.0 * beyond})
+    noisy = write(tmp_path / "noisy.json", {**ROWS, "Username_AddTo": 100.0 * within})
+    assert main(["--from", slower, "--compare", base, "--fail-on-regression"]) == 1
+    assert main(["--from", noisy, "--compare", base, "--fail-on-regression"]) == 0
+    short = write(tmp_path / "short.json", ROWS, min_time=0.004, repeats=3)
+    capsys.readouterr()
+    assert main(["--from", short, "--compare", base]) == 0
+    assert "another min time per repeat (0.1, this run 0.004)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("content", [None, "{", '{"results": "no"}'])

@@ -116,19 +116,6 @@ def test_a_baseline_from_another_cpu_or_python_is_warned_about() -> None:
     )
 
 
-def test_default_tolerance_follows_the_run_settings() -> None:
-    assert compare.default_tolerance({"min_time": 0.1, "repeats": 7}) == (
-        compare.DEFAULT_TOLERANCE_PCT
-    )
-    assert compare.default_tolerance({"mode": "quick", "min_time": 0.004, "repeats": 3}) == (
-        compare.SHORT_RUN_TOLERANCE_PCT
-    )
-    assert compare.default_tolerance({"mode": "full", "min_time": 0.02, "repeats": 5}) == (
-        compare.SHORT_RUN_TOLERANCE_PCT
-    )
-    assert compare.SHORT_RUN_TOLERANCE_PCT > compare.DEFAULT_TOLERANCE_PCT
-
-
 def test_load_rejects_what_is_not_a_result_file(tmp_path: Path) -> None:
     good = tmp_path / "good.json"
     good.write_text(json.dumps(results(30.0, BASE)), encoding="utf-8")
