@@ -68,6 +68,7 @@ cdef class Message:
     cdef int _add_integrity_sha1(self, IntegrityKey key) except -1
     cdef int _add_integrity_sha256(self, IntegrityKey key, Py_ssize_t length) except -1
     cdef int _add_fingerprint(self) except -1
+    cdef int _set_transaction_id(self, object value) except -1
 
 
 cdef class Attribute:

@@ -7,6 +7,7 @@
 # and FINGERPRINT are computed over the buffer in place, with the length field
 # patched to the value RFC 8489 sections 14.5-14.7 prescribe while hashing.
 
+cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.buffer cimport (
     PyBUF_FORMAT,
@@ -165,6 +166,7 @@ def new_transaction_id():
 
 # ---------------------------------------------------------------- integrity keys
 
+@cython.no_gc  # its one reference is an exact bytes: no cycle can pass through it
 cdef class IntegrityKey:
     """A MESSAGE-INTEGRITY key with its HMAC states computed once.
 
@@ -403,6 +405,8 @@ cdef class Attribute:
         self._apply(msg)
 
 
+# Messages come and go once per datagram: a free list spares the allocator.
+@cython.freelist(16)
 cdef class Message:
     """A STUN message: one owned buffer plus an index of its attributes."""
 
@@ -432,8 +436,10 @@ cdef class Message:
 
     # -- construction
 
-    @classmethod
-    def build(cls, int type, *setters, transaction_id=None):
+    # A staticmethod, not a classmethod: it always makes a Message, and CPython
+    # binds a classmethod anew (an allocation) on every Message.build access.
+    @staticmethod
+    def build(int type, *setters, transaction_id=None):
         """Message(type) with each setter's add_to(msg) applied in order."""
         cdef Message msg = Message.__new__(Message)
         if type < 0 or type > 0x3FFF:
@@ -442,7 +448,7 @@ cdef class Message:
         if transaction_id is None:
             fill_transaction_id(msg._buf + 8)
         else:
-            msg.transaction_id = transaction_id
+            msg._set_transaction_id(transaction_id)
         for setter in setters:
             if isinstance(setter, Attribute):
                 (<Attribute>setter)._apply(msg)
@@ -663,10 +669,14 @@ cdef class Message:
 
     @transaction_id.setter
     def transaction_id(self, value):
+        self._set_transaction_id(value)
+
+    cdef int _set_transaction_id(self, object value) except -1:
         cdef bytes tid = _as_bytes(value)
         if len(tid) != 12:
             raise ValueError(f"a transaction ID is 12 bytes, not {len(tid)}")
         memcpy(self._buf + 8, PyBytes_AS_STRING(tid), 12)
+        return 0
 
     def new_transaction_id(self):
         """Give this message a fresh random transaction ID."""
@@ -763,9 +773,6 @@ cdef class Message:
     @property
     def raw(self):
         """The wire bytes (a copy); the fastest way to get them, as bytes(msg) costs a lookup."""
-        return PyBytes_FromStringAndSize(<char *>self._buf, self._size)
-
-    def __bytes__(self):
         return PyBytes_FromStringAndSize(<char *>self._buf, self._size)
 
     def __getbuffer__(self, Py_buffer *view, int flags):
