@@ -32,6 +32,8 @@ cdef extern from "_fastcall.h":
     int ice_has_vectorcall(object type)
     object ice_type_call(object type, PyObject **args, size_t nargsf, PyObject *kwnames)
     int ice_type_set(object type, object name, object value) except -1
+    bint ice_class_int_cached(PyTypeObject *type, PyObject *name, Py_ssize_t *value)
+    void ice_class_int_store(PyTypeObject *type, PyObject *name, Py_ssize_t value)
     Py_ssize_t PyVectorcall_NARGS(size_t nargsf)
 
 # code -> (reason, its UTF-8), so ErrorCodeAttribute(438) costs no encoding.
@@ -55,12 +57,17 @@ cdef str _TYPE = "TYPE"
 
 cdef Py_ssize_t class_int(object cls, str name) except -1:
     """An int class attribute (TYPE, MAX_BYTES, SIZE) of cls, or of obj's class."""
+    cdef Py_ssize_t value
     if not isinstance(cls, type):
         cls = type(cls)
+    if ice_class_int_cached(<PyTypeObject *>cls, <PyObject *>name, &value):
+        return value
     cdef PyObject *found = _PyType_Lookup(<PyTypeObject *>cls, name)
     if found == NULL:
         raise TypeError(f"{(<type>cls).__name__} does not define {name}")
-    return <object>found
+    value = <object>found
+    ice_class_int_store(<PyTypeObject *>cls, <PyObject *>name, value)
+    return value
 
 
 cdef uint16_t attr_type_of(object cls) except? 0:
@@ -111,7 +118,9 @@ cdef class AddressAttribute(Attribute):
     @property
     def address(self):
         """(host, port), as the socket module wants it."""
-        return (self.host, self.port)
+        if self._host is None:
+            self._host = format_ip(self.family, self._ip)
+        return (self._host, self.port)
 
     cdef int _apply(self, Message msg) except -1:
         return msg._add_address(attr_type_of(self), self.family, self._ip, <uint16_t>self.port,

@@ -60,6 +60,7 @@ cdef class Message:
     cdef Py_ssize_t _find(self, uint16_t attr_type) noexcept
     cdef int _parse(self, const uint8_t *data, Py_ssize_t length) except -1
     cdef int _parse_object(self, object data) except -1
+    cdef int _parse_or_empty(self, const uint8_t *data, Py_ssize_t length) except -1
     cdef void _set_length(self, Py_ssize_t body) noexcept
     cdef int _add_address(self, uint16_t attr_type, int family, const uint8_t *ip,
                           uint16_t port, bint xored) except -1

@@ -8,7 +8,7 @@
 # patched to the value RFC 8489 sections 14.5-14.7 prescribe while hashing.
 
 cimport cython
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.buffer cimport (
     PyBUF_FORMAT,
     PyBUF_ND,
@@ -20,6 +20,10 @@ from cpython.buffer cimport (
 )
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.unicode cimport PyUnicode_DecodeUTF8
+
+cdef extern from "Python.h":
+    str PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
+    void *PyUnicode_DATA(object text)
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy, memmove, memset
 
@@ -362,11 +366,26 @@ cdef int parse_ip(object host, uint8_t *out) except 0:
     raise TypeError(f"an IP address is a str or an ipaddress object, not {type(host).__name__}")
 
 
+# The text of the IPv4 addresses formatted last, by their last byte: a client
+# reads its one mapped address again and again, a server its clients' addresses.
+cdef enum:
+    HOST_CACHE_SIZE = 64
+cdef uint32_t _host_cache_ip[HOST_CACHE_SIZE]
+cdef list _host_cache_text = [None] * HOST_CACHE_SIZE
+
+
 cdef str format_ip(int family, const uint8_t *ip):
     cdef char text[16]
     cdef int n = 0, i, v
+    cdef uint32_t packed
+    cdef Py_ssize_t slot
     if family == FAMILY_IPV6:
         return _inet_ntop(_AF_INET6, PyBytes_FromStringAndSize(<const char *>ip, 16))
+    packed = load32(ip)
+    slot = ip[3] % HOST_CACHE_SIZE
+    cached = _host_cache_text[slot]
+    if cached is not None and _host_cache_ip[slot] == packed:
+        return <str>cached
     for i in range(4):
         v = ip[i]
         if v >= 100:
@@ -380,7 +399,12 @@ cdef str format_ip(int family, const uint8_t *ip):
         if i < 3:
             text[n] = b'.'
             n += 1
-    return PyUnicode_DecodeUTF8(text, n, NULL)
+    # An ASCII str filled in place: no UTF-8 decoder between the digits and the str.
+    cdef str host = PyUnicode_New(n, 127)
+    memcpy(PyUnicode_DATA(host), text, n)
+    _host_cache_ip[slot] = packed
+    _host_cache_text[slot] = host
+    return host
 
 
 cdef str decode_text(const uint8_t *data, Py_ssize_t length, object owner):
@@ -469,17 +493,26 @@ cdef class Message:
 
     cdef int _parse_object(self, object data) except -1:
         cdef Py_buffer view
+        if type(data) is bytes:  # what sockets hand over: no buffer to acquire and release
+            return self._parse_or_empty(<const uint8_t *>PyBytes_AS_STRING(data),
+                                        PyBytes_GET_SIZE(data))
         acquire(data, &view, "Message.decode")
         try:
-            self._parse(<const uint8_t *>view.buf, view.len)
+            self._parse_or_empty(<const uint8_t *>view.buf, view.len)
+        finally:
+            PyBuffer_Release(&view)
+        return 0
+
+    cdef int _parse_or_empty(self, const uint8_t *data, Py_ssize_t length) except -1:
+        """_parse, leaving a header-only message when the bytes are refused."""
+        try:
+            self._parse(data, length)
         except BaseException:
             self._size = HEADER_SIZE
             self._nattrs = 0
             self._seal = SEAL_NONE
             self._set_length(0)
             raise
-        finally:
-            PyBuffer_Release(&view)
         return 0
 
     cdef int _parse(self, const uint8_t *data, Py_ssize_t n) except -1:

@@ -71,4 +71,47 @@ static int ice_type_set(PyObject *type, PyObject *name, PyObject *value)
     return 0;
 }
 
+/* Integer class attributes (TYPE, MAX_BYTES, SIZE) read on every add_to and
+ * get_from: a direct-mapped cache by (type, name), valid while the type's
+ * version tag is the one it was read under (CPython gives a type a new tag
+ * whenever its attributes change, and never reuses one). */
+typedef struct {
+    PyTypeObject *type;
+    PyObject *name;
+    unsigned int version;
+    Py_ssize_t value;
+} ice_class_int_entry;
+
+#define ICE_CLASS_INT_SLOTS 256
+static ice_class_int_entry ice_class_ints[ICE_CLASS_INT_SLOTS];
+
+static inline ice_class_int_entry *ice_class_int_slot(PyTypeObject *type, PyObject *name)
+{
+    size_t h = ((size_t)type >> 4) ^ ((size_t)name >> 3);
+    return &ice_class_ints[h % ICE_CLASS_INT_SLOTS];
+}
+
+static inline int ice_class_int_cached(PyTypeObject *type, PyObject *name, Py_ssize_t *value)
+{
+    ice_class_int_entry *e = ice_class_int_slot(type, name);
+    if (e->type == type && e->name == name && e->version != 0
+            && e->version == type->tp_version_tag) {
+        *value = e->value;
+        return 1;
+    }
+    return 0;
+}
+
+static inline void ice_class_int_store(PyTypeObject *type, PyObject *name, Py_ssize_t value)
+{
+    ice_class_int_entry *e;
+    if (!PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG) || type->tp_version_tag == 0)
+        return;
+    e = ice_class_int_slot(type, name);
+    e->type = type;
+    e->name = name;  /* the callers' interned constants, alive as long as the module */
+    e->version = type->tp_version_tag;
+    e->value = value;
+}
+
 #endif

@@ -29,7 +29,7 @@ ARGUMENT_LISTS: list[tuple[type, tuple[Any, ...], dict[str, Any]]] = [
     (ice.Username, (b"raw-bytes",), {}),
     (ice.Username, (bytearray(b"ba"),), {}),
     (ice.Username, (memoryview(b"mv"),), {}),
-    (ice.Username, (),  {"value": "kw"}),
+    (ice.Username, (), {"value": "kw"}),
     (ice.Username, ("x" * 513,), {}),
     (ice.Username, (b"x" * 513,), {}),
     (ice.Username, (bytearray(513),), {}),
@@ -119,9 +119,9 @@ def test_every_attribute_with_a_shape_constructor_has_the_fast_call() -> None:
     # The classes whose own __init__ is not one a C constructor mirrors are
     # called the generic way (UnknownAttributes, PasswordAlgorithm, ...).
     own_init = {
-        cls for cls in _concrete_classes() if "__init__" in vars(cls) and cls not in (
-            ice.MessageIntegrity, ice.ChannelNumber
-        )
+        cls
+        for cls in _concrete_classes()
+        if "__init__" in vars(cls) and cls not in (ice.MessageIntegrity, ice.ChannelNumber)
     }
     fast = {cls for cls in _concrete_classes() if _attrs_base._has_fast_call(cls)}
     assert fast == set(_concrete_classes()) - own_init
@@ -178,3 +178,16 @@ def test_a_str_subclass_is_kept_as_its_utf8() -> None:
     made = ice.Username(Loud("quiet"))
     assert made.raw == b"quiet"
     assert type(made.value) is str and made.value == "quiet"
+
+
+def test_host_text_is_right_for_addresses_sharing_a_cache_slot() -> None:
+    # format_ip keeps the text of recent IPv4 addresses by their last byte:
+    # addresses that share one must each read back as themselves.
+    hosts = [f"10.{a}.{b}.{c}" for a in (0, 1, 255) for b in (0, 7) for c in (4, 68, 132, 196)]
+    for _round in range(2):
+        for host in hosts:
+            msg = ice.Message.build(constants.BINDING_SUCCESS, ice.XorMappedAddress(host, 3478))
+            found = ice.XorMappedAddress.get_from(ice.Message.decode(msg.raw))
+            assert found is not None
+            assert found.address == (host, 3478)
+            assert found.host == host
