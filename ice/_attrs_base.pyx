@@ -27,6 +27,9 @@ from types import ClassMethodDescriptorType
 from ice._errors import DecodeError
 from ice.constants import default_reason
 
+cdef extern from "Python.h":
+    void PyErr_SetObject(object error, object value)
+
 cdef extern from "_fastcall.h":
     void ice_set_vectorcall(object type, void *fn)
     int ice_has_vectorcall(object type)
@@ -34,12 +37,16 @@ cdef extern from "_fastcall.h":
     int ice_type_set(object type, object name, object value) except -1
     bint ice_class_int_cached(PyTypeObject *type, PyObject *name, Py_ssize_t *value)
     void ice_class_int_store(PyTypeObject *type, PyObject *name, Py_ssize_t value)
+    PyObject *ice_no_args_tuple
+    void *ice_text_install(void *init)
+    void *ice_bytes_install(void *init)
     Py_ssize_t PyVectorcall_NARGS(size_t nargsf)
 
 # code -> (reason, its UTF-8), so ErrorCodeAttribute(438) costs no encoding.
 cdef dict _default_reasons = {}
 
 cdef tuple _NO_ARGS = ()
+ice_no_args_tuple = <PyObject *>_NO_ARGS
 
 
 cdef object new_instance(type cls):
@@ -89,11 +96,10 @@ cdef str _name(object obj):
 
 # ---------------------------------------------------------------- addresses
 
-# Attributes are made and dropped once per message: free lists spare the
-# allocator, and the shapes whose only references are exact str/bytes (no cycle
-# can pass through them) stay out of the cyclic garbage collector.
+# Attributes are made and dropped once per message: the shapes whose only
+# references are exact str/bytes (no cycle can pass through them) stay out of
+# the cyclic garbage collector (no GC header, no tracking per object).
 @cython.no_gc
-@cython.freelist(16)
 cdef class AddressAttribute(Attribute):
     """A transport address: family, IP and port (RFC 8489 14.1 MAPPED-ADDRESS shape)."""
 
@@ -180,7 +186,6 @@ cdef class XorAddressAttribute(AddressAttribute):
 # ---------------------------------------------------------------- text and bytes
 
 @cython.no_gc
-@cython.freelist(16)
 cdef class TextAttribute(Attribute):
     """UTF-8 text of bounded size (USERNAME, REALM, NONCE, SOFTWARE, ...).
 
@@ -255,6 +260,14 @@ cdef class TextAttribute(Attribute):
             return f"{_name(self)}({self._raw!r})"
 
 
+cdef int _refuse(object error, str text) noexcept:
+    """Set error(text) and return -1: what ``raise`` does, but returned, so that the
+    refusing function adds no traceback entry (each costs a frame object: a
+    hostile oversized value is refused at the price of one)."""
+    PyErr_SetObject(error, text)
+    return -1
+
+
 cdef str _MAX_CHARS = "MAX_CHARS"
 cdef str _MAX_BYTES = "MAX_BYTES"
 
@@ -265,46 +278,37 @@ cdef int _text_init(TextAttribute self, object value) except -1:
     if type(value) is str:
         limit = class_int(self, _MAX_CHARS)
         if len(<str>value) > limit:
-            raise ValueError(f"{_name(self)} is at most {limit} characters, not {len(value)}")
+            return _refuse(ValueError, f"{_name(self)} is at most {limit} characters, not {len(value)}")
         # The str caches its UTF-8 (for ASCII it is the str's own data): no copy here.
         PyUnicode_AsUTF8AndSize(value, &n)
         limit = class_int(self, _MAX_BYTES)
         if n > limit:
-            raise ValueError(f"{_name(self)} is at most {limit} bytes, not {n}")
+            return _refuse(ValueError, f"{_name(self)} is at most {limit} bytes, not {n}")
         self._text = value
         return 0
     if isinstance(value, str):
         limit = class_int(self, _MAX_CHARS)
         if len(<str>value) > limit:
-            raise ValueError(f"{_name(self)} is at most {limit} characters, not {len(value)}")
+            return _refuse(ValueError, f"{_name(self)} is at most {limit} characters, not {len(value)}")
         raw = PyUnicode_AsUTF8String(value)
     elif isinstance(value, (bytes, bytearray)):
         # The length before any copy: an oversized value costs only the error.
         limit = class_int(self, _MAX_BYTES)
         if len(value) > limit:
-            raise ValueError(f"{_name(self)} is at most {limit} bytes, not {len(value)}")
+            return _refuse(ValueError, f"{_name(self)} is at most {limit} bytes, not {len(value)}")
         raw = value if type(value) is bytes else bytes(value)
     elif isinstance(value, memoryview):
         raw = bytes(value)
     else:
-        raise TypeError(f"{_name(self)} takes str or bytes, not {type(value).__name__}")
+        return _refuse(TypeError, f"{_name(self)} takes str or bytes, not {type(value).__name__}")
     limit = class_int(self, _MAX_BYTES)
     if len(raw) > limit:
-        raise ValueError(f"{_name(self)} is at most {limit} bytes, not {len(raw)}")
+        return _refuse(ValueError, f"{_name(self)} is at most {limit} bytes, not {len(raw)}")
     self._raw = raw
     return 0
 
 
-cdef object _text_call(PyObject *cls, PyObject **args, size_t nargsf, PyObject *kwnames):
-    if kwnames == NULL and PyVectorcall_NARGS(nargsf) == 1:
-        attr = <TextAttribute>new_instance(<type>cls)
-        _text_init(attr, <object>args[0])
-        return attr
-    return ice_type_call(<object>cls, args, nargsf, kwnames)
-
-
 @cython.no_gc
-@cython.freelist(16)
 cdef class BytesAttribute(Attribute):
     """Opaque bytes; SIZE fixes the length when the RFC does (0: any length)."""
 
@@ -351,24 +355,15 @@ cdef int _bytes_init(BytesAttribute self, object value) except -1:
     cdef bytes raw = value if type(value) is bytes else bytes(value)
     cdef Py_ssize_t size = class_int(self, _SIZE)
     if size and len(raw) != size:
-        raise ValueError(f"{_name(self)} is {size} bytes, not {len(raw)}")
+        return _refuse(ValueError, f"{_name(self)} is {size} bytes, not {len(raw)}")
     if len(raw) > 0xFFFF:
-        raise ValueError(f"{_name(self)} is at most 65,535 bytes, not {len(raw)}")
+        return _refuse(ValueError, f"{_name(self)} is at most 65,535 bytes, not {len(raw)}")
     self.value = raw
     return 0
 
 
-cdef object _bytes_call(PyObject *cls, PyObject **args, size_t nargsf, PyObject *kwnames):
-    if kwnames == NULL and PyVectorcall_NARGS(nargsf) == 1:
-        attr = <BytesAttribute>new_instance(<type>cls)
-        _bytes_init(attr, <object>args[0])
-        return attr
-    return ice_type_call(<object>cls, args, nargsf, kwnames)
-
-
 # ---------------------------------------------------------------- integers and flags
 
-@cython.freelist(16)
 cdef class Uint32Attribute(Attribute):
     """A 32-bit unsigned integer (PRIORITY, LIFETIME, CONNECTION-ID)."""
 
@@ -423,7 +418,6 @@ cdef object _uint32_call(PyObject *cls, PyObject **args, size_t nargsf, PyObject
     return ice_type_call(<object>cls, args, nargsf, kwnames)
 
 
-@cython.freelist(16)
 cdef class Uint64Attribute(Attribute):
     """A 64-bit unsigned integer (the ICE-CONTROLLING/CONTROLLED tie-breaker)."""
 
@@ -479,7 +473,6 @@ cdef object _uint64_call(PyObject *cls, PyObject **args, size_t nargsf, PyObject
     return ice_type_call(<object>cls, args, nargsf, kwnames)
 
 
-@cython.freelist(16)
 cdef class FlagAttribute(Attribute):
     """An attribute whose presence is its meaning (USE-CANDIDATE, DONT-FRAGMENT)."""
 
@@ -566,7 +559,6 @@ cdef object _family_call(PyObject *cls, PyObject **args, size_t nargsf, PyObject
 
 # ---------------------------------------------------------------- error codes
 
-@cython.freelist(16)
 cdef class ErrorCodeShape(Attribute):
     """Class/number and a UTF-8 reason (ERROR-CODE, RFC 8489 14.8).
 
@@ -681,11 +673,11 @@ cdef type _init_owner(type cls):
 
 cdef void *_shape_call(type owner):
     if owner is TextAttribute:
-        return <void *>_text_call
+        return ice_text_install(<void *>_text_init)
     if owner is AddressAttribute:
         return <void *>_address_call
     if owner is BytesAttribute:
-        return <void *>_bytes_call
+        return ice_bytes_install(<void *>_bytes_init)
     if owner is Uint32Attribute:
         return <void *>_uint32_call
     if owner is Uint64Attribute:

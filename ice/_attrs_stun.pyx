@@ -297,7 +297,6 @@ cdef class PasswordAlgorithms(Attribute):
 # ---------------------------------------------------------------- integrity and fingerprint
 
 @cython.no_gc  # one IntegrityKey, which holds one exact bytes
-@cython.freelist(16)
 cdef class MessageIntegrity(Attribute):
     """MESSAGE-INTEGRITY (RFC 8489 14.5): HMAC-SHA1 of the message with a key.
 
@@ -363,7 +362,6 @@ cdef class MessageIntegritySha256(Attribute):
         return f"MessageIntegritySha256(<{len(self.integrity_key.key)}-byte key>, {self.length})"
 
 
-@cython.freelist(16)
 cdef class Fingerprint(Attribute):
     """FINGERPRINT (RFC 8489 14.7): CRC-32 of the message XOR 0x5354554e, always last."""
     TYPE = AttrType.FINGERPRINT

@@ -114,4 +114,45 @@ static inline void ice_class_int_store(PyTypeObject *type, PyObject *name, Py_ss
     e->value = value;
 }
 
+/* A constructor taking one positional argument, all in C: make the instance,
+ * then run the attribute module's init function on it. An init that refuses
+ * the value returns -1 with the error set and leaves no traceback entry of its
+ * own (see _refuse in _attrs_base.pyx), so a hostile oversized value costs
+ * about what CPython's cheapest raise costs. */
+typedef int (*ice_init_fn)(PyObject *self, PyObject *value);
+
+#define ICE_ONE_ARG_CONSTRUCTOR(NAME)                                                   \
+    static ice_init_fn NAME##_init;                                                     \
+    static PyObject *NAME##_vectorcall(PyObject *cls, PyObject *const *args,            \
+                                       size_t nargsf, PyObject *kwnames)                \
+    {                                                                                   \
+        PyObject *self;                                                                 \
+        if (kwnames != NULL || PyVectorcall_NARGS(nargsf) != 1)                         \
+            return ice_type_call(cls, args, nargsf, kwnames);                           \
+        self = ((PyTypeObject *)cls)->tp_new((PyTypeObject *)cls, ice_no_args(), NULL); \
+        if (self == NULL)                                                               \
+            return NULL;                                                                \
+        if (NAME##_init(self, args[0]) < 0) {                                           \
+            Py_DECREF(self);                                                            \
+            return NULL;                                                                \
+        }                                                                               \
+        return self;                                                                    \
+    }                                                                                   \
+    static void *NAME##_install(void *init)                                             \
+    {                                                                                   \
+        NAME##_init = (ice_init_fn)init;                                                \
+        return (void *)NAME##_vectorcall;                                               \
+    }
+
+static PyObject *ice_no_args_tuple;
+
+static PyObject *ice_no_args(void)
+{
+    /* tp_new of the attribute classes ignores its arguments: one shared empty tuple */
+    return ice_no_args_tuple;
+}
+
+ICE_ONE_ARG_CONSTRUCTOR(ice_text)
+ICE_ONE_ARG_CONSTRUCTOR(ice_bytes)
+
 #endif

@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         f"harness: timeit, {settings.repeats} repeats of >= {settings.min_time:g} s per case; "
         f"an empty Python function costs {floor:.1f} ns/call in this loop",
     ]
-    print(report.build_table(results, notes=notes))
+    print(report.build_table(results, notes=notes, call_floor_ns=floor))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:
             json.dump(report.to_json(results, meta=env), out, indent=2)

@@ -57,6 +57,8 @@ class Result:
     """Calls per timed repeat (pytest-benchmark: iterations per round)."""
     repeats: int = 0
     """Timed repeats (pytest-benchmark: rounds)."""
+    calls: int = 0
+    """Python-level calls one timed iteration makes (runner.python_calls; 0: not counted)."""
 
 
 @dataclass(frozen=True)
@@ -149,14 +151,39 @@ def _met(value: bool | None) -> str:
     return "-" if value is None else ("yes" if value else "**no**")
 
 
+def _why(verdict: Verdict, call_floor_ns: float | None) -> str:
+    """The calling cost inside a missed row, when its calls were counted."""
+    calls = verdict.result.calls
+    if not calls or call_floor_ns is None:
+        return ""
+    calling = calls * call_floor_ns
+    rest = verdict.result.median_ns - calling
+    within = (
+        "; the rest is within the target"
+        if verdict.limit_ns is not None and rest <= verdict.limit_ns
+        else ""
+    )
+    return (
+        f". Why: {calls} Python-level call{'s' if calls > 1 else ''} per iteration x "
+        f"{_ns(call_floor_ns)} ns (an empty call here) = {_ns(calling)} ns of calling; "
+        f"the rest, {_ns(rest)} ns, is the work{within}"
+    )
+
+
 def build_table(
     results: Iterable[Result],
     *,
     title: str = "ice codec vs pion (Go) and aioice",
     notes: Iterable[str] = (),
     show_skipped: bool = True,
+    call_floor_ns: float | None = None,
 ) -> str:
-    """The whole comparison as markdown: one table per Go package, then aioice, then a summary."""
+    """The whole comparison as markdown: one table per Go package, then aioice, then a summary.
+
+    With call_floor_ns (what one empty Python call costs in the timing loop),
+    each missed row whose calls were counted says how much of it is calling:
+    a Go loop body makes no calls at all, a Python one makes at least one.
+    """
     results = list(results)
     verdicts = judge(results)
     lines = [f"# {title}", ""]
@@ -200,7 +227,7 @@ def build_table(
             assert v.limit_ns is not None
             lines.append(
                 f"- {v.name}: {_ns(v.result.median_ns)} ns/op, target <= {_ns(v.limit_ns)} "
-                f"({v.rule}; {v.reference} {_ns(v.reference_ns)})"
+                f"({v.rule}; {v.reference} {_ns(v.reference_ns)}){_why(v, call_floor_ns)}"
             )
     known = {c.name for c in cases.all_cases()}
     unknown = sorted(r.name for r in results if r.name not in known)
@@ -231,6 +258,7 @@ def to_json(
                 "median_ns": r.median_ns,
                 "loops": r.loops,
                 "repeats": r.repeats,
+                "calls": r.calls,
                 "reference": v.reference if v else None,
                 "reference_ns": v.reference_ns if v else None,
                 "limit_ns": v.limit_ns if v else None,

@@ -10,6 +10,7 @@ once per class.
 
 from __future__ import annotations
 
+import traceback
 from typing import Any
 
 import pytest
@@ -191,3 +192,22 @@ def test_host_text_is_right_for_addresses_sharing_a_cache_slot() -> None:
             assert found is not None
             assert found.address == (host, 3478)
             assert found.host == host
+
+
+@pytest.mark.parametrize(
+    ("cls", "value"),
+    [
+        (ice.Nonce, bytes(2048)),
+        (ice.Nonce, "n" * 129),
+        (ice.Username, bytearray(600)),
+        (ice.Software, 3.5),
+        (ice.ReservationToken, b"short"),
+    ],
+)
+def test_an_oversized_value_is_refused_without_codec_frames(cls: type, value: object) -> None:
+    # Each traceback entry is a frame object made while the error propagates:
+    # the refusal of a hostile value should cost no more than a plain raise.
+    with pytest.raises((ValueError, TypeError)) as caught:
+        cls(value)
+    frames = traceback.extract_tb(caught.value.__traceback__)
+    assert [f.name for f in frames] == ["test_an_oversized_value_is_refused_without_codec_frames"]
