@@ -82,6 +82,15 @@ def _noop() -> None:
     return None
 
 
+_EMPTY: Final[dict[object, object]] = {}
+
+
+def c_call_floor_ns(settings: Settings = FULL) -> float:
+    """Median ns per call of a C method doing nothing ({}.clear), from the same loop:
+    what a call into the codec costs before its work starts."""
+    return measure("(empty C method)", _EMPTY.clear, settings).median_ns
+
+
 def harness_floor_ns(settings: Settings = FULL) -> float:
     """Median ns per call of an empty Python function: what the timing loop adds at least.
 
