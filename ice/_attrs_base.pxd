@@ -68,3 +68,7 @@ cdef int install_constructor(type cls, void *fn) except -1
 # calling the class does without one (type.__call__).
 cdef Py_ssize_t positional_count(size_t nargsf, PyObject *kwnames) noexcept
 cdef object generic_call(PyObject *cls, PyObject **args, size_t nargsf, PyObject *kwnames)
+# The instance a class made last for this very value object, or None; and
+# keeping one (attribute instances are immutable: see ice_made_* in _fastcall.h).
+cdef object kept_instance(PyObject *cls, PyObject *value)
+cdef void keep_instance(PyObject *cls, PyObject *value, object instance) noexcept

@@ -6,6 +6,7 @@
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.object cimport PyObject, PyTypeObject
+from cpython.ref cimport Py_DECREF
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_AsUTF8String, PyUnicode_DecodeUTF8
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy
@@ -39,6 +40,8 @@ cdef extern from "_fastcall.h":
     void ice_class_int_store(PyTypeObject *type, PyObject *name, Py_ssize_t value)
     PyObject *ice_no_args_tuple
     void *ice_text_install(void *init)
+    PyObject *ice_made_find(PyObject *type, PyObject *value)
+    void ice_made_keep(PyObject *type, PyObject *value, PyObject *instance)
     void *ice_bytes_install(void *init)
     Py_ssize_t PyVectorcall_NARGS(size_t nargsf)
 
@@ -653,8 +656,13 @@ cdef object _error_code_call(PyObject *cls, PyObject **args, size_t nargsf, PyOb
 
 
 cdef object _no_args_call(PyObject *cls, PyObject **args, size_t nargsf, PyObject *kwnames):
+    # A class without values (Fingerprint, UseCandidate): one instance, kept.
     if kwnames == NULL and PyVectorcall_NARGS(nargsf) == 0:
-        return new_instance(<type>cls)
+        made = kept_instance(cls, cls)
+        if made is None:
+            made = new_instance(<type>cls)
+            keep_instance(cls, cls, made)
+        return made
     return ice_type_call(<object>cls, args, nargsf, kwnames)
 
 
@@ -759,6 +767,19 @@ cdef int install_fast_calls(dict namespace) except -1:
 
 cdef Py_ssize_t positional_count(size_t nargsf, PyObject *kwnames) noexcept:
     return -1 if kwnames != NULL else PyVectorcall_NARGS(nargsf)
+
+
+cdef object kept_instance(PyObject *cls, PyObject *value):
+    cdef PyObject *kept = ice_made_find(cls, value)
+    if kept == NULL:
+        return None
+    made = <object>kept
+    Py_DECREF(made)
+    return made
+
+
+cdef void keep_instance(PyObject *cls, PyObject *value, object instance) noexcept:
+    ice_made_keep(cls, value, <PyObject *>instance)
 
 
 cdef object generic_call(PyObject *cls, PyObject **args, size_t nargsf, PyObject *kwnames):

@@ -25,6 +25,8 @@ from ice._attrs_base cimport (
     generic_call,
     install_constructor,
     install_fast_calls,
+    keep_instance,
+    kept_instance,
     new_instance,
     positional_count,
 )
@@ -510,10 +512,19 @@ cdef class Padding(BytesAttribute):
 
 
 cdef object _integrity_call(PyObject *cls, PyObject **args, size_t nargsf, PyObject *kwnames):
-    # MessageIntegrity(key), as its __init__: one per message in the plain way of signing.
+    # MessageIntegrity(key), as its __init__: one per message in the plain way of
+    # signing, where the key is the session's same bytes (or IntegrityKey) every time.
+    cdef object key
     if positional_count(nargsf, kwnames) == 1:
+        key = <object>args[0]
+        if type(key) is bytes or type(key) is IntegrityKey:
+            kept = kept_instance(cls, args[0])
+            if kept is not None:
+                return kept
         attr = <MessageIntegrity>new_instance(<type>cls)
-        attr.integrity_key = as_integrity_key(<object>args[0])
+        attr.integrity_key = as_integrity_key(key)
+        if type(key) is bytes or type(key) is IntegrityKey:
+            keep_instance(cls, args[0], attr)
         return attr
     return generic_call(cls, args, nargsf, kwnames)
 

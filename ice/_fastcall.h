@@ -114,6 +114,49 @@ static inline void ice_class_int_store(PyTypeObject *type, PyObject *name, Py_ss
     e->value = value;
 }
 
+/* Attribute instances are immutable values. A class called again with the very
+ * same value object (the session's username str, its key bytes) gets the
+ * instance it made last time: one look-up instead of an allocation, an init
+ * and a deallocation per message. Keyed by (class, value) pointers; the table
+ * holds a reference to both, so a pointer cannot be reused while it is in. */
+typedef struct {
+    PyObject *type;
+    PyObject *value;
+    PyObject *instance;
+} ice_made_entry;
+
+#define ICE_MADE_SLOTS 64
+static ice_made_entry ice_made[ICE_MADE_SLOTS];
+
+static inline ice_made_entry *ice_made_slot(PyObject *type, PyObject *value)
+{
+    size_t h = ((size_t)type >> 4) ^ ((size_t)value >> 4) ^ ((size_t)value >> 10);
+    return &ice_made[h % ICE_MADE_SLOTS];
+}
+
+static inline PyObject *ice_made_find(PyObject *type, PyObject *value)
+{
+    ice_made_entry *e = ice_made_slot(type, value);
+    if (e->type == type && e->value == value) {
+        Py_INCREF(e->instance);
+        return e->instance;
+    }
+    return NULL;
+}
+
+static inline void ice_made_keep(PyObject *type, PyObject *value, PyObject *instance)
+{
+    ice_made_entry *e = ice_made_slot(type, value);
+    PyObject *old_value = e->value, *old_instance = e->instance;
+    Py_INCREF(value);
+    Py_INCREF(instance);
+    e->type = type;
+    e->value = value;
+    e->instance = instance;
+    Py_XDECREF(old_value);
+    Py_XDECREF(old_instance);
+}
+
 /* A constructor taking one positional argument, all in C: make the instance,
  * then run the attribute module's init function on it. An init that refuses
  * the value returns -1 with the error set and leaves no traceback entry of its
@@ -121,7 +164,7 @@ static inline void ice_class_int_store(PyTypeObject *type, PyObject *name, Py_ss
  * about what CPython's cheapest raise costs. */
 typedef int (*ice_init_fn)(PyObject *self, PyObject *value);
 
-#define ICE_ONE_ARG_CONSTRUCTOR(NAME)                                                   \
+#define ICE_ONE_ARG_CONSTRUCTOR(NAME, KEEPS)                                            \
     static ice_init_fn NAME##_init;                                                     \
     static PyObject *NAME##_vectorcall(PyObject *cls, PyObject *const *args,            \
                                        size_t nargsf, PyObject *kwnames)                \
@@ -129,6 +172,8 @@ typedef int (*ice_init_fn)(PyObject *self, PyObject *value);
         PyObject *self;                                                                 \
         if (kwnames != NULL || PyVectorcall_NARGS(nargsf) != 1)                         \
             return ice_type_call(cls, args, nargsf, kwnames);                           \
+        if (KEEPS(args[0]) && (self = ice_made_find(cls, args[0])) != NULL)             \
+            return self;                                                                \
         self = ((PyTypeObject *)cls)->tp_new((PyTypeObject *)cls, ice_no_args(), NULL); \
         if (self == NULL)                                                               \
             return NULL;                                                                \
@@ -136,6 +181,8 @@ typedef int (*ice_init_fn)(PyObject *self, PyObject *value);
             Py_DECREF(self);                                                            \
             return NULL;                                                                \
         }                                                                               \
+        if (KEEPS(args[0]))                                                             \
+            ice_made_keep(cls, args[0], self);                                          \
         return self;                                                                    \
     }                                                                                   \
     static void *NAME##_install(void *init)                                             \
@@ -152,7 +199,12 @@ static PyObject *ice_no_args(void)
     return ice_no_args_tuple;
 }
 
-ICE_ONE_ARG_CONSTRUCTOR(ice_text)
-ICE_ONE_ARG_CONSTRUCTOR(ice_bytes)
+/* Which values an instance may be kept for: immutable ones (a bytearray can
+ * change under the instance made from it). Payloads (DATA) are not kept. */
+#define ICE_KEEPS_TEXT(value) (PyUnicode_CheckExact(value) || PyBytes_CheckExact(value))
+#define ICE_KEEPS_NOTHING(value) 0
+
+ICE_ONE_ARG_CONSTRUCTOR(ice_text, ICE_KEEPS_TEXT)
+ICE_ONE_ARG_CONSTRUCTOR(ice_bytes, ICE_KEEPS_NOTHING)
 
 #endif

@@ -10,6 +10,7 @@ once per class.
 
 from __future__ import annotations
 
+import sys
 import traceback
 from typing import Any
 
@@ -211,3 +212,37 @@ def test_an_oversized_value_is_refused_without_codec_frames(cls: type, value: ob
         cls(value)
     frames = traceback.extract_tb(caught.value.__traceback__)
     assert [f.name for f in frames] == ["test_an_oversized_value_is_refused_without_codec_frames"]
+
+
+def test_the_same_value_object_gives_the_same_immutable_instance() -> None:
+    username, key = "rUfR:lUfL", b"session-key"
+    assert ice.Username(username) is ice.Username(username)
+    assert ice.MessageIntegrity(key) is ice.MessageIntegrity(key)
+    assert ice.Fingerprint() is ice.Fingerprint()
+    assert ice.UseCandidate() is ice.UseCandidate()
+    # Another class, or an equal but distinct value object, makes its own.
+    assert ice.Realm(username) is not ice.Username(username)
+    assert type(ice.Realm(username)) is ice.Realm
+    other = "".join(["rUfR:", "lUfL"])
+    assert other is not username
+    assert ice.Username(other) == ice.Username(username)
+
+
+def test_a_mutable_value_is_never_kept() -> None:
+    value = bytearray(b"before")
+    made = ice.Username(value)
+    value[:] = b"after!"
+    assert ice.Username(value) is not made
+    assert made.raw == b"before"
+    assert ice.Username(value).raw == b"after!"
+    payload = b"payload"
+    assert ice.Data(payload) is not ice.Data(payload)
+
+
+def test_kept_instances_hold_no_growing_references() -> None:
+    username = "x" * 20
+    ice.Username(username)
+    before = sys.getrefcount(username)
+    for _ in range(10_000):
+        ice.Username(username)
+    assert sys.getrefcount(username) == before
