@@ -53,7 +53,7 @@ cdef class FamilyAttribute(Attribute):
 
 cdef class ErrorCodeShape(Attribute):
     cdef readonly int code
-    cdef object _reason      # str, decoded from _reason_raw on first use
+    cdef str _reason         # decoded from _reason_raw on first use
     cdef bytes _reason_raw
     cdef uint8_t _first      # reserved in ERROR-CODE, the family in ADDRESS-ERROR-CODE
     cdef bint _keeps_first_byte(self) noexcept

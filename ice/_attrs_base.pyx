@@ -7,7 +7,7 @@ cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.ref cimport Py_DECREF
-from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_AsUTF8String, PyUnicode_DecodeUTF8
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_FromObject, PyUnicode_AsUTF8String, PyUnicode_DecodeUTF8
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy
 
@@ -413,10 +413,27 @@ cdef int _uint32_init(Uint32Attribute self, object value) except -1:
     return 0
 
 
+cdef inline object _kept_for_int(PyObject *cls, PyObject *value):
+    # Only an exact int is kept for: immutable, and what a session passes again
+    # (its priority, tie-breaker, 401); an IntEnum member is made afresh.
+    if type(<object>value) is not int:
+        return None
+    return kept_instance(cls, value)
+
+
+cdef inline void _keep_for_int(PyObject *cls, PyObject *value, object made) noexcept:
+    if type(<object>value) is int:
+        keep_instance(cls, value, made)
+
+
 cdef object _uint32_call(PyObject *cls, PyObject **args, size_t nargsf, PyObject *kwnames):
     if kwnames == NULL and PyVectorcall_NARGS(nargsf) == 1:
+        kept = _kept_for_int(cls, args[0])
+        if kept is not None:
+            return kept
         attr = <Uint32Attribute>new_instance(<type>cls)
         _uint32_init(attr, <object>args[0])
+        _keep_for_int(cls, args[0], attr)
         return attr
     return ice_type_call(<object>cls, args, nargsf, kwnames)
 
@@ -470,8 +487,12 @@ cdef int _uint64_init(Uint64Attribute self, object value) except -1:
 
 cdef object _uint64_call(PyObject *cls, PyObject **args, size_t nargsf, PyObject *kwnames):
     if kwnames == NULL and PyVectorcall_NARGS(nargsf) == 1:
+        kept = _kept_for_int(cls, args[0])
+        if kept is not None:
+            return kept
         attr = <Uint64Attribute>new_instance(<type>cls)
         _uint64_init(attr, <object>args[0])
+        _keep_for_int(cls, args[0], attr)
         return attr
     return ice_type_call(<object>cls, args, nargsf, kwnames)
 
@@ -562,6 +583,7 @@ cdef object _family_call(PyObject *cls, PyObject **args, size_t nargsf, PyObject
 
 # ---------------------------------------------------------------- error codes
 
+@cython.no_gc
 cdef class ErrorCodeShape(Attribute):
     """Class/number and a UTF-8 reason (ERROR-CODE, RFC 8489 14.8).
 
@@ -639,18 +661,24 @@ cdef int _error_code_init(ErrorCodeShape self, int code, object reason) except -
             cached = _default_reasons[code] = (text, text.encode("utf-8"))
         self._reason, self._reason_raw = <tuple>cached
         return 0
-    self._reason = reason
-    self._reason_raw = (<str>reason).encode("utf-8")
-    if len(self._reason_raw) > 763 or len(reason) > 128:
+    self._reason = reason if type(reason) is str else PyUnicode_FromObject(reason)
+    self._reason_raw = PyUnicode_AsUTF8String(self._reason)
+    if len(self._reason_raw) > 763 or len(self._reason) > 128:
         raise ValueError("an error reason is at most 128 characters and 763 bytes")
     return 0
 
 
 cdef object _error_code_call(PyObject *cls, PyObject **args, size_t nargsf, PyObject *kwnames):
     cdef Py_ssize_t n = PyVectorcall_NARGS(nargsf)
+    if kwnames == NULL and n == 1:
+        kept = _kept_for_int(cls, args[0])
+        if kept is not None:
+            return kept
     if kwnames == NULL and (n == 1 or n == 2):
         attr = <ErrorCodeShape>new_instance(<type>cls)
         _error_code_init(attr, <object>args[0], <object>args[1] if n == 2 else None)
+        if n == 1:
+            _keep_for_int(cls, args[0], attr)
         return attr
     return ice_type_call(<object>cls, args, nargsf, kwnames)
 

@@ -220,6 +220,13 @@ def test_the_same_value_object_gives_the_same_immutable_instance() -> None:
     assert ice.MessageIntegrity(key) is ice.MessageIntegrity(key)
     assert ice.Fingerprint() is ice.Fingerprint()
     assert ice.UseCandidate() is ice.UseCandidate()
+    priority = 0x6E0001FF
+    assert ice.Priority(priority) is ice.Priority(priority)
+    assert ice.ErrorCodeAttribute(401) is ice.ErrorCodeAttribute(401)
+    # An IntEnum member is an int subclass: made afresh, equal all the same.
+    stale = constants.ErrorCode.STALE_NONCE
+    assert ice.ErrorCodeAttribute(stale) is not ice.ErrorCodeAttribute(stale)
+    assert ice.ErrorCodeAttribute(stale) == ice.ErrorCodeAttribute(438)
     # Another class, or an equal but distinct value object, makes its own.
     assert ice.Realm(username) is not ice.Username(username)
     assert type(ice.Realm(username)) is ice.Realm
