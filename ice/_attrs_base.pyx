@@ -242,7 +242,12 @@ cdef class TextAttribute(Attribute):
         if n > class_int(cls, "MAX_BYTES"):
             raise DecodeError(f"{cls.__name__} is at most {cls.MAX_BYTES} bytes, not {n}")
         cdef TextAttribute attr = new_instance(cls)
-        attr._raw = PyBytes_FromStringAndSize(<const char *>p, n)
+        # Most text is read as text: decode it now, straight from the message,
+        # and make the bytes only if asked (UTF-8 that decodes strictly encodes
+        # back to the same bytes). Bytes that do not decode are kept as they came.
+        attr._text = _decode_or_none(p, n)
+        if attr._text is None:
+            attr._raw = PyBytes_FromStringAndSize(<const char *>p, n)
         return attr
 
     def __eq__(self, other):
@@ -269,6 +274,14 @@ cdef int _refuse(object error, str text) noexcept:
     hostile oversized value is refused at the price of one)."""
     PyErr_SetObject(error, text)
     return -1
+
+
+cdef str _decode_or_none(const uint8_t *data, Py_ssize_t length):
+    """The text of strict UTF-8, or None (with no error set) for bytes that are not."""
+    try:
+        return PyUnicode_DecodeUTF8(<const char *>data, length, NULL)
+    except UnicodeDecodeError:
+        return None
 
 
 cdef str _MAX_CHARS = "MAX_CHARS"

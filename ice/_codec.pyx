@@ -210,19 +210,29 @@ cdef class IntegrityKey:
 
 
 cdef dict _key_cache = {}
+# The bytes object asked for last and its key: a session passes the same
+# object for every message, which one pointer comparison recognises.
+cdef object _last_key_bytes = None
+cdef IntegrityKey _last_key = None
 
 
 cdef IntegrityKey as_integrity_key(object key):
     """The cached IntegrityKey for a bytes key (or the IntegrityKey itself)."""
+    global _last_key_bytes, _last_key
     if type(key) is IntegrityKey:
         return <IntegrityKey>key
+    if key is _last_key_bytes:
+        return _last_key
     cdef object found = _key_cache.get(key) if type(key) is bytes else None
     if found is not None:
+        _last_key_bytes, _last_key = key, <IntegrityKey>found
         return <IntegrityKey>found
     cdef IntegrityKey made = IntegrityKey(key)
     if len(_key_cache) >= KEY_CACHE_LIMIT:
         _key_cache.clear()
     _key_cache[made.key] = made
+    if type(key) is bytes:
+        _last_key_bytes, _last_key = key, made
     return made
 
 

@@ -253,3 +253,19 @@ def test_kept_instances_hold_no_growing_references() -> None:
     for _ in range(10_000):
         ice.Username(username)
     assert sys.getrefcount(username) == before
+
+
+def test_text_read_from_a_message_keeps_bytes_that_are_not_utf8() -> None:
+    msg = ice.Message(constants.BINDING_REQUEST)
+    msg.add(ice.Nonce.TYPE, b"\xff\xfe-not-utf8")
+    msg.add(ice.Realm.TYPE, "réalm".encode())
+    nonce = ice.Nonce.get_from(msg)
+    realm = ice.Realm.get_from(msg)
+    assert nonce is not None and realm is not None
+    assert nonce.raw == b"\xff\xfe-not-utf8"
+    with pytest.raises(ice.DecodeError):
+        nonce.value  # noqa: B018 - the property raises
+    assert realm.value == "réalm"
+    assert realm.raw == "réalm".encode()
+    assert nonce == ice.Nonce(b"\xff\xfe-not-utf8")
+    assert realm == ice.Realm("réalm")
