@@ -45,8 +45,9 @@ cdef extern from "_fastcall.h":
     void *ice_bytes_install(void *init)
     Py_ssize_t PyVectorcall_NARGS(size_t nargsf)
 
-# code -> (reason, its UTF-8), so ErrorCodeAttribute(438) costs no encoding.
-cdef dict _default_reasons = {}
+# code - 300 -> (reason, its UTF-8), so ErrorCodeAttribute(438) costs no encoding
+# (and, indexed by the C int, no int object either).
+cdef list _default_reasons = [None] * 400
 
 cdef tuple _NO_ARGS = ()
 ice_no_args_tuple = <PyObject *>_NO_ARGS
@@ -668,10 +669,10 @@ cdef int _error_code_init(ErrorCodeShape self, int code, object reason) except -
         raise ValueError(f"an error code is 300-699, not {code}")
     self.code = code
     if reason is None:
-        cached = _default_reasons.get(code)
+        cached = _default_reasons[code - 300]
         if cached is None:
             text = default_reason(code)
-            cached = _default_reasons[code] = (text, text.encode("utf-8"))
+            cached = _default_reasons[code - 300] = (text, text.encode("utf-8"))
         self._reason, self._reason_raw = <tuple>cached
         return 0
     self._reason = reason if type(reason) is str else PyUnicode_FromObject(reason)
