@@ -54,7 +54,8 @@ elif DEBUG:
 else:
     # -g0 comes after the interpreter's own -g, and the last one wins.
     CFLAGS = ["-O3", "-fno-strict-aliasing", "-g0"]
-LDFLAGS = ["-Wl,-s"] if sys.platform.startswith("linux") and not DEBUG and not os.environ.get("ICE_KEEP_SYMBOLS") else []
+KEEP_SYMBOLS = DEBUG or os.environ.get("ICE_KEEP_SYMBOLS") == "1"
+LDFLAGS = ["-Wl,-s"] if sys.platform.startswith("linux") and not KEEP_SYMBOLS else []
 # Last on the line: -O1 over -O3 for usable reports, -g over -g0, and the
 # sanitizers after anything $CFLAGS says; no stripping of the symbols reports name.
 SANITIZE_FLAGS = [

@@ -1,6 +1,6 @@
 """Types of the compiled wire codec (ice/_codec.pyx)."""
 
-from typing import Protocol, Self
+from typing import Protocol
 
 from typing_extensions import Buffer
 
