@@ -542,13 +542,21 @@ class Agent:
 
     def record_received(self, size: int, addr: Address, *, local: Address, component: int) -> None:
         """The adapter received ``size`` bytes of data from ``addr`` on ``local``
-        (not STUN): counted on the pair between them, if there is one."""
+        (not STUN): counted on the pair between them (`received_on`), if there is one."""
+        pair = self.received_on(addr, local=local, component=component)
+        if pair is not None:
+            pair.packets_received += 1
+            pair.bytes_received += size
+
+    def received_on(self, addr: Address, *, local: Address, component: int) -> CandidatePair | None:
+        """The pair data from ``addr`` on ``local`` is counted on: the first check
+        list's with those addresses. It stays the answer while ``checklists`` is the
+        same list and each one's `CheckList.generation` is unchanged."""
         for checklist in self.checklists:
             pair = checklist.find(local, addr, component)
             if pair is not None:
-                pair.packets_received += 1
-                pair.bytes_received += size
-                return
+                return pair
+        return None
 
     def stats(self, stream: int = 0) -> ConnectionStats:
         """A snapshot of the state and of every pair of data stream ``stream``."""

@@ -238,6 +238,10 @@ class Connection:
         # datagram sent on an unchanged UDP pair costs one selected_pair() call and a send.
         self._routes: dict[int, tuple[CandidatePair, Callable[[bytes, Address], None], Address]]
         self._routes = {}
+        # The pair the last data datagram was counted on, and what it was found with:
+        # (addr, base, component, pair, agent.checklists, its only one's generation).
+        self._counted: tuple[Address, Address, int, CandidatePair | None, object, int] | None
+        self._counted = None
         self._events: asyncio.Queue[AgentEvent] = asyncio.Queue(_EVENTS_KEPT)
         self._final_taken = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -579,7 +583,25 @@ class Connection:
             assert self._loop is not None
             self._driver.feed(data, addr, self._loop.time(), local=base)
             return
-        self.agent.record_received(len(data), addr, local=base, component=component)
+        # Agent.record_received, with its look-up kept while the check list is unchanged.
+        counted = self._counted
+        lists = self.agent.checklists
+        if (
+            counted is None
+            or counted[4] is not lists
+            or counted[5] != lists[0].generation
+            or counted[0] != addr
+            or counted[1] != base
+            or counted[2] != component
+        ):
+            pair = self.agent.received_on(addr, local=base, component=component)
+            if len(lists) == 1:  # one data stream (always, for a Connection): keep it
+                self._counted = (addr, base, component, pair, lists, lists[0].generation)
+        else:
+            pair = counted[3]
+        if pair is not None:
+            pair.packets_received += 1
+            pair.bytes_received += len(data)
         if self._ended:  # _deliver's body, inlined: this runs for every datagram
             return
         inbox = self._inbox

@@ -340,6 +340,8 @@ def test_data_follows_a_new_selected_pair_and_stops_with_the_agent() -> None:
             await a.send(b"one more")
             assert await b.recv() == b"one more"
             assert (old.packets_sent, new.packets_sent) == (1, 2)
+            # what arrives is counted on the new check list's pair, the old one's no more
+            assert (old.packets_received, new.packets_received) == (1, 1)
             a.agent.close()
             with pytest.raises(ConnectionError, match="not connected"):
                 await a.send(b"late")
