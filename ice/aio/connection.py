@@ -231,7 +231,7 @@ class Connection:
         self._remote_end = False
         # What recv hands out, oldest first: (datagram, component), and None for the end.
         # A deque and the futures of waiting readers rather than an asyncio.Queue, whose
-        # task accounting (task_done/join) and maxsize checks cost ~1 us per datagram.
+        # maxsize checks and task accounting (task_done/join) are Python run per datagram.
         self._inbox: deque[tuple[bytes, int] | None] = deque()
         self._readers: deque[asyncio.Future[None]] = deque()
         # component -> (the selected pair, its socket's sendto, the peer's address), so a
