@@ -229,10 +229,11 @@ class Connection:
         self._remote_username: str | None = None
         self._remote_password: str | None = None
         self._remote_end = False
-        # What recv hands out, oldest first: (datagram, component), and None for the end.
+        # What recv hands out, oldest first: a datagram of component 1 as it is (no tuple
+        # made per datagram), (datagram, component) for the others, None for the end.
         # A deque and the futures of waiting readers rather than an asyncio.Queue, whose
         # maxsize checks and task accounting (task_done/join) are Python run per datagram.
-        self._inbox: deque[tuple[bytes, int] | None] = deque()
+        self._inbox: deque[bytes | tuple[bytes, int] | None] = deque()
         self._readers: deque[asyncio.Future[None]] = deque()
         # component -> (the selected pair, its socket's sendto, the peer's address), so a
         # datagram sent on an unchanged UDP pair costs one selected_pair() call and a send.
@@ -440,7 +441,7 @@ class Connection:
         if item is None:  # the end: leave it for the next reader
             inbox.appendleft(None)
             raise ConnectionError("Connection lost while receiving data")
-        return item[0]
+        return item[0] if isinstance(item, tuple) else item
 
     async def recvfrom(self) -> tuple[bytes, int]:
         """The next datagram and the component it came on."""
@@ -458,7 +459,7 @@ class Connection:
         if item is None:  # the end: leave it for the next reader
             inbox.appendleft(None)
             raise ConnectionError("Connection lost while receiving data")
-        return item
+        return item if isinstance(item, tuple) else (item, 1)
 
     def _check_receiving(self) -> None:
         if not self._ended and self.agent.state not in _RECEIVING and not self._has_selected():
@@ -507,7 +508,7 @@ class Connection:
                 task.cancel()
             await self._gatherer.close()
         finally:
-            self._deliver(None)
+            self._end_inbox()
             self._closed.set_result(None)
 
     async def __aenter__(self) -> Connection:
@@ -602,13 +603,13 @@ class Connection:
         if pair is not None:
             pair.packets_received += 1
             pair.bytes_received += len(data)
-        if self._ended:  # _deliver's body, inlined: this runs for every datagram
+        if self._ended:
             return
         inbox = self._inbox
         if len(inbox) >= QUEUE_SIZE:
             inbox.popleft()
             self.dropped += 1
-        inbox.append((data, component))
+        inbox.append(data if component == 1 else (data, component))
         if self._readers:
             self._wake_reader()
 
@@ -647,17 +648,18 @@ class Connection:
                     self._lost = self._loop.create_future()
                 settle_future(self._lost)
             settle_future(self._connected, error)
-            self._deliver(None)
+            self._end_inbox()
 
-    def _deliver(self, item: tuple[bytes, int] | None) -> None:
+    def _end_inbox(self) -> None:
+        """The end after what is queued: a reader that comes to it raises ConnectionError."""
         if self._ended:
             return
-        self._ended = item is None
+        self._ended = True
         inbox = self._inbox
         if len(inbox) >= QUEUE_SIZE:
             inbox.popleft()
             self.dropped += 1
-        inbox.append(item)
+        inbox.append(None)
         if self._readers:
             self._wake_reader()
 
