@@ -41,7 +41,9 @@ page), depending on its mmap threshold, which it raises by itself once the
 process frees a block above it: a process's history (for a small script here,
 even the length of its command line) decides, and the cost per datagram of
 aioice and ``direct`` moves by about 2x. So by default (``--malloc both``)
-every measurement runs in child processes with the state pinned:
+every measurement runs in child processes with the state pinned, one per
+state, size and implementation (what one implementation leaves in the heap
+would otherwise decide the next one's state: see run_children):
 
 - *fast* (heap): ``MALLOC_MMAP_THRESHOLD_=4194304 MALLOC_TRIM_THRESHOLD_=8388608``.
   Setting the threshold by hand turns the dynamic one off, and with it the
@@ -584,16 +586,18 @@ async def _measure_all(args: argparse.Namespace) -> tuple[list[ConnectResult], l
     return connects, flows
 
 
-# -- child processes, one per malloc state and size
+# -- child processes, one per malloc state, size and implementation
 
 
-def _child_argv(args: argparse.Namespace, size: int, runs: int, json_path: Path) -> list[str]:
+def _child_argv(
+    args: argparse.Namespace, size: int, runs: int, json_path: Path, impls: Sequence[str] = ()
+) -> list[str]:
     """This script, measuring in a process of its own (no children of its own)."""
     argv = [sys.executable, "-P", str(Path(__file__).resolve()), "--malloc", "as-is"]
     argv += ["--size", str(size), "-n", str(runs), "--connect-warmup", str(args.connect_warmup)]
     argv += ["--packets", str(args.packets), "--warmup", str(args.warmup)]
     argv += ["--rounds", str(args.rounds), "--window", str(args.window)]
-    argv += ["--impls", ",".join(args.impls), "--timeout", str(args.timeout)]
+    argv += ["--impls", ",".join(impls or args.impls), "--timeout", str(args.timeout)]
     argv += ["--stall", str(args.stall), "--json", str(json_path)]
     return [*argv, "-q"] if args.quiet else argv
 
@@ -616,21 +620,34 @@ def _load(path: Path) -> tuple[list[ConnectResult], list[Flow]]:
 
 
 def run_children(args: argparse.Namespace) -> tuple[list[ConnectResult], list[Flow]]:
-    """One child process per malloc state and size, the state pinned in its environment;
-    connect times in the first one only (they do not depend on either)."""
+    """One child process per malloc state, size and implementation, the state pinned in
+    its environment; each implementation's connect times in its first child only (they
+    do not depend on either).
+
+    One implementation per process, because what one leaves in the heap changes the
+    next one's state: after our connection has run, a 256 KiB malloc in the same
+    process fits in the heap's top chunk and never reaches the mmap threshold, so the
+    slow state would not be slow for the plain sockets or aioice measured after it.
+    """
     states = list(MALLOC_ENV) if args.malloc == "both" else [args.malloc]
     connects: list[ConnectResult] = []
     flows: list[Flow] = []
+    connected: set[str] = set()
     with tempfile.TemporaryDirectory(prefix="ice_connect.") as tmp:
-        for n, (state, size) in enumerate((st, sz) for st in states for sz in args.size):
-            _say(args, f"{state} malloc, {size} B: a child process ...")
-            out = Path(tmp) / f"{state}-{size}.json"
-            argv = _child_argv(args, size, args.runs if n == 0 else 0, out)
+        runs = [(st, sz, impl) for st in states for sz in args.size for impl in args.impls]
+        for state, size, impl in runs:
+            _say(args, f"{state} malloc, {size} B, {impl}: a child process ...")
+            out = Path(tmp) / f"{state}-{size}-{impl}.json"
+            connects_here = args.runs if impl != BASELINE and impl not in connected else 0
+            connected.add(impl)
+            argv = _child_argv(args, size, connects_here, out, [impl])
             done = subprocess.run(
                 argv, env=_child_env(state), stdout=subprocess.DEVNULL, check=False
             )
             if done.returncode not in (0, 1) or not out.exists():
-                raise RuntimeError(f"the {state} / {size} B child exited {done.returncode}")
+                raise RuntimeError(
+                    f"the {state} / {size} B / {impl} child exited {done.returncode}"
+                )
             got_connects, got_flows = _load(out)
             connects += got_connects
             for flow in got_flows:
