@@ -143,6 +143,10 @@ def _environment(quick: bool, settings: runner.Settings, floor_ns: float) -> dic
     }
 
 
+def _float(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) else None
+
+
 def _error(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return 2
@@ -156,15 +160,19 @@ def _measure(
     def progress(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
-    results, floor = runner.run_with_floor([c.name for c in chosen], settings, progress=progress)
+    results, floor, c_floor = runner.run_with_floor(
+        [c.name for c in chosen], settings, progress=progress
+    )
     env = _environment(args.quick, settings, floor)
+    env["c_call_floor_ns"] = round(c_floor, 2)
     notes = [
         f"python -m ice bench{' --quick' if args.quick else ''}: ice {env['ice']}, "
         f"{env['implementation']} {env['python']} on {env['cpu']} ({env['machine']}), "
         f"SHA path: {env['sha_backend']}, {env['date']}",
         f"harness: timeit on {runner.clock_name(settings.clock)}, {settings.repeats} repeats "
         f"of >= {settings.min_time:g} s per case; "
-        f"an empty Python function costs {floor:.1f} ns/call in this loop",
+        f"an empty Python function costs {floor:.1f} ns/call in this loop, "
+        f"an empty C method {c_floor:.1f}",
     ]
     return results, env, notes
 
@@ -184,6 +192,7 @@ def _load_results(
                 median_ns=float(row["median_ns"]),
                 loops=int(row.get("loops", 0)),
                 repeats=int(row.get("repeats", 0)),
+                calls=int(row.get("calls") or 0),
             )
             for row in rows
             if wanted is None or row["name"] in wanted
@@ -245,7 +254,14 @@ def run(args: argparse.Namespace) -> int:
             results, env, notes = _measure(args, chosen)
     except compare.BaselineError as exc:
         return _error(str(exc))
-    print(report.build_table(results, notes=notes))
+    print(
+        report.build_table(
+            results,
+            notes=notes,
+            call_floor_ns=_float(env.get("harness_floor_ns")),
+            c_call_floor_ns=_float(env.get("c_call_floor_ns")),
+        )
+    )
     for path in (args.json, args.save):
         if path:
             _write(path, results, env)

@@ -19,6 +19,7 @@ of both clocks on a busy core). ``clock="wall"`` times with
 
 from __future__ import annotations
 
+import dis
 import statistics
 import time
 import timeit
@@ -90,6 +91,20 @@ def _calibrate(timer: timeit.Timer, min_time: float) -> int:
         base *= 10
 
 
+def python_calls(op: Callable[[], object]) -> int:
+    """Python-level calls one iteration of op makes: the timing loop's own call of op,
+    plus, when op is a Python function, each call instruction in its body (a loop
+    body counted once; what the called C code does inside is the work)."""
+    code = getattr(op, "__code__", None)
+    if code is None:  # a bound method, builtin or functools.partial: one call
+        return 1
+    return 1 + sum(1 for ins in dis.get_instructions(code) if ins.opname in _CALL_OPS)
+
+
+#: The call instructions of CPython 3.11-3.13 (3.11 adds PRECALL before each CALL).
+_CALL_OPS: Final = frozenset({"CALL", "CALL_FUNCTION_EX", "CALL_KW"})
+
+
 def measure(name: str, op: Callable[[], object], settings: Settings = FULL) -> Result:
     """Time op (a zero-argument callable) and return its per-call min and median."""
     op()  # fail early, before any timing, if the workload is broken
@@ -102,11 +117,21 @@ def measure(name: str, op: Callable[[], object], settings: Settings = FULL) -> R
         median_ns=statistics.median(per_call),
         loops=number,
         repeats=settings.repeats,
+        calls=python_calls(op),
     )
 
 
 def _noop() -> None:
     return None
+
+
+_EMPTY: Final[dict[object, object]] = {}
+
+
+def c_call_floor_ns(settings: Settings = FULL) -> float:
+    """Median ns per call of a C method doing nothing ({}.clear), from the same loop:
+    what a call into the codec costs before its work starts."""
+    return measure("(empty C method)", _EMPTY.clear, settings).median_ns
 
 
 def harness_floor_ns(settings: Settings = FULL) -> float:
@@ -119,6 +144,7 @@ def harness_floor_ns(settings: Settings = FULL) -> float:
 
 
 FLOOR_NAME: Final = "(empty function)"
+C_FLOOR_NAME: Final = "(empty C method)"
 #: The floor is timed before every FLOOR_EVERY-th case (and after the last) in
 #: each round, and its median taken over all of those: one timing of a 30 ns
 #: function per round moved by 9-11% between runs whose rows moved 2-5%, and a
@@ -142,8 +168,8 @@ def run_with_floor(
     settings: Settings = FULL,
     *,
     progress: Callable[[str], None] | None = None,
-) -> tuple[list[Result], float]:
-    """Time the cases named in selected (all when None) and the harness floor, interleaved.
+) -> tuple[list[Result], float, float]:
+    """Time the cases named in selected (all when None) and the harness floors, interleaved.
 
     Each case (and an empty function, the floor) is prepared and calibrated
     once; then come ``settings.repeats`` rounds, each timing every case once,
@@ -152,43 +178,55 @@ def run_with_floor(
     repeat of a few cases, which would then read slower as a whole (timing
     each case's repeats back to back did that on a shared core: see
     bench/README.md, "Regression check"). Returns the results, in registry
-    order, and the floor's median ns per call over all its timings.
+    order, and the medians over all their timings of the floor (an empty
+    Python function) and of an empty C method (`c_call_floor_ns`).
     """
     clock = _timer(settings.clock)
     chosen = _chosen(selected)
+    floors: list[tuple[str, timeit.Timer, int]] = []
+    empties: tuple[tuple[str, Callable[[], object]], ...] = (
+        (FLOOR_NAME, _noop),
+        (C_FLOOR_NAME, _EMPTY.clear),
+    )
+    for name, empty in empties:
+        timer = timeit.Timer(empty, timer=clock)
+        floors.append((name, timer, _calibrate(timer, settings.min_time)))
     timed: list[tuple[str, timeit.Timer, int]] = []
-    floor_timer = timeit.Timer(_noop, timer=clock)
-    floor_number = _calibrate(floor_timer, settings.min_time)
-    floor_slot = (FLOOR_NAME, floor_timer, floor_number)
+    calls: dict[str, int] = {}
     for index, case in enumerate(chosen):
         if progress is not None:
             progress(f"[{index + 1}/{len(chosen)}] {case.name}")
         if index % FLOOR_EVERY == 0:
-            timed.append(floor_slot)
+            timed += floors
         op = case.setup()
         op()  # fail early, before any timing, if the workload is broken
+        calls[case.name] = python_calls(op)
         timer = timeit.Timer(op, timer=clock)
         timed.append((case.name, timer, _calibrate(timer, settings.min_time)))
-    timed.append(floor_slot)
+    timed += floors
     per_call: dict[str, list[float]] = {name: [] for name, _, _ in timed}
     for round_number in range(settings.repeats):
         if progress is not None:
             progress(f"round {round_number + 1}/{settings.repeats}")
         for name, timer, number in timed:
             per_call[name].append(timer.timeit(number) / number * 1e9)
+    loops = {name: number for name, _, number in timed}
     results = [
         Result(
             name=case.name,
             min_ns=min(per_call[case.name]),
             median_ns=statistics.median(per_call[case.name]),
-            loops=number,
+            loops=loops[case.name],
             repeats=settings.repeats,
+            calls=calls[case.name],
         )
-        for case, (_, _, number) in zip(
-            chosen, (t for t in timed if t[0] != FLOOR_NAME), strict=True
-        )
+        for case in chosen
     ]
-    return results, statistics.median(per_call[FLOOR_NAME])
+    return (
+        results,
+        statistics.median(per_call[FLOOR_NAME]),
+        statistics.median(per_call[C_FLOOR_NAME]),
+    )
 
 
 def run(

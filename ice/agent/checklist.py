@@ -254,6 +254,10 @@ class CheckList:
         self.triggered: deque[CandidatePair] = deque()
         self._queued: set[CandidatePair] = set()  # the pairs in `triggered`
         self._by_key: dict[tuple[Address, Address, int], CandidatePair] = {}
+        #: Bumped whenever `find`'s answers may change: an answer kept along with it
+        #: holds while it stays the same (the asyncio connection counts every data
+        #: datagram on its pair that way, without a look-up each).
+        self.generation = 0
         self._by_foundation: dict[str, list[CandidatePair]] = {}
         self._by_remote: dict[tuple[Address, int], list[CandidatePair]] = {}
 
@@ -289,6 +293,7 @@ class CheckList:
         if _first_of_foundation(pair, self._by_foundation, others):
             pair.unfreeze()
         self._by_key[key] = pair
+        self.generation += 1
         self._index(pair)
         return pair
 
@@ -298,6 +303,7 @@ class CheckList:
         key = (pair.base, pair.remote_address, pair.component)
         if self._by_key.get(key) is pair:
             del self._by_key[key]
+            self.generation += 1
         if pair in self._queued:
             self._queued.discard(pair)
             self.triggered.remove(pair)
@@ -333,6 +339,7 @@ class CheckList:
             del self._by_key[old]
         pair.base = base
         self._by_key.setdefault((base, pair.remote_address, pair.component), pair)
+        self.generation += 1
 
     def reprioritise(self, controlling: bool) -> None:
         """After a role change every pair priority changes (RFC 8445 7.2.5.1)."""

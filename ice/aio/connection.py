@@ -29,11 +29,13 @@ consent, candidate building, stats and counters are the agent's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import random
 import ssl as _ssl
-from collections.abc import AsyncIterator, Mapping
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
@@ -227,7 +229,20 @@ class Connection:
         self._remote_username: str | None = None
         self._remote_password: str | None = None
         self._remote_end = False
-        self._inbox: asyncio.Queue[tuple[bytes, int] | None] = asyncio.Queue(QUEUE_SIZE)
+        # What recv hands out, oldest first: a datagram of component 1 as it is (no tuple
+        # made per datagram), (datagram, component) for the others, None for the end.
+        # A deque and the futures of waiting readers rather than an asyncio.Queue, whose
+        # maxsize checks and task accounting (task_done/join) are Python run per datagram.
+        self._inbox: deque[bytes | tuple[bytes, int] | None] = deque()
+        self._readers: deque[asyncio.Future[None]] = deque()
+        # component -> (the selected pair, its socket's sendto, the peer's address), so a
+        # datagram sent on an unchanged UDP pair costs one selected_pair() call and a send.
+        self._routes: dict[int, tuple[CandidatePair, Callable[[bytes, Address], None], Address]]
+        self._routes = {}
+        # The pair the last data datagram was counted on, and what it was found with:
+        # (addr, base, component, pair, agent.checklists, its only one's generation).
+        self._counted: tuple[Address, Address, int, CandidatePair | None, object, int] | None
+        self._counted = None
         self._events: asyncio.Queue[AgentEvent] = asyncio.Queue(_EVENTS_KEPT)
         self._final_taken = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -372,42 +387,106 @@ class Connection:
         await asyncio.shield(self._connected)
 
     async def send(self, data: bytes) -> None:
-        await self.sendto(data, 1)
+        self._send(data, 1)
 
     async def sendto(self, data: bytes, component: int) -> None:
         """Send a datagram on the selected pair of ``component``."""
+        self._send(data, component)
+
+    def _send(self, data: bytes, component: int) -> None:
         pair = self.agent.selected_pair(component)
+        route = self._routes.get(component)
+        if route is None or route[0] is not pair:
+            route = self._route(pair, data)
+            if route is None:  # sent over TCP
+                return
+            self._routes[component] = route
+        route[1](data, route[2])
+        sent = route[0]  # Agent.record_sent, inlined: this runs for every datagram
+        sent.packets_sent += 1
+        sent.bytes_sent += len(data)
+
+    def _route(
+        self, pair: CandidatePair | None, data: bytes
+    ) -> tuple[CandidatePair, Callable[[bytes, Address], None], Address] | None:
+        """Where a datagram on ``pair`` goes: its UDP socket's sendto and the peer's
+        address (kept while the pair stays selected: a socket's sender is set when it
+        opens and removed only once the agent is closed, which unselects every pair).
+        None after writing ``data`` on a TCP pair's link, which may close at any time."""
         if pair is not None and pair.local.transport == "tcp":
             link = self._links.get((pair.base, pair.remote_address))
             if link is None:
                 raise ConnectionError("Cannot send data, the TCP connection is closed")
             link.write(data)
             self.agent.record_sent(pair, len(data))
-            return
+            return None
         sender = self._senders.get(pair.base) if pair is not None else None
         if pair is None or sender is None:
             raise ConnectionError("Cannot send data, not connected")
-        sender.sendto(data, pair.remote_address)
-        self.agent.record_sent(pair, len(data))
+        return pair, sender.sendto, pair.remote_address
 
     async def recv(self) -> bytes:
-        data, _ = await self.recvfrom()
-        return data
+        # recvfrom's body, not a call to it: one coroutine less per datagram.
+        inbox = self._inbox
+        if not inbox:
+            self._check_receiving()
+            while not inbox:
+                waiter = self._reader()
+                try:
+                    await waiter
+                except BaseException:
+                    self._reader_gone(waiter)
+                    raise
+        item = inbox.popleft()
+        if item is None:  # the end: leave it for the next reader
+            inbox.appendleft(None)
+            raise ConnectionError("Connection lost while receiving data")
+        return item[0] if isinstance(item, tuple) else item
 
     async def recvfrom(self) -> tuple[bytes, int]:
         """The next datagram and the component it came on."""
-        if (
-            self._inbox.empty()
-            and not self._ended
-            and self.agent.state not in _RECEIVING
-            and not self._has_selected()
-        ):
-            raise ConnectionError("Cannot receive data, not connected")
-        item = await self._inbox.get()
+        inbox = self._inbox
+        if not inbox:
+            self._check_receiving()
+            while not inbox:
+                waiter = self._reader()
+                try:
+                    await waiter
+                except BaseException:
+                    self._reader_gone(waiter)
+                    raise
+        item = inbox.popleft()
         if item is None:  # the end: leave it for the next reader
-            self._inbox.put_nowait(None)
+            inbox.appendleft(None)
             raise ConnectionError("Connection lost while receiving data")
-        return item
+        return item if isinstance(item, tuple) else (item, 1)
+
+    def _check_receiving(self) -> None:
+        if not self._ended and self.agent.state not in _RECEIVING and not self._has_selected():
+            raise ConnectionError("Cannot receive data, not connected")
+
+    def _reader(self) -> asyncio.Future[None]:
+        """A future settled once a datagram (or the end) is in the inbox; readers are
+        woken one per datagram, in the order they came, as asyncio.Queue does."""
+        waiter = self._running_loop().create_future()
+        self._readers.append(waiter)
+        return waiter
+
+    def _reader_gone(self, waiter: asyncio.Future[None]) -> None:
+        """A waiting reader was cancelled: if it had been woken, wake the next one."""
+        waiter.cancel()
+        with contextlib.suppress(ValueError):
+            self._readers.remove(waiter)
+        if self._inbox and not waiter.cancelled():
+            self._wake_reader()
+
+    def _wake_reader(self) -> None:
+        readers = self._readers
+        while readers:
+            waiter = readers.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
     def _has_selected(self) -> bool:
         components = range(1, self.agent.components + 1)
@@ -429,7 +508,7 @@ class Connection:
                 task.cancel()
             await self._gatherer.close()
         finally:
-            self._deliver(None)
+            self._end_inbox()
             self._closed.set_result(None)
 
     async def __aenter__(self) -> Connection:
@@ -483,11 +562,10 @@ class Connection:
         if self._lost is not None and self._lost.done():
             self._lost = None  # consent was lost: get_event waits again
         if self._ended:  # failed before: receiving works again
-            kept = [self._inbox.get_nowait() for _ in range(self._inbox.qsize())]
+            kept = [item for item in self._inbox if item is not None]
             self._ended = False
-            for item in kept:
-                if item is not None:
-                    self._inbox.put_nowait(item)
+            self._inbox.clear()
+            self._inbox.extend(kept)
         self._driver.pump(now)
 
     def stats(self) -> ConnectionStats:
@@ -506,8 +584,34 @@ class Connection:
             assert self._loop is not None
             self._driver.feed(data, addr, self._loop.time(), local=base)
             return
-        self.agent.record_received(len(data), addr, local=base, component=component)
-        self._deliver((data, component))
+        # Agent.record_received, with its look-up kept while the check list is unchanged.
+        counted = self._counted
+        lists = self.agent.checklists
+        if (
+            counted is None
+            or counted[4] is not lists
+            or counted[5] != lists[0].generation
+            or counted[0] != addr
+            or counted[1] != base
+            or counted[2] != component
+        ):
+            pair = self.agent.received_on(addr, local=base, component=component)
+            if len(lists) == 1:  # one data stream (always, for a Connection): keep it
+                self._counted = (addr, base, component, pair, lists, lists[0].generation)
+        else:
+            pair = counted[3]
+        if pair is not None:
+            pair.packets_received += 1
+            pair.bytes_received += len(data)
+        if self._ended:
+            return
+        inbox = self._inbox
+        if len(inbox) >= QUEUE_SIZE:
+            inbox.popleft()
+            self.dropped += 1
+        inbox.append(data if component == 1 else (data, component))
+        if self._readers:
+            self._wake_reader()
 
     def _event(self, event: AgentEvent) -> None:
         if isinstance(event, ConnectionStateChanged):
@@ -544,16 +648,20 @@ class Connection:
                     self._lost = self._loop.create_future()
                 settle_future(self._lost)
             settle_future(self._connected, error)
-            self._deliver(None)
+            self._end_inbox()
 
-    def _deliver(self, item: tuple[bytes, int] | None) -> None:
+    def _end_inbox(self) -> None:
+        """The end after what is queued: a reader that comes to it raises ConnectionError."""
         if self._ended:
             return
-        self._ended = item is None
-        if self._inbox.full():
-            self._inbox.get_nowait()
+        self._ended = True
+        inbox = self._inbox
+        if len(inbox) >= QUEUE_SIZE:
+            inbox.popleft()
             self.dropped += 1
-        self._inbox.put_nowait(item)
+        inbox.append(None)
+        if self._readers:
+            self._wake_reader()
 
 
 class _AgentDriver(MachineDriver[Agent]):

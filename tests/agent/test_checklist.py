@@ -244,3 +244,30 @@ def test_pairs_stay_in_the_order_a_stable_sort_gives_whatever_the_arrival_order(
     kept = [p for i, p in enumerate(added) if i % 3]
     assert checklist.pairs == sorted(kept, key=lambda p: p.priority, reverse=True)
     assert all(checklist.of_remote(p.remote_address, 1) == [p] for p in kept)
+
+
+def test_generation_moves_whenever_an_answer_of_find_may_change() -> None:
+    """A find() answer kept with the generation holds while it stays (the asyncio
+    connection counts data on a pair that way): every change of the index moves it,
+    and nothing else does."""
+    checklist = CheckList(max_pairs=2)
+    seen = [checklist.generation]
+
+    def moved() -> bool:
+        seen.append(checklist.generation)
+        return seen[-1] != seen[-2]
+
+    low = checklist.add(ranked_pair(1, 1000), True)
+    assert low is not None and moved()
+    assert checklist.add(ranked_pair(1, 500), True) is low and not moved()  # already there
+    checklist.trigger(low)
+    low.check_started()
+    assert not moved()  # states are not the index
+    high = checklist.add(ranked_pair(2, 2000), True)
+    assert high is not None and moved()
+    assert checklist.add(ranked_pair(3, 3000), True) is not None and moved()  # high pruned
+    assert checklist.find(high.base, high.remote_address, 1) is None
+    checklist.rebase(low, ("10.0.0.1", 5001))
+    assert moved() and checklist.find(("10.0.0.1", 5001), low.remote_address, 1) is low
+    checklist.remove(low)
+    assert moved() and checklist.find(low.base, low.remote_address, 1) is None

@@ -33,7 +33,7 @@ from ice.agent.events import (
     LocalCandidatesEnd,
     SelectedPairChanged,
 )
-from ice.aio.connection import Connection, ConnectionClosed, TransportPolicy
+from ice.aio.connection import QUEUE_SIZE, Connection, ConnectionClosed, TransportPolicy
 from ice.aio.gather import HostAddress, bind_udp, host_addresses
 from ice.attrs import XorMappedAddress
 from ice.constants import BINDING_REQUEST, BINDING_SUCCESS
@@ -314,6 +314,91 @@ def test_recv_waiting_during_close_raises_connection_error() -> None:
         await asyncio.gather(a.close(), b.close())
         with pytest.raises(ConnectionError):
             await receiving
+
+    run(main())
+
+
+def test_data_follows_a_new_selected_pair_and_stops_with_the_agent() -> None:
+    """Each send goes out on the pair selected at that moment: after an ICE restart
+    selects a new pair, data is counted on it and no longer on the old one; once the
+    agent is closed (under the connection, as a user may), sending raises."""
+
+    async def main() -> None:
+        a, b = await connected_pair(ours(), ours())
+        try:
+            old = a.selected_pair(1)
+            assert old is not None
+            await ping(a, b)
+            assert old.packets_sent == 1
+            for conn in (a, b):
+                await conn.restart()
+            await exchange(a, b)
+            await asyncio.gather(a.connect(), b.connect())
+            new = a.selected_pair(1)
+            assert new is not None and new is not old
+            await ping(a, b)
+            await a.send(b"one more")
+            assert await b.recv() == b"one more"
+            assert (old.packets_sent, new.packets_sent) == (1, 2)
+            # what arrives is counted on the new check list's pair, the old one's no more
+            assert (old.packets_received, new.packets_received) == (1, 1)
+            a.agent.close()
+            with pytest.raises(ConnectionError, match="not connected"):
+                await a.send(b"late")
+            assert new.packets_sent == 2
+        finally:
+            await asyncio.gather(a.close(), b.close())
+
+    run(main())
+
+
+def test_readers_take_turns_and_a_cancelled_reader_passes_its_datagram_on() -> None:
+    async def main() -> None:
+        a, b = await connected_pair(ours(), ours())
+        try:
+            first = asyncio.ensure_future(b.recv())
+            second = asyncio.ensure_future(b.recvfrom())
+            await asyncio.sleep(0)  # both wait
+            await a.send(b"for the first")
+            assert await asyncio.wait_for(first, 5) == b"for the first"
+            third = asyncio.ensure_future(b.recv())
+            await asyncio.sleep(0)
+            await a.send(b"for the second")
+            assert await asyncio.wait_for(second, 5) == (b"for the second", 1)
+            # the datagram arrives and wakes `third`, which is cancelled before it runs
+            pair = b.selected_pair(1)
+            assert pair is not None
+            fourth = asyncio.ensure_future(b.recv())
+            await asyncio.sleep(0)
+            b._received(b"passed on", pair.remote_address, pair.base, 1)
+            third.cancel()
+            assert await asyncio.wait_for(fourth, 5) == b"passed on"
+            assert third.cancelled()
+        finally:
+            await asyncio.gather(a.close(), b.close())
+
+    run(main())
+
+
+def test_a_reader_that_falls_behind_loses_the_oldest_datagrams() -> None:
+    async def main() -> None:
+        a, b = await connected_pair(ours(), ours())
+        try:
+            extra = 5
+            arrived = b.selected_pair(1)
+            assert arrived is not None
+            for seq in range(QUEUE_SIZE + extra):
+                await a.send(seq.to_bytes(4, "big"))
+                if seq % 32 == 31 or seq == QUEUE_SIZE + extra - 1:
+                    # b's socket drains before more are sent: no loss in the kernel
+                    async with asyncio.timeout(10):
+                        while arrived.packets_received <= seq:
+                            await asyncio.sleep(0)
+            assert b.dropped == extra
+            got = [int.from_bytes(await b.recv(), "big") for _ in range(QUEUE_SIZE)]
+            assert got == list(range(extra, QUEUE_SIZE + extra))
+        finally:
+            await asyncio.gather(a.close(), b.close())
 
     run(main())
 
