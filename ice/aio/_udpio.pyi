@@ -23,6 +23,7 @@ class BatchSocket:
         *,
         mmsg: bool = True,
         send_batch: int | None = None,
+        gso: bool = False,
     ) -> None: ...
     @property
     def fileno(self) -> int:
@@ -35,6 +36,18 @@ class BatchSocket:
     @property
     def mmsg(self) -> bool:
         """True while recvmmsg/sendmmsg are used (False: recvfrom/sendto loops)."""
+
+    @property
+    def gso(self) -> bool:
+        """True while runs of datagrams to one address go out as one UDP GSO send."""
+
+    @property
+    def gso_max(self) -> int:
+        """The longest datagram still sent in GSO runs (0: none)."""
+
+    @property
+    def gso_sent(self) -> int:
+        """Datagrams that went out inside GSO runs."""
 
     @property
     def dropped(self) -> int:

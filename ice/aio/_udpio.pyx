@@ -45,7 +45,7 @@ from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.exc cimport PyErr_Clear
 from cpython.list cimport PyList_New, PyList_SET_ITEM
 from cpython.long cimport PyLong_AsLong, PyLong_Check
-from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.mem cimport PyMem_Realloc
 from cpython.object cimport Py_EQ, PyObject, PyObject_Hash, PyObject_RichCompareBool
 from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE, PyTuple_New, PyTuple_SET_ITEM
@@ -72,6 +72,22 @@ cdef extern from *:
     #include <netinet/in.h>
     #include <arpa/inet.h>
     #include <net/if.h>
+    #include <stdint.h>
+    #include <netinet/udp.h>
+
+    /* UDP GSO (Linux 4.18): one sendmsg carries a run of equal-size datagrams to one
+       address, and the kernel splits it (on loopback: at the receiving socket). Older
+       headers lack the names; the kernel's values are fixed. */
+    #ifndef SOL_UDP
+    #define SOL_UDP 17
+    #endif
+    #ifndef UDP_SEGMENT
+    #define UDP_SEGMENT 103
+    #endif
+    /* The kernel's UDP_MAX_SEGMENTS was 64 before 5.10 (128 since); the bytes stay under
+       the 64 KiB an IP datagram may carry, headers included. */
+    #define ICE_GSO_SEGMENTS 64
+    #define ICE_GSO_BYTES 60000
 
     #define ICE_HAVE_MMSG 1
     #define ICE_EAGAIN EAGAIN
@@ -120,39 +136,61 @@ cdef extern from *:
         return 0;
     }
 
-    /* The send side, per socket: n message vectors. */
+    /* The send side is shared the same way: send() fills slots (a datagram each) and
+       flushes them before it returns, running no Python code in between (BatchSocket
+       refuses re-entry). A flush groups slots into messages: one slot each, or with GSO
+       a run of slots to one address in one message. */
+    typedef union {
+        char buf[CMSG_SPACE(sizeof(uint16_t))];
+        struct cmsghdr align;
+    } ice_ctrl;
+    static struct mmsghdr *ice_tx_msgs = NULL;
+    static struct iovec *ice_tx_iov = NULL;
+    static ice_sockaddr *ice_tx_names = NULL;
+    static unsigned int *ice_tx_namelen = NULL;
+    static unsigned int *ice_tx_first = NULL;   /* message j holds slots first[j] ... */
+    static unsigned int *ice_tx_count = NULL;   /* ... count[j] of them */
+    static ice_ctrl *ice_tx_ctrl = NULL;
+    static unsigned int ice_tx_slots = 0;
+
+    #define ICE_GROW(ptr, type, n) do { \
+            type *grown_ = (type *)realloc(ptr, (size_t)(n) * sizeof(type)); \
+            if (grown_ == NULL) return -1; \
+            ptr = grown_; \
+        } while (0)
+
+    static int ice_tx_reserve(unsigned int n) {
+        if (n <= ice_tx_slots) return 0;
+        ICE_GROW(ice_tx_msgs, struct mmsghdr, n);
+        ICE_GROW(ice_tx_iov, struct iovec, n);
+        ICE_GROW(ice_tx_names, ice_sockaddr, n);
+        ICE_GROW(ice_tx_namelen, unsigned int, n);
+        ICE_GROW(ice_tx_first, unsigned int, n);
+        ICE_GROW(ice_tx_count, unsigned int, n);
+        ICE_GROW(ice_tx_ctrl, ice_ctrl, n);
+        ice_tx_slots = n;
+        return 0;
+    }
+
+    /* A socket's settings: n slots per flush, receive buffers of max_size. */
     typedef struct {
         unsigned int n;
         size_t max_size;
-        struct mmsghdr *smsgs;
-        struct iovec *siov;
-        ice_sockaddr *snames;
     } ice_mm;
 
     static void ice_mm_free(ice_mm *m) {
-        if (m == NULL) return;
-        free(m->smsgs); free(m->siov); free(m->snames);
         free(m);
     }
 
     static ice_mm *ice_mm_new(unsigned int n, size_t max_size) {
         ice_mm *m = (ice_mm *)calloc(1, sizeof(ice_mm));
-        unsigned int i;
         if (m == NULL) return NULL;
-        m->n = n;
-        m->max_size = max_size;
-        m->smsgs = (struct mmsghdr *)calloc(n, sizeof(struct mmsghdr));
-        m->siov = (struct iovec *)calloc(n, sizeof(struct iovec));
-        m->snames = (ice_sockaddr *)calloc(n, sizeof(ice_sockaddr));
-        if (!m->smsgs || !m->siov || !m->snames) {
-            ice_mm_free(m);
+        if (ice_tx_reserve(n) != 0) {
+            free(m);
             return NULL;
         }
-        for (i = 0; i < n; i++) {
-            m->smsgs[i].msg_hdr.msg_iov = &m->siov[i];
-            m->smsgs[i].msg_hdr.msg_iovlen = 1;
-            m->smsgs[i].msg_hdr.msg_name = &m->snames[i];
-        }
+        m->n = n;
+        m->max_size = max_size;
         return m;
     }
 
@@ -190,26 +228,122 @@ cdef extern from *:
     }
 
     static unsigned char *ice_mm_send_name(ice_mm *m, unsigned int i) {
-        return (unsigned char *)&m->snames[i];
+        return (unsigned char *)&ice_tx_names[i];
     }
 
+    /* namelen 0: no name, the connected peer (with the route the kernel keeps for it) */
     static void ice_mm_set_send(ice_mm *m, unsigned int i, const void *data, size_t len,
                                 unsigned int namelen) {
-        m->siov[i].iov_base = (void *)data;
-        m->siov[i].iov_len = len;
-        /* no name: the connected peer, with the route the kernel keeps for it */
-        m->smsgs[i].msg_hdr.msg_name = namelen ? (void *)&m->snames[i] : NULL;
-        m->smsgs[i].msg_hdr.msg_namelen = namelen;
+        ice_tx_iov[i].iov_base = (void *)data;
+        ice_tx_iov[i].iov_len = len;
+        ice_tx_namelen[i] = namelen;
     }
 
-    /* Messages start..start+count-1: how many the kernel took (from start), or -errno
-       for the first one. */
-    static int ice_mm_send(ice_mm *m, int fd, unsigned int start, unsigned int count) {
-        int r;
-        do {
-            r = sendmmsg(fd, m->smsgs + start, count, MSG_DONTWAIT);
-        } while (r < 0 && errno == EINTR);
-        return r < 0 ? -errno : r;
+    /* True when this kernel splits UDP_SEGMENT sends for this socket. Asked, never
+       assumed: a kernel without it ignores the control message and would send the
+       whole run as one datagram. */
+    static int ice_gso_supported(int fd) {
+        int value = 0;
+        socklen_t len = sizeof(value);
+        return getsockopt(fd, SOL_UDP, UDP_SEGMENT, &value, &len) == 0;
+    }
+
+    /* Messages from slot `slot` on (at most count - slot slots, ice_tx_slots messages):
+       how many messages. A run joins slots with one name and one length (the last
+       may be shorter) while GSO allows that length. */
+    static unsigned int ice_mm_group(unsigned int slot, unsigned int count, size_t gso_max) {
+        unsigned int nm = 0, s = slot, k;
+        size_t first_len, total, len;
+        struct msghdr *h;
+        while (s < count) {
+            first_len = ice_tx_iov[s].iov_len;
+            k = 1;
+            if (first_len > 0 && first_len <= gso_max) {
+                total = first_len;
+                while (s + k < count && k < ICE_GSO_SEGMENTS) {
+                    len = ice_tx_iov[s + k].iov_len;
+                    if (len == 0 || len > first_len || total + len > ICE_GSO_BYTES) break;
+                    if (ice_tx_namelen[s + k] != ice_tx_namelen[s]) break;
+                    if (memcmp(&ice_tx_names[s + k], &ice_tx_names[s], ice_tx_namelen[s]) != 0)
+                        break;
+                    total += len;
+                    k++;
+                    if (len < first_len) break;  /* only the last segment may be shorter */
+                }
+            }
+            h = &ice_tx_msgs[nm].msg_hdr;
+            memset(h, 0, sizeof(*h));
+            h->msg_iov = &ice_tx_iov[s];
+            h->msg_iovlen = k;
+            if (ice_tx_namelen[s]) {
+                h->msg_name = &ice_tx_names[s];
+                h->msg_namelen = ice_tx_namelen[s];
+            }
+            if (k > 1) {
+                struct cmsghdr *c = &ice_tx_ctrl[nm].align;
+                h->msg_control = ice_tx_ctrl[nm].buf;
+                h->msg_controllen = sizeof(ice_tx_ctrl[nm].buf);
+                c->cmsg_level = SOL_UDP;
+                c->cmsg_type = UDP_SEGMENT;
+                c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+                *(uint16_t *)CMSG_DATA(c) = (uint16_t)first_len;
+            }
+            ice_tx_first[nm] = s;
+            ice_tx_count[nm] = k;
+            nm++;
+            s += k;
+        }
+        return nm;
+    }
+
+    /* Send slots 0 .. count-1 (count <= ice_tx_slots): how many datagrams the kernel
+       took, or -ENOSYS when sendmmsg is missing. A datagram the kernel refuses is
+       dropped (in *dropped), a full buffer drops the rest (*full). *gso_max is the
+       longest datagram sent in runs (0: none); a run the kernel refuses is sent one
+       by one, and *gso_max lowered: to 0 when GSO is missing (EIO: the route cannot
+       checksum it; ENOPROTOOPT, EOPNOTSUPP), below that length otherwise (EINVAL,
+       EMSGSIZE: longer than the route's MTU, a socket without checksums). *gso_sent
+       counts the datagrams that went in runs. */
+    static int ice_mm_flush(int fd, unsigned int count, size_t *gso_max,
+                            unsigned long long *dropped, int *full,
+                            unsigned long long *gso_sent) {
+        unsigned int slot = 0, nm, j, i;
+        int r, e, sent = 0;
+        *full = 0;
+        while (slot < count) {
+            nm = ice_mm_group(slot, count, *gso_max);
+            j = 0;
+            while (j < nm) {
+                do {
+                    r = sendmmsg(fd, ice_tx_msgs + j, nm - j, MSG_DONTWAIT);
+                } while (r < 0 && errno == EINTR);
+                if (r > 0) {
+                    for (i = j; i < j + (unsigned int)r; i++) {
+                        sent += (int)ice_tx_count[i];
+                        if (ice_tx_count[i] > 1) *gso_sent += ice_tx_count[i];
+                    }
+                    j += (unsigned int)r;
+                    continue;
+                }
+                e = r < 0 ? errno : EAGAIN;
+                if (e == ENOSYS && sent == 0) return -ENOSYS;
+                if (e == EAGAIN || e == EWOULDBLOCK || e == ENOBUFS) {
+                    *dropped += count - ice_tx_first[j];
+                    *full = 1;
+                    return sent;
+                }
+                if (ice_tx_count[j] > 1 && (e == EIO || e == ENOPROTOOPT || e == EOPNOTSUPP
+                                            || e == EINVAL || e == EMSGSIZE)) {
+                    size_t len = ice_tx_iov[ice_tx_first[j]].iov_len;
+                    *gso_max = (e == EINVAL || e == EMSGSIZE) ? len - 1 : 0;
+                    break;  /* regroup from this run's first slot, without it */
+                }
+                *dropped += ice_tx_count[j];  /* refused (EMSGSIZE, ECONNREFUSED, ...) */
+                j++;
+            }
+            slot = j < nm ? ice_tx_first[j] : count;
+        }
+        return sent;
     }
 
     static int ice_sendto(int fd, const void *data, size_t len, const unsigned char *name,
@@ -324,9 +458,10 @@ cdef extern from *:
     static unsigned char *ice_mm_send_name(ice_mm *m, unsigned int i) { return NULL; }
     static void ice_mm_set_send(ice_mm *m, unsigned int i, const void *data, size_t len,
                                 unsigned int namelen) {}
-    static int ice_mm_send(ice_mm *m, int fd, unsigned int start, unsigned int count) {
-        return -ICE_ENOSYS;
-    }
+    static int ice_gso_supported(int fd) { return 0; }
+    static int ice_mm_flush(int fd, unsigned int count, size_t *gso_max,
+                            unsigned long long *dropped, int *full,
+                            unsigned long long *gso_sent) { return -ICE_ENOSYS; }
     static int ice_sendto(int fd, const void *data, size_t len, const unsigned char *name,
                           unsigned int namelen) { return -ICE_ENOSYS; }
     static unsigned int ice_peer_name(int fd, unsigned char *out) { return 0; }
@@ -364,7 +499,10 @@ cdef extern from *:
     unsigned char *ice_mm_send_name(ice_mm *m, unsigned int i) nogil
     void ice_mm_set_send(ice_mm *m, unsigned int i, const void *data, size_t len,
                          unsigned int namelen) nogil
-    int ice_mm_send(ice_mm *m, int fd, unsigned int start, unsigned int count) nogil
+    int ice_gso_supported(int fd) nogil
+    int ice_mm_flush(int fd, unsigned int count, size_t *gso_max,
+                     unsigned long long *dropped, int *full,
+                     unsigned long long *gso_sent) nogil
     int ice_sendto(int fd, const void *data, size_t len, const unsigned char *name,
                    unsigned int namelen) nogil
     int ice_addr_format(const unsigned char *name, unsigned int len, char *host,
@@ -421,6 +559,35 @@ cdef _FromName _FROM_CACHE[_SLOTS]
 cdef _ToName _TO_CACHE_V4[_SLOTS]
 cdef _ToName _TO_CACHE_V6[_SLOTS]
 
+# The buffers of the datagrams a send() has prepared, shared as the send slots are:
+# _TX_VIEWS[0:_tx_held] are acquired, and _tx_busy keeps a send() that an address's
+# __hash__ or __eq__ starts (Python code) off the slots of the send() that called it.
+cdef Py_buffer *_TX_VIEWS = NULL
+cdef unsigned int _tx_view_slots = 0
+cdef unsigned int _tx_held = 0
+cdef bint _tx_busy = False
+
+
+cdef int _tx_views_reserve(unsigned int n) except -1:
+    global _TX_VIEWS, _tx_view_slots
+    cdef Py_buffer *grown
+    if n <= _tx_view_slots:
+        return 0
+    grown = <Py_buffer *>PyMem_Realloc(_TX_VIEWS, n * sizeof(Py_buffer))
+    if grown == NULL:
+        raise MemoryError()
+    _TX_VIEWS = grown
+    _tx_view_slots = n
+    return 0
+
+
+cdef void _release_views() noexcept:
+    global _tx_held
+    cdef unsigned int i
+    for i in range(_tx_held):
+        PyBuffer_Release(&_TX_VIEWS[i])
+    _tx_held = 0
+
 
 cdef class BatchSocket:
     """A UDP socket read and written ``batch`` datagrams per system call.
@@ -444,9 +611,9 @@ cdef class BatchSocket:
     cdef ice_mm *_mm
     cdef _FromName *_from
     cdef _ToName *_to
-    cdef Py_buffer *_views
-    cdef unsigned int _held        # views[0:_held] are acquired
     cdef unsigned long long _dropped
+    cdef size_t _gso_max           # longest datagram sent in GSO runs; 0: no GSO
+    cdef unsigned long long _gso_sent
     cdef bint _last_full
     cdef bint _connected           # connected when made: send() checks its peer
 
@@ -454,10 +621,11 @@ cdef class BatchSocket:
         self._mm = NULL
         self._from = NULL
         self._to = NULL
-        self._views = NULL
-        self._held = 0
+        self._gso_max = 0
+        self._gso_sent = 0
 
-    def __init__(self, sock, batch=64, max_size=65535, *, mmsg=True, send_batch=None):
+    def __init__(self, sock, batch=64, max_size=65535, *, mmsg=True, send_batch=None,
+                 gso=False):
         cdef unsigned char name[_NAME_MAX]
         if not isinstance(sock, socket.socket):
             raise TypeError(f"sock must be a socket.socket, not {type(sock).__name__}")
@@ -486,21 +654,15 @@ cdef class BatchSocket:
                 self._to = &_TO_CACHE_V6[0]
             else:
                 self._to = &_TO_CACHE_V4[0]
-            self._views = <Py_buffer *>PyMem_Malloc(self._send_batch * sizeof(Py_buffer))
-            if self._mm == NULL or self._from == NULL or self._to == NULL or self._views == NULL:
+            if self._mm == NULL or self._from == NULL or self._to == NULL:
                 raise MemoryError()
+            _tx_views_reserve(self._send_batch)
             self._connected = ice_peer_name(sock.fileno(), name) != 0
+            if gso and ice_gso_supported(sock.fileno()):
+                self._gso_max = 65535
 
     def __dealloc__(self):
-        self._release_views()
         ice_mm_free(self._mm)
-        PyMem_Free(self._views)
-
-    cdef void _release_views(self) noexcept:
-        cdef unsigned int i
-        for i in range(self._held):
-            PyBuffer_Release(&self._views[i])
-        self._held = 0
 
     @property
     def fileno(self):
@@ -521,6 +683,25 @@ cdef class BatchSocket:
     def mmsg(self):
         """True while recvmmsg/sendmmsg are used (False: the recvfrom/sendto loops)."""
         return self._mmsg
+
+    @property
+    def gso(self):
+        """True while runs of datagrams to one address go out as one UDP GSO send
+        (asked for with ``gso=True``, and the kernel has it)."""
+        return self._gso_max > 0
+
+    @property
+    def gso_max(self):
+        """The longest datagram still sent in GSO runs (0: none). A run the kernel
+        refuses is sent one datagram at a time and lowers it: to 0 when the kernel or
+        route cannot do GSO, below the refused length when that length was the
+        trouble (longer than the route's MTU)."""
+        return self._gso_max
+
+    @property
+    def gso_sent(self):
+        """Datagrams that went out inside GSO runs."""
+        return self._gso_sent
 
     @property
     def dropped(self):
@@ -692,10 +873,12 @@ cdef class BatchSocket:
         cdef unsigned int peerlen = 0
         cdef unsigned char *name
         cdef object item, data, addr
-        if not self._mmsg:
+        global _tx_held, _tx_busy
+        if not self._mmsg or _tx_busy:
             return self._send_loop(seq)
         if self._connected:  # datagrams to the peer go unnamed: the kernel's cached route
             peerlen = ice_peer_name(fd, peer)
+        _tx_busy = True
         try:
             while i < n and not full:
                 k = 0
@@ -710,8 +893,8 @@ cdef class BatchSocket:
                             data, addr = _pair(item)
                         namelen = self._name_for(addr, name)
                         if namelen != 0:
-                            PyObject_GetBuffer(data, &self._views[k], PyBUF_SIMPLE)
-                            self._held = k + 1
+                            PyObject_GetBuffer(data, &_TX_VIEWS[k], PyBUF_SIMPLE)
+                            _tx_held = k + 1
                     except BaseException:
                         if k:  # what went before the bad item is sent
                             self._flush(fd, k)
@@ -733,8 +916,8 @@ cdef class BatchSocket:
                         continue
                     if namelen == peerlen and memcmp(name, peer, namelen) == 0:
                         namelen = 0
-                    ice_mm_set_send(self._mm, k, self._views[k].buf,
-                                    <size_t>self._views[k].len, namelen)
+                    ice_mm_set_send(self._mm, k, _TX_VIEWS[k].buf,
+                                    <size_t>_TX_VIEWS[k].len, namelen)
                     k += 1
                     i += 1
                 if k and not full:
@@ -747,33 +930,23 @@ cdef class BatchSocket:
             if full:  # a full buffer: what was not tried is dropped as well
                 self._dropped += <unsigned long long>(n - i)
         finally:
-            self._release_views()
+            _release_views()
+            _tx_busy = False
         return sent
 
     cdef Py_ssize_t _flush(self, int fd, unsigned int k) except? -1:
-        """sendmmsg the k prepared messages and release their buffers: how many
-        went, or -(sent + 1) when the socket buffer filled up (the rest of the k
-        are counted dropped)."""
-        cdef unsigned int j = 0
+        """Send the k prepared datagrams and release their buffers: how many went,
+        or -(sent + 1) when the socket buffer filled up (the rest of the k are
+        counted dropped)."""
+        cdef int full = 0
         cdef int r
-        cdef Py_ssize_t sent = 0
         try:
-            while j < k:
-                r = ice_mm_send(self._mm, fd, j, k - j)
-                if r > 0:
-                    j += <unsigned int>r
-                    sent += r
-                elif r == -ICE_EAGAIN or r == -ICE_EWOULDBLOCK or r == -ICE_ENOBUFS:
-                    self._dropped += k - j
-                    return -(sent + 1)
-                elif r == -ICE_ENOSYS:
-                    raise OSError(ICE_ENOSYS, "sendmmsg is not available here")
-                else:  # this one datagram was refused (EMSGSIZE, ECONNREFUSED, ...)
-                    self._dropped += 1
-                    j += 1
-            return sent
+            r = ice_mm_flush(fd, k, &self._gso_max, &self._dropped, &full, &self._gso_sent)
+            if r == -ICE_ENOSYS:
+                raise OSError(ICE_ENOSYS, "sendmmsg is not available here")
+            return -(r + 1) if full else r
         finally:
-            self._release_views()
+            _release_views()
 
     cdef int _sendto_slow(self, object data, object addr) except -1:
         """One datagram through socket.sendto (names, other address shapes, the

@@ -71,9 +71,6 @@ from ice.turn.server import TurnServer
 
 __all__ = ["TurnServerRunner", "serve_turn"]
 
-#: Datagrams per sendmmsg from one relay socket: its send vectors (~200 bytes a
-#: slot) are its own, kept small for servers with thousands of relays.
-RELAY_SEND_BATCH = 8
 _BINDING_REQUEST = b"\x00\x01"
 _BINDING = 0x001
 
@@ -86,7 +83,10 @@ class _ListenerEndpoint(_DatagramEndpoint):
     def __init__(self, runner: TurnServerRunner, sock: socket.socket, local: Address) -> None:
         super().__init__(runner, sock, local)
         self.turn_runner = runner
-        self.batch: BatchSocket | DatagramIO = BatchSocket(sock, READ_BATCH, MAX_DATAGRAM)
+        # gso: what the pump queues for one client is a run of like datagrams
+        self.batch: BatchSocket | DatagramIO = BatchSocket(
+            sock, READ_BATCH, MAX_DATAGRAM, gso=True
+        )
 
     def _falling_back(self, fallback: DatagramIO) -> None:
         self.batch = fallback
@@ -146,7 +146,7 @@ class _RelayEndpoint:
         self.sock: socket.socket | None = sock
         self.address = address
         self.batch: BatchSocket | DatagramIO = BatchSocket(
-            sock, READ_BATCH, MAX_DATAGRAM, send_batch=RELAY_SEND_BATCH
+            sock, READ_BATCH, MAX_DATAGRAM, gso=True
         )
         try:
             self._loop.add_reader(sock.fileno(), self._read_ready)

@@ -342,3 +342,127 @@ def test_it_keeps_the_socket_and_releases_what_it_holds() -> None:
         other = BatchSocket(a)
         other.send([(b"x", addr)])
         assert sys.getrefcount(addr) == refs
+
+
+# -- UDP GSO (gso=True): runs to one address go as one send the kernel splits
+
+SO_NO_CHECK = 11  # Linux <asm-generic/socket.h>: no UDP checksums, which GSO refuses (EINVAL)
+IPPROTO_UDPLITE = 136  # UDP-Lite: the kernel refuses GSO on it (EIO)
+GSO = pytest.mark.skipif(not HAVE_MMSG, reason="no sendmmsg: no GSO")
+
+
+def _gso_items(to_b: tuple[str, int], to_c: tuple[str, int]) -> list[tuple[bytes, tuple[str, int]]]:
+    """Runs to b (equal lengths, a shorter last one, an empty one), interleaved with c."""
+    items = [(bytes([i]) * 100, to_b) for i in range(10)]
+    items += [(b"s" * 40, to_b), (b"t" * 100, to_b), (b"", to_b)]
+    items += [(bytes([i]) * 1200, to_c) for i in range(5)]
+    items += [(bytes([i]) * 1200, to_b) for i in range(70)]  # more than a run may hold
+    items += [(b"c" * 7, to_c), (b"d" * 100, to_b)]
+    return items
+
+
+def _received_by(bsock: BatchSocket, want: int) -> list[bytes]:
+    return [data for batch in recv_all(bsock, want) for data, _ in batch]
+
+
+@GSO
+@pytest.mark.parametrize("host", HOSTS)
+def test_gso_runs_arrive_as_the_same_datagrams_in_order(host: str) -> None:
+    with udp(host, 3) as (a, b, c):
+        sender = BatchSocket(a, batch=128, mmsg=True, gso=True)
+        to_b, to_c = BatchSocket(b, 128, 2048), BatchSocket(c, 128, 2048)
+        if not sender.gso:
+            pytest.skip("this kernel has no UDP GSO (Linux < 4.18)")
+        assert sender.gso_max == 65535
+        items = _gso_items(name(b), name(c))
+        assert sender.send(items) == len(items)
+        assert sender.dropped == 0
+        assert 0 < sender.gso_sent < len(items)  # runs went as GSO sends, lone ones did not
+        for bsock, sock in ((to_b, b), (to_c, c)):
+            mine = [data for data, addr in items if addr == name(sock)]
+            assert _received_by(bsock, len(mine)) == mine
+        # without gso=True the same items go one message each
+        plain = BatchSocket(a, batch=128, mmsg=True)
+        assert not plain.gso and plain.gso_max == 0
+        assert plain.send(items) == len(items) and plain.gso_sent == 0
+        assert _received_by(to_c, 6) == [data for data, addr in items if addr == name(c)]
+
+
+@GSO
+def test_gso_refused_for_a_length_sends_one_by_one_and_stays_below_it() -> None:
+    """A socket without checksums: the kernel refuses every GSO send (EINVAL), as it
+    refuses segments longer than the route's MTU."""
+    with udp("127.0.0.1", 2) as (a, b):
+        a.setsockopt(socket.SOL_SOCKET, SO_NO_CHECK, 1)
+        sender, receiver = BatchSocket(a, 64, gso=True), BatchSocket(b, 64, 2048)
+        if not sender.gso:
+            pytest.skip("this kernel has no UDP GSO (Linux < 4.18)")
+        items = [(bytes([i]) * 300, name(b)) for i in range(20)]
+        assert sender.send(items) == 20
+        assert sender.gso_max == 299 and sender.gso and sender.gso_sent == 0
+        assert _received_by(receiver, 20) == [data for data, _ in items]
+        longer = [(bytes([i]) * 500, name(b)) for i in range(5)]
+        assert sender.send(longer) == 5 and sender.gso_max == 299  # not tried again
+        assert _received_by(receiver, 5) == [data for data, _ in longer]
+        assert sender.dropped == 0
+
+
+@GSO
+def test_gso_the_route_cannot_do_turns_gso_off() -> None:
+    """UDP-Lite: the kernel has GSO but refuses it here (EIO), as a route without
+    checksum offload does; everything still goes, one datagram each."""
+    try:
+        a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, IPPROTO_UDPLITE)
+        b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, IPPROTO_UDPLITE)
+    except OSError:
+        pytest.skip("no UDP-Lite in this kernel")
+    with a, b:
+        a.bind(("127.0.0.1", 0))
+        b.bind(("127.0.0.1", 0))
+        b.setblocking(False)
+        sender, receiver = BatchSocket(a, 64, gso=True), BatchSocket(b, 64, 2048)
+        if not sender.gso:
+            pytest.skip("this kernel has no UDP GSO (Linux < 4.18)")
+        items = [(bytes([i]) * 100, name(b)) for i in range(12)]
+        assert sender.send(items) == 12
+        assert not sender.gso and sender.gso_max == 0 and sender.gso_sent == 0
+        assert _received_by(receiver, 12) == [data for data, _ in items]
+        assert sender.send(items) == 12 and sender.gso_sent == 0
+        assert _received_by(receiver, 12) == [data for data, _ in items]
+
+
+@pytest.mark.parametrize("mmsg", MODES)
+def test_gso_is_off_without_mmsg(mmsg: bool) -> None:
+    """The portable loops (ICE_PORTABLE=1, anything but Linux) never use GSO."""
+    with udp("127.0.0.1", 2) as (a, b):
+        sender = BatchSocket(a, 16, gso=True, mmsg=mmsg)
+        receiver = BatchSocket(b, 16, 2048)
+        assert sender.gso is (mmsg and sender.gso_max == 65535)
+        if not mmsg:
+            assert sender.gso_max == 0
+        items = [(b"x" * 50, name(b))] * 8
+        assert sender.send(items) == 8
+        assert _received_by(receiver, 8) == [data for data, _ in items]
+
+
+@pytest.mark.skipif(not HAVE_MMSG, reason="no sendmmsg")
+def test_a_send_started_by_an_address_hash_keeps_off_the_shared_slots() -> None:
+    """The send slots are the process's: a send() that Python code inside another
+    one starts (a host whose __hash__ sends) takes the loops and leaves them alone."""
+    with udp("127.0.0.1", 3) as (a, b, c):
+        outer, inner = BatchSocket(a, 8, gso=True), BatchSocket(b, 8, gso=True)
+        receiver = BatchSocket(c, 64, 2048)
+        nested: list[int] = []
+
+        class Host(str):
+            def __hash__(self) -> int:
+                nested.append(inner.send([(b"inner", name(c))] * 3))
+                return str.__hash__(self)
+
+        host, port = name(c)
+        items = [(b"outer%d" % i, (Host(host), port)) for i in range(4)]
+        assert outer.send(items) == 4
+        assert nested == [3, 3, 3, 3]
+        got = _received_by(receiver, 16)
+        assert [d for d in got if d.startswith(b"outer")] == [d for d, _ in items]
+        assert got.count(b"inner") == 12
