@@ -45,7 +45,7 @@ from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.exc cimport PyErr_Clear
 from cpython.list cimport PyList_New, PyList_SET_ITEM
 from cpython.long cimport PyLong_AsLong, PyLong_Check
-from cpython.mem cimport PyMem_Realloc
+from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.object cimport Py_EQ, PyObject, PyObject_Hash, PyObject_RichCompareBool
 from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE, PyTuple_New, PyTuple_SET_ITEM
@@ -74,6 +74,38 @@ cdef extern from *:
     #include <net/if.h>
     #include <stdint.h>
     #include <netinet/udp.h>
+    #include <sys/epoll.h>
+    #include <unistd.h>
+
+    #define ICE_HAVE_EPOLL 1
+    static int ice_epoll_new(void) {
+        int fd = epoll_create1(EPOLL_CLOEXEC);
+        return fd < 0 ? -errno : fd;
+    }
+    static int ice_epoll_add(int ep, int fd) {
+        struct epoll_event ev;
+        memset(&ev, 0, sizeof(ev));
+        ev.events = EPOLLIN;
+        ev.data.fd = fd;
+        return epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) == 0 ? 0 : -errno;
+    }
+    static void ice_epoll_del(int ep, int fd) {
+        struct epoll_event ev;  /* kernels before 2.6.9 want one, even for DEL */
+        memset(&ev, 0, sizeof(ev));
+        epoll_ctl(ep, EPOLL_CTL_DEL, fd, &ev);
+    }
+    /* The fds ready to read now (no waiting) into fds[0..max): how many, or -errno. */
+    static int ice_epoll_ready(int ep, struct epoll_event *events, int max, int *fds) {
+        int n, i;
+        do {
+            n = epoll_wait(ep, events, max, 0);
+        } while (n < 0 && errno == EINTR);
+        if (n < 0) return -errno;
+        for (i = 0; i < n; i++) fds[i] = events[i].data.fd;
+        return n;
+    }
+    static void ice_epoll_close(int ep) { close(ep); }
+    typedef struct epoll_event ice_epoll_event;
 
     /* UDP GSO (Linux 4.18): one sendmsg carries a run of equal-size datagrams to one
        address, and the kernel splits it (on loopback: at the receiving socket). Older
@@ -439,6 +471,15 @@ cdef extern from *:
     #else  /* no recvmmsg/sendmmsg: BatchSocket runs its recvfrom/sendto loops */
 
     #define ICE_HAVE_MMSG 0
+    #define ICE_HAVE_EPOLL 0
+    typedef struct { int unused; } ice_epoll_event;
+    static int ice_epoll_new(void) { return -ICE_ENOSYS; }
+    static int ice_epoll_add(int ep, int fd) { return -ICE_ENOSYS; }
+    static void ice_epoll_del(int ep, int fd) {}
+    static int ice_epoll_ready(int ep, ice_epoll_event *events, int max, int *fds) {
+        return -ICE_ENOSYS;
+    }
+    static void ice_epoll_close(int ep) {}
     #define ICE_EAGAIN 11
     #define ICE_EWOULDBLOCK 11
     #define ICE_EINTR 4
@@ -483,6 +524,14 @@ cdef extern from *:
     }
     """
     int ICE_HAVE_MMSG
+    int ICE_HAVE_EPOLL
+    ctypedef struct ice_epoll_event:
+        pass
+    int ice_epoll_new() nogil
+    int ice_epoll_add(int ep, int fd) nogil
+    void ice_epoll_del(int ep, int fd) nogil
+    int ice_epoll_ready(int ep, ice_epoll_event *events, int max, int *fds) nogil
+    void ice_epoll_close(int ep) nogil
     int ICE_EAGAIN
     int ICE_EWOULDBLOCK
     int ICE_EINTR
@@ -515,6 +564,8 @@ cdef extern from *:
 
 #: True where recvmmsg/sendmmsg exist (Linux); elsewhere BatchSocket loops.
 HAVE_MMSG = bool(ICE_HAVE_MMSG)
+#: True where `ReadySet` works (Linux, with recvmmsg/sendmmsg).
+HAVE_READY_SET = bool(ICE_HAVE_EPOLL) and HAVE_MMSG
 
 cdef enum:
     _SLOTS = 4096           # entries per address cache (a power of two)
@@ -717,27 +768,44 @@ cdef class BatchSocket:
 
     # -- receiving
 
-    def recv(self):
+    cpdef list recv(self, unsigned int limit=0):
         """Up to ``batch`` datagrams waiting on the socket, as ``[(data, (host, port))]``.
 
         One recvmmsg(MSG_DONTWAIT) call: ``[]`` when nothing is waiting. An
         error the socket reports (an ICMP port unreachable for an earlier
         send) is swallowed. Raises OSError only when the socket is closed.
+
+        With ``limit`` over ``batch``, a call that filled the batch is followed
+        by another, until the socket is drained or ``limit`` datagrams came (a
+        call that did not fill the batch has drained it: no extra system call
+        to learn that).
         """
+        cdef list got, more
+        if limit <= self._batch:
+            return self._recv_once(self._batch)
+        got = self._recv_once(self._batch)
+        while <unsigned int>len(got) % self._batch == 0 and <unsigned int>len(got) < limit:
+            more = self._recv_once(min(self._batch, limit - <unsigned int>len(got)))
+            if not more:
+                break
+            got += more
+        return got
+
+    cdef list _recv_once(self, unsigned int n_max):
         cdef int fd = self._fd()
         cdef int n = 0
         cdef int tries = 0
         if not self._mmsg:
-            return self._recv_loop()
+            return self._recv_loop(n_max)
         while True:
-            n = ice_mm_recv(self._mm, fd, self._batch)
+            n = ice_mm_recv(self._mm, fd, n_max)
             if n >= 0:
                 break
             if n == -ICE_EAGAIN or n == -ICE_EWOULDBLOCK:
                 return []
             if n == -ICE_ENOSYS:
                 self._mmsg = False
-                return self._recv_loop()
+                return self._recv_loop(n_max)
             tries += 1  # a reported error is cleared by the call: what follows can be read
             if tries >= 4:
                 return []
@@ -787,11 +855,11 @@ cdef class BatchSocket:
         memcpy(slot.name, name, namelen)
         return value
 
-    cdef list _recv_loop(self):
+    cdef list _recv_loop(self, unsigned int n_max):
         cdef list result = []
         cdef unsigned int errors = 0
         recvfrom = self.socket.recvfrom
-        while len(result) < self._batch:
+        while <unsigned int>len(result) < n_max:
             try:
                 data, addr = recvfrom(self._max_size, _MSG_DONTWAIT)
             except BlockingIOError:
@@ -1007,3 +1075,133 @@ cdef class BatchSocket:
             self._dropped += 1
             return False
         return True
+
+
+cdef class ReadySet:
+    """Many BatchSockets read through one file descriptor (an epoll set; Linux).
+
+    A server with a socket per relayed address would otherwise have the event
+    loop wake one callback per ready socket, each reading a datagram or two.
+    Watch `fileno` instead (``loop.add_reader(ready.fileno, callback)``) and in
+    the callback `recv` reads every member that is ready, in one call::
+
+        ready = ReadySet()
+        ready.add(bsock, token)              # token: anything, handed back with its data
+        for token, datagrams in ready.recv(): ...
+        ready.discard(bsock)                 # before closing its socket
+        ready.close()
+
+    Level-triggered like the loop's own readers: a member that still has
+    datagrams after its ``batch`` (or ``limit``) is ready again at the next
+    call. Members are BatchSockets on the recvmmsg path (`HAVE_READY_SET`);
+    where that is False the constructor raises OSError and callers keep one
+    loop reader per socket. Not thread-safe, like BatchSocket.
+    """
+
+    cdef int _ep
+    cdef dict _members             # fd -> (BatchSocket, token)
+    cdef ice_epoll_event *_events
+    cdef int *_fds
+    cdef int _max_events
+
+    def __cinit__(self):
+        self._ep = -1
+        self._events = NULL
+        self._fds = NULL
+
+    def __init__(self, int max_events=256):
+        if not 1 <= max_events <= 65536:
+            raise ValueError(f"max_events must be from 1 to 65536, not {max_events!r}")
+        if self._ep >= 0:
+            raise RuntimeError("ReadySet.__init__ called twice")
+        if not HAVE_READY_SET:
+            raise OSError(ICE_ENOSYS, "no epoll with recvmmsg here: read each socket itself")
+        self._members = {}
+        self._max_events = max_events
+        self._events = <ice_epoll_event *>PyMem_Realloc(
+            NULL, max_events * sizeof(ice_epoll_event))
+        self._fds = <int *>PyMem_Realloc(NULL, max_events * sizeof(int))
+        if self._events == NULL or self._fds == NULL:
+            raise MemoryError()
+        cdef int ep = ice_epoll_new()
+        if ep < 0:
+            raise OSError(-ep, "epoll_create1 failed")
+        self._ep = ep
+
+    def __dealloc__(self):
+        if self._ep >= 0:
+            ice_epoll_close(self._ep)
+        PyMem_Free(self._events)
+        PyMem_Free(self._fds)
+
+    @property
+    def fileno(self):
+        """The epoll descriptor: readable while a member is (-1 once closed)."""
+        return self._ep
+
+    def __len__(self):
+        return len(self._members) if self._members is not None else 0
+
+    def add(self, BatchSocket bsock not None, token):
+        """Read ``bsock`` through this set; its datagrams come back with ``token``."""
+        cdef int fd = bsock._fd()
+        cdef int r
+        cdef object member
+        if self._ep < 0:
+            raise OSError(9, "Bad file descriptor: the ReadySet is closed")
+        if not bsock._mmsg:
+            raise ValueError("a ReadySet reads BatchSockets on the recvmmsg path only")
+        member = self._members.get(fd)
+        if member is not None and (<BatchSocket>(<tuple>member)[0]).socket.fileno() == fd:
+            raise ValueError(f"socket {fd} is in the set already")
+        # (else a member closed without discard had this number: the kernel forgot it)
+        r = ice_epoll_add(self._ep, fd)
+        if r < 0:
+            raise OSError(-r, f"epoll_ctl(ADD, {fd}) failed")
+        self._members[fd] = (bsock, token)
+
+    def discard(self, BatchSocket bsock not None):
+        """Stop reading ``bsock`` (nothing when it is not a member); call it before
+        closing the socket."""
+        cdef object fd = bsock.socket.fileno()
+        if self._members is None or fd not in self._members:
+            return
+        del self._members[fd]
+        if self._ep >= 0:
+            ice_epoll_del(self._ep, fd)
+
+    def recv(self, unsigned int limit=0):
+        """``[(token, datagrams)]`` for the members with datagrams waiting now; each
+        member read as ``BatchSocket.recv(limit)`` reads it. Never blocks."""
+        cdef list result = []
+        cdef int n, i
+        cdef object member
+        cdef BatchSocket bsock
+        cdef list got
+        if self._ep < 0:
+            return result
+        n = ice_epoll_ready(self._ep, self._events, self._max_events, self._fds)
+        if n < 0:
+            raise OSError(-n, "epoll_wait failed")
+        for i in range(n):
+            member = self._members.get(self._fds[i])
+            if member is None:  # left the set since epoll saw it
+                continue
+            bsock = <BatchSocket>(<tuple>member)[0]
+            try:
+                got = bsock.recv(limit)
+            except OSError:  # closed without discard: the kernel dropped it from the set
+                del self._members[self._fds[i]]
+                continue
+            if got:
+                result.append(((<tuple>member)[1], got))
+        return result
+
+    def close(self):
+        """Forget every member and close the epoll descriptor (not the sockets)."""
+        if self._ep >= 0:
+            ice_epoll_close(self._ep)
+            self._ep = -1
+        if self._members is not None:
+            self._members.clear()
+

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import select
 import socket
 import sys
 import time
@@ -16,7 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ice.aio._udpio import HAVE_MMSG, BatchSocket
+from ice.aio._udpio import HAVE_MMSG, HAVE_READY_SET, BatchSocket, ReadySet
 from tests.support.loop import HAS_IPV6_LOOPBACK
 
 IP_RECVERR = 11  # Linux <netinet/in.h>: report ICMP errors on unconnected sockets too
@@ -466,3 +467,98 @@ def test_a_send_started_by_an_address_hash_keeps_off_the_shared_slots() -> None:
         got = _received_by(receiver, 16)
         assert [d for d in got if d.startswith(b"outer")] == [d for d, _ in items]
         assert got.count(b"inner") == 12
+
+
+@pytest.mark.parametrize("mmsg", MODES)
+def test_recv_with_a_limit_drains_full_batches(mmsg: bool) -> None:
+    with udp("127.0.0.1", 2) as (a, b):
+        receiver = BatchSocket(b, batch=16, max_size=2048, mmsg=mmsg)
+        items = [(i.to_bytes(2, "big"), name(b)) for i in range(150)]
+        for data, addr in items:
+            a.sendto(data, addr)
+        time.sleep(0.05)
+        got = receiver.recv()  # one batch
+        assert len(got) == 16
+        got += receiver.recv(70)  # batches while they come full, up to the limit
+        assert len(got) == 86
+        got += receiver.recv(1000)  # to the end: the last batch was not full
+        assert [data for data, _ in got] == [data for data, _ in items]
+        assert receiver.recv(1000) == []
+
+
+def test_ready_set_is_there_with_mmsg() -> None:
+    assert HAVE_READY_SET is (HAVE_MMSG and sys.platform.startswith("linux"))
+    if not HAVE_READY_SET:
+        with pytest.raises(OSError):
+            ReadySet()
+
+
+@pytest.mark.skipif(not HAVE_READY_SET, reason="no epoll")
+def test_a_ready_set_reads_every_ready_member_with_its_token() -> None:
+    with udp("127.0.0.1", 5) as (a, b, c, d, sender):
+        members = {
+            tag: BatchSocket(sock, 4, 2048) for tag, sock in zip("abcd", (a, b, c, d), strict=True)
+        }
+        ready = ReadySet(max_events=8)
+        for tag, bsock in members.items():
+            ready.add(bsock, tag)
+        assert len(ready) == 4
+        assert ready.recv() == []
+        assert select.select([ready.fileno], [], [], 0)[0] == []
+        for i in range(3):
+            sender.sendto(b"a%d" % i, name(a))
+        for i in range(6):
+            sender.sendto(b"c%d" % i, name(c))
+        time.sleep(0.05)
+        assert select.select([ready.fileno], [], [], 0)[0] == [ready.fileno]
+        got = dict(ready.recv())
+        assert set(got) == {"a", "c"}
+        assert [data for data, _ in got["a"]] == [b"a0", b"a1", b"a2"]
+        assert [data for data, _ in got["c"]] == [b"c0", b"c1", b"c2", b"c3"]  # one batch
+        assert {addr for _, addr in got["c"]} == {name(sender)}
+        # level-triggered: what is left is ready again; a limit drains it
+        sender.sendto(b"c6", name(c))
+        time.sleep(0.05)
+        assert [[data for data, _ in batch] for _, batch in ready.recv(100)] == [
+            [b"c4", b"c5", b"c6"]
+        ]
+        # a member that left is not read; adding one twice, or one on the loops, is refused
+        ready.discard(members["a"])
+        ready.discard(members["a"])
+        assert len(ready) == 3
+        sender.sendto(b"x", name(a))
+        time.sleep(0.05)
+        assert ready.recv() == []
+        with pytest.raises(ValueError):
+            ready.add(members["b"], "again")
+        with pytest.raises(ValueError):
+            ready.add(BatchSocket(a, mmsg=False), "loops")
+        ready.close()
+        assert ready.fileno == -1 and len(ready) == 0 and ready.recv() == []
+        with pytest.raises(OSError):
+            ready.add(members["a"], "a")
+
+
+@pytest.mark.skipif(not HAVE_READY_SET, reason="no epoll")
+def test_a_member_closed_without_discard_is_forgotten() -> None:
+    with udp("127.0.0.1", 2) as (b, sender):
+        a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        a.bind(("127.0.0.1", 0))
+        gone = BatchSocket(a, 4, 2048)
+        ready = ReadySet()
+        ready.add(gone, "gone")
+        ready.add(BatchSocket(b, 4, 2048), "b")
+        sender.sendto(b"late", name(a))
+        sender.sendto(b"b", name(b))
+        time.sleep(0.05)
+        a.close()  # the kernel drops a closed socket from the set
+        assert [(token, [d for d, _ in batch]) for token, batch in ready.recv()] == [("b", [b"b"])]
+        # its number may come back with a new socket, which can join
+        again = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        with again:
+            again.bind(("127.0.0.1", 0))
+            ready.add(BatchSocket(again, 4, 2048), "again")
+            sender.sendto(b"new", name(again))
+            time.sleep(0.05)
+            assert [token for token, _ in ready.recv()] == ["again"]
+        ready.close()
