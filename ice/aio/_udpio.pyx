@@ -30,6 +30,15 @@ each, holding their own references): the kernel's sockaddr bytes to the
 sockaddr, so sending to a repeat peer costs one hash and no inet_pton. A host
 that is not an IP literal (a name) takes ``socket.sendto``'s slow path.
 
+``BatchSocket(sock, gso=True)`` sends a run of datagrams to one address with
+one length (the last may be shorter) as one UDP GSO send (``UDP_SEGMENT``,
+Linux 4.18): the kernel builds and routes one packet and splits it into the
+same datagrams, so the receiver sees no difference. It is used only where the
+kernel says it has it, and a run the kernel refuses goes one datagram at a
+time (see `BatchSocket.gso_max`). ``recv(limit)`` keeps reading while batches
+come back full. `ReadySet` reads many BatchSockets through one descriptor: a
+server with a socket per relayed address wakes once for all that are ready.
+
 `HAVE_MMSG` is False where recvmmsg/sendmmsg do not exist (anything but
 Linux, or a build with ICE_PORTABLE=1), and then the same API runs on ``recvfrom``/``sendto`` loops, as it
 does with ``mmsg=False``; there the socket should be non-blocking (asyncio's

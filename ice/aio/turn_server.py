@@ -25,7 +25,9 @@ core's `ice.turn.allocation.AllocationTable`: ChannelData from clients
 unwrapped and sent to peers, peers' datagrams wrapped and sent to clients,
 after the very channel, permission and budget rules the core applies), and
 UDP sockets are read and written in batches (`ice.aio._udpio.BatchSocket`:
-recvmmsg/sendmmsg on Linux). What the pump hands back (requests,
+recvmmsg/sendmmsg on Linux, and UDP GSO for runs to one address), and every
+relay socket is read through one loop reader (`ice.aio._udpio.ReadySet`, an
+epoll set) where the platform has it. What the pump hands back (requests,
 indications, TCP/TLS clients, anything its rules refuse) goes to the core,
 the whole batch before the core's answers are sent, once; the plain Binding
 request is answered in C (`ice.stun._binding`) with the bytes the core would
@@ -98,9 +100,7 @@ class _ListenerEndpoint(_DatagramEndpoint):
             except OSError as exc:  # a platform that refuses: the default stays
                 logger.debug("udp %s: buffer size not set: %s", format_address(local), exc)
         # gso: what the pump queues for one client is a run of like datagrams
-        self.batch: BatchSocket | DatagramIO = BatchSocket(
-            sock, READ_BATCH, MAX_DATAGRAM, gso=True
-        )
+        self.batch: BatchSocket | DatagramIO = BatchSocket(sock, READ_BATCH, MAX_DATAGRAM, gso=True)
 
     def _falling_back(self, fallback: DatagramIO) -> None:
         self.batch = fallback
