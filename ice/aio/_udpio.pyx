@@ -480,6 +480,12 @@ cdef extern from *:
     #else  /* no recvmmsg/sendmmsg: BatchSocket runs its recvfrom/sendto loops */
 
     #define ICE_HAVE_MMSG 0
+    #define ICE_EAGAIN 11
+    #define ICE_EWOULDBLOCK 11
+    #define ICE_EINTR 4
+    #define ICE_ENOBUFS 105
+    #define ICE_ENOSYS 38
+    #define ICE_HOST_MAX 64
     #define ICE_HAVE_EPOLL 0
     typedef struct { int unused; } ice_epoll_event;
     static int ice_epoll_new(void) { return -ICE_ENOSYS; }
@@ -489,12 +495,6 @@ cdef extern from *:
         return -ICE_ENOSYS;
     }
     static void ice_epoll_close(int ep) {}
-    #define ICE_EAGAIN 11
-    #define ICE_EWOULDBLOCK 11
-    #define ICE_EINTR 4
-    #define ICE_ENOBUFS 105
-    #define ICE_ENOSYS 38
-    #define ICE_HOST_MAX 64
     typedef struct { int unused; } ice_mm;
     static ice_mm *ice_mm_new(unsigned int n, size_t max_size) { return NULL; }
     static void ice_mm_free(ice_mm *m) {}
