@@ -10,6 +10,8 @@ ICE_PORTABLE=1                    builds the portable code paths that other plat
                                   (ICE_NO_MMSG; then ice.aio._udpio.HAVE_MMSG is
                                   False). .ci/portable.sh uses it in a scratch copy
                                   with --force: the .so files it leaves are slower.
+ICE_KEEP_SYMBOLS=1                keeps the symbol table of a release build, so that
+                                  perf names the codec's functions
 ICE_SANITIZE=1                    builds with AddressSanitizer and UBSan (any UB report
                                   aborts); the flags go last on the command line, after
                                   -O3/-g0 and $CFLAGS, so nothing turns them off. Run
@@ -40,6 +42,8 @@ DIRECTIVES = {
     "initializedcheck": DEBUG,
     "cdivision": True,
     "embedsignature": True,
+    "binding": False,
+    "embedsignature.format": "clinic",
     "freethreading_compatible": False,
 }
 
@@ -50,7 +54,8 @@ elif DEBUG:
 else:
     # -g0 comes after the interpreter's own -g, and the last one wins.
     CFLAGS = ["-O3", "-fno-strict-aliasing", "-g0"]
-LDFLAGS = ["-Wl,-s"] if sys.platform.startswith("linux") and not DEBUG else []
+KEEP_SYMBOLS = DEBUG or os.environ.get("ICE_KEEP_SYMBOLS") == "1"
+LDFLAGS = ["-Wl,-s"] if sys.platform.startswith("linux") and not KEEP_SYMBOLS else []
 # Last on the line: -O1 over -O3 for usable reports, -g over -g0, and the
 # sanitizers after anything $CFLAGS says; no stripping of the symbols reports name.
 SANITIZE_FLAGS = [
@@ -84,7 +89,7 @@ class BuildExt(build_ext):
 
 EXTENSIONS = [
     Extension("ice._crc", ["ice/_crc.pyx"]),
-    Extension("ice._attrs_base", ["ice/_attrs_base.pyx"]),
+    Extension("ice._attrs_base", ["ice/_attrs_base.pyx"], depends=["ice/_fastcall.h"]),
     Extension("ice._attrs_stun", ["ice/_attrs_stun.pyx"]),
     Extension("ice._attrs_turn", ["ice/_attrs_turn.pyx"]),
     Extension(

@@ -46,6 +46,54 @@ def test_Binding_ParseResponse_aioice(benchmark: BenchmarkFixture) -> None:
     benchmark(cases.get("Binding_ParseResponse_aioice").setup())
 
 
+# The plain way (attributes made per message, names through the ice module).
+
+
+def test_Plain_BuildSign(benchmark: BenchmarkFixture) -> None:
+    benchmark(cases.get("Plain_BuildSign").setup())
+
+
+@needs_aioice
+def test_Plain_BuildSign_aioice(benchmark: BenchmarkFixture) -> None:
+    benchmark(cases.get("Plain_BuildSign_aioice").setup())
+
+
+def test_Plain_ParseVerify(benchmark: BenchmarkFixture) -> None:
+    benchmark(cases.get("Plain_ParseVerify").setup())
+
+
+@needs_aioice
+def test_Plain_ParseVerify_aioice(benchmark: BenchmarkFixture) -> None:
+    benchmark(cases.get("Plain_ParseVerify_aioice").setup())
+
+
+def test_Plain_ParseResponse(benchmark: BenchmarkFixture) -> None:
+    benchmark(cases.get("Plain_ParseResponse").setup())
+
+
+@needs_aioice
+def test_Plain_ParseResponse_aioice(benchmark: BenchmarkFixture) -> None:
+    benchmark(cases.get("Plain_ParseResponse_aioice").setup())
+
+
+def test_Plain_Build401(benchmark: BenchmarkFixture) -> None:
+    benchmark(cases.get("Plain_Build401").setup())
+
+
+@needs_aioice
+def test_Plain_Build401_aioice(benchmark: BenchmarkFixture) -> None:
+    benchmark(cases.get("Plain_Build401_aioice").setup())
+
+
+def test_Plain_Parse401(benchmark: BenchmarkFixture) -> None:
+    benchmark(cases.get("Plain_Parse401").setup())
+
+
+@needs_aioice
+def test_Plain_Parse401_aioice(benchmark: BenchmarkFixture) -> None:
+    benchmark(cases.get("Plain_Parse401_aioice").setup())
+
+
 # The TURN client's per-datagram cost (ice.turn.client.TurnSession vs aioice.turn).
 
 

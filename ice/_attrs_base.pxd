@@ -1,6 +1,7 @@
 # Attribute shapes shared by the concrete attribute modules (_attrs_stun,
 # _attrs_turn): each concrete class is one of these plus a TYPE.
 
+from cpython.object cimport PyObject
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
 from ice._codec cimport Attribute, Message
@@ -16,7 +17,7 @@ cdef class AddressAttribute(Attribute):
     cdef readonly int family
     cdef readonly int port
     cdef uint8_t _ip[16]
-    cdef object _host
+    cdef str _host            # the text form, once made (None until then)
     cdef bint _xored(self) noexcept
 
 
@@ -25,7 +26,9 @@ cdef class XorAddressAttribute(AddressAttribute):
 
 
 cdef class TextAttribute(Attribute):
-    cdef readonly bytes raw
+    cdef bytes _raw          # the UTF-8, or None until asked for (made from _text)
+    cdef str _text           # the text, or None until decoded (from _raw)
+    cdef bytes _raw_bytes(self)
 
 
 cdef class BytesAttribute(Attribute):
@@ -50,7 +53,22 @@ cdef class FamilyAttribute(Attribute):
 
 cdef class ErrorCodeShape(Attribute):
     cdef readonly int code
-    cdef object _reason      # str, decoded from _reason_raw on first use
+    cdef str _reason         # decoded from _reason_raw on first use
     cdef bytes _reason_raw
     cdef uint8_t _first      # reserved in ERROR-CODE, the family in ADDRESS-ERROR-CODE
     cdef bint _keeps_first_byte(self) noexcept
+
+
+# Called once at the end of each attribute module, on its namespace: C-level
+# constructors (tp_vectorcall) and per-class bound classmethods.
+cdef int install_fast_calls(dict namespace) except -1
+cdef int install_constructor(type cls, void *fn) except -1
+# For a class's own vectorcall constructor: how many positional arguments
+# came (-1 when there are keywords: leave those to generic_call), and what
+# calling the class does without one (type.__call__).
+cdef Py_ssize_t positional_count(size_t nargsf, PyObject *kwnames) noexcept
+cdef object generic_call(PyObject *cls, PyObject **args, size_t nargsf, PyObject *kwnames)
+# The instance a class made last for this very value object, or None; and
+# keeping one (attribute instances are immutable: see ice_made_* in _fastcall.h).
+cdef object kept_instance(PyObject *cls, PyObject *value)
+cdef void keep_instance(PyObject *cls, PyObject *value, object instance) noexcept

@@ -3,9 +3,11 @@
 # that sets TYPE (and, for text and bytes, the size limits of its RFC); all
 # encoding and strict decoding lives here, once.
 
+cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.object cimport PyObject, PyTypeObject
-from cpython.unicode cimport PyUnicode_DecodeUTF8
+from cpython.ref cimport Py_DECREF
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_FromObject, PyUnicode_AsUTF8String, PyUnicode_DecodeUTF8
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy
 
@@ -21,13 +23,34 @@ from ice._codec cimport (
     parse_ip,
 )
 
+from types import ClassMethodDescriptorType
+
 from ice._errors import DecodeError
 from ice.constants import default_reason
 
-# code -> (reason, its UTF-8), so ErrorCodeAttribute(438) costs no encoding.
-cdef dict _default_reasons = {}
+cdef extern from "Python.h":
+    void PyErr_SetObject(object error, object value)
+
+cdef extern from "_fastcall.h":
+    void ice_set_vectorcall(object type, void *fn)
+    int ice_has_vectorcall(object type)
+    object ice_type_call(object type, PyObject **args, size_t nargsf, PyObject *kwnames)
+    int ice_type_set(object type, object name, object value) except -1
+    bint ice_class_int_cached(PyTypeObject *type, PyObject *name, Py_ssize_t *value)
+    void ice_class_int_store(PyTypeObject *type, PyObject *name, Py_ssize_t value)
+    PyObject *ice_no_args_tuple
+    void *ice_text_install(void *init)
+    PyObject *ice_made_find(PyObject *type, PyObject *value)
+    void ice_made_keep(PyObject *type, PyObject *value, PyObject *instance)
+    void *ice_bytes_install(void *init)
+    Py_ssize_t PyVectorcall_NARGS(size_t nargsf)
+
+# code - 300 -> (reason, its UTF-8), so ErrorCodeAttribute(438) costs no encoding
+# (and, indexed by the C int, no int object either).
+cdef list _default_reasons = [None] * 400
 
 cdef tuple _NO_ARGS = ()
+ice_no_args_tuple = <PyObject *>_NO_ARGS
 
 
 cdef object new_instance(type cls):
@@ -45,12 +68,17 @@ cdef str _TYPE = "TYPE"
 
 cdef Py_ssize_t class_int(object cls, str name) except -1:
     """An int class attribute (TYPE, MAX_BYTES, SIZE) of cls, or of obj's class."""
+    cdef Py_ssize_t value
     if not isinstance(cls, type):
         cls = type(cls)
+    if ice_class_int_cached(<PyTypeObject *>cls, <PyObject *>name, &value):
+        return value
     cdef PyObject *found = _PyType_Lookup(<PyTypeObject *>cls, name)
     if found == NULL:
         raise TypeError(f"{(<type>cls).__name__} does not define {name}")
-    return <object>found
+    value = <object>found
+    ice_class_int_store(<PyTypeObject *>cls, <PyObject *>name, value)
+    return value
 
 
 cdef uint16_t attr_type_of(object cls) except? 0:
@@ -72,15 +100,15 @@ cdef str _name(object obj):
 
 # ---------------------------------------------------------------- addresses
 
+# Attributes are made and dropped once per message: the shapes whose only
+# references are exact str/bytes (no cycle can pass through them) stay out of
+# the cyclic garbage collector (no GC header, no tracking per object).
+@cython.no_gc
 cdef class AddressAttribute(Attribute):
     """A transport address: family, IP and port (RFC 8489 14.1 MAPPED-ADDRESS shape)."""
 
     def __init__(self, host, int port):
-        if port < 0 or port > 0xFFFF:
-            raise ValueError(f"port {port} is outside 0-65535")
-        self.family = parse_ip(host, self._ip)
-        self.port = port
-        self._host = host if type(host) is str and self.family == FAMILY_IPV4 else None
+        _address_init(self, host, port)
 
     cdef bint _xored(self) noexcept:
         return False
@@ -100,7 +128,9 @@ cdef class AddressAttribute(Attribute):
     @property
     def address(self):
         """(host, port), as the socket module wants it."""
-        return (self.host, self.port)
+        if self._host is None:
+            self._host = format_ip(self.family, self._ip)
+        return (self._host, self.port)
 
     cdef int _apply(self, Message msg) except -1:
         return msg._add_address(attr_type_of(self), self.family, self._ip, <uint16_t>self.port,
@@ -132,6 +162,24 @@ cdef class AddressAttribute(Attribute):
         return f"{_name(self)}(host={self.host!r}, port={self.port})"
 
 
+cdef int _address_init(AddressAttribute self, object host, int port) except -1:
+    if port < 0 or port > 0xFFFF:
+        raise ValueError(f"port {port} is outside 0-65535")
+    self.family = parse_ip(host, self._ip)
+    self.port = port
+    self._host = host if type(host) is str and self.family == FAMILY_IPV4 else None
+    return 0
+
+
+cdef object _address_call(PyObject *cls, PyObject **args, size_t nargsf, PyObject *kwnames):
+    if kwnames == NULL and PyVectorcall_NARGS(nargsf) == 2:
+        attr = <AddressAttribute>new_instance(<type>cls)
+        _address_init(attr, <object>args[0], <object>args[1])
+        return attr
+    return ice_type_call(<object>cls, args, nargsf, kwnames)
+
+
+@cython.no_gc
 cdef class XorAddressAttribute(AddressAttribute):
     """A transport address XORed with the magic cookie and transaction ID (RFC 8489 14.2)."""
 
@@ -141,11 +189,14 @@ cdef class XorAddressAttribute(AddressAttribute):
 
 # ---------------------------------------------------------------- text and bytes
 
+@cython.no_gc
 cdef class TextAttribute(Attribute):
     """UTF-8 text of bounded size (USERNAME, REALM, NONCE, SOFTWARE, ...).
 
     The wire bytes are kept as they came, so a value is echoed back exactly
-    (a NONCE, say) even before anybody looks at it as text.
+    (a NONCE, say) even before anybody looks at it as text. Made from a str,
+    the text is kept instead, and written into a message straight from the
+    str's own UTF-8 (no bytes object in between).
     MAX_BYTES and MAX_CHARS are the limits of the attribute's RFC.
     """
 
@@ -153,29 +204,34 @@ cdef class TextAttribute(Attribute):
     MAX_CHARS = 128
 
     def __init__(self, value):
-        cdef bytes raw
-        if isinstance(value, str):
-            raw = (<str>value).encode("utf-8")
-            if len(<str>value) > class_int(self, "MAX_CHARS"):
-                raise ValueError(
-                    f"{_name(self)} is at most {self.MAX_CHARS} characters, not {len(value)}"
-                )
-        elif isinstance(value, (bytes, bytearray, memoryview)):
-            raw = bytes(value)
-        else:
-            raise TypeError(f"{_name(self)} takes str or bytes, not {type(value).__name__}")
-        if len(raw) > class_int(self, "MAX_BYTES"):
-            raise ValueError(f"{_name(self)} is at most {self.MAX_BYTES} bytes, not {len(raw)}")
-        self.raw = raw
+        _text_init(self, value)
 
     @property
     def value(self):
         """The text; DecodeError if the peer sent bytes that are not UTF-8."""
-        return decode_text(<const uint8_t *>PyBytes_AS_STRING(self.raw), len(self.raw), self)
+        if self._text is None:
+            self._text = decode_text(<const uint8_t *>PyBytes_AS_STRING(self._raw),
+                                     len(self._raw), self)
+        return self._text
+
+    @property
+    def raw(self):
+        """The UTF-8 bytes, as they go on the wire."""
+        return self._raw_bytes()
+
+    cdef bytes _raw_bytes(self):
+        if self._raw is None:
+            self._raw = PyUnicode_AsUTF8String(self._text)
+        return self._raw
 
     cdef int _apply(self, Message msg) except -1:
-        return msg._add_raw(attr_type_of(self), <const uint8_t *>PyBytes_AS_STRING(self.raw),
-                            len(self.raw))
+        cdef const char *utf8
+        cdef Py_ssize_t n
+        if self._raw is not None:
+            return msg._add_raw(attr_type_of(self), <const uint8_t *>PyBytes_AS_STRING(self._raw),
+                                len(self._raw))
+        utf8 = PyUnicode_AsUTF8AndSize(self._text, &n)
+        return msg._add_raw(attr_type_of(self), <const uint8_t *>utf8, n)
 
     @classmethod
     def get_from(cls, Message msg not None):
@@ -187,16 +243,21 @@ cdef class TextAttribute(Attribute):
         if n > class_int(cls, "MAX_BYTES"):
             raise DecodeError(f"{cls.__name__} is at most {cls.MAX_BYTES} bytes, not {n}")
         cdef TextAttribute attr = new_instance(cls)
-        attr.raw = PyBytes_FromStringAndSize(<const char *>p, n)
+        # Most text is read as text: decode it now, straight from the message,
+        # and make the bytes only if asked (UTF-8 that decodes strictly encodes
+        # back to the same bytes). Bytes that do not decode are kept as they came.
+        attr._text = _decode_or_none(p, n)
+        if attr._text is None:
+            attr._raw = PyBytes_FromStringAndSize(<const char *>p, n)
         return attr
 
     def __eq__(self, other):
         if type(other) is not type(self):
             return NotImplemented
-        return (<TextAttribute>other).raw == self.raw
+        return (<TextAttribute>other)._raw_bytes() == self._raw_bytes()
 
     def __hash__(self):
-        return hash((type(self), self.raw))
+        return hash((type(self), self._raw_bytes()))
 
     def __str__(self):
         return self.value
@@ -205,22 +266,73 @@ cdef class TextAttribute(Attribute):
         try:
             return f"{_name(self)}({self.value!r})"
         except DecodeError:
-            return f"{_name(self)}({self.raw!r})"
+            return f"{_name(self)}({self._raw!r})"
 
 
+cdef int _refuse(object error, str text) noexcept:
+    """Set error(text) and return -1: what ``raise`` does, but returned, so that the
+    refusing function adds no traceback entry (each costs a frame object: a
+    hostile oversized value is refused at the price of one)."""
+    PyErr_SetObject(error, text)
+    return -1
+
+
+cdef str _decode_or_none(const uint8_t *data, Py_ssize_t length):
+    """The text of strict UTF-8, or None (with no error set) for bytes that are not."""
+    try:
+        return PyUnicode_DecodeUTF8(<const char *>data, length, NULL)
+    except UnicodeDecodeError:
+        return None
+
+
+cdef str _MAX_CHARS = "MAX_CHARS"
+cdef str _MAX_BYTES = "MAX_BYTES"
+
+
+cdef int _text_init(TextAttribute self, object value) except -1:
+    cdef bytes raw
+    cdef Py_ssize_t limit, n
+    if type(value) is str:
+        limit = class_int(self, _MAX_CHARS)
+        if len(<str>value) > limit:
+            return _refuse(ValueError, f"{_name(self)} is at most {limit} characters, not {len(value)}")
+        # The str caches its UTF-8 (for ASCII it is the str's own data): no copy here.
+        PyUnicode_AsUTF8AndSize(value, &n)
+        limit = class_int(self, _MAX_BYTES)
+        if n > limit:
+            return _refuse(ValueError, f"{_name(self)} is at most {limit} bytes, not {n}")
+        self._text = value
+        return 0
+    if isinstance(value, str):
+        limit = class_int(self, _MAX_CHARS)
+        if len(<str>value) > limit:
+            return _refuse(ValueError, f"{_name(self)} is at most {limit} characters, not {len(value)}")
+        raw = PyUnicode_AsUTF8String(value)
+    elif isinstance(value, (bytes, bytearray)):
+        # The length before any copy: an oversized value costs only the error.
+        limit = class_int(self, _MAX_BYTES)
+        if len(value) > limit:
+            return _refuse(ValueError, f"{_name(self)} is at most {limit} bytes, not {len(value)}")
+        raw = value if type(value) is bytes else bytes(value)
+    elif isinstance(value, memoryview):
+        raw = bytes(value)
+    else:
+        return _refuse(TypeError, f"{_name(self)} takes str or bytes, not {type(value).__name__}")
+    limit = class_int(self, _MAX_BYTES)
+    if len(raw) > limit:
+        return _refuse(ValueError, f"{_name(self)} is at most {limit} bytes, not {len(raw)}")
+    self._raw = raw
+    return 0
+
+
+@cython.no_gc
 cdef class BytesAttribute(Attribute):
     """Opaque bytes; SIZE fixes the length when the RFC does (0: any length)."""
 
     SIZE = 0
 
     def __init__(self, value):
-        cdef bytes raw = bytes(value)
-        cdef Py_ssize_t size = class_int(self, "SIZE")
-        if size and len(raw) != size:
-            raise ValueError(f"{_name(self)} is {size} bytes, not {len(raw)}")
-        if len(raw) > 0xFFFF:
-            raise ValueError(f"{_name(self)} is at most 65,535 bytes, not {len(raw)}")
-        self.value = raw
+        _bytes_init(self, value)
 
     cdef int _apply(self, Message msg) except -1:
         return msg._add_raw(attr_type_of(self), <const uint8_t *>PyBytes_AS_STRING(self.value),
@@ -253,15 +365,27 @@ cdef class BytesAttribute(Attribute):
         return f"{_name(self)}({self.value!r})"
 
 
+cdef str _SIZE = "SIZE"
+
+
+cdef int _bytes_init(BytesAttribute self, object value) except -1:
+    cdef bytes raw = value if type(value) is bytes else bytes(value)
+    cdef Py_ssize_t size = class_int(self, _SIZE)
+    if size and len(raw) != size:
+        return _refuse(ValueError, f"{_name(self)} is {size} bytes, not {len(raw)}")
+    if len(raw) > 0xFFFF:
+        return _refuse(ValueError, f"{_name(self)} is at most 65,535 bytes, not {len(raw)}")
+    self.value = raw
+    return 0
+
+
 # ---------------------------------------------------------------- integers and flags
 
 cdef class Uint32Attribute(Attribute):
     """A 32-bit unsigned integer (PRIORITY, LIFETIME, CONNECTION-ID)."""
 
     def __init__(self, value):
-        if not 0 <= value <= 0xFFFFFFFF:
-            raise ValueError(f"{_name(self)} is a 32-bit unsigned value, not {value}")
-        self.value = value
+        _uint32_init(self, value)
 
     cdef int _apply(self, Message msg) except -1:
         cdef uint8_t raw[4]
@@ -296,13 +420,43 @@ cdef class Uint32Attribute(Attribute):
         return f"{_name(self)}({self.value})"
 
 
+cdef int _uint32_init(Uint32Attribute self, object value) except -1:
+    if not 0 <= value <= 0xFFFFFFFF:
+        raise ValueError(f"{_name(self)} is a 32-bit unsigned value, not {value}")
+    self.value = value
+    return 0
+
+
+cdef inline object _kept_for_int(PyObject *cls, PyObject *value):
+    # Only an exact int is kept for: immutable, and what a session passes again
+    # (its priority, tie-breaker, 401); an IntEnum member is made afresh.
+    if type(<object>value) is not int:
+        return None
+    return kept_instance(cls, value)
+
+
+cdef inline void _keep_for_int(PyObject *cls, PyObject *value, object made) noexcept:
+    if type(<object>value) is int:
+        keep_instance(cls, value, made)
+
+
+cdef object _uint32_call(PyObject *cls, PyObject **args, size_t nargsf, PyObject *kwnames):
+    if kwnames == NULL and PyVectorcall_NARGS(nargsf) == 1:
+        kept = _kept_for_int(cls, args[0])
+        if kept is not None:
+            return kept
+        attr = <Uint32Attribute>new_instance(<type>cls)
+        _uint32_init(attr, <object>args[0])
+        _keep_for_int(cls, args[0], attr)
+        return attr
+    return ice_type_call(<object>cls, args, nargsf, kwnames)
+
+
 cdef class Uint64Attribute(Attribute):
     """A 64-bit unsigned integer (the ICE-CONTROLLING/CONTROLLED tie-breaker)."""
 
     def __init__(self, value):
-        if not 0 <= value <= 0xFFFFFFFFFFFFFFFF:
-            raise ValueError(f"{_name(self)} is a 64-bit unsigned value, not {value}")
-        self.value = value
+        _uint64_init(self, value)
 
     cdef int _apply(self, Message msg) except -1:
         cdef uint8_t raw[8]
@@ -336,6 +490,25 @@ cdef class Uint64Attribute(Attribute):
 
     def __repr__(self):
         return f"{_name(self)}({self.value})"
+
+
+cdef int _uint64_init(Uint64Attribute self, object value) except -1:
+    if not 0 <= value <= 0xFFFFFFFFFFFFFFFF:
+        raise ValueError(f"{_name(self)} is a 64-bit unsigned value, not {value}")
+    self.value = value
+    return 0
+
+
+cdef object _uint64_call(PyObject *cls, PyObject **args, size_t nargsf, PyObject *kwnames):
+    if kwnames == NULL and PyVectorcall_NARGS(nargsf) == 1:
+        kept = _kept_for_int(cls, args[0])
+        if kept is not None:
+            return kept
+        attr = <Uint64Attribute>new_instance(<type>cls)
+        _uint64_init(attr, <object>args[0])
+        _keep_for_int(cls, args[0], attr)
+        return attr
+    return ice_type_call(<object>cls, args, nargsf, kwnames)
 
 
 cdef class FlagAttribute(Attribute):
@@ -372,9 +545,7 @@ cdef class FamilyAttribute(Attribute):
     """An address family byte and 3 reserved bytes (REQUESTED-ADDRESS-FAMILY shape)."""
 
     def __init__(self, int family):
-        if family != FAMILY_IPV4 and family != FAMILY_IPV6:
-            raise ValueError(f"address family {family} is neither IPv4 (1) nor IPv6 (2)")
-        self.family = family
+        _family_init(self, family)
 
     cdef int _apply(self, Message msg) except -1:
         cdef uint8_t raw[4]
@@ -409,8 +580,24 @@ cdef class FamilyAttribute(Attribute):
         return f"{_name(self)}({self.family})"
 
 
+cdef int _family_init(FamilyAttribute self, int family) except -1:
+    if family != FAMILY_IPV4 and family != FAMILY_IPV6:
+        raise ValueError(f"address family {family} is neither IPv4 (1) nor IPv6 (2)")
+    self.family = family
+    return 0
+
+
+cdef object _family_call(PyObject *cls, PyObject **args, size_t nargsf, PyObject *kwnames):
+    if kwnames == NULL and PyVectorcall_NARGS(nargsf) == 1:
+        attr = <FamilyAttribute>new_instance(<type>cls)
+        _family_init(attr, <object>args[0])
+        return attr
+    return ice_type_call(<object>cls, args, nargsf, kwnames)
+
+
 # ---------------------------------------------------------------- error codes
 
+@cython.no_gc
 cdef class ErrorCodeShape(Attribute):
     """Class/number and a UTF-8 reason (ERROR-CODE, RFC 8489 14.8).
 
@@ -419,20 +606,7 @@ cdef class ErrorCodeShape(Attribute):
     """
 
     def __init__(self, int code, reason=None):
-        if code < 300 or code > 699:
-            raise ValueError(f"an error code is 300-699, not {code}")
-        self.code = code
-        if reason is None:
-            cached = _default_reasons.get(code)
-            if cached is None:
-                text = default_reason(code)
-                cached = _default_reasons[code] = (text, text.encode("utf-8"))
-            self._reason, self._reason_raw = <tuple>cached
-            return
-        self._reason = reason
-        self._reason_raw = (<str>reason).encode("utf-8")
-        if len(self._reason_raw) > 763 or len(reason) > 128:
-            raise ValueError("an error reason is at most 128 characters and 763 bytes")
+        _error_code_init(self, code, reason)
 
     cdef int _apply(self, Message msg) except -1:
         cdef Py_ssize_t n = len(self._reason_raw)
@@ -488,3 +662,180 @@ cdef class ErrorCodeShape(Attribute):
 
     def __repr__(self):
         return f"{_name(self)}({self.code}, {self.reason!r})"
+
+
+cdef int _error_code_init(ErrorCodeShape self, int code, object reason) except -1:
+    if code < 300 or code > 699:
+        raise ValueError(f"an error code is 300-699, not {code}")
+    self.code = code
+    if reason is None:
+        cached = _default_reasons[code - 300]
+        if cached is None:
+            text = default_reason(code)
+            cached = _default_reasons[code - 300] = (text, text.encode("utf-8"))
+        self._reason, self._reason_raw = <tuple>cached
+        return 0
+    self._reason = reason if type(reason) is str else PyUnicode_FromObject(reason)
+    self._reason_raw = PyUnicode_AsUTF8String(self._reason)
+    if len(self._reason_raw) > 763 or len(self._reason) > 128:
+        raise ValueError("an error reason is at most 128 characters and 763 bytes")
+    return 0
+
+
+cdef object _error_code_call(PyObject *cls, PyObject **args, size_t nargsf, PyObject *kwnames):
+    cdef Py_ssize_t n = PyVectorcall_NARGS(nargsf)
+    if kwnames == NULL and n == 1:
+        kept = _kept_for_int(cls, args[0])
+        if kept is not None:
+            return kept
+    if kwnames == NULL and (n == 1 or n == 2):
+        attr = <ErrorCodeShape>new_instance(<type>cls)
+        _error_code_init(attr, <object>args[0], <object>args[1] if n == 2 else None)
+        if n == 1:
+            _keep_for_int(cls, args[0], attr)
+        return attr
+    return ice_type_call(<object>cls, args, nargsf, kwnames)
+
+
+cdef object _no_args_call(PyObject *cls, PyObject **args, size_t nargsf, PyObject *kwnames):
+    # A class without values (Fingerprint, UseCandidate): one instance, kept.
+    if kwnames == NULL and PyVectorcall_NARGS(nargsf) == 0:
+        made = kept_instance(cls, cls)
+        if made is None:
+            made = new_instance(<type>cls)
+            keep_instance(cls, cls, made)
+        return made
+    return ice_type_call(<object>cls, args, nargsf, kwnames)
+
+
+# ---------------------------------------------------------------- fast calls
+
+cdef str _INIT = "__init__"
+
+
+cdef type _init_owner(type cls):
+    """The class whose __init__ cls runs (object when none of its own classes has one)."""
+    for klass in cls.__mro__:
+        if _INIT in (<type>klass).__dict__:
+            return klass
+    return object
+
+
+cdef void *_shape_call(type owner):
+    if owner is TextAttribute:
+        return ice_text_install(<void *>_text_init)
+    if owner is AddressAttribute:
+        return <void *>_address_call
+    if owner is BytesAttribute:
+        return ice_bytes_install(<void *>_bytes_init)
+    if owner is Uint32Attribute:
+        return <void *>_uint32_call
+    if owner is Uint64Attribute:
+        return <void *>_uint64_call
+    if owner is FamilyAttribute:
+        return <void *>_family_call
+    if owner is ErrorCodeShape:
+        return <void *>_error_code_call
+    if owner is object:
+        return <void *>_no_args_call
+    return NULL
+
+
+cdef class _ClassMethod:
+    """A classmethod that hands its own class one bound method, made once.
+
+    CPython binds a classmethod anew on every ``Username.get_from`` (an
+    allocation per call); this descriptor, put in each concrete class, returns
+    the method it bound to that class when the class was made. Any other
+    class (a subclass defined in Python) gets a fresh binding, as before.
+    """
+
+    cdef object _method
+    cdef type _owner
+    cdef object _bound
+
+    def __cinit__(self, method, type owner):
+        self._method = method
+        self._owner = owner
+        self._bound = method.__get__(None, owner)
+
+    def __get__(self, obj, objtype):
+        if objtype is None:
+            objtype = type(obj)
+        if objtype is self._owner:
+            return self._bound
+        return self._method.__get__(obj, objtype)
+
+    @property
+    def __func__(self):
+        return self._method
+
+
+cdef object _classmethod_of(object member):
+    """The classmethod a class attribute is (unwrapping a _ClassMethod), or None."""
+    if type(member) is _ClassMethod:
+        return (<_ClassMethod>member)._method
+    if type(member) is ClassMethodDescriptorType:
+        return member
+    return None
+
+
+cdef int install_fast_calls(dict namespace) except -1:
+    """Give the attribute classes of a module their C constructors and classmethods.
+
+    A class gets a vectorcall constructor when the __init__ it runs is one
+    of the shapes' above (or none at all); each classmethod it has (get_from,
+    of_length, ...) becomes a _ClassMethod in its own dictionary.
+    """
+    cdef void *fn
+    cdef set seen
+    for obj in list(namespace.values()):
+        if not (isinstance(obj, type) and issubclass(obj, Attribute)):
+            continue
+        fn = _shape_call(_init_owner(obj))
+        if fn != NULL:
+            ice_set_vectorcall(obj, fn)
+        seen = set()
+        for klass in (<type>obj).__mro__:
+            for name, member in list((<type>klass).__dict__.items()):
+                if name in seen:
+                    continue
+                seen.add(name)
+                method = _classmethod_of(member)
+                if method is not None:
+                    ice_type_set(obj, name, _ClassMethod(method, obj))
+    return 0
+
+
+cdef Py_ssize_t positional_count(size_t nargsf, PyObject *kwnames) noexcept:
+    return -1 if kwnames != NULL else PyVectorcall_NARGS(nargsf)
+
+
+cdef object kept_instance(PyObject *cls, PyObject *value):
+    cdef PyObject *kept = ice_made_find(cls, value)
+    if kept == NULL:
+        return None
+    made = <object>kept
+    Py_DECREF(made)
+    return made
+
+
+cdef void keep_instance(PyObject *cls, PyObject *value, object instance) noexcept:
+    ice_made_keep(cls, value, <PyObject *>instance)
+
+
+cdef object generic_call(PyObject *cls, PyObject **args, size_t nargsf, PyObject *kwnames):
+    return ice_type_call(<object>cls, args, nargsf, kwnames)
+
+
+def _has_fast_call(type cls):
+    """Whether calling cls runs one of the C constructors above (for tests)."""
+    return ice_has_vectorcall(cls) != 0
+
+
+cdef int install_constructor(type cls, void *fn) except -1:
+    """A vectorcall constructor for a class whose own __init__ it mirrors."""
+    if _init_owner(cls) is not cls:
+        raise TypeError(f"{cls.__name__} does not define the __init__ a fast call mirrors")
+    ice_set_vectorcall(cls, fn)
+    return 0

@@ -2,7 +2,9 @@
 # discovery's, RFC 5780). Each class is a shape from _attrs_base and a TYPE,
 # unless its wire format is its own.
 
+cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from libc.stdint cimport uint8_t, uint16_t, uint32_t
@@ -20,7 +22,13 @@ from ice._attrs_base cimport (
     XorAddressAttribute,
     attr_type_of,
     find_value,
+    generic_call,
+    install_constructor,
+    install_fast_calls,
+    keep_instance,
+    kept_instance,
     new_instance,
+    positional_count,
 )
 from ice._codec cimport Attribute, IntegrityKey, Message, as_integrity_key
 
@@ -290,6 +298,7 @@ cdef class PasswordAlgorithms(Attribute):
 
 # ---------------------------------------------------------------- integrity and fingerprint
 
+@cython.no_gc  # one IntegrityKey, which holds one exact bytes
 cdef class MessageIntegrity(Attribute):
     """MESSAGE-INTEGRITY (RFC 8489 14.5): HMAC-SHA1 of the message with a key.
 
@@ -500,3 +509,25 @@ cdef class Padding(BytesAttribute):
     def of_length(cls, int length):
         """PADDING of length zero bytes (the content is meaningless)."""
         return cls(bytes(length))
+
+
+cdef object _integrity_call(PyObject *cls, PyObject **args, size_t nargsf, PyObject *kwnames):
+    # MessageIntegrity(key), as its __init__: one per message in the plain way of
+    # signing, where the key is the session's same bytes (or IntegrityKey) every time.
+    cdef object key
+    if positional_count(nargsf, kwnames) == 1:
+        key = <object>args[0]
+        if type(key) is bytes or type(key) is IntegrityKey:
+            kept = kept_instance(cls, args[0])
+            if kept is not None:
+                return kept
+        attr = <MessageIntegrity>new_instance(<type>cls)
+        attr.integrity_key = as_integrity_key(key)
+        if type(key) is bytes or type(key) is IntegrityKey:
+            keep_instance(cls, args[0], attr)
+        return attr
+    return generic_call(cls, args, nargsf, kwnames)
+
+
+install_fast_calls(globals())
+install_constructor(MessageIntegrity, <void *>_integrity_call)

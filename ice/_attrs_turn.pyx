@@ -2,6 +2,7 @@
 # families, RFC 6062 TCP connections.
 
 from cpython.bytes cimport PyBytes_AS_STRING
+from cpython.object cimport PyObject
 from libc.stdint cimport uint8_t, uint16_t, uint32_t
 
 from ice._wire cimport load16, load32, store16, store32
@@ -15,7 +16,11 @@ from ice._attrs_base cimport (
     XorAddressAttribute,
     attr_type_of,
     find_value,
+    generic_call,
+    install_constructor,
+    install_fast_calls,
     new_instance,
+    positional_count,
 )
 from ice._codec cimport FAMILY_IPV4, FAMILY_IPV6, Attribute, Message
 
@@ -29,9 +34,7 @@ cdef class ChannelNumber(Attribute):
     cdef readonly int number
 
     def __init__(self, int number):
-        if number < 0x4000 or number > 0x4FFF:
-            raise ValueError(f"channel number 0x{number:x} is outside 0x4000-0x4FFF")
-        self.number = number
+        _channel_number_init(self, number)
 
     cdef int _apply(self, Message msg) except -1:
         cdef uint8_t *p = msg._append(attr_type_of(self), 4)
@@ -277,3 +280,22 @@ cdef class Icmp(Attribute):
 cdef class ConnectionId(Uint32Attribute):
     """CONNECTION-ID (RFC 6062 6.2.1): names a peer TCP connection of a TCP allocation."""
     TYPE = AttrType.CONNECTION_ID
+
+
+cdef int _channel_number_init(ChannelNumber self, int number) except -1:
+    if number < 0x4000 or number > 0x4FFF:
+        raise ValueError(f"channel number 0x{number:x} is outside 0x4000-0x4FFF")
+    self.number = number
+    return 0
+
+
+cdef object _channel_number_call(PyObject *cls, PyObject **args, size_t nargsf, PyObject *kwnames):
+    if positional_count(nargsf, kwnames) == 1:
+        attr = <ChannelNumber>new_instance(<type>cls)
+        _channel_number_init(attr, <object>args[0])
+        return attr
+    return generic_call(cls, args, nargsf, kwnames)
+
+
+install_fast_calls(globals())
+install_constructor(ChannelNumber, <void *>_channel_number_call)

@@ -60,6 +60,7 @@ cdef class Message:
     cdef Py_ssize_t _find(self, uint16_t attr_type) noexcept
     cdef int _parse(self, const uint8_t *data, Py_ssize_t length) except -1
     cdef int _parse_object(self, object data) except -1
+    cdef int _parse_or_empty(self, const uint8_t *data, Py_ssize_t length) except -1
     cdef void _set_length(self, Py_ssize_t body) noexcept
     cdef int _add_address(self, uint16_t attr_type, int family, const uint8_t *ip,
                           uint16_t port, bint xored) except -1
@@ -68,6 +69,7 @@ cdef class Message:
     cdef int _add_integrity_sha1(self, IntegrityKey key) except -1
     cdef int _add_integrity_sha256(self, IntegrityKey key, Py_ssize_t length) except -1
     cdef int _add_fingerprint(self) except -1
+    cdef int _set_transaction_id(self, object value) except -1
 
 
 cdef class Attribute:

@@ -1,6 +1,6 @@
 """Types of the compiled wire codec (ice/_codec.pyx)."""
 
-from typing import Protocol, Self
+from typing import Protocol
 
 from typing_extensions import Buffer
 
@@ -31,8 +31,8 @@ class Message:
     """A STUN message: one owned buffer plus an index of its attributes."""
 
     def __init__(self, type: int = 0x0001, transaction_id: Buffer | None = None) -> None: ...
-    @classmethod
-    def build(cls, type: int, *setters: _Setter, transaction_id: Buffer | None = None) -> Self: ...
+    @staticmethod
+    def build(type: int, *setters: _Setter, transaction_id: Buffer | None = None) -> Message: ...
     @staticmethod
     def decode(data: Buffer) -> Message: ...
     def parse(self, data: Buffer) -> None: ...

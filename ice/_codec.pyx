@@ -7,7 +7,8 @@
 # and FINGERPRINT are computed over the buffer in place, with the length field
 # patched to the value RFC 8489 sections 14.5-14.7 prescribe while hashing.
 
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+cimport cython
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.buffer cimport (
     PyBUF_FORMAT,
     PyBUF_ND,
@@ -19,6 +20,10 @@ from cpython.buffer cimport (
 )
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.unicode cimport PyUnicode_DecodeUTF8
+
+cdef extern from "Python.h":
+    str PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
+    void *PyUnicode_DATA(object text)
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy, memmove, memset
 
@@ -165,6 +170,7 @@ def new_transaction_id():
 
 # ---------------------------------------------------------------- integrity keys
 
+@cython.no_gc  # its one reference is an exact bytes: no cycle can pass through it
 cdef class IntegrityKey:
     """A MESSAGE-INTEGRITY key with its HMAC states computed once.
 
@@ -204,19 +210,29 @@ cdef class IntegrityKey:
 
 
 cdef dict _key_cache = {}
+# The bytes object asked for last and its key: a session passes the same
+# object for every message, which one pointer comparison recognises.
+cdef object _last_key_bytes = None
+cdef IntegrityKey _last_key = None
 
 
 cdef IntegrityKey as_integrity_key(object key):
     """The cached IntegrityKey for a bytes key (or the IntegrityKey itself)."""
+    global _last_key_bytes, _last_key
     if type(key) is IntegrityKey:
         return <IntegrityKey>key
+    if key is _last_key_bytes:
+        return _last_key
     cdef object found = _key_cache.get(key) if type(key) is bytes else None
     if found is not None:
+        _last_key_bytes, _last_key = key, <IntegrityKey>found
         return <IntegrityKey>found
     cdef IntegrityKey made = IntegrityKey(key)
     if len(_key_cache) >= KEY_CACHE_LIMIT:
         _key_cache.clear()
     _key_cache[made.key] = made
+    if type(key) is bytes:
+        _last_key_bytes, _last_key = key, made
     return made
 
 
@@ -360,11 +376,26 @@ cdef int parse_ip(object host, uint8_t *out) except 0:
     raise TypeError(f"an IP address is a str or an ipaddress object, not {type(host).__name__}")
 
 
+# The text of the IPv4 addresses formatted last, by their last byte: a client
+# reads its one mapped address again and again, a server its clients' addresses.
+cdef enum:
+    HOST_CACHE_SIZE = 64
+cdef uint32_t _host_cache_ip[HOST_CACHE_SIZE]
+cdef list _host_cache_text = [None] * HOST_CACHE_SIZE
+
+
 cdef str format_ip(int family, const uint8_t *ip):
     cdef char text[16]
     cdef int n = 0, i, v
+    cdef uint32_t packed
+    cdef Py_ssize_t slot
     if family == FAMILY_IPV6:
         return _inet_ntop(_AF_INET6, PyBytes_FromStringAndSize(<const char *>ip, 16))
+    packed = load32(ip)
+    slot = ip[3] % HOST_CACHE_SIZE
+    cached = _host_cache_text[slot]
+    if cached is not None and _host_cache_ip[slot] == packed:
+        return <str>cached
     for i in range(4):
         v = ip[i]
         if v >= 100:
@@ -378,7 +409,12 @@ cdef str format_ip(int family, const uint8_t *ip):
         if i < 3:
             text[n] = b'.'
             n += 1
-    return PyUnicode_DecodeUTF8(text, n, NULL)
+    # An ASCII str filled in place: no UTF-8 decoder between the digits and the str.
+    cdef str host = PyUnicode_New(n, 127)
+    memcpy(PyUnicode_DATA(host), text, n)
+    _host_cache_ip[slot] = packed
+    _host_cache_text[slot] = host
+    return host
 
 
 cdef str decode_text(const uint8_t *data, Py_ssize_t length, object owner):
@@ -403,6 +439,8 @@ cdef class Attribute:
         self._apply(msg)
 
 
+# Messages come and go once per datagram: a free list spares the allocator.
+@cython.freelist(16)
 cdef class Message:
     """A STUN message: one owned buffer plus an index of its attributes."""
 
@@ -432,8 +470,10 @@ cdef class Message:
 
     # -- construction
 
-    @classmethod
-    def build(cls, int type, *setters, transaction_id=None):
+    # A staticmethod, not a classmethod: it always makes a Message, and CPython
+    # binds a classmethod anew (an allocation) on every Message.build access.
+    @staticmethod
+    def build(int type, *setters, transaction_id=None):
         """Message(type) with each setter's add_to(msg) applied in order."""
         cdef Message msg = Message.__new__(Message)
         if type < 0 or type > 0x3FFF:
@@ -442,7 +482,7 @@ cdef class Message:
         if transaction_id is None:
             fill_transaction_id(msg._buf + 8)
         else:
-            msg.transaction_id = transaction_id
+            msg._set_transaction_id(transaction_id)
         for setter in setters:
             if isinstance(setter, Attribute):
                 (<Attribute>setter)._apply(msg)
@@ -463,17 +503,26 @@ cdef class Message:
 
     cdef int _parse_object(self, object data) except -1:
         cdef Py_buffer view
+        if type(data) is bytes:  # what sockets hand over: no buffer to acquire and release
+            return self._parse_or_empty(<const uint8_t *>PyBytes_AS_STRING(data),
+                                        PyBytes_GET_SIZE(data))
         acquire(data, &view, "Message.decode")
         try:
-            self._parse(<const uint8_t *>view.buf, view.len)
+            self._parse_or_empty(<const uint8_t *>view.buf, view.len)
+        finally:
+            PyBuffer_Release(&view)
+        return 0
+
+    cdef int _parse_or_empty(self, const uint8_t *data, Py_ssize_t length) except -1:
+        """_parse, leaving a header-only message when the bytes are refused."""
+        try:
+            self._parse(data, length)
         except BaseException:
             self._size = HEADER_SIZE
             self._nattrs = 0
             self._seal = SEAL_NONE
             self._set_length(0)
             raise
-        finally:
-            PyBuffer_Release(&view)
         return 0
 
     cdef int _parse(self, const uint8_t *data, Py_ssize_t n) except -1:
@@ -663,10 +712,14 @@ cdef class Message:
 
     @transaction_id.setter
     def transaction_id(self, value):
+        self._set_transaction_id(value)
+
+    cdef int _set_transaction_id(self, object value) except -1:
         cdef bytes tid = _as_bytes(value)
         if len(tid) != 12:
             raise ValueError(f"a transaction ID is 12 bytes, not {len(tid)}")
         memcpy(self._buf + 8, PyBytes_AS_STRING(tid), 12)
+        return 0
 
     def new_transaction_id(self):
         """Give this message a fresh random transaction ID."""
@@ -763,9 +816,6 @@ cdef class Message:
     @property
     def raw(self):
         """The wire bytes (a copy); the fastest way to get them, as bytes(msg) costs a lookup."""
-        return PyBytes_FromStringAndSize(<char *>self._buf, self._size)
-
-    def __bytes__(self):
         return PyBytes_FromStringAndSize(<char *>self._buf, self._size)
 
     def __getbuffer__(self, Py_buffer *view, int flags):

@@ -76,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     settings = runner.QUICK if args.quick else runner.FULL
     floor = runner.harness_floor_ns(settings)
+    c_floor = runner.c_call_floor_ns(settings)
     total = len(chosen)
     done = 0
 
@@ -91,9 +92,10 @@ def run(args: argparse.Namespace) -> int:
         f"{env['implementation']} {env['python']} on {env['cpu']} ({env['machine']}), "
         f"SHA path: {env['sha_backend']}, {env['date']}",
         f"harness: timeit, {settings.repeats} repeats of >= {settings.min_time:g} s per case; "
-        f"an empty Python function costs {floor:.1f} ns/call in this loop",
+        f"an empty Python function costs {floor:.1f} ns/call in this loop, "
+        f"an empty C method {c_floor:.1f}",
     ]
-    print(report.build_table(results, notes=notes))
+    print(report.build_table(results, notes=notes, call_floor_ns=floor, c_call_floor_ns=c_floor))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:
             json.dump(report.to_json(results, meta=env), out, indent=2)

@@ -10,6 +10,7 @@ timing loop is part of every number (see `harness_floor_ns`).
 
 from __future__ import annotations
 
+import dis
 import statistics
 import timeit
 from collections.abc import Callable, Collection
@@ -47,6 +48,20 @@ def _calibrate(timer: timeit.Timer, min_time: float) -> int:
         base *= 10
 
 
+def python_calls(op: Callable[[], object]) -> int:
+    """Python-level calls one iteration of op makes: the timing loop's own call of op,
+    plus, when op is a Python function, each call instruction in its body (a loop
+    body counted once; what the called C code does inside is the work)."""
+    code = getattr(op, "__code__", None)
+    if code is None:  # a bound method, builtin or functools.partial: one call
+        return 1
+    return 1 + sum(1 for ins in dis.get_instructions(code) if ins.opname in _CALL_OPS)
+
+
+#: The call instructions of CPython 3.11-3.13 (3.11 adds PRECALL before each CALL).
+_CALL_OPS: Final = frozenset({"CALL", "CALL_FUNCTION_EX", "CALL_KW"})
+
+
 def measure(name: str, op: Callable[[], object], settings: Settings = FULL) -> Result:
     """Time op (a zero-argument callable) and return its per-call min and median."""
     op()  # fail early, before any timing, if the workload is broken
@@ -59,11 +74,21 @@ def measure(name: str, op: Callable[[], object], settings: Settings = FULL) -> R
         median_ns=statistics.median(per_call),
         loops=number,
         repeats=settings.repeats,
+        calls=python_calls(op),
     )
 
 
 def _noop() -> None:
     return None
+
+
+_EMPTY: Final[dict[object, object]] = {}
+
+
+def c_call_floor_ns(settings: Settings = FULL) -> float:
+    """Median ns per call of a C method doing nothing ({}.clear), from the same loop:
+    what a call into the codec costs before its work starts."""
+    return measure("(empty C method)", _EMPTY.clear, settings).median_ns
 
 
 def harness_floor_ns(settings: Settings = FULL) -> float:

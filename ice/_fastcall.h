@@ -1,0 +1,210 @@
+/* Calling the attribute classes without CPython's generic machinery.
+ *
+ * Calling a type goes through type.__call__: an argument tuple, tp_new, then
+ * tp_init parsing that tuple again; about 60 ns of a 90 ns Username("...").
+ * A type may instead carry its own vectorcall (tp_vectorcall, CPython >= 3.9;
+ * never inherited, so a Python subclass is called the generic way), which the
+ * attribute modules set for the classes whose constructor they can run in C.
+ * Those functions fall back to ice_type_call, exactly what type.__call__
+ * does, for anything they do not handle (keywords, a wrong argument count).
+ */
+#ifndef ICE_FASTCALL_H
+#define ICE_FASTCALL_H
+
+#include <Python.h>
+
+static void ice_set_vectorcall(PyObject *type, void *fn)
+{
+    ((PyTypeObject *)type)->tp_vectorcall = (vectorcallfunc)fn;
+}
+
+static int ice_has_vectorcall(PyObject *type)
+{
+    return ((PyTypeObject *)type)->tp_vectorcall != NULL;
+}
+
+static PyObject *ice_type_call(PyObject *type, PyObject *const *args, size_t nargsf,
+                               PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    PyObject *tuple = PyTuple_New(nargs);
+    PyObject *kwargs = NULL;
+    PyObject *result = NULL;
+    Py_ssize_t i;
+    if (tuple == NULL)
+        return NULL;
+    for (i = 0; i < nargs; i++) {
+        Py_INCREF(args[i]);
+        PyTuple_SET_ITEM(tuple, i, args[i]);
+    }
+    if (nkw) {
+        kwargs = PyDict_New();
+        if (kwargs == NULL)
+            goto done;
+        for (i = 0; i < nkw; i++)
+            if (PyDict_SetItem(kwargs, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) < 0)
+                goto done;
+    }
+    result = PyType_Type.tp_call(type, tuple, kwargs);
+done:
+    Py_DECREF(tuple);
+    Py_XDECREF(kwargs);
+    return result;
+}
+
+/* Put name = value in a type's own dictionary: for static (C-defined) types,
+ * whose attributes Python code may not set. */
+static int ice_type_set(PyObject *type, PyObject *name, PyObject *value)
+{
+    PyTypeObject *t = (PyTypeObject *)type;
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *dict = PyType_GetDict(t);
+    int rc = dict == NULL ? -1 : PyDict_SetItem(dict, name, value);
+    Py_XDECREF(dict);
+#else
+    int rc = PyDict_SetItem(t->tp_dict, name, value);
+#endif
+    if (rc < 0)
+        return -1;
+    PyType_Modified(t);
+    return 0;
+}
+
+/* Integer class attributes (TYPE, MAX_BYTES, SIZE) read on every add_to and
+ * get_from: a direct-mapped cache by (type, name), valid while the type's
+ * version tag is the one it was read under (CPython gives a type a new tag
+ * whenever its attributes change, and never reuses one). */
+typedef struct {
+    PyTypeObject *type;
+    PyObject *name;
+    unsigned int version;
+    Py_ssize_t value;
+} ice_class_int_entry;
+
+#define ICE_CLASS_INT_SLOTS 256
+static ice_class_int_entry ice_class_ints[ICE_CLASS_INT_SLOTS];
+
+static inline ice_class_int_entry *ice_class_int_slot(PyTypeObject *type, PyObject *name)
+{
+    size_t h = ((size_t)type >> 4) ^ ((size_t)name >> 3);
+    return &ice_class_ints[h % ICE_CLASS_INT_SLOTS];
+}
+
+static inline int ice_class_int_cached(PyTypeObject *type, PyObject *name, Py_ssize_t *value)
+{
+    ice_class_int_entry *e = ice_class_int_slot(type, name);
+    if (e->type == type && e->name == name && e->version != 0
+            && e->version == type->tp_version_tag) {
+        *value = e->value;
+        return 1;
+    }
+    return 0;
+}
+
+static inline void ice_class_int_store(PyTypeObject *type, PyObject *name, Py_ssize_t value)
+{
+    ice_class_int_entry *e;
+    if (!PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG) || type->tp_version_tag == 0)
+        return;
+    e = ice_class_int_slot(type, name);
+    e->type = type;
+    e->name = name;  /* the callers' interned constants, alive as long as the module */
+    e->version = type->tp_version_tag;
+    e->value = value;
+}
+
+/* Attribute instances are immutable values. A class called again with the very
+ * same value object (the session's username str, its key bytes) gets the
+ * instance it made last time: one look-up instead of an allocation, an init
+ * and a deallocation per message. Keyed by (class, value) pointers; the table
+ * holds a reference to both, so a pointer cannot be reused while it is in. */
+typedef struct {
+    PyObject *type;
+    PyObject *value;
+    PyObject *instance;
+} ice_made_entry;
+
+#define ICE_MADE_SLOTS 64
+static ice_made_entry ice_made[ICE_MADE_SLOTS];
+
+static inline ice_made_entry *ice_made_slot(PyObject *type, PyObject *value)
+{
+    size_t h = ((size_t)type >> 4) ^ ((size_t)value >> 4) ^ ((size_t)value >> 10);
+    return &ice_made[h % ICE_MADE_SLOTS];
+}
+
+static inline PyObject *ice_made_find(PyObject *type, PyObject *value)
+{
+    ice_made_entry *e = ice_made_slot(type, value);
+    if (e->type == type && e->value == value) {
+        Py_INCREF(e->instance);
+        return e->instance;
+    }
+    return NULL;
+}
+
+static inline void ice_made_keep(PyObject *type, PyObject *value, PyObject *instance)
+{
+    ice_made_entry *e = ice_made_slot(type, value);
+    PyObject *old_value = e->value, *old_instance = e->instance;
+    Py_INCREF(value);
+    Py_INCREF(instance);
+    e->type = type;
+    e->value = value;
+    e->instance = instance;
+    Py_XDECREF(old_value);
+    Py_XDECREF(old_instance);
+}
+
+/* A constructor taking one positional argument, all in C: make the instance,
+ * then run the attribute module's init function on it. An init that refuses
+ * the value returns -1 with the error set and leaves no traceback entry of its
+ * own (see _refuse in _attrs_base.pyx), so a hostile oversized value costs
+ * about what CPython's cheapest raise costs. */
+typedef int (*ice_init_fn)(PyObject *self, PyObject *value);
+
+#define ICE_ONE_ARG_CONSTRUCTOR(NAME, KEEPS)                                            \
+    static ice_init_fn NAME##_init;                                                     \
+    static PyObject *NAME##_vectorcall(PyObject *cls, PyObject *const *args,            \
+                                       size_t nargsf, PyObject *kwnames)                \
+    {                                                                                   \
+        PyObject *self;                                                                 \
+        if (kwnames != NULL || PyVectorcall_NARGS(nargsf) != 1)                         \
+            return ice_type_call(cls, args, nargsf, kwnames);                           \
+        if (KEEPS(args[0]) && (self = ice_made_find(cls, args[0])) != NULL)             \
+            return self;                                                                \
+        self = ((PyTypeObject *)cls)->tp_new((PyTypeObject *)cls, ice_no_args(), NULL); \
+        if (self == NULL)                                                               \
+            return NULL;                                                                \
+        if (NAME##_init(self, args[0]) < 0) {                                           \
+            Py_DECREF(self);                                                            \
+            return NULL;                                                                \
+        }                                                                               \
+        if (KEEPS(args[0]))                                                             \
+            ice_made_keep(cls, args[0], self);                                          \
+        return self;                                                                    \
+    }                                                                                   \
+    static void *NAME##_install(void *init)                                             \
+    {                                                                                   \
+        NAME##_init = (ice_init_fn)init;                                                \
+        return (void *)NAME##_vectorcall;                                               \
+    }
+
+static PyObject *ice_no_args_tuple;
+
+static PyObject *ice_no_args(void)
+{
+    /* tp_new of the attribute classes ignores its arguments: one shared empty tuple */
+    return ice_no_args_tuple;
+}
+
+/* Which values an instance may be kept for: immutable ones (a bytearray can
+ * change under the instance made from it). Payloads (DATA) are not kept. */
+#define ICE_KEEPS_TEXT(value) (PyUnicode_CheckExact(value) || PyBytes_CheckExact(value))
+#define ICE_KEEPS_NOTHING(value) 0
+
+ICE_ONE_ARG_CONSTRUCTOR(ice_text, ICE_KEEPS_TEXT)
+ICE_ONE_ARG_CONSTRUCTOR(ice_bytes, ICE_KEEPS_NOTHING)
+
+#endif

@@ -1,0 +1,271 @@
+"""The attribute classes' C constructors and cached classmethods behave as the generic ones.
+
+Calling an attribute class runs a C constructor (tp_vectorcall, set in
+ice/_attrs_base.pyx) that mirrors its __init__; ``type.__call__(cls, ...)``
+is the generic path (tuple, tp_new, tp_init), which these tests compare it with:
+same value, same error (type and message) for every argument list,
+keywords and wrong counts included. Classmethods such as get_from are bound
+once per class.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Any
+
+import pytest
+
+import ice
+from ice import _attrs_base, attrs, constants
+from ice._codec import Attribute
+
+
+def _generic(cls: type, *args: Any, **kwargs: Any) -> Any:
+    return type.__call__(cls, *args, **kwargs)
+
+
+ARGUMENT_LISTS: list[tuple[type, tuple[Any, ...], dict[str, Any]]] = [
+    (ice.Username, ("wxyz:abcd",), {}),
+    (ice.Username, ("é" * 10,), {}),
+    (ice.Username, (b"raw-bytes",), {}),
+    (ice.Username, (bytearray(b"ba"),), {}),
+    (ice.Username, (memoryview(b"mv"),), {}),
+    (ice.Username, (), {"value": "kw"}),
+    (ice.Username, ("x" * 513,), {}),
+    (ice.Username, (b"x" * 513,), {}),
+    (ice.Username, (bytearray(513),), {}),
+    (ice.Username, (12,), {}),
+    (ice.Username, ("a", "b"), {}),
+    (ice.Username, (), {}),
+    (ice.Nonce, ("n" * 129,), {}),
+    (ice.Nonce, ("é" * 128,), {}),  # 128 characters, 256 bytes: fits
+    (ice.Software, ("\ud800",), {}),  # a lone surrogate has no UTF-8
+    (ice.Realm, ("realm",), {}),
+    (ice.XorMappedAddress, ("192.0.2.1", 3478), {}),
+    (ice.XorMappedAddress, ("2001:db8::1", 1), {}),
+    (ice.XorMappedAddress, ("192.0.2.1", 70000), {}),
+    (ice.XorMappedAddress, ("not an ip", 1), {}),
+    (ice.XorMappedAddress, ("192.0.2.1", "1"), {}),
+    (ice.XorMappedAddress, ("192.0.2.1",), {}),
+    (ice.XorMappedAddress, (), {"host": "192.0.2.1", "port": 1}),
+    (ice.MappedAddress, ("10.0.0.1", 9), {}),
+    (ice.Priority, (0x6E0001FF,), {}),
+    (ice.Priority, (-1,), {}),
+    (ice.Priority, (2**32,), {}),
+    (ice.Priority, ("1",), {}),
+    (ice.IceControlling, (2**64 - 1,), {}),
+    (ice.IceControlling, (2**64,), {}),
+    (ice.UseCandidate, (), {}),
+    (ice.UseCandidate, (1,), {}),
+    (ice.Fingerprint, (), {}),
+    (ice.Fingerprint, (1,), {}),
+    (ice.MessageIntegrity, (b"key",), {}),
+    (ice.MessageIntegrity, ("str key",), {}),
+    (ice.MessageIntegrity, (), {"key": b"key"}),
+    (ice.MessageIntegrity, (), {}),
+    (ice.ErrorCodeAttribute, (401,), {}),
+    (ice.ErrorCodeAttribute, (438, "Stale"), {}),
+    (ice.ErrorCodeAttribute, (200,), {}),
+    (ice.ErrorCodeAttribute, (401, "r" * 129), {}),
+    (ice.ErrorCodeAttribute, (401, None, 3), {}),
+    (ice.ErrorCodeAttribute, (), {"code": 420}),
+    (ice.Data, (b"payload",), {}),
+    (ice.Data, ("text",), {}),
+    (ice.Lifetime, (600,), {}),
+    (ice.ChannelNumber, (0x4000,), {}),
+    (ice.ChannelNumber, (0x3FFF,), {}),
+    (ice.ChannelNumber, (), {"number": 0x4001}),
+    (ice.RequestedAddressFamily, (1,), {}),
+    (ice.RequestedAddressFamily, (3,), {}),
+]
+
+
+def _outcome(call: Any) -> tuple[str, Any]:
+    try:
+        made = call()
+    except Exception as exc:  # the comparison is the point
+        return "raised", (type(exc), str(exc))
+    return "made", made
+
+
+@pytest.mark.parametrize(("cls", "args", "kwargs"), ARGUMENT_LISTS)
+def test_a_call_gives_what_the_generic_call_gives(
+    cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    fast = _outcome(lambda: cls(*args, **kwargs))
+    generic = _outcome(lambda: _generic(cls, *args, **kwargs))
+    assert fast[0] == generic[0], (fast, generic)
+    if fast[0] == "raised":
+        assert fast[1] == generic[1]
+    else:
+        assert type(fast[1]) is cls
+        if cls.__eq__ is not object.__eq__:  # MessageIntegrity has no value equality
+            assert fast[1] == generic[1]
+        msg = ice.Message(constants.BINDING_REQUEST, transaction_id=bytes(12))
+        other = ice.Message(constants.BINDING_REQUEST, transaction_id=bytes(12))
+        fast[1].add_to(msg)
+        generic[1].add_to(other)
+        assert msg.raw == other.raw
+
+
+def _concrete_classes() -> list[type]:
+    return [
+        obj
+        for obj in vars(attrs).values()
+        if isinstance(obj, type) and issubclass(obj, Attribute) and hasattr(obj, "TYPE")
+    ]
+
+
+def test_every_attribute_with_a_shape_constructor_has_the_fast_call() -> None:
+    # The classes whose own __init__ is not one a C constructor mirrors are
+    # called the generic way (UnknownAttributes, PasswordAlgorithm, ...).
+    own_init = {
+        cls
+        for cls in _concrete_classes()
+        if "__init__" in vars(cls) and cls not in (ice.MessageIntegrity, ice.ChannelNumber)
+    }
+    fast = {cls for cls in _concrete_classes() if _attrs_base._has_fast_call(cls)}
+    assert fast == set(_concrete_classes()) - own_init
+    assert {ice.Username, ice.XorMappedAddress, ice.MessageIntegrity, ice.Fingerprint} <= fast
+
+
+def test_a_python_subclass_is_called_the_generic_way() -> None:
+    class Tagged(ice.Username):
+        def __init__(self, value: str, tag: str) -> None:
+            super().__init__(value)
+            self.tag = tag
+
+    made = Tagged("wxyz", tag="t")
+    assert (made.value, made.tag) == ("wxyz", "t")
+    assert not _attrs_base._has_fast_call(Tagged)
+
+
+def test_get_from_is_bound_once_per_class() -> None:
+    assert ice.Username.get_from is ice.Username.get_from
+    assert ice.XorMappedAddress.get_from is ice.XorMappedAddress.get_from
+    assert ice.Padding.of_length is ice.Padding.of_length
+    assert ice.Username.get_from is not ice.Realm.get_from
+
+
+def test_get_from_on_a_python_subclass_makes_the_subclass() -> None:
+    class Named(ice.Username):
+        pass
+
+    msg = ice.Message.build(constants.BINDING_REQUEST, ice.Username("wxyz"))
+    found = Named.get_from(msg)
+    assert type(found) is Named
+    assert found.value == "wxyz"
+    assert type(ice.Username.get_from(msg)) is ice.Username
+    assert ice.Username("x").get_from(msg) == ice.Username("wxyz")  # on an instance too
+
+
+def test_text_made_from_str_and_from_bytes_are_the_same_attribute() -> None:
+    text = "pässwörd-ünïcode"
+    from_str, from_bytes = ice.Username(text), ice.Username(text.encode())
+    assert from_str == from_bytes
+    assert hash(from_str) == hash(from_bytes)
+    assert from_str.raw == from_bytes.raw == text.encode()
+    assert from_str.value == from_bytes.value == text
+    msg = ice.Message.build(constants.BINDING_REQUEST, from_str, transaction_id=bytes(12))
+    assert msg.get(ice.Username.TYPE) == text.encode()
+    assert ice.Username.get_from(msg) == from_str
+
+
+def test_a_str_subclass_is_kept_as_its_utf8() -> None:
+    class Loud(str):
+        def __str__(self) -> str:
+            return "NOT THIS"
+
+    made = ice.Username(Loud("quiet"))
+    assert made.raw == b"quiet"
+    assert type(made.value) is str and made.value == "quiet"
+
+
+def test_host_text_is_right_for_addresses_sharing_a_cache_slot() -> None:
+    # format_ip keeps the text of recent IPv4 addresses by their last byte:
+    # addresses that share one must each read back as themselves.
+    hosts = [f"10.{a}.{b}.{c}" for a in (0, 1, 255) for b in (0, 7) for c in (4, 68, 132, 196)]
+    for _round in range(2):
+        for host in hosts:
+            msg = ice.Message.build(constants.BINDING_SUCCESS, ice.XorMappedAddress(host, 3478))
+            found = ice.XorMappedAddress.get_from(ice.Message.decode(msg.raw))
+            assert found is not None
+            assert found.address == (host, 3478)
+            assert found.host == host
+
+
+@pytest.mark.parametrize(
+    ("cls", "value"),
+    [
+        (ice.Nonce, bytes(2048)),
+        (ice.Nonce, "n" * 129),
+        (ice.Username, bytearray(600)),
+        (ice.Software, 3.5),
+        (ice.ReservationToken, b"short"),
+    ],
+)
+def test_an_oversized_value_is_refused_without_codec_frames(cls: type, value: object) -> None:
+    # Each traceback entry is a frame object made while the error propagates:
+    # the refusal of a hostile value should cost no more than a plain raise.
+    with pytest.raises((ValueError, TypeError)) as caught:
+        cls(value)
+    frames = traceback.extract_tb(caught.value.__traceback__)
+    assert [f.name for f in frames] == ["test_an_oversized_value_is_refused_without_codec_frames"]
+
+
+def test_the_same_value_object_gives_the_same_immutable_instance() -> None:
+    username, key = "rUfR:lUfL", b"session-key"
+    assert ice.Username(username) is ice.Username(username)
+    assert ice.MessageIntegrity(key) is ice.MessageIntegrity(key)
+    assert ice.Fingerprint() is ice.Fingerprint()
+    assert ice.UseCandidate() is ice.UseCandidate()
+    priority = 0x6E0001FF
+    assert ice.Priority(priority) is ice.Priority(priority)
+    assert ice.ErrorCodeAttribute(401) is ice.ErrorCodeAttribute(401)
+    # An IntEnum member is an int subclass: made afresh, equal all the same.
+    stale = constants.ErrorCode.STALE_NONCE
+    assert ice.ErrorCodeAttribute(stale) is not ice.ErrorCodeAttribute(stale)
+    assert ice.ErrorCodeAttribute(stale) == ice.ErrorCodeAttribute(438)
+    # Another class, or an equal but distinct value object, makes its own.
+    assert ice.Realm(username) is not ice.Username(username)
+    assert type(ice.Realm(username)) is ice.Realm
+    other = "".join(["rUfR:", "lUfL"])
+    assert other is not username
+    assert ice.Username(other) == ice.Username(username)
+
+
+def test_a_mutable_value_is_never_kept() -> None:
+    value = bytearray(b"before")
+    made = ice.Username(value)
+    value[:] = b"after!"
+    assert ice.Username(value) is not made
+    assert made.raw == b"before"
+    assert ice.Username(value).raw == b"after!"
+    payload = b"payload"
+    assert ice.Data(payload) is not ice.Data(payload)
+
+
+def test_kept_instances_hold_no_growing_references() -> None:
+    username = "x" * 20
+    ice.Username(username)
+    before = sys.getrefcount(username)
+    for _ in range(10_000):
+        ice.Username(username)
+    assert sys.getrefcount(username) == before
+
+
+def test_text_read_from_a_message_keeps_bytes_that_are_not_utf8() -> None:
+    msg = ice.Message(constants.BINDING_REQUEST)
+    msg.add(ice.Nonce.TYPE, b"\xff\xfe-not-utf8")
+    msg.add(ice.Realm.TYPE, "réalm".encode())
+    nonce = ice.Nonce.get_from(msg)
+    realm = ice.Realm.get_from(msg)
+    assert nonce is not None and realm is not None
+    assert nonce.raw == b"\xff\xfe-not-utf8"
+    with pytest.raises(ice.DecodeError):
+        nonce.value  # noqa: B018 - the property raises
+    assert realm.value == "réalm"
+    assert realm.raw == "réalm".encode()
+    assert nonce == ice.Nonce(b"\xff\xfe-not-utf8")
+    assert realm == ice.Realm("réalm")
