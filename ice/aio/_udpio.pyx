@@ -291,15 +291,17 @@ cdef extern from *:
 
     /* Messages from slot `slot` on (at most count - slot slots, ice_tx_slots messages):
        how many messages. A run joins slots with one name and one length (the last
-       may be shorter) while GSO allows that length. */
-    static unsigned int ice_mm_group(unsigned int slot, unsigned int count, size_t gso_max) {
+       may be shorter) while GSO allows that length; slots before `plain_until` go
+       one a message. */
+    static unsigned int ice_mm_group(unsigned int slot, unsigned int count, size_t gso_max,
+                                     unsigned int plain_until) {
         unsigned int nm = 0, s = slot, k;
         size_t first_len, total, len;
         struct msghdr *h;
         while (s < count) {
             first_len = ice_tx_iov[s].iov_len;
             k = 1;
-            if (first_len > 0 && first_len <= gso_max) {
+            if (first_len > 0 && first_len <= gso_max && s >= plain_until) {
                 total = first_len;
                 while (s + k < count && k < ICE_GSO_SEGMENTS) {
                     len = ice_tx_iov[s + k].iov_len;
@@ -341,18 +343,18 @@ cdef extern from *:
        took, or -ENOSYS when sendmmsg is missing. A datagram the kernel refuses is
        dropped (in *dropped), a full buffer drops the rest (*full). *gso_max is the
        longest datagram sent in runs (0: none); a run the kernel refuses is sent one
-       by one, and *gso_max lowered: to 0 when GSO is missing (EIO: the route cannot
+       by one (whatever the error), and *gso_max lowered: to 0 when GSO is missing (EIO: the route cannot
        checksum it; ENOPROTOOPT, EOPNOTSUPP), below that length otherwise (EINVAL,
        EMSGSIZE: longer than the route's MTU, a socket without checksums). *gso_sent
        counts the datagrams that went in runs. */
     static int ice_mm_flush(int fd, unsigned int count, size_t *gso_max,
                             unsigned long long *dropped, int *full,
                             unsigned long long *gso_sent) {
-        unsigned int slot = 0, nm, j, i;
+        unsigned int slot = 0, plain_until = 0, nm, j, i;
         int r, e, sent = 0;
         *full = 0;
         while (slot < count) {
-            nm = ice_mm_group(slot, count, *gso_max);
+            nm = ice_mm_group(slot, count, *gso_max, plain_until);
             j = 0;
             while (j < nm) {
                 do {
@@ -373,11 +375,16 @@ cdef extern from *:
                     *full = 1;
                     return sent;
                 }
-                if (ice_tx_count[j] > 1 && (e == EIO || e == ENOPROTOOPT || e == EOPNOTSUPP
-                                            || e == EINVAL || e == EMSGSIZE)) {
+                if (ice_tx_count[j] > 1) {
+                    /* the run again, one datagram a message: each meets its own fate,
+                       as it would have without GSO */
                     size_t len = ice_tx_iov[ice_tx_first[j]].iov_len;
-                    *gso_max = (e == EINVAL || e == EMSGSIZE) ? len - 1 : 0;
-                    break;  /* regroup from this run's first slot, without it */
+                    if (e == EIO || e == ENOPROTOOPT || e == EOPNOTSUPP)
+                        *gso_max = 0;
+                    else if ((e == EINVAL || e == EMSGSIZE) && *gso_max >= len)
+                        *gso_max = len - 1;
+                    plain_until = ice_tx_first[j] + ice_tx_count[j];
+                    break;
                 }
                 *dropped += ice_tx_count[j];  /* refused (EMSGSIZE, ECONNREFUSED, ...) */
                 j++;

@@ -562,3 +562,24 @@ def test_a_member_closed_without_discard_is_forgotten() -> None:
             time.sleep(0.05)
             assert [token for token, _ in ready.recv()] == ["again"]
         ready.close()
+
+
+@GSO
+def test_a_gso_run_refused_for_another_reason_goes_one_by_one() -> None:
+    """A pending error (ICMP port unreachable on a connected socket) refuses the next
+    send, whichever it is: a run it refused goes again one datagram at a time, and
+    GSO stays on."""
+    dead = dead_port("127.0.0.1")
+    with udp("127.0.0.1", 2) as (c, b):
+        c.connect(dead)
+        sender, receiver = BatchSocket(c, 16, gso=True), BatchSocket(b, 16, 2048)
+        if not sender.gso:
+            pytest.skip("this kernel has no UDP GSO (Linux < 4.18)")
+        assert sender.sendto(b"first", dead)
+        time.sleep(0.05)  # the ICMP error is now pending on the socket
+        items = [(bytes([i]) * 100, name(b)) for i in range(5)]
+        assert sender.send(items) == 5 and sender.dropped == 0
+        assert _received_by(receiver, 5) == [data for data, _ in items]
+        assert sender.gso_max == 65535
+        assert sender.send(items) == 5 and sender.gso_sent == 5  # a run again
+        assert _received_by(receiver, 5) == [data for data, _ in items]
