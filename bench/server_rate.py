@@ -2,6 +2,7 @@
 
     python bench/server_rate.py                         # coturn and ours, 5 s per run
     python bench/server_rate.py --servers coturn --duration 10 --rounds 3
+    python bench/server_rate.py --turn-flows 100 --size 1200 --stun-flows 1
     python bench/server_rate.py --json /tmp/rate.json
     python bench/server_rate.py --plot rate.svg            # also draw it (needs matplotlib)
     python bench/server_rate.py --from /tmp/rate.json --plot rate.svg   # redraw, no run
@@ -16,11 +17,17 @@ For each server in ``--servers`` (coturn, ice, pion), in turn: start it on
   ours on loopback, ChannelData of ``--size`` bytes client -> server -> peer
   -> server -> client (each round trip is two relayed packets).
 
-and stop it. Printed: a Markdown table per protocol with the rate sent, the
-rate answered (responses; packets back at the client), for TURN the packets
-relayed per second, loss, latency percentiles, the server's CPU time over the
-run (100% = one core, all its threads) and its rate per core (the rate
-divided by that CPU share: DESIGN.md's target compares servers per core).
+``--stun-flows``, ``--turn-flows`` and ``--size`` take comma-separated lists,
+and every combination is a run: by default STUN from 1 and 100 sockets, and
+TURN with 1 and 100 allocations, each with 100- and 1,200-byte payloads
+(the matrix the README's table shows). Then stop the server.
+
+Printed: a Markdown table per protocol with the rate sent, the rate answered
+(responses; packets back at the client), for TURN the packets relayed per
+second, loss, latency percentiles, the server's CPU time over the run (100% =
+one core, all its threads) and its rate per core (the rate divided by that CPU
+share: DESIGN.md's target compares servers per core), and for each row
+measured on both, ours / coturn per core.
 With ``--rounds`` each server is measured that many times and the best round
 is kept. Numbers are only comparable within one run on one machine: the
 load generator shares the machine (on two cores it takes most of one).
@@ -71,6 +78,20 @@ STOP_TIMEOUT = 5.0
 OUR_FLAGS = ("--user", "--realm", "--allow-loopback-peers", "--relay-ports")
 
 
+#: Packets outstanding over all flows of a run, and per flow, unless --window says.
+#: 128 from each of 100 sockets overflows the loopback sockets' buffers, and the run
+#: then measures drops and timeouts rather than the server.
+TOTAL_WINDOW = 256
+FLOW_WINDOW = 128
+
+
+def window_for(flows: int, window: int | None) -> int:
+    """Packets outstanding per flow in a run of ``flows`` flows."""
+    if window is not None:
+        return window
+    return max(2, min(FLOW_WINDOW, TOTAL_WINDOW // flows))
+
+
 class Skipped(Exception):
     """A server that cannot be measured here (not installed, too old); the reason."""
 
@@ -109,6 +130,8 @@ class Run:
     loss: float
     latency_ms: dict[str, float]
     relayed_rate: float = 0.0
+    size: int = 0
+    """ChannelData payload bytes (TURN runs)."""
     server_cpu: float | None = None
     """The server's CPU seconds per second of the run (1.0: one core busy)."""
     tool_cpu: float = 0.0
@@ -234,16 +257,19 @@ def our_server_usage() -> str | None:
 
 
 @contextlib.contextmanager
-def ice_server() -> Iterator[Server]:
+def ice_server(allocations: int = 1) -> Iterator[Server]:
     reason = our_server_usage()
     if reason is not None:
         raise Skipped(reason)
     coturn = load_coturn()
     port = coturn.free_port("udp")
-    relay = coturn._free_ports(("127.0.0.1",), ("udp",), 64)
+    # a port per allocation of the largest run, and room for the ones a run that
+    # just ended has not released yet
+    span = max(64, 4 * allocations)
+    relay = coturn._free_ports(("127.0.0.1",), ("udp",), span)
     args = [sys.executable, "-P", "-m", "ice", "server", "--listen", f"udp://127.0.0.1:{port}"]
     args += ["--user", f"{USER}:{PASSWORD}", "--realm", REALM, "--allow-loopback-peers"]
-    args += ["--relay-ports", f"{relay}-{relay + 63}"]
+    args += ["--relay-ports", f"{relay}-{relay + span - 1}"]
     from ice import __version__
 
     with start_process(args, ("127.0.0.1", port), "python -m ice server") as pid:
@@ -265,25 +291,56 @@ def pion_server() -> Iterator[Server]:
 STARTERS = {"coturn": coturn_server, "ice": ice_server, "pion": pion_server}
 
 
-async def measure(server: Server, mode: str, args: argparse.Namespace) -> Run:
+@dataclass(frozen=True)
+class Case:
+    """One row of the tables: a protocol, how many flows, the payload size (TURN)."""
+
+    mode: str
+    flows: int
+    size: int = 0
+
+    def __str__(self) -> str:
+        if self.mode == "stun":
+            return f"stun, {self.flows} flow{'s' if self.flows != 1 else ''}"
+        allocations = f"{self.flows} allocation{'s' if self.flows != 1 else ''}"
+        return f"turn, {allocations}, {self.size} B"
+
+
+def cases(args: argparse.Namespace) -> list[Case]:
+    """Every run a round makes on one server, in order."""
+    runs = [Case("stun", flows) for flows in args.stun_flows]
+    runs += [Case("turn", flows, size) for flows in args.turn_flows for size in args.size]
+    return runs
+
+
+def case_of(run: Run) -> Case:
+    return Case(run.mode, run.flows, run.size if run.mode == "turn" else 0)
+
+
+async def measure(server: Server, case: Case, args: argparse.Namespace) -> Run:
     from ice._load.engine import run_stun, run_turn
+
+    mode = case.mode
 
     cpu_before = process_cpu(server.pid)
     tool_before = os.times()
     started = time.monotonic()
     if mode == "stun":
         result = await run_stun(
-            server.address, flows=args.stun_flows, duration=args.duration, window=args.window
+            server.address,
+            flows=case.flows,
+            duration=args.duration,
+            window=window_for(case.flows, args.window),
         )
     else:
         result = await run_turn(
             server.address,
             USER,
             PASSWORD,
-            flows=args.turn_flows,
+            flows=case.flows,
             duration=args.duration,
-            window=args.window,
-            size=args.size,
+            window=window_for(case.flows, args.window),
+            size=case.size,
         )
     wall = time.monotonic() - started
     cpu_after = process_cpu(server.pid)
@@ -305,6 +362,7 @@ async def measure(server: Server, mode: str, args: argparse.Namespace) -> Run:
         loss=result.loss,
         latency_ms=result.latency_ms,
         relayed_rate=data.get("rate_relayed", 0.0),
+        size=case.size,
         server_cpu=server_cpu,
         tool_cpu=tool / wall if wall > 0 else 0.0,
         note=server.note,
@@ -313,27 +371,46 @@ async def measure(server: Server, mode: str, args: argparse.Namespace) -> Run:
 
 
 def measure_server(name: str, args: argparse.Namespace, say: Any) -> tuple[list[Run], str | None]:
-    """Every round of both protocols on one server; ([], reason) when it was skipped."""
+    """Every round of every case on one server; ([], reason) when it was skipped."""
     from ice import Error
 
     runs: list[Run] = []
+    failed: list[str] = []
     try:
-        with STARTERS[name]() as server:
+        starter = STARTERS[name]
+        started = starter(max(args.turn_flows)) if name == "ice" else starter()
+        with started as server:
             for round_number in range(args.rounds):
-                for mode in ("stun", "turn"):
-                    say(f"  {name}: {mode}, round {round_number + 1} ...")
+                for case in cases(args):
+                    say(f"  {name}: {case}, round {round_number + 1} ...")
                     try:
-                        runs.append(asyncio.run(measure(server, mode, args)))
+                        runs.append(asyncio.run(measure(server, case, args)))
                     except (Error, OSError, ValueError) as exc:
-                        return runs, f"the {mode} run failed: {exc}"
+                        # one failed run (coturn answering 437 to a client port a run
+                        # before still held) costs that round of that case only
+                        failed.append(f"the {case} run of round {round_number + 1} failed: {exc}")
+                        say(f"  {name}: {failed[-1]}")
     except Skipped as exc:
         return runs, str(exc)
-    return runs, None
+    return runs, "; ".join(failed) if failed else None
 
 
-def best(runs: Sequence[Run], server: str, mode: str) -> Run | None:
-    mine = [r for r in runs if r.server == server and r.mode == mode]
+def best(runs: Sequence[Run], server: str, mode: str, case: Case | None = None) -> Run | None:
+    """The best round of ``server`` in ``case`` (any case of ``mode`` when None)."""
+    mine = [
+        r
+        for r in runs
+        if r.server == server and r.mode == mode and (case is None or case_of(r) == case)
+    ]
     return max(mine, key=lambda r: r.rate) if mine else None
+
+
+def _ratio(runs: Sequence[Run], case: Case) -> str:
+    """ours / coturn per core in ``case``, or "" when either is missing."""
+    ours, theirs = best(runs, "ice", case.mode, case), best(runs, "coturn", case.mode, case)
+    if ours is None or theirs is None or not ours.per_core or not theirs.per_core:
+        return ""
+    return f"{ours.per_core / theirs.per_core:.2f}x"
 
 
 def _cpu(run: Run) -> str:
@@ -352,50 +429,56 @@ def format_report(runs: Sequence[Run], skipped: dict[str, str], header: str) -> 
         "STUN Binding requests (responses/s is the rate):",
         "",
         "| server | flows | requests/s | responses/s | loss | p50 ms | p99 ms | max ms "
-        "| server CPU | responses/s per core | load tool CPU |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| server CPU | responses/s per core | ice / coturn per core | load tool CPU |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name in servers:
-        r = best(runs, name, "stun")
-        if r is None:
-            continue
-        lat = r.latency_ms
-        lines.append(
-            f"| {name} | {r.flows} | {r.rate_sent:,.0f} | {r.rate_received:,.0f} "
-            f"| {r.loss:.2f}% | {lat['p50']:.3f} | {lat['p99']:.3f} | {lat['max']:.3f} "
-            f"| {_cpu(r)} | {_per_core(r)} | {r.tool_cpu * 100:.0f}% |"
-        )
+    rows = list(dict.fromkeys(case_of(r) for r in runs))
+    for case in (c for c in rows if c.mode == "stun"):
+        for name in servers:
+            r = best(runs, name, "stun", case)
+            if r is None:
+                continue
+            lat = r.latency_ms
+            lines.append(
+                f"| {name} | {r.flows} | {r.rate_sent:,.0f} | {r.rate_received:,.0f} "
+                f"| {r.loss:.2f}% | {lat['p50']:.3f} | {lat['p99']:.3f} | {lat['max']:.3f} "
+                f"| {_cpu(r)} | {_per_core(r)} | {_ratio(runs, case) if name == 'ice' else ''} "
+                f"| {r.tool_cpu * 100:.0f}% |"
+            )
     lines += [
         "",
         "TURN ChannelData through one channel per allocation, echoed back "
         "(relayed packets/s is the rate; a round trip is 2 relayed packets):",
         "",
-        "| server | allocations | sent/s | round trips/s | relayed packets/s | loss | p50 ms "
-        "| p99 ms | max ms | server CPU | relayed/s per core | load tool CPU |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| server | allocations | payload B | sent/s | round trips/s | relayed packets/s "
+        "| loss | p50 ms | p99 ms | max ms | server CPU | relayed/s per core "
+        "| ice / coturn per core | load tool CPU |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name in servers:
-        r = best(runs, name, "turn")
-        if r is None:
-            continue
-        lat = r.latency_ms
-        lines.append(
-            f"| {name} | {r.flows} | {r.rate_sent:,.0f} | {r.rate_received:,.0f} "
-            f"| {r.relayed_rate:,.0f} | {r.loss:.2f}% | {lat['p50']:.3f} | {lat['p99']:.3f} "
-            f"| {lat['max']:.3f} | {_cpu(r)} | {_per_core(r)} | {r.tool_cpu * 100:.0f}% |"
-        )
+    for case in (c for c in rows if c.mode == "turn"):
+        for name in servers:
+            r = best(runs, name, "turn", case)
+            if r is None:
+                continue
+            lat = r.latency_ms
+            lines.append(
+                f"| {name} | {r.flows} | {r.size} | {r.rate_sent:,.0f} | {r.rate_received:,.0f} "
+                f"| {r.relayed_rate:,.0f} | {r.loss:.2f}% | {lat['p50']:.3f} "
+                f"| {lat['p99']:.3f} | {lat['max']:.3f} | {_cpu(r)} | {_per_core(r)} "
+                f"| {_ratio(runs, case) if name == 'ice' else ''} | {r.tool_cpu * 100:.0f}% |"
+            )
     lines.append("")
     for name in servers:
         note = next(r.note for r in runs if r.server == name)
         lines.append(f"- {name}: {note}")
     for name, reason in skipped.items():
         lines.append(f"- {name}: skipped: {reason}")
-    for mode in ("stun", "turn"):
-        ours, theirs = best(runs, "ice", mode), best(runs, "coturn", mode)
+    for case in rows:
+        ours, theirs = best(runs, "ice", case.mode, case), best(runs, "coturn", case.mode, case)
         if ours is None or theirs is None or not theirs.rate:
             continue
         ratio = ours.rate / theirs.rate
-        line = f"- ice / coturn, {mode}: {ratio:.2f}x the rate"
+        line = f"- ice / coturn, {case}: {ratio:.2f}x the rate"
         if ours.per_core and theirs.per_core:
             line += f", {ours.per_core / theirs.per_core:.2f}x per core"
         lines.append(line)
@@ -410,6 +493,17 @@ def parse_servers(text: str) -> tuple[str, ...]:
     return names
 
 
+def parse_counts(text: str) -> tuple[int, ...]:
+    """A comma-separated list of positive integers ("1,100")."""
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"need positive integers separated by commas: {text!r}")
+    return tuple(dict.fromkeys(values))
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="STUN Binding requests/s and TURN ChannelData relayed/s of local servers."
@@ -422,12 +516,25 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per run (5)")
     parser.add_argument("--rounds", type=int, default=1, help="runs per server, best kept (1)")
-    parser.add_argument("--stun-flows", type=int, default=1, help="STUN client sockets (1)")
-    parser.add_argument("--turn-flows", type=int, default=1, help="TURN allocations (1)")
     parser.add_argument(
-        "--window", type=int, default=128, help="packets outstanding per flow (128)"
+        "--stun-flows", type=parse_counts, default=(1, 100), help="STUN client sockets (1,100)"
     )
-    parser.add_argument("--size", type=int, default=100, help="ChannelData payload bytes (100)")
+    parser.add_argument(
+        "--turn-flows", type=parse_counts, default=(1, 100), help="TURN allocations (1,100)"
+    )
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=None,
+        help=f"packets outstanding per flow (default: {TOTAL_WINDOW} over all flows of a run, "
+        f"at most {FLOW_WINDOW} per flow and at least 2)",
+    )
+    parser.add_argument(
+        "--size",
+        type=parse_counts,
+        default=(100, 1200),
+        help="ChannelData payload bytes (100,1200)",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     parser.add_argument(
@@ -464,9 +571,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if reason is not None:
             skipped[name] = reason
             say(f"  {name}: skipped: {reason}")
+    window_text = (
+        f"{args.window} per flow"
+        if args.window is not None
+        else f"{TOTAL_WINDOW} over the flows (at most {FLOW_WINDOW}, at least 2 per flow)"
+    )
     header = (
         f"Servers on 127.0.0.1 (UDP), {args.duration:g} s per run, best of {args.rounds}, "
-        f"window {args.window}; Python {platform.python_version()} on {platform.machine()}, "
+        f"window {window_text}; Python {platform.python_version()} on {platform.machine()}, "
         f"{os.cpu_count()} CPUs"
     )
     print(format_report(runs, skipped, header))

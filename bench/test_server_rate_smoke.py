@@ -45,22 +45,32 @@ def test_both_protocols_against_each_server(
 ) -> None:
     out = tmp_path / "rate.json"
     argv = ["--servers", "coturn,ice", "--duration", "0.5", "--quiet", "--json", str(out)]
+    argv += ["--stun-flows", "1,3", "--turn-flows", "1,3", "--size", "100,1200"]
     code = _server_rate().main(argv)
     printed = capsys.readouterr().out
     assert code == 0, printed
     data = json.loads(out.read_text(encoding="utf-8"))
-    runs = {(r["server"], r["mode"]): r for r in data["runs"]}
+    runs = {(r["server"], r["mode"], r["flows"], r["size"]): r for r in data["runs"]}
     servers = ["coturn"] if "ice" in data["skipped"] else ["coturn", "ice"]
     if "ice" in data["skipped"]:
         assert data["skipped"]["ice"], "skipped without a reason"
         assert f"- ice: skipped: {data['skipped']['ice']}" in printed
     for server in servers:
-        stun, turn = runs[(server, "stun")], runs[(server, "turn")]
-        assert stun["received"] > 0 and stun["rate"] > 0, stun
-        assert turn["received"] > 0, turn
-        assert turn["relayed_rate"] >= 2 * turn["rate_received"] > 0, turn  # there and back
-        for run in (stun, turn):
-            lat = run["latency_ms"]
-            assert 0 < lat["p50"] <= lat["p99"] <= lat["max"], run
-        assert printed.count(f"| {server} | 1 |") == 2, printed  # a row in each table
+        for flows in (1, 3):
+            stun = runs[(server, "stun", flows, 0)]
+            assert stun["received"] > 0 and stun["rate"] > 0, stun
+            for size in (100, 1200):
+                turn = runs[(server, "turn", flows, size)]
+                assert turn["received"] > 0, turn
+                assert turn["relayed_rate"] >= 2 * turn["rate_received"] > 0, turn  # both ways
+                lat = turn["latency_ms"]
+                assert 0 < lat["p50"] <= lat["p99"] <= lat["max"], turn
+            lat = stun["latency_ms"]
+            assert 0 < lat["p50"] <= lat["p99"] <= lat["max"], stun
+        # a row per case: STUN from 1 socket, TURN with 1 allocation at each size
+        assert printed.count(f"| {server} | 1 |") == 3, printed
+        assert printed.count(f"| {server} | 3 | 1200 |") == 1, printed
     assert "STUN Binding requests" in printed and "TURN ChannelData" in printed
+    if servers == ["coturn", "ice"]:
+        assert "- ice / coturn, turn, 3 allocations, 1200 B:" in printed
+        assert printed.count(" per core\n") + printed.endswith(" per core") == 6, printed

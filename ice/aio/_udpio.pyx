@@ -30,6 +30,15 @@ each, holding their own references): the kernel's sockaddr bytes to the
 sockaddr, so sending to a repeat peer costs one hash and no inet_pton. A host
 that is not an IP literal (a name) takes ``socket.sendto``'s slow path.
 
+``BatchSocket(sock, gso=True)`` sends a run of datagrams to one address with
+one length (the last may be shorter) as one UDP GSO send (``UDP_SEGMENT``,
+Linux 4.18): the kernel builds and routes one packet and splits it into the
+same datagrams, so the receiver sees no difference. It is used only where the
+kernel says it has it, and a run the kernel refuses goes one datagram at a
+time (see `BatchSocket.gso_max`). ``recv(limit)`` keeps reading while batches
+come back full. `ReadySet` reads many BatchSockets through one descriptor: a
+server with a socket per relayed address wakes once for all that are ready.
+
 `HAVE_MMSG` is False where recvmmsg/sendmmsg do not exist (anything but
 Linux, or a build with ICE_PORTABLE=1), and then the same API runs on ``recvfrom``/``sendto`` loops, as it
 does with ``mmsg=False``; there the socket should be non-blocking (asyncio's
@@ -45,7 +54,7 @@ from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.exc cimport PyErr_Clear
 from cpython.list cimport PyList_New, PyList_SET_ITEM
 from cpython.long cimport PyLong_AsLong, PyLong_Check
-from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.object cimport Py_EQ, PyObject, PyObject_Hash, PyObject_RichCompareBool
 from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE, PyTuple_New, PyTuple_SET_ITEM
@@ -72,6 +81,54 @@ cdef extern from *:
     #include <netinet/in.h>
     #include <arpa/inet.h>
     #include <net/if.h>
+    #include <stdint.h>
+    #include <netinet/udp.h>
+    #include <sys/epoll.h>
+    #include <unistd.h>
+
+    #define ICE_HAVE_EPOLL 1
+    static int ice_epoll_new(void) {
+        int fd = epoll_create1(EPOLL_CLOEXEC);
+        return fd < 0 ? -errno : fd;
+    }
+    static int ice_epoll_add(int ep, int fd) {
+        struct epoll_event ev;
+        memset(&ev, 0, sizeof(ev));
+        ev.events = EPOLLIN;
+        ev.data.fd = fd;
+        return epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) == 0 ? 0 : -errno;
+    }
+    static void ice_epoll_del(int ep, int fd) {
+        struct epoll_event ev;  /* kernels before 2.6.9 want one, even for DEL */
+        memset(&ev, 0, sizeof(ev));
+        epoll_ctl(ep, EPOLL_CTL_DEL, fd, &ev);
+    }
+    /* The fds ready to read now (no waiting) into fds[0..max): how many, or -errno. */
+    static int ice_epoll_ready(int ep, struct epoll_event *events, int max, int *fds) {
+        int n, i;
+        do {
+            n = epoll_wait(ep, events, max, 0);
+        } while (n < 0 && errno == EINTR);
+        if (n < 0) return -errno;
+        for (i = 0; i < n; i++) fds[i] = events[i].data.fd;
+        return n;
+    }
+    static void ice_epoll_close(int ep) { close(ep); }
+    typedef struct epoll_event ice_epoll_event;
+
+    /* UDP GSO (Linux 4.18): one sendmsg carries a run of equal-size datagrams to one
+       address, and the kernel splits it (on loopback: at the receiving socket). Older
+       headers lack the names; the kernel's values are fixed. */
+    #ifndef SOL_UDP
+    #define SOL_UDP 17
+    #endif
+    #ifndef UDP_SEGMENT
+    #define UDP_SEGMENT 103
+    #endif
+    /* The kernel's UDP_MAX_SEGMENTS was 64 before 5.10 (128 since); the bytes stay under
+       the 64 KiB an IP datagram may carry, headers included. */
+    #define ICE_GSO_SEGMENTS 64
+    #define ICE_GSO_BYTES 60000
 
     #define ICE_HAVE_MMSG 1
     #define ICE_EAGAIN EAGAIN
@@ -120,39 +177,61 @@ cdef extern from *:
         return 0;
     }
 
-    /* The send side, per socket: n message vectors. */
+    /* The send side is shared the same way: send() fills slots (a datagram each) and
+       flushes them before it returns, running no Python code in between (BatchSocket
+       refuses re-entry). A flush groups slots into messages: one slot each, or with GSO
+       a run of slots to one address in one message. */
+    typedef union {
+        char buf[CMSG_SPACE(sizeof(uint16_t))];
+        struct cmsghdr align;
+    } ice_ctrl;
+    static struct mmsghdr *ice_tx_msgs = NULL;
+    static struct iovec *ice_tx_iov = NULL;
+    static ice_sockaddr *ice_tx_names = NULL;
+    static unsigned int *ice_tx_namelen = NULL;
+    static unsigned int *ice_tx_first = NULL;   /* message j holds slots first[j] ... */
+    static unsigned int *ice_tx_count = NULL;   /* ... count[j] of them */
+    static ice_ctrl *ice_tx_ctrl = NULL;
+    static unsigned int ice_tx_slots = 0;
+
+    #define ICE_GROW(ptr, type, n) do { \
+            type *grown_ = (type *)realloc(ptr, (size_t)(n) * sizeof(type)); \
+            if (grown_ == NULL) return -1; \
+            ptr = grown_; \
+        } while (0)
+
+    static int ice_tx_reserve(unsigned int n) {
+        if (n <= ice_tx_slots) return 0;
+        ICE_GROW(ice_tx_msgs, struct mmsghdr, n);
+        ICE_GROW(ice_tx_iov, struct iovec, n);
+        ICE_GROW(ice_tx_names, ice_sockaddr, n);
+        ICE_GROW(ice_tx_namelen, unsigned int, n);
+        ICE_GROW(ice_tx_first, unsigned int, n);
+        ICE_GROW(ice_tx_count, unsigned int, n);
+        ICE_GROW(ice_tx_ctrl, ice_ctrl, n);
+        ice_tx_slots = n;
+        return 0;
+    }
+
+    /* A socket's settings: n slots per flush, receive buffers of max_size. */
     typedef struct {
         unsigned int n;
         size_t max_size;
-        struct mmsghdr *smsgs;
-        struct iovec *siov;
-        ice_sockaddr *snames;
     } ice_mm;
 
     static void ice_mm_free(ice_mm *m) {
-        if (m == NULL) return;
-        free(m->smsgs); free(m->siov); free(m->snames);
         free(m);
     }
 
     static ice_mm *ice_mm_new(unsigned int n, size_t max_size) {
         ice_mm *m = (ice_mm *)calloc(1, sizeof(ice_mm));
-        unsigned int i;
         if (m == NULL) return NULL;
-        m->n = n;
-        m->max_size = max_size;
-        m->smsgs = (struct mmsghdr *)calloc(n, sizeof(struct mmsghdr));
-        m->siov = (struct iovec *)calloc(n, sizeof(struct iovec));
-        m->snames = (ice_sockaddr *)calloc(n, sizeof(ice_sockaddr));
-        if (!m->smsgs || !m->siov || !m->snames) {
-            ice_mm_free(m);
+        if (ice_tx_reserve(n) != 0) {
+            free(m);
             return NULL;
         }
-        for (i = 0; i < n; i++) {
-            m->smsgs[i].msg_hdr.msg_iov = &m->siov[i];
-            m->smsgs[i].msg_hdr.msg_iovlen = 1;
-            m->smsgs[i].msg_hdr.msg_name = &m->snames[i];
-        }
+        m->n = n;
+        m->max_size = max_size;
         return m;
     }
 
@@ -190,26 +269,129 @@ cdef extern from *:
     }
 
     static unsigned char *ice_mm_send_name(ice_mm *m, unsigned int i) {
-        return (unsigned char *)&m->snames[i];
+        return (unsigned char *)&ice_tx_names[i];
     }
 
+    /* namelen 0: no name, the connected peer (with the route the kernel keeps for it) */
     static void ice_mm_set_send(ice_mm *m, unsigned int i, const void *data, size_t len,
                                 unsigned int namelen) {
-        m->siov[i].iov_base = (void *)data;
-        m->siov[i].iov_len = len;
-        /* no name: the connected peer, with the route the kernel keeps for it */
-        m->smsgs[i].msg_hdr.msg_name = namelen ? (void *)&m->snames[i] : NULL;
-        m->smsgs[i].msg_hdr.msg_namelen = namelen;
+        ice_tx_iov[i].iov_base = (void *)data;
+        ice_tx_iov[i].iov_len = len;
+        ice_tx_namelen[i] = namelen;
     }
 
-    /* Messages start..start+count-1: how many the kernel took (from start), or -errno
-       for the first one. */
-    static int ice_mm_send(ice_mm *m, int fd, unsigned int start, unsigned int count) {
-        int r;
-        do {
-            r = sendmmsg(fd, m->smsgs + start, count, MSG_DONTWAIT);
-        } while (r < 0 && errno == EINTR);
-        return r < 0 ? -errno : r;
+    /* True when this kernel splits UDP_SEGMENT sends for this socket. Asked, never
+       assumed: a kernel without it ignores the control message and would send the
+       whole run as one datagram. */
+    static int ice_gso_supported(int fd) {
+        int value = 0;
+        socklen_t len = sizeof(value);
+        return getsockopt(fd, SOL_UDP, UDP_SEGMENT, &value, &len) == 0;
+    }
+
+    /* Messages from slot `slot` on (at most count - slot slots, ice_tx_slots messages):
+       how many messages. A run joins slots with one name and one length (the last
+       may be shorter) while GSO allows that length; slots before `plain_until` go
+       one a message. */
+    static unsigned int ice_mm_group(unsigned int slot, unsigned int count, size_t gso_max,
+                                     unsigned int plain_until) {
+        unsigned int nm = 0, s = slot, k;
+        size_t first_len, total, len;
+        struct msghdr *h;
+        while (s < count) {
+            first_len = ice_tx_iov[s].iov_len;
+            k = 1;
+            if (first_len > 0 && first_len <= gso_max && s >= plain_until) {
+                total = first_len;
+                while (s + k < count && k < ICE_GSO_SEGMENTS) {
+                    len = ice_tx_iov[s + k].iov_len;
+                    if (len == 0 || len > first_len || total + len > ICE_GSO_BYTES) break;
+                    if (ice_tx_namelen[s + k] != ice_tx_namelen[s]) break;
+                    if (memcmp(&ice_tx_names[s + k], &ice_tx_names[s], ice_tx_namelen[s]) != 0)
+                        break;
+                    total += len;
+                    k++;
+                    if (len < first_len) break;  /* only the last segment may be shorter */
+                }
+            }
+            h = &ice_tx_msgs[nm].msg_hdr;
+            memset(h, 0, sizeof(*h));
+            h->msg_iov = &ice_tx_iov[s];
+            h->msg_iovlen = k;
+            if (ice_tx_namelen[s]) {
+                h->msg_name = &ice_tx_names[s];
+                h->msg_namelen = ice_tx_namelen[s];
+            }
+            if (k > 1) {
+                struct cmsghdr *c = &ice_tx_ctrl[nm].align;
+                h->msg_control = ice_tx_ctrl[nm].buf;
+                h->msg_controllen = sizeof(ice_tx_ctrl[nm].buf);
+                c->cmsg_level = SOL_UDP;
+                c->cmsg_type = UDP_SEGMENT;
+                c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+                *(uint16_t *)CMSG_DATA(c) = (uint16_t)first_len;
+            }
+            ice_tx_first[nm] = s;
+            ice_tx_count[nm] = k;
+            nm++;
+            s += k;
+        }
+        return nm;
+    }
+
+    /* Send slots 0 .. count-1 (count <= ice_tx_slots): how many datagrams the kernel
+       took, or -ENOSYS when sendmmsg is missing. A datagram the kernel refuses is
+       dropped (in *dropped), a full buffer drops the rest (*full). *gso_max is the
+       longest datagram sent in runs (0: none); a run the kernel refuses is sent one
+       by one (whatever the error), and *gso_max lowered: to 0 when GSO is missing (EIO: the route cannot
+       checksum it; ENOPROTOOPT, EOPNOTSUPP), below that length otherwise (EINVAL,
+       EMSGSIZE: longer than the route's MTU, a socket without checksums). *gso_sent
+       counts the datagrams that went in runs. */
+    static int ice_mm_flush(int fd, unsigned int count, size_t *gso_max,
+                            unsigned long long *dropped, int *full,
+                            unsigned long long *gso_sent) {
+        unsigned int slot = 0, plain_until = 0, nm, j, i;
+        int r, e, sent = 0;
+        *full = 0;
+        while (slot < count) {
+            nm = ice_mm_group(slot, count, *gso_max, plain_until);
+            j = 0;
+            while (j < nm) {
+                do {
+                    r = sendmmsg(fd, ice_tx_msgs + j, nm - j, MSG_DONTWAIT);
+                } while (r < 0 && errno == EINTR);
+                if (r > 0) {
+                    for (i = j; i < j + (unsigned int)r; i++) {
+                        sent += (int)ice_tx_count[i];
+                        if (ice_tx_count[i] > 1) *gso_sent += ice_tx_count[i];
+                    }
+                    j += (unsigned int)r;
+                    continue;
+                }
+                e = r < 0 ? errno : EAGAIN;
+                if (e == ENOSYS && sent == 0) return -ENOSYS;
+                if (e == EAGAIN || e == EWOULDBLOCK || e == ENOBUFS) {
+                    *dropped += count - ice_tx_first[j];
+                    *full = 1;
+                    return sent;
+                }
+                if (ice_tx_count[j] > 1) {
+                    /* the run again, one datagram a message: each meets its own fate,
+                       as it would have without GSO */
+                    size_t len = ice_tx_iov[ice_tx_first[j]].iov_len;
+                    if (e == EIO || e == ENOPROTOOPT || e == EOPNOTSUPP)
+                        *gso_max = 0;
+                    else if ((e == EINVAL || e == EMSGSIZE) && *gso_max >= len)
+                        *gso_max = len - 1;
+                    plain_until = ice_tx_first[j] + ice_tx_count[j];
+                    break;
+                }
+                *dropped += ice_tx_count[j];  /* refused (EMSGSIZE, ECONNREFUSED, ...) */
+                j++;
+            }
+            slot = j < nm ? ice_tx_first[j] : count;
+        }
+        return sent;
     }
 
     static int ice_sendto(int fd, const void *data, size_t len, const unsigned char *name,
@@ -311,6 +493,15 @@ cdef extern from *:
     #define ICE_ENOBUFS 105
     #define ICE_ENOSYS 38
     #define ICE_HOST_MAX 64
+    #define ICE_HAVE_EPOLL 0
+    typedef struct { int unused; } ice_epoll_event;
+    static int ice_epoll_new(void) { return -ICE_ENOSYS; }
+    static int ice_epoll_add(int ep, int fd) { return -ICE_ENOSYS; }
+    static void ice_epoll_del(int ep, int fd) {}
+    static int ice_epoll_ready(int ep, ice_epoll_event *events, int max, int *fds) {
+        return -ICE_ENOSYS;
+    }
+    static void ice_epoll_close(int ep) {}
     typedef struct { int unused; } ice_mm;
     static ice_mm *ice_mm_new(unsigned int n, size_t max_size) { return NULL; }
     static void ice_mm_free(ice_mm *m) {}
@@ -324,9 +515,10 @@ cdef extern from *:
     static unsigned char *ice_mm_send_name(ice_mm *m, unsigned int i) { return NULL; }
     static void ice_mm_set_send(ice_mm *m, unsigned int i, const void *data, size_t len,
                                 unsigned int namelen) {}
-    static int ice_mm_send(ice_mm *m, int fd, unsigned int start, unsigned int count) {
-        return -ICE_ENOSYS;
-    }
+    static int ice_gso_supported(int fd) { return 0; }
+    static int ice_mm_flush(int fd, unsigned int count, size_t *gso_max,
+                            unsigned long long *dropped, int *full,
+                            unsigned long long *gso_sent) { return -ICE_ENOSYS; }
     static int ice_sendto(int fd, const void *data, size_t len, const unsigned char *name,
                           unsigned int namelen) { return -ICE_ENOSYS; }
     static unsigned int ice_peer_name(int fd, unsigned char *out) { return 0; }
@@ -348,6 +540,14 @@ cdef extern from *:
     }
     """
     int ICE_HAVE_MMSG
+    int ICE_HAVE_EPOLL
+    ctypedef struct ice_epoll_event:
+        pass
+    int ice_epoll_new() nogil
+    int ice_epoll_add(int ep, int fd) nogil
+    void ice_epoll_del(int ep, int fd) nogil
+    int ice_epoll_ready(int ep, ice_epoll_event *events, int max, int *fds) nogil
+    void ice_epoll_close(int ep) nogil
     int ICE_EAGAIN
     int ICE_EWOULDBLOCK
     int ICE_EINTR
@@ -364,7 +564,10 @@ cdef extern from *:
     unsigned char *ice_mm_send_name(ice_mm *m, unsigned int i) nogil
     void ice_mm_set_send(ice_mm *m, unsigned int i, const void *data, size_t len,
                          unsigned int namelen) nogil
-    int ice_mm_send(ice_mm *m, int fd, unsigned int start, unsigned int count) nogil
+    int ice_gso_supported(int fd) nogil
+    int ice_mm_flush(int fd, unsigned int count, size_t *gso_max,
+                     unsigned long long *dropped, int *full,
+                     unsigned long long *gso_sent) nogil
     int ice_sendto(int fd, const void *data, size_t len, const unsigned char *name,
                    unsigned int namelen) nogil
     int ice_addr_format(const unsigned char *name, unsigned int len, char *host,
@@ -377,6 +580,8 @@ cdef extern from *:
 
 #: True where recvmmsg/sendmmsg exist (Linux); elsewhere BatchSocket loops.
 HAVE_MMSG = bool(ICE_HAVE_MMSG)
+#: True where `ReadySet` works (Linux, with recvmmsg/sendmmsg).
+HAVE_READY_SET = bool(ICE_HAVE_EPOLL) and HAVE_MMSG
 
 cdef enum:
     _SLOTS = 4096           # entries per address cache (a power of two)
@@ -421,6 +626,35 @@ cdef _FromName _FROM_CACHE[_SLOTS]
 cdef _ToName _TO_CACHE_V4[_SLOTS]
 cdef _ToName _TO_CACHE_V6[_SLOTS]
 
+# The buffers of the datagrams a send() has prepared, shared as the send slots are:
+# _TX_VIEWS[0:_tx_held] are acquired, and _tx_busy keeps a send() that an address's
+# __hash__ or __eq__ starts (Python code) off the slots of the send() that called it.
+cdef Py_buffer *_TX_VIEWS = NULL
+cdef unsigned int _tx_view_slots = 0
+cdef unsigned int _tx_held = 0
+cdef bint _tx_busy = False
+
+
+cdef int _tx_views_reserve(unsigned int n) except -1:
+    global _TX_VIEWS, _tx_view_slots
+    cdef Py_buffer *grown
+    if n <= _tx_view_slots:
+        return 0
+    grown = <Py_buffer *>PyMem_Realloc(_TX_VIEWS, n * sizeof(Py_buffer))
+    if grown == NULL:
+        raise MemoryError()
+    _TX_VIEWS = grown
+    _tx_view_slots = n
+    return 0
+
+
+cdef void _release_views() noexcept:
+    global _tx_held
+    cdef unsigned int i
+    for i in range(_tx_held):
+        PyBuffer_Release(&_TX_VIEWS[i])
+    _tx_held = 0
+
 
 cdef class BatchSocket:
     """A UDP socket read and written ``batch`` datagrams per system call.
@@ -444,9 +678,9 @@ cdef class BatchSocket:
     cdef ice_mm *_mm
     cdef _FromName *_from
     cdef _ToName *_to
-    cdef Py_buffer *_views
-    cdef unsigned int _held        # views[0:_held] are acquired
     cdef unsigned long long _dropped
+    cdef size_t _gso_max           # longest datagram sent in GSO runs; 0: no GSO
+    cdef unsigned long long _gso_sent
     cdef bint _last_full
     cdef bint _connected           # connected when made: send() checks its peer
 
@@ -454,10 +688,11 @@ cdef class BatchSocket:
         self._mm = NULL
         self._from = NULL
         self._to = NULL
-        self._views = NULL
-        self._held = 0
+        self._gso_max = 0
+        self._gso_sent = 0
 
-    def __init__(self, sock, batch=64, max_size=65535, *, mmsg=True, send_batch=None):
+    def __init__(self, sock, batch=64, max_size=65535, *, mmsg=True, send_batch=None,
+                 gso=False):
         cdef unsigned char name[_NAME_MAX]
         if not isinstance(sock, socket.socket):
             raise TypeError(f"sock must be a socket.socket, not {type(sock).__name__}")
@@ -486,21 +721,15 @@ cdef class BatchSocket:
                 self._to = &_TO_CACHE_V6[0]
             else:
                 self._to = &_TO_CACHE_V4[0]
-            self._views = <Py_buffer *>PyMem_Malloc(self._send_batch * sizeof(Py_buffer))
-            if self._mm == NULL or self._from == NULL or self._to == NULL or self._views == NULL:
+            if self._mm == NULL or self._from == NULL or self._to == NULL:
                 raise MemoryError()
+            _tx_views_reserve(self._send_batch)
             self._connected = ice_peer_name(sock.fileno(), name) != 0
+            if gso and ice_gso_supported(sock.fileno()):
+                self._gso_max = 65535
 
     def __dealloc__(self):
-        self._release_views()
         ice_mm_free(self._mm)
-        PyMem_Free(self._views)
-
-    cdef void _release_views(self) noexcept:
-        cdef unsigned int i
-        for i in range(self._held):
-            PyBuffer_Release(&self._views[i])
-        self._held = 0
 
     @property
     def fileno(self):
@@ -523,6 +752,25 @@ cdef class BatchSocket:
         return self._mmsg
 
     @property
+    def gso(self):
+        """True while runs of datagrams to one address go out as one UDP GSO send
+        (asked for with ``gso=True``, and the kernel has it)."""
+        return self._gso_max > 0
+
+    @property
+    def gso_max(self):
+        """The longest datagram still sent in GSO runs (0: none). A run the kernel
+        refuses is sent one datagram at a time and lowers it: to 0 when the kernel or
+        route cannot do GSO, below the refused length when that length was the
+        trouble (longer than the route's MTU)."""
+        return self._gso_max
+
+    @property
+    def gso_sent(self):
+        """Datagrams that went out inside GSO runs."""
+        return self._gso_sent
+
+    @property
     def dropped(self):
         """Datagrams `send`/`sendto` dropped: refused by the kernel (buffer full, an
         error) or never tried because the buffer was full."""
@@ -536,27 +784,44 @@ cdef class BatchSocket:
 
     # -- receiving
 
-    def recv(self):
+    cpdef list recv(self, unsigned int limit=0):
         """Up to ``batch`` datagrams waiting on the socket, as ``[(data, (host, port))]``.
 
         One recvmmsg(MSG_DONTWAIT) call: ``[]`` when nothing is waiting. An
         error the socket reports (an ICMP port unreachable for an earlier
         send) is swallowed. Raises OSError only when the socket is closed.
+
+        With ``limit`` over ``batch``, a call that filled the batch is followed
+        by another, until the socket is drained or ``limit`` datagrams came (a
+        call that did not fill the batch has drained it: no extra system call
+        to learn that).
         """
+        cdef list got, more
+        if limit <= self._batch:
+            return self._recv_once(self._batch)
+        got = self._recv_once(self._batch)
+        while <unsigned int>len(got) % self._batch == 0 and <unsigned int>len(got) < limit:
+            more = self._recv_once(min(self._batch, limit - <unsigned int>len(got)))
+            if not more:
+                break
+            got += more
+        return got
+
+    cdef list _recv_once(self, unsigned int n_max):
         cdef int fd = self._fd()
         cdef int n = 0
         cdef int tries = 0
         if not self._mmsg:
-            return self._recv_loop()
+            return self._recv_loop(n_max)
         while True:
-            n = ice_mm_recv(self._mm, fd, self._batch)
+            n = ice_mm_recv(self._mm, fd, n_max)
             if n >= 0:
                 break
             if n == -ICE_EAGAIN or n == -ICE_EWOULDBLOCK:
                 return []
             if n == -ICE_ENOSYS:
                 self._mmsg = False
-                return self._recv_loop()
+                return self._recv_loop(n_max)
             tries += 1  # a reported error is cleared by the call: what follows can be read
             if tries >= 4:
                 return []
@@ -606,11 +871,11 @@ cdef class BatchSocket:
         memcpy(slot.name, name, namelen)
         return value
 
-    cdef list _recv_loop(self):
+    cdef list _recv_loop(self, unsigned int n_max):
         cdef list result = []
         cdef unsigned int errors = 0
         recvfrom = self.socket.recvfrom
-        while len(result) < self._batch:
+        while <unsigned int>len(result) < n_max:
             try:
                 data, addr = recvfrom(self._max_size, _MSG_DONTWAIT)
             except BlockingIOError:
@@ -692,10 +957,12 @@ cdef class BatchSocket:
         cdef unsigned int peerlen = 0
         cdef unsigned char *name
         cdef object item, data, addr
-        if not self._mmsg:
+        global _tx_held, _tx_busy
+        if not self._mmsg or _tx_busy:
             return self._send_loop(seq)
         if self._connected:  # datagrams to the peer go unnamed: the kernel's cached route
             peerlen = ice_peer_name(fd, peer)
+        _tx_busy = True
         try:
             while i < n and not full:
                 k = 0
@@ -710,8 +977,8 @@ cdef class BatchSocket:
                             data, addr = _pair(item)
                         namelen = self._name_for(addr, name)
                         if namelen != 0:
-                            PyObject_GetBuffer(data, &self._views[k], PyBUF_SIMPLE)
-                            self._held = k + 1
+                            PyObject_GetBuffer(data, &_TX_VIEWS[k], PyBUF_SIMPLE)
+                            _tx_held = k + 1
                     except BaseException:
                         if k:  # what went before the bad item is sent
                             self._flush(fd, k)
@@ -733,8 +1000,8 @@ cdef class BatchSocket:
                         continue
                     if namelen == peerlen and memcmp(name, peer, namelen) == 0:
                         namelen = 0
-                    ice_mm_set_send(self._mm, k, self._views[k].buf,
-                                    <size_t>self._views[k].len, namelen)
+                    ice_mm_set_send(self._mm, k, _TX_VIEWS[k].buf,
+                                    <size_t>_TX_VIEWS[k].len, namelen)
                     k += 1
                     i += 1
                 if k and not full:
@@ -747,33 +1014,23 @@ cdef class BatchSocket:
             if full:  # a full buffer: what was not tried is dropped as well
                 self._dropped += <unsigned long long>(n - i)
         finally:
-            self._release_views()
+            _release_views()
+            _tx_busy = False
         return sent
 
     cdef Py_ssize_t _flush(self, int fd, unsigned int k) except? -1:
-        """sendmmsg the k prepared messages and release their buffers: how many
-        went, or -(sent + 1) when the socket buffer filled up (the rest of the k
-        are counted dropped)."""
-        cdef unsigned int j = 0
+        """Send the k prepared datagrams and release their buffers: how many went,
+        or -(sent + 1) when the socket buffer filled up (the rest of the k are
+        counted dropped)."""
+        cdef int full = 0
         cdef int r
-        cdef Py_ssize_t sent = 0
         try:
-            while j < k:
-                r = ice_mm_send(self._mm, fd, j, k - j)
-                if r > 0:
-                    j += <unsigned int>r
-                    sent += r
-                elif r == -ICE_EAGAIN or r == -ICE_EWOULDBLOCK or r == -ICE_ENOBUFS:
-                    self._dropped += k - j
-                    return -(sent + 1)
-                elif r == -ICE_ENOSYS:
-                    raise OSError(ICE_ENOSYS, "sendmmsg is not available here")
-                else:  # this one datagram was refused (EMSGSIZE, ECONNREFUSED, ...)
-                    self._dropped += 1
-                    j += 1
-            return sent
+            r = ice_mm_flush(fd, k, &self._gso_max, &self._dropped, &full, &self._gso_sent)
+            if r == -ICE_ENOSYS:
+                raise OSError(ICE_ENOSYS, "sendmmsg is not available here")
+            return -(r + 1) if full else r
         finally:
-            self._release_views()
+            _release_views()
 
     cdef int _sendto_slow(self, object data, object addr) except -1:
         """One datagram through socket.sendto (names, other address shapes, the
@@ -834,3 +1091,133 @@ cdef class BatchSocket:
             self._dropped += 1
             return False
         return True
+
+
+cdef class ReadySet:
+    """Many BatchSockets read through one file descriptor (an epoll set; Linux).
+
+    A server with a socket per relayed address would otherwise have the event
+    loop wake one callback per ready socket, each reading a datagram or two.
+    Watch `fileno` instead (``loop.add_reader(ready.fileno, callback)``) and in
+    the callback `recv` reads every member that is ready, in one call::
+
+        ready = ReadySet()
+        ready.add(bsock, token)              # token: anything, handed back with its data
+        for token, datagrams in ready.recv(): ...
+        ready.discard(bsock)                 # before closing its socket
+        ready.close()
+
+    Level-triggered like the loop's own readers: a member that still has
+    datagrams after its ``batch`` (or ``limit``) is ready again at the next
+    call. Members are BatchSockets on the recvmmsg path (`HAVE_READY_SET`);
+    where that is False the constructor raises OSError and callers keep one
+    loop reader per socket. Not thread-safe, like BatchSocket.
+    """
+
+    cdef int _ep
+    cdef dict _members             # fd -> (BatchSocket, token)
+    cdef ice_epoll_event *_events
+    cdef int *_fds
+    cdef int _max_events
+
+    def __cinit__(self):
+        self._ep = -1
+        self._events = NULL
+        self._fds = NULL
+
+    def __init__(self, int max_events=256):
+        if not 1 <= max_events <= 65536:
+            raise ValueError(f"max_events must be from 1 to 65536, not {max_events!r}")
+        if self._ep >= 0:
+            raise RuntimeError("ReadySet.__init__ called twice")
+        if not HAVE_READY_SET:
+            raise OSError(ICE_ENOSYS, "no epoll with recvmmsg here: read each socket itself")
+        self._members = {}
+        self._max_events = max_events
+        self._events = <ice_epoll_event *>PyMem_Realloc(
+            NULL, max_events * sizeof(ice_epoll_event))
+        self._fds = <int *>PyMem_Realloc(NULL, max_events * sizeof(int))
+        if self._events == NULL or self._fds == NULL:
+            raise MemoryError()
+        cdef int ep = ice_epoll_new()
+        if ep < 0:
+            raise OSError(-ep, "epoll_create1 failed")
+        self._ep = ep
+
+    def __dealloc__(self):
+        if self._ep >= 0:
+            ice_epoll_close(self._ep)
+        PyMem_Free(self._events)
+        PyMem_Free(self._fds)
+
+    @property
+    def fileno(self):
+        """The epoll descriptor: readable while a member is (-1 once closed)."""
+        return self._ep
+
+    def __len__(self):
+        return len(self._members) if self._members is not None else 0
+
+    def add(self, BatchSocket bsock not None, token):
+        """Read ``bsock`` through this set; its datagrams come back with ``token``."""
+        cdef int fd = bsock._fd()
+        cdef int r
+        cdef object member
+        if self._ep < 0:
+            raise OSError(9, "Bad file descriptor: the ReadySet is closed")
+        if not bsock._mmsg:
+            raise ValueError("a ReadySet reads BatchSockets on the recvmmsg path only")
+        member = self._members.get(fd)
+        if member is not None and (<BatchSocket>(<tuple>member)[0]).socket.fileno() == fd:
+            raise ValueError(f"socket {fd} is in the set already")
+        # (else a member closed without discard had this number: the kernel forgot it)
+        r = ice_epoll_add(self._ep, fd)
+        if r < 0:
+            raise OSError(-r, f"epoll_ctl(ADD, {fd}) failed")
+        self._members[fd] = (bsock, token)
+
+    def discard(self, BatchSocket bsock not None):
+        """Stop reading ``bsock`` (nothing when it is not a member); call it before
+        closing the socket."""
+        cdef object fd = bsock.socket.fileno()
+        if self._members is None or fd not in self._members:
+            return
+        del self._members[fd]
+        if self._ep >= 0:
+            ice_epoll_del(self._ep, fd)
+
+    def recv(self, unsigned int limit=0):
+        """``[(token, datagrams)]`` for the members with datagrams waiting now; each
+        member read as ``BatchSocket.recv(limit)`` reads it. Never blocks."""
+        cdef list result = []
+        cdef int n, i
+        cdef object member
+        cdef BatchSocket bsock
+        cdef list got
+        if self._ep < 0:
+            return result
+        n = ice_epoll_ready(self._ep, self._events, self._max_events, self._fds)
+        if n < 0:
+            raise OSError(-n, "epoll_wait failed")
+        for i in range(n):
+            member = self._members.get(self._fds[i])
+            if member is None:  # left the set since epoll saw it
+                continue
+            bsock = <BatchSocket>(<tuple>member)[0]
+            try:
+                got = bsock.recv(limit)
+            except OSError:  # closed without discard: the kernel dropped it from the set
+                del self._members[self._fds[i]]
+                continue
+            if got:
+                result.append(((<tuple>member)[1], got))
+        return result
+
+    def close(self):
+        """Forget every member and close the epoll descriptor (not the sockets)."""
+        if self._ep >= 0:
+            ice_epoll_close(self._ep)
+            self._ep = -1
+        if self._members is not None:
+            self._members.clear()
+

@@ -175,7 +175,7 @@ class DatagramIO(asyncio.DatagramProtocol):
             return False
         return True
 
-    def recv(self) -> list[tuple[bytes, Address]]:
+    def recv(self, limit: int = 0) -> list[tuple[bytes, Address]]:
         """Nothing: the transport reads (here for the readers of a `BatchSocket`)."""
         return []
 

@@ -25,7 +25,9 @@ core's `ice.turn.allocation.AllocationTable`: ChannelData from clients
 unwrapped and sent to peers, peers' datagrams wrapped and sent to clients,
 after the very channel, permission and budget rules the core applies), and
 UDP sockets are read and written in batches (`ice.aio._udpio.BatchSocket`:
-recvmmsg/sendmmsg on Linux). What the pump hands back (requests,
+recvmmsg/sendmmsg on Linux, and UDP GSO for runs to one address), and every
+relay socket is read through one loop reader (`ice.aio._udpio.ReadySet`, an
+epoll set) where the platform has it. What the pump hands back (requests,
 indications, TCP/TLS clients, anything its rules refuse) goes to the core,
 the whole batch before the core's answers are sent, once; the plain Binding
 request is answered in C (`ice.stun._binding`) with the bytes the core would
@@ -50,7 +52,7 @@ import socket
 from collections.abc import Sequence
 from typing import Unpack
 
-from ice.aio._udpio import BatchSocket
+from ice.aio._udpio import HAVE_READY_SET, BatchSocket, ReadySet
 from ice.aio.portable import DatagramIO, dont_fragment_options
 from ice.aio.stun_server import (
     MAX_DATAGRAM,
@@ -71,9 +73,12 @@ from ice.turn.server import TurnServer
 
 __all__ = ["TurnServerRunner", "serve_turn"]
 
-#: Datagrams per sendmmsg from one relay socket: its send vectors (~200 bytes a
-#: slot) are its own, kept small for servers with thousands of relays.
-RELAY_SEND_BATCH = 8
+#: Datagrams read from the listener per wake-up of the loop, at most: recvmmsg
+#: calls of READ_BATCH while they come back full. More per wake-up means longer
+#: runs to one client for GSO and fewer wake-ups.
+LISTENER_DRAIN = 4 * READ_BATCH
+#: Bytes of socket buffer asked for the UDP listeners, each way.
+LISTENER_BUFFER = 1 << 20
 _BINDING_REQUEST = b"\x00\x01"
 _BINDING = 0x001
 
@@ -86,7 +91,16 @@ class _ListenerEndpoint(_DatagramEndpoint):
     def __init__(self, runner: TurnServerRunner, sock: socket.socket, local: Address) -> None:
         super().__init__(runner, sock, local)
         self.turn_runner = runner
-        self.batch: BatchSocket | DatagramIO = BatchSocket(sock, READ_BATCH, MAX_DATAGRAM)
+        # Every client's burst lands in this one socket: room for a few hundred
+        # datagrams rather than the default ~90 of 1,200 bytes (the kernel caps
+        # it at net.core.rmem_max / wmem_max).
+        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, option, LISTENER_BUFFER)
+            except OSError as exc:  # a platform that refuses: the default stays
+                logger.debug("udp %s: buffer size not set: %s", format_address(local), exc)
+        # gso: what the pump queues for one client is a run of like datagrams
+        self.batch: BatchSocket | DatagramIO = BatchSocket(sock, READ_BATCH, MAX_DATAGRAM, gso=True)
 
     def _falling_back(self, fallback: DatagramIO) -> None:
         self.batch = fallback
@@ -94,7 +108,7 @@ class _ListenerEndpoint(_DatagramEndpoint):
     def _read_ready(self) -> None:
         if self._sock is None:
             return
-        batch = self.batch.recv()
+        batch = self.batch.recv(LISTENER_DRAIN)
         if batch:
             self._received_batch(batch)
 
@@ -136,18 +150,22 @@ class _ListenerEndpoint(_DatagramEndpoint):
 
 
 class _RelayEndpoint:
-    """One relayed transport address: a bound UDP socket read on the loop."""
+    """One relayed transport address: a bound UDP socket, read through the runner's
+    `ReadySet` (one loop reader for every relay socket), else on the loop itself."""
 
-    __slots__ = ("_loop", "_runner", "address", "batch", "sock")
+    __slots__ = ("_loop", "_ready", "_runner", "address", "batch", "sock")
 
     def __init__(self, runner: TurnServerRunner, sock: socket.socket, address: Address) -> None:
         self._runner = runner
         self._loop = runner._loop
         self.sock: socket.socket | None = sock
         self.address = address
-        self.batch: BatchSocket | DatagramIO = BatchSocket(
-            sock, READ_BATCH, MAX_DATAGRAM, send_batch=RELAY_SEND_BATCH
-        )
+        bsock = BatchSocket(sock, READ_BATCH, MAX_DATAGRAM, gso=True)
+        self.batch: BatchSocket | DatagramIO = bsock
+        self._ready = runner._ready_set()
+        if self._ready is not None:
+            self._ready.add(bsock, self)
+            return
         try:
             self._loop.add_reader(sock.fileno(), self._read_ready)
         except NotImplementedError:
@@ -184,9 +202,12 @@ class _RelayEndpoint:
             return
         if isinstance(self.batch, DatagramIO):
             self.batch.close()  # closes the socket
+            return
+        if self._ready is not None:
+            self._ready.discard(self.batch)
         else:
             self._loop.remove_reader(sock.fileno())
-            sock.close()
+        sock.close()
 
 
 class TurnServerRunner(StunServerRunner):
@@ -207,6 +228,10 @@ class TurnServerRunner(StunServerRunner):
             BindingResponder(server.stun.software) if server.stun.alternate is None else None
         )
         self._relays: dict[Address, _RelayEndpoint] = {}
+        #: Every relay socket read through one loop reader (Linux); None: one reader
+        #: each. Made with the first relay, when the loop has add_reader.
+        self._relays_ready: ReadySet | None = None
+        self._relays_ready_tried = False
         #: TCP relayed addresses and peer connections (RFC 6062).
         self.tcp = TcpRelayIO(
             loop=self._loop,
@@ -238,6 +263,43 @@ class TurnServerRunner(StunServerRunner):
         self._relays[address] = _RelayEndpoint(self, sock, address)
         return True
 
+    def _ready_set(self) -> ReadySet | None:
+        """The ReadySet relay sockets join, or None where the loop or the platform
+        has none (then each relay socket is a reader of the loop's own)."""
+        if self._relays_ready_tried:
+            return self._relays_ready
+        self._relays_ready_tried = True
+        if not HAVE_READY_SET:
+            return None
+        ready = ReadySet()
+        try:
+            self._loop.add_reader(ready.fileno, self._relays_readable)
+        except NotImplementedError:
+            ready.close()
+            return None
+        self._relays_ready = ready
+        return ready
+
+    def _relays_readable(self) -> None:
+        """Every relay socket with datagrams waiting, in one wake-up: each batch through
+        the pump (what it hands back to the core, after what it relayed from that
+        socket, as when each socket woke the loop itself), then one send of all the
+        pump queued."""
+        ready = self._relays_ready
+        if ready is None:
+            return
+        now = self._loop.time()
+        pump = self.pump
+        for endpoint, batch in ready.recv():
+            if endpoint.sock is None:  # closed by the core while an earlier batch ran
+                continue
+            relay = endpoint.address
+            rest = pump.from_peers(batch, relay, now)
+            if rest:
+                self._send_pumped()
+                self._from_peers(rest, relay, now)
+        self._send_pumped()
+
     def close_relay(self, address: Address) -> None:
         endpoint = self._relays.pop(address, None)
         if endpoint is not None:
@@ -268,6 +330,10 @@ class TurnServerRunner(StunServerRunner):
         for endpoint in list(self._relays.values()):
             endpoint.close()
         self._relays.clear()
+        ready, self._relays_ready = self._relays_ready, None
+        if ready is not None:
+            self._loop.remove_reader(ready.fileno)
+            ready.close()
         self.tcp.close()
         await asyncio.sleep(0)  # let the peer transports' close callbacks run
 

@@ -13,7 +13,11 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from ice._codec import Message
+from ice.aio import turn_server
+from ice.aio._udpio import HAVE_READY_SET
 from ice.aio.turn_client import TurnClient
 from ice.attrs import Data, XorPeerAddress
 from ice.constants import SEND_INDICATION
@@ -87,5 +91,74 @@ def test_a_clients_batch_reaches_the_core_whole_and_is_drained_once() -> None:
                 assert (fed[0], drained[0]) == (5, 1)
             finally:
                 stranger.close()
+
+    run(main())
+
+
+async def _relay_both_ways(turn: Any, clients: int) -> None:
+    """``clients`` allocations, each with a channel to its own peer and one peer with
+    a permission only (the core's Data indication): everything arrives, in order."""
+    loop = asyncio.get_running_loop()
+    peers, relays = [], []
+    try:
+        for _ in range(clients + 1):
+            peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            peer.bind(("127.0.0.1", 0))
+            peer.setblocking(False)
+            peers.append(peer)
+        for i in range(clients):
+            relays.append(await TurnClient.allocate(turn.uri("udp"), "alice", USERS["alice"]))
+            await relays[i].bind_channel(peers[i].getsockname())
+        stranger = peers[clients]
+        await relays[0].create_permission(stranger.getsockname()[0])
+        fed = count_calls(turn.server, "receive_from_peer")
+        for i, peer in enumerate(peers[:clients]):  # queued before the loop reads any
+            for n in range(3):
+                peer.sendto(b"%d back %d" % (i, n), relays[i].relayed_address)
+        stranger.sendto(b"no channel", relays[0].relayed_address)
+        for i, relay in enumerate(relays):
+            got = [await relay.recvfrom() for _ in range(4 if i == 0 else 3)]
+            mine = [(b"%d back %d" % (i, n), peers[i].getsockname()) for n in range(3)]
+            if i == 0:
+                assert got[:3] == mine and got[3] == (b"no channel", stranger.getsockname())
+            else:
+                assert got == mine
+        assert fed[0] == 1  # the core saw only what the pump handed back
+        for i, relay in enumerate(relays):
+            await relay.sendto(b"out %d" % i, peers[i].getsockname())
+            data, back = await loop.sock_recvfrom(peers[i], 100)
+            assert (data, back) == (b"out %d" % i, relay.relayed_address)
+    finally:
+        for relay in relays:
+            await relay.close()
+        for peer in peers:
+            peer.close()
+
+
+@pytest.mark.skipif(not HAVE_READY_SET, reason="no epoll: a loop reader per relay socket")
+def test_relay_sockets_are_read_through_one_ready_set() -> None:
+    async def main() -> None:
+        async with run_ice_turn(transports=("udp",)) as turn:
+            runner = turn.runner
+            woken = count_calls(runner, "_relays_readable")
+            await _relay_both_ways(turn, 3)
+            ready = runner._relays_ready
+            assert ready is not None and woken[0] >= 1
+            await eventually(lambda: len(ready) == 0)  # the closed allocations left it
+        assert runner._relays_ready is None and ready.fileno == -1
+
+    run(main())
+
+
+def test_without_a_ready_set_each_relay_socket_is_a_loop_reader(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where there is no ReadySet (not Linux, ICE_PORTABLE=1), as on Linux forced."""
+    monkeypatch.setattr(turn_server, "HAVE_READY_SET", False)
+
+    async def main() -> None:
+        async with run_ice_turn(transports=("udp",)) as turn:
+            await _relay_both_ways(turn, 3)
+            assert turn.runner._relays_ready is None
 
     run(main())

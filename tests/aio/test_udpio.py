@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import select
 import socket
 import sys
 import time
@@ -16,7 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ice.aio._udpio import HAVE_MMSG, BatchSocket
+from ice.aio._udpio import HAVE_MMSG, HAVE_READY_SET, BatchSocket, ReadySet
 from tests.support.loop import HAS_IPV6_LOOPBACK
 
 IP_RECVERR = 11  # Linux <netinet/in.h>: report ICMP errors on unconnected sockets too
@@ -342,3 +343,243 @@ def test_it_keeps_the_socket_and_releases_what_it_holds() -> None:
         other = BatchSocket(a)
         other.send([(b"x", addr)])
         assert sys.getrefcount(addr) == refs
+
+
+# -- UDP GSO (gso=True): runs to one address go as one send the kernel splits
+
+SO_NO_CHECK = 11  # Linux <asm-generic/socket.h>: no UDP checksums, which GSO refuses (EINVAL)
+IPPROTO_UDPLITE = 136  # UDP-Lite: the kernel refuses GSO on it (EIO)
+GSO = pytest.mark.skipif(not HAVE_MMSG, reason="no sendmmsg: no GSO")
+
+
+def _gso_items(to_b: tuple[str, int], to_c: tuple[str, int]) -> list[tuple[bytes, tuple[str, int]]]:
+    """Runs to b (equal lengths, a shorter last one, an empty one), interleaved with c."""
+    items = [(bytes([i]) * 100, to_b) for i in range(10)]
+    items += [(b"s" * 40, to_b), (b"t" * 100, to_b), (b"", to_b)]
+    items += [(bytes([i]) * 1200, to_c) for i in range(5)]
+    items += [(bytes([i]) * 1200, to_b) for i in range(70)]  # more than a run may hold
+    items += [(b"c" * 7, to_c), (b"d" * 100, to_b)]
+    return items
+
+
+def _received_by(bsock: BatchSocket, want: int) -> list[bytes]:
+    return [data for batch in recv_all(bsock, want) for data, _ in batch]
+
+
+@GSO
+@pytest.mark.parametrize("host", HOSTS)
+def test_gso_runs_arrive_as_the_same_datagrams_in_order(host: str) -> None:
+    with udp(host, 3) as (a, b, c):
+        sender = BatchSocket(a, batch=128, mmsg=True, gso=True)
+        to_b, to_c = BatchSocket(b, 128, 2048), BatchSocket(c, 128, 2048)
+        if not sender.gso:
+            pytest.skip("this kernel has no UDP GSO (Linux < 4.18)")
+        assert sender.gso_max == 65535
+        items = _gso_items(name(b), name(c))
+        assert sender.send(items) == len(items)
+        assert sender.dropped == 0
+        assert 0 < sender.gso_sent < len(items)  # runs went as GSO sends, lone ones did not
+        for bsock, sock in ((to_b, b), (to_c, c)):
+            mine = [data for data, addr in items if addr == name(sock)]
+            assert _received_by(bsock, len(mine)) == mine
+        # without gso=True the same items go one message each
+        plain = BatchSocket(a, batch=128, mmsg=True)
+        assert not plain.gso and plain.gso_max == 0
+        assert plain.send(items) == len(items) and plain.gso_sent == 0
+        assert _received_by(to_c, 6) == [data for data, addr in items if addr == name(c)]
+
+
+@GSO
+def test_gso_refused_for_a_length_sends_one_by_one_and_stays_below_it() -> None:
+    """A socket without checksums: the kernel refuses every GSO send (EINVAL), as it
+    refuses segments longer than the route's MTU."""
+    with udp("127.0.0.1", 2) as (a, b):
+        a.setsockopt(socket.SOL_SOCKET, SO_NO_CHECK, 1)
+        sender, receiver = BatchSocket(a, 64, gso=True), BatchSocket(b, 64, 2048)
+        if not sender.gso:
+            pytest.skip("this kernel has no UDP GSO (Linux < 4.18)")
+        items = [(bytes([i]) * 300, name(b)) for i in range(20)]
+        assert sender.send(items) == 20
+        assert sender.gso_max == 299 and sender.gso and sender.gso_sent == 0
+        assert _received_by(receiver, 20) == [data for data, _ in items]
+        longer = [(bytes([i]) * 500, name(b)) for i in range(5)]
+        assert sender.send(longer) == 5 and sender.gso_max == 299  # not tried again
+        assert _received_by(receiver, 5) == [data for data, _ in longer]
+        assert sender.dropped == 0
+
+
+@GSO
+def test_gso_the_route_cannot_do_turns_gso_off() -> None:
+    """UDP-Lite: the kernel has GSO but refuses it here (EIO), as a route without
+    checksum offload does; everything still goes, one datagram each."""
+    try:
+        a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, IPPROTO_UDPLITE)
+        b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, IPPROTO_UDPLITE)
+    except OSError:
+        pytest.skip("no UDP-Lite in this kernel")
+    with a, b:
+        a.bind(("127.0.0.1", 0))
+        b.bind(("127.0.0.1", 0))
+        b.setblocking(False)
+        sender, receiver = BatchSocket(a, 64, gso=True), BatchSocket(b, 64, 2048)
+        if not sender.gso:
+            pytest.skip("this kernel has no UDP GSO (Linux < 4.18)")
+        items = [(bytes([i]) * 100, name(b)) for i in range(12)]
+        assert sender.send(items) == 12
+        assert not sender.gso and sender.gso_max == 0 and sender.gso_sent == 0
+        assert _received_by(receiver, 12) == [data for data, _ in items]
+        assert sender.send(items) == 12 and sender.gso_sent == 0
+        assert _received_by(receiver, 12) == [data for data, _ in items]
+
+
+@pytest.mark.parametrize("mmsg", MODES)
+def test_gso_is_off_without_mmsg(mmsg: bool) -> None:
+    """The portable loops (ICE_PORTABLE=1, anything but Linux) never use GSO."""
+    with udp("127.0.0.1", 2) as (a, b):
+        sender = BatchSocket(a, 16, gso=True, mmsg=mmsg)
+        receiver = BatchSocket(b, 16, 2048)
+        assert sender.gso is (mmsg and sender.gso_max == 65535)
+        if not mmsg:
+            assert sender.gso_max == 0
+        items = [(b"x" * 50, name(b))] * 8
+        assert sender.send(items) == 8
+        assert _received_by(receiver, 8) == [data for data, _ in items]
+
+
+@pytest.mark.skipif(not HAVE_MMSG, reason="no sendmmsg")
+def test_a_send_started_by_an_address_hash_keeps_off_the_shared_slots() -> None:
+    """The send slots are the process's: a send() that Python code inside another
+    one starts (a host whose __hash__ sends) takes the loops and leaves them alone."""
+    with udp("127.0.0.1", 3) as (a, b, c):
+        outer, inner = BatchSocket(a, 8, gso=True), BatchSocket(b, 8, gso=True)
+        receiver = BatchSocket(c, 64, 2048)
+        nested: list[int] = []
+
+        class Host(str):
+            def __hash__(self) -> int:
+                nested.append(inner.send([(b"inner", name(c))] * 3))
+                return str.__hash__(self)
+
+        host, port = name(c)
+        items = [(b"outer%d" % i, (Host(host), port)) for i in range(4)]
+        assert outer.send(items) == 4
+        assert nested == [3, 3, 3, 3]
+        got = _received_by(receiver, 16)
+        assert [d for d in got if d.startswith(b"outer")] == [d for d, _ in items]
+        assert got.count(b"inner") == 12
+
+
+@pytest.mark.parametrize("mmsg", MODES)
+def test_recv_with_a_limit_drains_full_batches(mmsg: bool) -> None:
+    with udp("127.0.0.1", 2) as (a, b):
+        receiver = BatchSocket(b, batch=16, max_size=2048, mmsg=mmsg)
+        items = [(i.to_bytes(2, "big"), name(b)) for i in range(150)]
+        for data, addr in items:
+            a.sendto(data, addr)
+        time.sleep(0.05)
+        got = receiver.recv()  # one batch
+        assert len(got) == 16
+        got += receiver.recv(70)  # batches while they come full, up to the limit
+        assert len(got) == 86
+        got += receiver.recv(1000)  # to the end: the last batch was not full
+        assert [data for data, _ in got] == [data for data, _ in items]
+        assert receiver.recv(1000) == []
+
+
+def test_ready_set_is_there_with_mmsg() -> None:
+    assert HAVE_READY_SET is (HAVE_MMSG and sys.platform.startswith("linux"))
+    if not HAVE_READY_SET:
+        with pytest.raises(OSError):
+            ReadySet()
+
+
+@pytest.mark.skipif(not HAVE_READY_SET, reason="no epoll")
+def test_a_ready_set_reads_every_ready_member_with_its_token() -> None:
+    with udp("127.0.0.1", 5) as (a, b, c, d, sender):
+        members = {
+            tag: BatchSocket(sock, 4, 2048) for tag, sock in zip("abcd", (a, b, c, d), strict=True)
+        }
+        ready = ReadySet(max_events=8)
+        for tag, bsock in members.items():
+            ready.add(bsock, tag)
+        assert len(ready) == 4
+        assert ready.recv() == []
+        assert select.select([ready.fileno], [], [], 0)[0] == []
+        for i in range(3):
+            sender.sendto(b"a%d" % i, name(a))
+        for i in range(6):
+            sender.sendto(b"c%d" % i, name(c))
+        time.sleep(0.05)
+        assert select.select([ready.fileno], [], [], 0)[0] == [ready.fileno]
+        got = dict(ready.recv())
+        assert set(got) == {"a", "c"}
+        assert [data for data, _ in got["a"]] == [b"a0", b"a1", b"a2"]
+        assert [data for data, _ in got["c"]] == [b"c0", b"c1", b"c2", b"c3"]  # one batch
+        assert {addr for _, addr in got["c"]} == {name(sender)}
+        # level-triggered: what is left is ready again; a limit drains it
+        sender.sendto(b"c6", name(c))
+        time.sleep(0.05)
+        assert [[data for data, _ in batch] for _, batch in ready.recv(100)] == [
+            [b"c4", b"c5", b"c6"]
+        ]
+        # a member that left is not read; adding one twice, or one on the loops, is refused
+        ready.discard(members["a"])
+        ready.discard(members["a"])
+        assert len(ready) == 3
+        sender.sendto(b"x", name(a))
+        time.sleep(0.05)
+        assert ready.recv() == []
+        with pytest.raises(ValueError):
+            ready.add(members["b"], "again")
+        with pytest.raises(ValueError):
+            ready.add(BatchSocket(a, mmsg=False), "loops")
+        ready.close()
+        assert ready.fileno == -1 and len(ready) == 0 and ready.recv() == []
+        with pytest.raises(OSError):
+            ready.add(members["a"], "a")
+
+
+@pytest.mark.skipif(not HAVE_READY_SET, reason="no epoll")
+def test_a_member_closed_without_discard_is_forgotten() -> None:
+    with udp("127.0.0.1", 2) as (b, sender):
+        a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        a.bind(("127.0.0.1", 0))
+        gone = BatchSocket(a, 4, 2048)
+        ready = ReadySet()
+        ready.add(gone, "gone")
+        ready.add(BatchSocket(b, 4, 2048), "b")
+        sender.sendto(b"late", name(a))
+        sender.sendto(b"b", name(b))
+        time.sleep(0.05)
+        a.close()  # the kernel drops a closed socket from the set
+        assert [(token, [d for d, _ in batch]) for token, batch in ready.recv()] == [("b", [b"b"])]
+        # its number may come back with a new socket, which can join
+        again = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        with again:
+            again.bind(("127.0.0.1", 0))
+            ready.add(BatchSocket(again, 4, 2048), "again")
+            sender.sendto(b"new", name(again))
+            time.sleep(0.05)
+            assert [token for token, _ in ready.recv()] == ["again"]
+        ready.close()
+
+
+@GSO
+def test_a_gso_run_refused_for_another_reason_goes_one_by_one() -> None:
+    """A pending error (ICMP port unreachable on a connected socket) refuses the next
+    send, whichever it is: a run it refused goes again one datagram at a time, and
+    GSO stays on."""
+    dead = dead_port("127.0.0.1")
+    with udp("127.0.0.1", 2) as (c, b):
+        c.connect(dead)
+        sender, receiver = BatchSocket(c, 16, gso=True), BatchSocket(b, 16, 2048)
+        if not sender.gso:
+            pytest.skip("this kernel has no UDP GSO (Linux < 4.18)")
+        assert sender.sendto(b"first", dead)
+        time.sleep(0.05)  # the ICMP error is now pending on the socket
+        items = [(bytes([i]) * 100, name(b)) for i in range(5)]
+        assert sender.send(items) == 5 and sender.dropped == 0
+        assert _received_by(receiver, 5) == [data for data, _ in items]
+        assert sender.gso_max == 65535
+        assert sender.send(items) == 5 and sender.gso_sent == 5  # a run again
+        assert _received_by(receiver, 5) == [data for data, _ in items]
