@@ -1026,7 +1026,7 @@ def run(args: argparse.Namespace) -> tuple[list[ConnectResult], list[Flow], str]
             raise RuntimeError("aioice is not installed (pip install aioice)") from None
     if args.malloc in MALLOC_ENV or args.malloc == "both":
         connects, flows = run_children(args)
-        where = "a child process per malloc state and size"
+        where = "a child process per malloc state, size and implementation"
     else:
         guard: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
         if "aioice" in args.impls:

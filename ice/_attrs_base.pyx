@@ -23,7 +23,7 @@ from ice._codec cimport (
     parse_ip,
 )
 
-from types import ClassMethodDescriptorType
+from types import BuiltinMethodType, ClassMethodDescriptorType
 
 from ice._errors import DecodeError
 from ice.constants import default_reason
@@ -741,43 +741,48 @@ cdef void *_shape_call(type owner):
     return NULL
 
 
-cdef class _ClassMethod:
-    """A classmethod that hands its own class one bound method, made once.
-
-    CPython binds a classmethod anew on every ``Username.get_from`` (an
-    allocation per call); this descriptor, put in each concrete class, returns
-    the method it bound to that class when the class was made. Any other
-    class (a subclass defined in Python) gets a fresh binding, as before.
-    """
-
-    cdef object _method
-    cdef type _owner
-    cdef object _bound
-
-    def __cinit__(self, method, type owner):
-        self._method = method
-        self._owner = owner
-        self._bound = method.__get__(None, owner)
-
-    def __get__(self, obj, objtype):
-        if objtype is None:
-            objtype = type(obj)
-        if objtype is self._owner:
-            return self._bound
-        return self._method.__get__(obj, objtype)
-
-    @property
-    def __func__(self):
-        return self._method
-
-
-cdef object _classmethod_of(object member):
-    """The classmethod a class attribute is (unwrapping a _ClassMethod), or None."""
-    if type(member) is _ClassMethod:
-        return (<_ClassMethod>member)._method
+cdef object _classmethod_of(type klass, str name, object member):
+    """The classmethod a class attribute is, or None: a classmethod descriptor, or
+    the method such a descriptor bound to klass when klass was set up here."""
     if type(member) is ClassMethodDescriptorType:
         return member
+    if type(member) is BuiltinMethodType and getattr(member, "__self__", None) is klass:
+        for base in klass.__mro__[1:]:
+            found = (<type>base).__dict__.get(name)
+            if type(found) is ClassMethodDescriptorType:
+                return found
     return None
+
+
+def _bind_classmethods(type cls):
+    """Put in cls's own dictionary each classmethod it inherits, bound to cls.
+
+    CPython binds a classmethod anew (an allocation) on every ``Username.get_from``;
+    a method already bound and kept in the class is a plain attribute, which the
+    interpreter's specialized method loads read from a cache. Attribute's
+    __init_subclass__ calls this for every subclass made in Python, so that
+    ``Sub.get_from`` makes a Sub there too.
+    """
+    cdef set seen = set()
+    for klass in cls.__mro__:
+        for name, member in list((<type>klass).__dict__.items()):
+            if name in seen:
+                continue
+            seen.add(name)
+            method = _classmethod_of(klass, name, member)
+            if method is not None:
+                ice_type_set(cls, name, method.__get__(None, cls))
+
+
+def _attribute_init_subclass(cls, **kwargs):
+    """Attribute.__init_subclass__: a subclass made in Python gets its inherited
+    classmethods bound to it, as install_fast_calls binds them for ours."""
+    super(Attribute, cls).__init_subclass__(**kwargs)
+    _bind_classmethods(cls)
+
+
+# An extension class cannot define __init_subclass__ in its body; put it there.
+ice_type_set(Attribute, "__init_subclass__", classmethod(_attribute_init_subclass))
 
 
 cdef int install_fast_calls(dict namespace) except -1:
@@ -785,25 +790,16 @@ cdef int install_fast_calls(dict namespace) except -1:
 
     A class gets a vectorcall constructor when the __init__ it runs is one
     of the shapes' above (or none at all); each classmethod it has (get_from,
-    of_length, ...) becomes a _ClassMethod in its own dictionary.
+    of_length, ...) is bound to it once (_bind_classmethods).
     """
     cdef void *fn
-    cdef set seen
     for obj in list(namespace.values()):
         if not (isinstance(obj, type) and issubclass(obj, Attribute)):
             continue
         fn = _shape_call(_init_owner(obj))
         if fn != NULL:
             ice_set_vectorcall(obj, fn)
-        seen = set()
-        for klass in (<type>obj).__mro__:
-            for name, member in list((<type>klass).__dict__.items()):
-                if name in seen:
-                    continue
-                seen.add(name)
-                method = _classmethod_of(member)
-                if method is not None:
-                    ice_type_set(obj, name, _ClassMethod(method, obj))
+        _bind_classmethods(obj)
     return 0
 
 

@@ -21,6 +21,9 @@ from cpython.buffer cimport (
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 
+cdef extern from "_fastcall.h":
+    int ice_type_set(object type, object name, object value) except -1
+
 cdef extern from "Python.h":
     str PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
     void *PyUnicode_DATA(object text)
@@ -1015,6 +1018,14 @@ cdef class Message:
         offset = self._attrs[i].offset
         if crc32_update(0, self._buf, offset - 4) ^ FINGERPRINT_XOR != load32(self._buf + offset):
             raise FingerprintError("FINGERPRINT does not match the message")
+
+
+# Message's static methods as the plain functions they wrap: a staticmethod is a
+# descriptor, so ``Message.decode(data)`` was a full attribute look-up on every
+# call, where a plain class attribute is read from the interpreter's cache.
+for _name in ("decode", "build"):
+    ice_type_set(Message, _name, Message.__dict__[_name].__func__)
+del _name
 
 
 # ---------------------------------------------------------------- demultiplexing
