@@ -72,7 +72,7 @@ def test_from_prints_the_saved_tables_without_running(
     out = capsys.readouterr().out
     assert out.startswith("crafted")
     assert "| coturn | 1 | 120,000 | 120,000 |" in out
-    assert "- ice / coturn, stun: 1.67x the rate" in out
+    assert "- ice / coturn, stun, 1 flow: 1.67x the rate" in out
 
 
 def test_from_with_plot_draws_both_servers_and_protocols(
