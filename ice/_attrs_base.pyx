@@ -43,6 +43,8 @@ cdef extern from "_fastcall.h":
     PyObject *ice_made_find(PyObject *type, PyObject *value)
     void ice_made_keep(PyObject *type, PyObject *value, PyObject *instance)
     void *ice_bytes_install(void *init)
+    void *ice_uint32_install(void *init)
+    void *ice_uint64_install(void *init)
     Py_ssize_t PyVectorcall_NARGS(size_t nargsf)
 
 # code - 300 -> (reason, its UTF-8), so ErrorCodeAttribute(438) costs no encoding
@@ -428,8 +430,9 @@ cdef int _uint32_init(Uint32Attribute self, object value) except -1:
 
 
 cdef inline object _kept_for_int(PyObject *cls, PyObject *value):
-    # Only an exact int is kept for: immutable, and what a session passes again
-    # (its priority, tie-breaker, 401); an IntEnum member is made afresh.
+    # Only an exact int is kept for, as ICE_KEEPS_INT does for the one-argument
+    # shapes: immutable, and what a session passes again (401); an IntEnum
+    # member is made afresh.
     if type(<object>value) is not int:
         return None
     return kept_instance(cls, value)
@@ -438,18 +441,6 @@ cdef inline object _kept_for_int(PyObject *cls, PyObject *value):
 cdef inline void _keep_for_int(PyObject *cls, PyObject *value, object made) noexcept:
     if type(<object>value) is int:
         keep_instance(cls, value, made)
-
-
-cdef object _uint32_call(PyObject *cls, PyObject **args, size_t nargsf, PyObject *kwnames):
-    if kwnames == NULL and PyVectorcall_NARGS(nargsf) == 1:
-        kept = _kept_for_int(cls, args[0])
-        if kept is not None:
-            return kept
-        attr = <Uint32Attribute>new_instance(<type>cls)
-        _uint32_init(attr, <object>args[0])
-        _keep_for_int(cls, args[0], attr)
-        return attr
-    return ice_type_call(<object>cls, args, nargsf, kwnames)
 
 
 cdef class Uint64Attribute(Attribute):
@@ -497,18 +488,6 @@ cdef int _uint64_init(Uint64Attribute self, object value) except -1:
         raise ValueError(f"{_name(self)} is a 64-bit unsigned value, not {value}")
     self.value = value
     return 0
-
-
-cdef object _uint64_call(PyObject *cls, PyObject **args, size_t nargsf, PyObject *kwnames):
-    if kwnames == NULL and PyVectorcall_NARGS(nargsf) == 1:
-        kept = _kept_for_int(cls, args[0])
-        if kept is not None:
-            return kept
-        attr = <Uint64Attribute>new_instance(<type>cls)
-        _uint64_init(attr, <object>args[0])
-        _keep_for_int(cls, args[0], attr)
-        return attr
-    return ice_type_call(<object>cls, args, nargsf, kwnames)
 
 
 cdef class FlagAttribute(Attribute):
@@ -729,9 +708,9 @@ cdef void *_shape_call(type owner):
     if owner is BytesAttribute:
         return ice_bytes_install(<void *>_bytes_init)
     if owner is Uint32Attribute:
-        return <void *>_uint32_call
+        return ice_uint32_install(<void *>_uint32_init)
     if owner is Uint64Attribute:
-        return <void *>_uint64_call
+        return ice_uint64_install(<void *>_uint64_init)
     if owner is FamilyAttribute:
         return <void *>_family_call
     if owner is ErrorCodeShape:

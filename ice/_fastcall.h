@@ -13,17 +13,17 @@
 
 #include <Python.h>
 
-static void ice_set_vectorcall(PyObject *type, void *fn)
+static inline void ice_set_vectorcall(PyObject *type, void *fn)
 {
     ((PyTypeObject *)type)->tp_vectorcall = (vectorcallfunc)fn;
 }
 
-static int ice_has_vectorcall(PyObject *type)
+static inline int ice_has_vectorcall(PyObject *type)
 {
     return ((PyTypeObject *)type)->tp_vectorcall != NULL;
 }
 
-static PyObject *ice_type_call(PyObject *type, PyObject *const *args, size_t nargsf,
+static inline PyObject *ice_type_call(PyObject *type, PyObject *const *args, size_t nargsf,
                                PyObject *kwnames)
 {
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
@@ -55,7 +55,7 @@ done:
 
 /* Put name = value in a type's own dictionary: for static (C-defined) types,
  * whose attributes Python code may not set. */
-static int ice_type_set(PyObject *type, PyObject *name, PyObject *value)
+static inline int ice_type_set(PyObject *type, PyObject *name, PyObject *value)
 {
     PyTypeObject *t = (PyTypeObject *)type;
 #if PY_VERSION_HEX >= 0x030C0000
@@ -166,7 +166,7 @@ typedef int (*ice_init_fn)(PyObject *self, PyObject *value);
 
 #define ICE_ONE_ARG_CONSTRUCTOR(NAME, KEEPS)                                            \
     static ice_init_fn NAME##_init;                                                     \
-    static PyObject *NAME##_vectorcall(PyObject *cls, PyObject *const *args,            \
+    static inline PyObject *NAME##_vectorcall(PyObject *cls, PyObject *const *args,           \
                                        size_t nargsf, PyObject *kwnames)                \
     {                                                                                   \
         PyObject *self;                                                                 \
@@ -185,7 +185,7 @@ typedef int (*ice_init_fn)(PyObject *self, PyObject *value);
             ice_made_keep(cls, args[0], self);                                          \
         return self;                                                                    \
     }                                                                                   \
-    static void *NAME##_install(void *init)                                             \
+    static inline void *NAME##_install(void *init)                                           \
     {                                                                                   \
         NAME##_init = (ice_init_fn)init;                                                \
         return (void *)NAME##_vectorcall;                                               \
@@ -193,7 +193,7 @@ typedef int (*ice_init_fn)(PyObject *self, PyObject *value);
 
 static PyObject *ice_no_args_tuple;
 
-static PyObject *ice_no_args(void)
+static inline PyObject *ice_no_args(void)
 {
     /* tp_new of the attribute classes ignores its arguments: one shared empty tuple */
     return ice_no_args_tuple;
@@ -203,8 +203,12 @@ static PyObject *ice_no_args(void)
  * change under the instance made from it). Payloads (DATA) are not kept. */
 #define ICE_KEEPS_TEXT(value) (PyUnicode_CheckExact(value) || PyBytes_CheckExact(value))
 #define ICE_KEEPS_NOTHING(value) 0
+/* An exact int (a session's priority, tie-breaker); an IntEnum member is made afresh. */
+#define ICE_KEEPS_INT(value) PyLong_CheckExact(value)
 
 ICE_ONE_ARG_CONSTRUCTOR(ice_text, ICE_KEEPS_TEXT)
 ICE_ONE_ARG_CONSTRUCTOR(ice_bytes, ICE_KEEPS_NOTHING)
+ICE_ONE_ARG_CONSTRUCTOR(ice_uint32, ICE_KEEPS_INT)
+ICE_ONE_ARG_CONSTRUCTOR(ice_uint64, ICE_KEEPS_INT)
 
 #endif

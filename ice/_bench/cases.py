@@ -903,29 +903,11 @@ _PLAIN_NONCE: Final = "obMatJos2AAACf//499k954d6OL34oL9FSTvy64sA"
 
 
 def _plain_request_bytes() -> bytes:
-    return bytes(
-        Message.build(
-            BINDING_REQUEST,
-            Username(_ICE_USERNAME),
-            Software(_PLAIN_SOFTWARE),
-            MessageIntegrity(_PLAIN_KEY),
-            Fingerprint(),
-            transaction_id=_PLAIN_TID,
-        )
-    )
+    return _plain_build_sign()()  # type: ignore[return-value]
 
 
 def _plain_401_bytes() -> bytes:
-    return bytes(
-        Message.build(
-            ALLOCATE_ERROR,
-            ErrorCodeAttribute(401),
-            Realm(_PLAIN_REALM),
-            Nonce(_PLAIN_NONCE),
-            Fingerprint(),
-            transaction_id=_PLAIN_TID,
-        )
-    )
+    return _plain_build_401()()  # type: ignore[return-value]
 
 
 @_case("Plain_BuildSign", "aioice", "ours")
