@@ -8,7 +8,8 @@ ICE_PORTABLE=1                    builds the portable code paths that other plat
                                   ice._codec.SHA_BACKEND == "portable") and
                                   ice.aio._udpio without recvmmsg/sendmmsg
                                   (ICE_NO_MMSG; then ice.aio._udpio.HAVE_MMSG is
-                                  False). .ci/portable.sh uses it in a scratch copy
+                                  False, and so is ice._load._pump.HAVE_PUMP).
+                                  .ci/portable.sh uses it in a scratch copy
                                   with --force: the .so files it leaves are slower.
 ICE_KEEP_SYMBOLS=1                keeps the symbol table of a release build, so that
                                   perf names the codec's functions
@@ -109,6 +110,11 @@ EXTENSIONS = [
     Extension(
         "ice.aio._udpio",
         ["ice/aio/_udpio.pyx"],
+        define_macros=[("ICE_NO_MMSG", "1")] if PORTABLE else [],
+    ),
+    Extension(
+        "ice._load._pump",
+        ["ice/_load/_pump.pyx"],
         define_macros=[("ICE_NO_MMSG", "1")] if PORTABLE else [],
     ),
     Extension("ice.turn._allocation", ["ice/turn/_allocation.pyx"]),

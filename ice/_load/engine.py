@@ -6,13 +6,17 @@ Behind ``python -m ice load`` and the server benchmarks (bench/server_rate.py)::
     result = await run_turn(("127.0.0.1", 3478), "alice", "secret", flows=2, duration=5)
     print(ice._load.packets.format_summary(result)); result.as_json()
 
-Each flow is one UDP socket connected to the server, read from a
-``loop.add_reader`` callback and written with `ice.aio._udpio.BatchSocket`
-(recvmmsg/sendmmsg on Linux): the packets are built once per flow (``batch``
-buffers) and only their 12-byte stamp is patched before each send (see
-`ice._load.packets`), so a single Python process can offer a few hundred thousand
-packets per second. A loop without ``add_reader`` (Windows' default proactor
-loop) is refused with `ice.Error`: run the generator on a selector loop there.
+Each flow is one UDP socket connected to the server. Where `ice._load._pump`
+works (Linux: recvmmsg/sendmmsg and epoll), every socket of the run is read
+through one ``loop.add_reader`` callback on the pump's epoll descriptor, and
+the pump matches stamps and refills windows in C: no Python call or object per
+packet or per socket, so the generator does not become the bottleneck of a
+server with many flows. Elsewhere each socket has its own reader and is
+written with `ice.aio._udpio.BatchSocket`: the packets are built once per flow
+(``batch`` buffers) and only their 12-byte stamp is patched before each send
+(see `ice._load.packets`); the counting and pacing are the same. A loop without
+``add_reader`` (Windows' default proactor loop) is refused with `ice.Error`:
+run the generator on a selector loop there.
 
 - STUN: Binding requests, each answered by a Binding response that carries
   the request's transaction ID (the stamp).
@@ -22,7 +26,11 @@ loop) is refused with `ice.Error`: run the generator on a selector loop there.
   on loopback (or ``peer_host``) connected to the relayed address and binds
   a channel to it, then sends ChannelData client -> server -> peer; with
   ``echo`` the peer sends each payload straight back (peer -> server ->
-  client). The far end (the client with echo, else the peer) matches stamps.
+  client). With echo one peer socket (per peer host) serves every
+  allocation, as one media server would: the server's work is the same (a
+  relay socket per allocation, each sending to the peer's address), and the
+  generator reads one socket instead of one per allocation. The far end
+  (the client with echo, else the peer) matches stamps.
   The session runs on a `ice.aio.driver.MachineDriver`, fed only what is not
   stamped ChannelData (the blast itself bypasses it).
 
@@ -48,6 +56,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ice._errors import Error, TurnError
+from ice._load._pump import HAVE_PUMP, Pump
 from ice._load.packets import (
     CHANNEL_STAMP_OFFSET,
     MAX_DURATION,
@@ -145,10 +154,32 @@ class _Engine:
     """Paces the flows' sending and counts what comes back; one per run."""
 
     def __init__(
-        self, *, rate: float, duration: float, window: int, batch: int, timeout: float
+        self,
+        *,
+        rate: float,
+        duration: float,
+        window: int,
+        batch: int,
+        timeout: float,
+        compiled: bool = True,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.stats = LoadStats(random.getrandbits(32))
+        #: The compiled data path, or None: a reader per socket, the Python counting.
+        self.pump: Pump | None = None
+        #: The pump's flows: what their sockets get that is not stamped, for Python.
+        self.feeders: list[Callable[[list[bytes]], None] | None] = []
+        #: What the pump counted, once it is closed.
+        self.pump_relayed = 0
+        self.pump_dropped = 0
+        self.pump_flows = 0
+        if compiled and HAVE_PUMP:
+            self.pump = Pump(self.stats, window=window, rate=rate, batch=batch, timeout=timeout)
+            try:
+                _add_reader(self.loop, self.pump.fileno, self._poll)
+            except BaseException:
+                self.pump.close()
+                raise
         self.rate = rate
         self.duration = duration
         self.window = window
@@ -166,6 +197,30 @@ class _Engine:
         self._tick_handle: asyncio.Handle | None = None
         self._done: asyncio.Future[None] | None = None
         self._end = 0.0
+
+    def _poll(self) -> None:
+        assert self.pump is not None
+        for index, datagrams in self.pump.poll():
+            feed = self.feeders[index]
+            if feed is not None:
+                feed(datagrams)
+
+    def close(self) -> None:
+        """Stop reading the pump's sockets (the sockets are the caller's to close)."""
+        pump, self.pump = self.pump, None
+        if pump is not None:
+            pump.sync()
+            self.pump_relayed = pump.relayed
+            self.pump_dropped = pump.dropped
+            self.pump_flows = pump.flows
+            with contextlib.suppress(ValueError, OSError):
+                self.loop.remove_reader(pump.fileno)
+            pump.close()
+
+    def _outstanding(self) -> bool:
+        if self.pump is not None:
+            return any(self.pump.outstanding(i) for i in range(self.pump.flows))
+        return any(flow.outstanding for flow in self.flows)
 
     def now_us(self) -> int:
         return int((self.loop.time() - self.t0) * 1e6)
@@ -224,13 +279,15 @@ class _Engine:
         for flow in self.flows:
             flow.last_answer = self.t0
         self.running = True
+        if self.pump is not None:
+            self.pump.start(self.t0)
         self._tick()
         try:
             await self._done
         finally:
             self._stop()
         deadline = loop.time() + self.timeout
-        while any(flow.outstanding for flow in self.flows) and loop.time() < deadline:
+        while self._outstanding() and loop.time() < deadline:
             await asyncio.sleep(0.005)
 
     def _tick(self) -> None:
@@ -242,7 +299,12 @@ class _Engine:
             self._stop()
             return
         flows = self.flows
-        start = self._next = (self._next + 1) % len(flows)
+        if self.pump is not None:
+            self.pump.tick()
+            flows = []
+        else:
+            self._next = (self._next + 1) % len(flows)
+        start = self._next
         for i in range(len(flows)):
             flow = flows[(start + i) % len(flows)]
             if (
@@ -262,6 +324,9 @@ class _Engine:
         if self.running:
             self.running = False
             self.elapsed = self.loop.time() - self.t0
+            if self.pump is not None:
+                self.pump.stop()
+                self.pump.sync()
             self.received_in_time = self.stats.received
         if self._tick_handle is not None:
             self._tick_handle.cancel()
@@ -270,14 +335,15 @@ class _Engine:
             self._done.set_result(None)
 
     def result(self, mode: str, target: str, relayed: int = 0, **details: object) -> LoadResult:
+        self.close()
         stats = self.stats
         p50, p90, p99, high = stats.percentiles_ms(50, 90, 99, 100)
-        dropped = sum(flow.bsock.dropped for flow in self.flows)
+        dropped = sum(flow.bsock.dropped for flow in self.flows) + self.pump_dropped
         return LoadResult(
             mode=mode,
             target=target,
             duration=self.elapsed,
-            flows=len(self.flows),
+            flows=len(self.flows) + self.pump_flows,
             sent=stats.sent,
             received=stats.received,
             received_in_time=self.received_in_time,
@@ -286,7 +352,7 @@ class _Engine:
             duplicates=stats.duplicates,
             stray=stats.stray,
             dropped=dropped,
-            relayed=relayed,
+            relayed=relayed + self.pump_relayed,
             details=dict(details),
         )
 
@@ -332,13 +398,22 @@ async def run_stun(
     batch: int = DEFAULT_BATCH,
     timeout: float = 1.0,
     target: str | None = None,
+    compiled: bool = True,
 ) -> LoadResult:
-    """Binding requests to ``server`` (an IP address and port) from ``flows`` sockets."""
+    """Binding requests to ``server`` (an IP address and port) from ``flows`` sockets;
+    ``compiled=False``: the Python data path even where `ice._load._pump` works."""
     check_settings(
         flows=flows, rate=rate, duration=duration, window=window, batch=batch, timeout=timeout
     )
     loop = asyncio.get_running_loop()
-    engine = _Engine(rate=rate, duration=duration, window=window, batch=batch, timeout=timeout)
+    engine = _Engine(
+        rate=rate,
+        duration=duration,
+        window=window,
+        batch=batch,
+        timeout=timeout,
+        compiled=compiled,
+    )
     stats = engine.stats
     family = _family(server[0])
     socks: list[socket.socket] = []
@@ -347,6 +422,9 @@ async def run_stun(
             sock = _udp_socket(family)
             socks.append(sock)
             sock.connect(server)
+            if engine.pump is not None:
+                engine.pump.add_stun(sock.fileno(), binding_request())
+                continue
             bsock = BatchSocket(sock, batch, 2048)
             buffers = [binding_request() for _ in range(batch)]
             flow = _Flow(bsock, buffers, [(b, server) for b in buffers], STUN_STAMP_OFFSET)
@@ -358,9 +436,10 @@ async def run_stun(
             _add_reader(loop, sock.fileno(), _reader(bsock, handle))
         await engine.run()
     finally:
+        engine.close()
         for sock in socks:
             with contextlib.suppress(ValueError, OSError, NotImplementedError):
-                loop.remove_reader(sock.fileno())
+                loop.remove_reader(sock.fileno())  # (none with the pump)
             sock.close()
     return engine.result("stun", target or f"stun:{format_address(server)}")
 
@@ -391,8 +470,11 @@ class _TurnFlow:
             software=software,
         )
         self.driver = _SessionDriver(self)
+        #: The peer's own socket (no echo), connected to the relayed address.
         self.peer_sock: socket.socket | None = None
         self.peer: BatchSocket | None = None
+        #: Where the channel leads: the peer socket's (or the shared echoing one's) address.
+        self.peer_address: Address | None = None
         self.allocated: asyncio.Future[Allocated] = self.loop.create_future()
         self.bound: asyncio.Future[int] = self.loop.create_future()
         self.closed: asyncio.Future[None] = self.loop.create_future()
@@ -432,27 +514,28 @@ class _TurnFlow:
     def keep_alive(self) -> None:
         """Mark the channel and its permission used (the blast bypasses the session),
         so that the session refreshes them in a long run."""
-        if self.peer is not None and self.lost is None and self.session.state == "allocated":
-            self.session.encapsulate(b"", self.peer_address)
+        peer = self.peer_address
+        if peer is not None and self.lost is None and self.session.state == "allocated":
+            self.session.encapsulate(b"", peer)
 
-    @property
-    def peer_address(self) -> Address:
-        assert self.peer_sock is not None
-        host, port = self.peer_sock.getsockname()[:2]
-        return (host, port)
-
-    async def setup(self, peer_host: str | None) -> int:
-        """Allocate, open the peer socket, bind a channel to it; the channel number."""
+    async def setup(self, peer_host: str | None, echoes: _EchoPeers | None) -> int:
+        """Allocate, open the peer socket (with ``echoes``: take the shared one),
+        bind a channel to it; the channel number."""
         now = self.loop.time()
         self.session.allocate(now)
         self.pump(now)
         allocation = await self.allocated
         relayed = allocation.relayed[0]
         host = peer_host or ("::1" if _family(relayed[0]) == socket.AF_INET6 else "127.0.0.1")
-        self.peer_sock = _udp_socket(_family(host))
-        self.peer_sock.bind((host, 0))
-        self.peer_sock.connect(relayed)  # the peer hears from the relay only, and answers it
-        self.peer = BatchSocket(self.peer_sock, self.bsock.batch, 2048)
+        if echoes is not None:
+            self.peer_address = echoes.address(host)
+        else:
+            self.peer_sock = _udp_socket(_family(host))
+            self.peer_sock.bind((host, 0))
+            self.peer_sock.connect(relayed)  # the peer hears from the relay only
+            self.peer = BatchSocket(self.peer_sock, self.bsock.batch, 2048)
+            name = self.peer_sock.getsockname()
+            self.peer_address = (name[0], name[1])
         now = self.loop.time()
         self.session.bind_channel(self.peer_address, now)
         self.pump(now)
@@ -474,6 +557,32 @@ class _TurnFlow:
         self.sock.close()
         if self.peer_sock is not None:
             self.peer_sock.close()
+
+
+class _EchoPeers:
+    """The peer sockets that echo for every allocation of a run: one per peer host,
+    not connected (it answers each relayed address from where the datagram came)."""
+
+    def __init__(self, batch: int) -> None:
+        self.batch = batch
+        self.sockets: dict[str, tuple[socket.socket, BatchSocket]] = {}
+
+    def address(self, host: str) -> Address:
+        if host not in self.sockets:
+            sock = _udp_socket(_family(host))
+            try:
+                sock.bind((host, 0))
+                self.sockets[host] = (sock, BatchSocket(sock, self.batch, 2048))
+            except BaseException:
+                sock.close()
+                raise
+        name = self.sockets[host][0].getsockname()
+        return (name[0], name[1])
+
+    def close(self) -> None:
+        for sock, _ in self.sockets.values():
+            sock.close()
+        self.sockets.clear()
 
 
 class _SessionDriver(MachineDriver[TurnSession]):
@@ -519,19 +628,29 @@ async def run_turn(
     peer_host: str | None = None,
     software: str | None = None,
     target: str | None = None,
+    compiled: bool = True,
 ) -> LoadResult:
     """ChannelData through ``flows`` allocations on ``server`` (an IP address and port)
-    to peers of our own; raises TurnError when an allocation or channel is refused."""
+    to peers of our own; raises TurnError when an allocation or channel is refused.
+    ``compiled=False``: the Python data path even where `ice._load._pump` works."""
     check_settings(
         flows=flows, rate=rate, duration=duration, window=window, batch=batch, timeout=timeout
     )
     if not STAMP.size <= size <= 65000:
         raise ValueError(f"the payload size must be from {STAMP.size} to 65000 bytes")
     loop = asyncio.get_running_loop()
-    engine = _Engine(rate=rate, duration=duration, window=window, batch=batch, timeout=timeout)
+    engine = _Engine(
+        rate=rate,
+        duration=duration,
+        window=window,
+        batch=batch,
+        timeout=timeout,
+        compiled=compiled,
+    )
     turns: list[_TurnFlow] = []
     relayed = [0]
     keep_alive: asyncio.Task[None] | None = None
+    echoes = _EchoPeers(batch) if echo else None
     try:
         for _ in range(flows):
             turn = _TurnFlow(server, LongTermCredentials(username, password), batch, software)
@@ -542,7 +661,7 @@ async def run_turn(
                 _reader(turn.bsock, _client_handler(engine, turn, None, echo, relayed)),
             )
             turn.readers.append(turn.sock.fileno())
-        setups = [loop.create_task(turn.setup(peer_host)) for turn in turns]
+        setups = [loop.create_task(turn.setup(peer_host, echoes)) for turn in turns]
         try:
             async with asyncio.timeout(SETUP_TIMEOUT):
                 channels = await asyncio.gather(*setups)
@@ -551,30 +670,49 @@ async def run_turn(
         finally:
             for task in setups:  # the others, when one failed
                 task.cancel()
+        pump = engine.pump
         for turn, channel in zip(turns, channels, strict=True):
+            fd = turn.sock.fileno()
+            if pump is not None:  # from now on the pump reads the flow's sockets
+                loop.remove_reader(fd)
+                turn.readers.remove(fd)
+                index = pump.add_client(fd, channel_data_frame(channel, size), echo)
+                engine.feeders.append(turn.feed)
+                if turn.peer_sock is not None:
+                    pump.add_peer(turn.peer_sock.fileno(), index)
+                continue
             buffers = [channel_data_frame(channel, size) for _ in range(batch)]
             items = [(b, server) for b in buffers]
             flow = _Flow(turn.bsock, buffers, items, CHANNEL_STAMP_OFFSET)
             engine.flows.append(flow)
-            loop.remove_reader(turn.sock.fileno())
+            loop.remove_reader(fd)
             _add_reader(
-                loop,
-                turn.sock.fileno(),
-                _reader(turn.bsock, _client_handler(engine, turn, flow, echo, relayed)),
+                loop, fd, _reader(turn.bsock, _client_handler(engine, turn, flow, echo, relayed))
             )
-            assert turn.peer is not None and turn.peer_sock is not None
-            _add_reader(
-                loop,
-                turn.peer_sock.fileno(),
-                _reader(turn.peer, _peer_handler(engine, turn.peer, flow, echo, relayed)),
-            )
-            turn.readers.append(turn.peer_sock.fileno())
+            if turn.peer is not None and turn.peer_sock is not None:
+                _add_reader(
+                    loop,
+                    turn.peer_sock.fileno(),
+                    _reader(turn.peer, _peer_handler(engine, flow, relayed)),
+                )
+                turn.readers.append(turn.peer_sock.fileno())
+        for _, peer in echoes.sockets.values() if echoes is not None else ():
+            if pump is not None:
+                pump.add_echo(peer.fileno)
+            else:
+                _add_reader(loop, peer.fileno, _reader(peer, _echo_handler(peer, relayed)))
         keep_alive = loop.create_task(_keep_alive(turns))
         await engine.run()
     finally:
         if keep_alive is not None:
             keep_alive.cancel()
         await asyncio.gather(*(turn.close() for turn in turns), return_exceptions=True)
+        engine.close()
+        if echoes is not None:
+            for sock, _ in echoes.sockets.values():
+                with contextlib.suppress(ValueError, OSError):
+                    loop.remove_reader(sock.fileno())
+            echoes.close()
     lost = sum(turn.lost is not None for turn in turns)
     return engine.result(
         "turn",
@@ -608,21 +746,29 @@ def _client_handler(
 
 
 def _peer_handler(
-    engine: _Engine, peer: BatchSocket, flow: _Flow, echo: bool, relayed: list[int]
+    engine: _Engine, flow: _Flow, relayed: list[int]
 ) -> Callable[[list[tuple[bytes, Address]]], None]:
-    """What a peer receives from the relay: echoed back as it came, or (no echo) the far end."""
+    """What a flow's own peer (no echo) receives from the relay: the far end."""
     stats = engine.stats
+
+    def count(got: list[tuple[bytes, Address]]) -> None:
+        relayed[0] += len(got)
+        engine.answered(flow, stats.take(got, 0, engine.now_us()))
+
+    return count
+
+
+def _echo_handler(
+    peer: BatchSocket, relayed: list[int]
+) -> Callable[[list[tuple[bytes, Address]]], None]:
+    """What the shared echoing peer receives: sent back to where each came from."""
     send = peer.send
 
     def echo_back(got: list[tuple[bytes, Address]]) -> None:
         relayed[0] += len(got)
         send(got)
 
-    def count(got: list[tuple[bytes, Address]]) -> None:
-        relayed[0] += len(got)
-        engine.answered(flow, stats.take(got, 0, engine.now_us()))
-
-    return echo_back if echo else count
+    return echo_back
 
 
 async def _keep_alive(turns: list[_TurnFlow]) -> None:

@@ -3,10 +3,12 @@ load through coturn, the counting underneath (ice._load.packets), and the argume
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import re
 import select
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,7 +17,16 @@ from typing import Any
 import pytest
 
 from ice.__main__ import main
-from ice._load.packets import STAMP, LoadResult, LoadStats, binding_request, format_summary
+from ice._load._pump import HAVE_PUMP, Pump
+from ice._load.engine import run_stun, run_turn
+from ice._load.packets import (
+    STAMP,
+    LoadResult,
+    LoadStats,
+    binding_request,
+    channel_data_frame,
+    format_summary,
+)
 from tests.support.cli import ICE
 from tests.support.coturn import Coturn, free_port, requires_coturn, run_coturn
 from tests.support.loop import HAS_IPV6_LOOPBACK
@@ -143,6 +154,148 @@ def test_the_summary_and_the_json() -> None:
     assert "loss 1.00%" in text and "p99 0.300 ms" in text
 
 
+# -- the compiled data path (ice._load._pump), over loopback sockets
+
+requires_pump = pytest.mark.skipif(not HAVE_PUMP, reason="no recvmmsg/epoll: the Python path")
+
+
+@contextlib.contextmanager
+def udp_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """Two UDP sockets on 127.0.0.1 connected to each other: (ours, the far end)."""
+    a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        a.bind(("127.0.0.1", 0))
+        b.bind(("127.0.0.1", 0))
+        a.connect(b.getsockname())
+        b.connect(a.getsockname())
+        b.settimeout(5)
+        yield a, b
+    finally:
+        a.close()
+        b.close()
+
+
+def poll_until(pump: Pump, done: Any) -> list[tuple[int, list[bytes]]]:
+    """pump.poll() until ``done()`` (the datagrams are on loopback, not yet read)."""
+    got: list[tuple[int, list[bytes]]] = []
+    deadline = time.monotonic() + 5
+    while not done():
+        assert time.monotonic() < deadline, "nothing arrived"
+        select.select([pump.fileno], [], [], 0.1)  # waiting on the kernel's loopback
+        got += pump.poll()
+    return got
+
+
+@requires_pump
+def test_the_pump_counts_stun_answers_as_load_stats_does() -> None:
+    stats = LoadStats(0xC0FFEE)
+    pump = Pump(stats, window=4, rate=0.0, batch=8, timeout=1.0)
+    with udp_pair() as (ours, server):
+        assert pump.add_stun(ours.fileno(), binding_request()) == 0
+        pump.start(time.monotonic())
+        pump.tick()  # fills the window
+        requests = [server.recv(100) for _ in range(4)]
+        assert pump.sent == 4 and pump.outstanding(0) == 4
+        for seq, request in enumerate(requests):
+            assert request[:2] == b"\x00\x01"
+            assert STAMP.unpack_from(request, 8)[:2] == (0xC0FFEE, seq)
+        answers = [b"\x01\x01" + r[2:] for r in requests[:2]]
+        answers.append(answers[0])  # a duplicate
+        answers.append(b"\x01\x11" + requests[2][2:])  # an error response: answered
+        other_run = bytearray(requests[3])
+        STAMP.pack_into(other_run, 8, 0xBAD, 3, 0)
+        answers.append(b"\x01\x01" + bytes(other_run[2:]))  # stray
+        for answer in answers:
+            server.send(answer)
+        assert poll_until(pump, lambda: pump.stray) == []
+        # the three answered went out again at once: the window is full again
+        assert (pump.received, pump.errors, pump.duplicates, pump.stray) == (2, 1, 1, 1)
+        assert pump.sent == 7 and pump.outstanding(0) == 4
+        again = [server.recv(100) for _ in range(3)]
+        assert [STAMP.unpack_from(r, 8)[1] for r in again] == [4, 5, 6]
+        pump.stop()
+        pump.tick()
+        assert pump.sent == 7
+        pump.sync()
+        assert (stats.sent, stats.received, stats.errors) == (7, 2, 1)
+        assert (stats.duplicates, stats.stray) == (1, 1)
+        assert 0 < stats.percentiles_ms(100)[0] < 5000
+        pump.close()
+        assert pump.fileno == -1 and pump.poll() == []
+
+
+@requires_pump
+def test_the_pump_hands_turn_clients_what_is_not_stamped() -> None:
+    stats = LoadStats(77)
+    pump = Pump(stats, window=2, rate=0.0, batch=8, timeout=1.0)
+    frame = channel_data_frame(0x4000, 100)
+    with udp_pair() as (ours, server), udp_pair() as (quiet, _):
+        assert pump.add_client(ours.fileno(), frame, True) == 0
+        assert pump.add_client(quiet.fileno(), frame, True) == 1
+        pump.start(time.monotonic())
+        pump.tick()
+        sent = [server.recv(2048) for _ in range(2)]
+        assert [len(s) for s in sent] == [104, 104] and sent[0][:4] == frame[:4]
+        stun = b"\x01\x01\x00\x00" + bytes(16)  # the session's: a response, say
+        for datagram in (sent[0], stun, sent[1][:10]):
+            server.send(datagram)
+        got = poll_until(pump, lambda: pump.received == 1 and pump.sent == 5)
+        assert got == [(0, [stun, sent[1][:10]])] or got == [(0, [stun]), (0, [sent[1][:10]])]
+        assert pump.relayed == 1 and pump.outstanding(0) == 2 and pump.outstanding(1) == 2
+
+
+@requires_pump
+def test_the_pump_echoes_and_counts_at_peers() -> None:
+    stats = LoadStats(5)
+    pump = Pump(stats, window=3, rate=0.0, batch=8, timeout=1.0)
+    with udp_pair() as (client, relay), udp_pair() as (peer, relay2):
+        frame = channel_data_frame(0x4001, 20)
+        index = pump.add_client(client.fileno(), frame, False)
+        pump.add_peer(peer.fileno(), index)
+        echo = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            echo.bind(("127.0.0.1", 0))
+            sender.bind(("127.0.0.1", 0))
+            sender.settimeout(5)
+            pump.add_echo(echo.fileno())
+            pump.start(time.monotonic())
+            pump.tick()
+            frames = [relay.recv(2048) for _ in range(3)]
+            relay2.send(frames[0][4:])  # the relay delivers a payload to the peer
+            sender.sendto(b"ping", echo.getsockname())
+            poll_until(pump, lambda: pump.relayed == 2)
+            assert sender.recvfrom(100) == (b"ping", echo.getsockname())
+            assert pump.received == 1 and pump.sent == 4  # the peer's count refilled it
+        finally:
+            echo.close()
+            sender.close()
+
+
+@requires_pump
+def test_the_pump_paces_by_rate_and_writes_off_a_stalled_window() -> None:
+    pump = Pump(LoadStats(9), window=0, rate=1000.0, batch=64, timeout=0.05)
+    with udp_pair() as (ours, _):
+        pump.add_stun(ours.fileno(), binding_request())
+        pump.start(time.monotonic())
+        pump.tick()
+        assert pump.sent == 0  # no tokens at time 0
+        time.sleep(0.005)  # tokens accrue with the clock
+        pump.tick()
+        assert 1 <= pump.sent <= 10  # a burst of at most 10 ms
+    stalled = Pump(LoadStats(9), window=2, rate=0.0, batch=64, timeout=0.02)
+    with udp_pair() as (ours, _):
+        stalled.add_stun(ours.fileno(), binding_request())
+        stalled.start(time.monotonic())
+        stalled.tick()
+        stalled.tick()
+        assert stalled.sent == 2
+        time.sleep(0.03)  # past the timeout with the window full and nothing back
+        stalled.tick()
+        assert stalled.sent == 4 and stalled.outstanding(0) == 2
+
+
 # -- STUN
 
 
@@ -163,6 +316,14 @@ def test_stun_against_our_server(capsys: pytest.CaptureFixture[str]) -> None:
         assert sent is not None and received is not None, out
         assert int(received.group(1)) > 400  # more than the capped run
         assert "3 flow(s)" in out and "latency:" in out
+
+
+def test_stun_on_the_python_path_against_our_server() -> None:
+    """The data path of platforms without the pump (it is the only one there)."""
+    with our_server() as server:
+        result = asyncio.run(run_stun(server, flows=3, duration=0.5, window=4, compiled=False))
+    assert result.flows == 3 and result.received == result.sent > 100
+    assert result.stray == result.duplicates == result.errors == 0
 
 
 @requires_coturn
@@ -212,6 +373,26 @@ def test_turn_echo_through_coturn(capsys: pytest.CaptureFixture[str], coturn: Co
     assert relayed is not None and received is not None, out
     assert int(received.group(1)) > 1000
     assert int(relayed.group(1)) >= 2 * int(received.group(1))
+
+
+@requires_coturn
+@pytest.mark.parametrize("echo", [True, False])
+def test_turn_on_the_python_path_through_coturn(coturn: Coturn, echo: bool) -> None:
+    result = asyncio.run(
+        run_turn(
+            coturn.address,
+            "alice",
+            "secret",
+            flows=2,
+            duration=0.5,
+            window=4,
+            echo=echo,
+            compiled=False,
+        )
+    )
+    assert result.flows == 2 and result.received == result.sent > 100
+    assert result.relayed == (2 if echo else 1) * result.received
+    assert result.details["allocations_lost"] == 0
 
 
 @requires_coturn
