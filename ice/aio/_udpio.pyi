@@ -66,6 +66,9 @@ class BatchSocket:
     def sendto(self, data: ReadableBuffer, addr: tuple[str, int]) -> bool:
         """Send one datagram; False when it was dropped. Never blocks."""
 
+def send_queues(queues: dict[Any, Any], senders: dict[Any, Any]) -> int:
+    """Send each queue with the sender of its key (one with ``send``), then clear them."""
+
 class ReadySet:
     """Many BatchSockets read through one file descriptor (an epoll set; Linux)."""
 

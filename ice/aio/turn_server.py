@@ -52,7 +52,7 @@ import socket
 from collections.abc import Sequence
 from typing import Unpack
 
-from ice.aio._udpio import HAVE_READY_SET, BatchSocket, ReadySet
+from ice.aio._udpio import HAVE_READY_SET, BatchSocket, ReadySet, send_queues
 from ice.aio.portable import DatagramIO, dont_fragment_options
 from ice.aio.stun_server import (
     MAX_DATAGRAM,
@@ -228,6 +228,8 @@ class TurnServerRunner(StunServerRunner):
             BindingResponder(server.stun.software) if server.stun.alternate is None else None
         )
         self._relays: dict[Address, _RelayEndpoint] = {}
+        #: What sends for each open relay socket (its endpoint's batch), for send_queues.
+        self._relay_senders: dict[Address, BatchSocket | DatagramIO] = {}
         #: Every relay socket read through one loop reader (Linux); None: one reader
         #: each. Made with the first relay, when the loop has add_reader.
         self._relays_ready: ReadySet | None = None
@@ -260,7 +262,8 @@ class TurnServerRunner(StunServerRunner):
             return False
         if dont_fragment:
             _set_dont_fragment(sock, family)
-        self._relays[address] = _RelayEndpoint(self, sock, address)
+        endpoint = self._relays[address] = _RelayEndpoint(self, sock, address)
+        self._relay_senders[address] = endpoint.batch
         return True
 
     def _ready_set(self) -> ReadySet | None:
@@ -290,17 +293,19 @@ class TurnServerRunner(StunServerRunner):
             return
         now = self._loop.time()
         pump = self.pump
-        for endpoint, batch in ready.recv():
-            if endpoint.sock is None:  # closed by the core while an earlier batch ran
-                continue
-            relay = endpoint.address
-            rest = pump.from_peers(batch, relay, now)
-            if rest:
-                self._send_pumped()
-                self._from_peers(rest, relay, now)
+        batches = ready.recv()
+        i = 0
+        while True:  # the pump's C loop over the batches, back here for a rest only
+            i, endpoint, rest = pump.from_relays(batches, i, now)
+            if rest is None:
+                break
+            self._send_pumped()
+            self._from_peers(rest, endpoint.address, now)
+            i += 1
         self._send_pumped()
 
     def close_relay(self, address: Address) -> None:
+        self._relay_senders.pop(address, None)
         endpoint = self._relays.pop(address, None)
         if endpoint is not None:
             endpoint.close()
@@ -327,6 +332,7 @@ class TurnServerRunner(StunServerRunner):
 
     async def close(self) -> None:
         await super().close()
+        self._relay_senders.clear()
         for endpoint in list(self._relays.values()):
             endpoint.close()
         self._relays.clear()
@@ -380,12 +386,8 @@ class TurnServerRunner(StunServerRunner):
     def _send_pumped(self) -> None:
         """Send what the compiled pump queued: one sendmmsg per socket."""
         pump = self.pump
-        if pump.to_peers:
-            for relay, items in pump.to_peers.items():
-                endpoint = self._relays.get(relay)
-                if endpoint is not None and endpoint.sock is not None:
-                    endpoint.batch.send(items)
-            pump.to_peers.clear()
+        if pump.to_peers:  # to each open relay socket's batch, in C
+            send_queues(pump.to_peers, self._relay_senders)
         if pump.to_clients:
             for local, items in pump.to_clients.items():
                 listener = self._udp.get(local)

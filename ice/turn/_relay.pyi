@@ -1,5 +1,7 @@
 """Types of the compiled TURN relay data path (ice/turn/_relay.pyx); see its module doc."""
 
+from typing import Any
+
 from ice.turn._allocation import AllocationTable
 
 Address = tuple[str, int]
@@ -19,6 +21,9 @@ class RelayPump:
     def from_clients(
         self, datagrams: list[tuple[bytes, Address]], local: Address, now: float
     ) -> list[tuple[bytes, Address]]: ...
+    def from_relays(
+        self, ready: list[tuple[Any, list[tuple[bytes, Address]]]], start: int, now: float
+    ) -> tuple[int, Any, list[tuple[bytes, Address]] | None]: ...
     def from_peers(
         self, datagrams: list[tuple[bytes, Address]], relay: Address, now: float
     ) -> list[tuple[bytes, Address]]: ...

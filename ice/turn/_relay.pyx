@@ -18,6 +18,11 @@ declared in ``_allocation.pxd`` and applies the rules compiled there
   ChannelData and queued for the listening socket (`to_clients`: local
   address -> [(frame, client)]).
 
+- `from_relays(ready, start, now)`: `from_peers` for each relay socket's
+  batch as a ReadySet returns them, in one C loop (a runner with hundreds
+  of relay sockets gets a datagram or two from each per wake-up), back to
+  the caller at the first batch that leaves a rest for the core.
+
 It relays or hands back; it never drops. Everything else (STUN requests,
 Send/Data indications, peers without a channel, a budget with no room,
 TCP/TLS clients, malformed ChannelData, unknown clients) is returned
@@ -117,7 +122,28 @@ cdef class RelayPump:
             self.forwarded += 1
         return rest
 
-    def from_peers(self, list datagrams, tuple relay, double now):
+    def from_relays(self, list ready, Py_ssize_t start, double now):
+        """`from_peers` over ``ready[start:]``, ``[(endpoint, datagrams), ...]`` as
+        a ReadySet gives them (an endpoint has ``address``, its relayed address,
+        and ``sock``, None once it is closed: skipped). Stops after the first
+        that leaves a rest for the core: ``(its index, endpoint, rest)``, so the
+        caller handles that rest before the next batch is pumped, as with one call
+        per socket; ``(len(ready), None, None)`` when none did."""
+        cdef Py_ssize_t i, n = len(ready)
+        cdef object endpoint
+        cdef tuple pair
+        cdef list rest
+        for i in range(start, n):
+            pair = <tuple>ready[i]
+            endpoint = pair[0]
+            if endpoint.sock is None:  # closed by the core while an earlier batch ran
+                continue
+            rest = self.from_peers(<list>pair[1], <tuple>endpoint.address, now)
+            if rest:
+                return i, endpoint, rest
+        return n, None, None
+
+    cpdef list from_peers(self, list datagrams, tuple relay, double now):
         """Relay what a peer sent to ``relay``; return the rest for the core."""
         cdef PyObject *found = PyDict_GetItem(self._by_relay, relay)
         if found is NULL:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ice.aio._udpio import HAVE_MMSG, HAVE_READY_SET, BatchSocket, ReadySet
+from ice.aio._udpio import HAVE_MMSG, HAVE_READY_SET, BatchSocket, ReadySet, send_queues
 from tests.support.loop import HAS_IPV6_LOOPBACK
 
 IP_RECVERR = 11  # Linux <netinet/in.h>: report ICMP errors on unconnected sockets too
@@ -583,3 +583,30 @@ def test_a_gso_run_refused_for_another_reason_goes_one_by_one() -> None:
         assert sender.gso_max == 65535
         assert sender.send(items) == 5 and sender.gso_sent == 5  # a run again
         assert _received_by(receiver, 5) == [data for data, _ in items]
+
+
+@pytest.mark.parametrize("mmsg", MODES)
+def test_send_queues_sends_each_queue_with_its_sender_and_clears_them(mmsg: bool) -> None:
+    class Recorder:
+        def __init__(self) -> None:
+            self.sent: list[object] = []
+
+        def send(self, items: list[tuple[bytes, tuple[str, int]]]) -> int:
+            self.sent.append(items)
+            return len(items)
+
+    with udp("127.0.0.1", 3) as (a, b, far):
+        out_a, out_b = BatchSocket(a, 8, mmsg=mmsg), BatchSocket(b, 8, mmsg=mmsg)
+        other = Recorder()
+        queues = {
+            "a": [(b"1", name(far)), (b"2", name(far))],
+            "b": [(b"3", name(far))],
+            "gone": [(b"x", name(far))],  # no sender (its socket was closed): not sent
+            "py": [(b"4", name(far))],
+        }
+        py_items = queues["py"]
+        assert send_queues(queues, {"a": out_a, "b": out_b, "py": other}) == 4
+        assert queues == {} and other.sent == [py_items]
+        got = [data for batch in recv_all(BatchSocket(far, 8), 3) for data, _ in batch]
+        assert got == [b"1", b"2", b"3"]
+        assert send_queues({}, {}) == 0

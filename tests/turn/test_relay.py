@@ -382,6 +382,39 @@ def test_peers_without_a_channel_or_a_permission_are_the_cores() -> None:
     assert unknown.rest == [(b"x", PEER)] and unknown.twin.server.drops == {"no-allocation": 1}
 
 
+@dataclass
+class Endpoint:
+    """What a runner's ReadySet hands back as the token of a relay socket."""
+
+    address: Address
+    sock: object = True
+
+
+def test_from_relays_pumps_socket_after_socket_and_stops_at_a_rest() -> None:
+    """The runner's loop over a ReadySet's batches, in C: the same as from_peers per
+    socket, a closed endpoint skipped, back to the caller at each rest (so the core
+    takes it before the next socket's batch is pumped)."""
+    w, twin = world(), world()
+    a, b = w.relays["a"][0], w.relays["b"][0]
+    pump = RelayPump(w.server.allocation_table)
+    alone = RelayPump(twin.server.allocation_table)
+    ready = [
+        (Endpoint(a), [(payload(0, 5), PEER)]),
+        (Endpoint(b, None), [(payload(1, 5), PEER6)]),  # closed meanwhile: skipped
+        (Endpoint(a), [(payload(2, 5), PEER_B), (b"d", PEER_D), (payload(3, 5), PEER)]),
+        (Endpoint(b), [(payload(4, 5), PEER6)]),
+    ]
+    index, endpoint, rest = pump.from_relays(ready, 0, 10.0)
+    assert (index, endpoint, rest) == (2, ready[2][0], [(b"d", PEER_D)])
+    assert pump.forwarded == 3  # the first batch, and the third's two on channels
+    assert pump.from_relays(ready, 3, 10.0) == (4, None, None)
+    for token, batch in ready:
+        if token.sock is not None:
+            alone.from_peers(batch, token.address, 10.0)
+    assert pump.to_clients == alone.to_clients and pump.forwarded == alone.forwarded == 4
+    assert pump.from_relays([], 0, 10.0) == (0, None, None)
+
+
 def test_the_budget_is_spent_by_the_pump_and_refused_alike() -> None:
     """65536 bytes of burst: the 47th 1400-byte datagram finds no room, in the pump
     and then in the core, which counts it; each direction spends the same budget."""
