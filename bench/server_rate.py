@@ -135,6 +135,8 @@ class Run:
     server_cpu: float | None = None
     """The server's CPU seconds per second of the run (1.0: one core busy)."""
     tool_cpu: float = 0.0
+    other_cpu: float | None = None
+    """CPU the rest of the machine used meanwhile (cores; not the server nor the tool)."""
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -157,6 +159,17 @@ def process_cpu(pid: int) -> float | None:
     except (OSError, IndexError):
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> float | None:
+    """CPU seconds every CPU of the machine has spent busy (/proc/stat); None off Linux."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = [int(x) for x in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle and iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def stun_answers(addr: tuple[str, int], timeout: float) -> bool:
@@ -323,6 +336,7 @@ async def measure(server: Server, case: Case, args: argparse.Namespace) -> Run:
     mode = case.mode
 
     cpu_before = process_cpu(server.pid)
+    busy_before = machine_busy()
     tool_before = os.times()
     started = time.monotonic()
     if mode == "stun":
@@ -344,11 +358,15 @@ async def measure(server: Server, case: Case, args: argparse.Namespace) -> Run:
         )
     wall = time.monotonic() - started
     cpu_after = process_cpu(server.pid)
+    busy_after = machine_busy()
     tool_after = os.times()
     tool = tool_after.user + tool_after.system - tool_before.user - tool_before.system
     server_cpu = None
     if cpu_before is not None and cpu_after is not None and wall > 0:
         server_cpu = (cpu_after - cpu_before) / wall
+    other_cpu = None
+    if busy_before is not None and busy_after is not None and server_cpu is not None:
+        other_cpu = max(0.0, (busy_after - busy_before) / wall - server_cpu - tool / wall)
     data = result.as_json()
     return Run(
         server=server.name,
@@ -365,6 +383,7 @@ async def measure(server: Server, case: Case, args: argparse.Namespace) -> Run:
         size=case.size,
         server_cpu=server_cpu,
         tool_cpu=tool / wall if wall > 0 else 0.0,
+        other_cpu=other_cpu,
         note=server.note,
         extra={k: data[k] for k in ("dropped", "errors", "stray") if data.get(k)},
     )
@@ -473,6 +492,13 @@ def format_report(runs: Sequence[Run], skipped: dict[str, str], header: str) -> 
         lines.append(f"- {name}: {note}")
     for name, reason in skipped.items():
         lines.append(f"- {name}: skipped: {reason}")
+    kept = [best(runs, name, case.mode, case) for case in rows for name in servers]
+    others = [r.other_cpu for r in kept if r is not None and r.other_cpu is not None]
+    if others:
+        lines.append(
+            f"- other CPU use on the machine during the rows' runs (neither the server nor "
+            f"the load tool): {min(others) * 100:.0f}-{max(others) * 100:.0f}% of a core"
+        )
     for case in rows:
         ours, theirs = best(runs, "ice", case.mode, case), best(runs, "coturn", case.mode, case)
         if ours is None or theirs is None or not theirs.rate:
