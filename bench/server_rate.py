@@ -436,6 +436,10 @@ def _cpu(run: Run) -> str:
     return f"{run.server_cpu * 100:.0f}%" if run.server_cpu is not None else "?"
 
 
+def _other(run: Run) -> str:
+    return f"{run.other_cpu * 100:.0f}%" if run.other_cpu is not None else "?"
+
+
 def _per_core(run: Run) -> str:
     value = run.per_core
     return f"{value:,.0f}" if value is not None else "?"
@@ -448,8 +452,8 @@ def format_report(runs: Sequence[Run], skipped: dict[str, str], header: str) -> 
         "STUN Binding requests (responses/s is the rate):",
         "",
         "| server | flows | requests/s | responses/s | loss | p50 ms | p99 ms | max ms "
-        "| server CPU | responses/s per core | ice / coturn per core | load tool CPU |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| server CPU | responses/s per core | ice / coturn per core | load tool CPU | other CPU |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     rows = list(dict.fromkeys(case_of(r) for r in runs))
     for case in (c for c in rows if c.mode == "stun"):
@@ -462,7 +466,7 @@ def format_report(runs: Sequence[Run], skipped: dict[str, str], header: str) -> 
                 f"| {name} | {r.flows} | {r.rate_sent:,.0f} | {r.rate_received:,.0f} "
                 f"| {r.loss:.2f}% | {lat['p50']:.3f} | {lat['p99']:.3f} | {lat['max']:.3f} "
                 f"| {_cpu(r)} | {_per_core(r)} | {_ratio(runs, case) if name == 'ice' else ''} "
-                f"| {r.tool_cpu * 100:.0f}% |"
+                f"| {r.tool_cpu * 100:.0f}% | {_other(r)} |"
             )
     lines += [
         "",
@@ -471,8 +475,8 @@ def format_report(runs: Sequence[Run], skipped: dict[str, str], header: str) -> 
         "",
         "| server | allocations | payload B | sent/s | round trips/s | relayed packets/s "
         "| loss | p50 ms | p99 ms | max ms | server CPU | relayed/s per core "
-        "| ice / coturn per core | load tool CPU |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| ice / coturn per core | load tool CPU | other CPU |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for case in (c for c in rows if c.mode == "turn"):
         for name in servers:
@@ -484,7 +488,8 @@ def format_report(runs: Sequence[Run], skipped: dict[str, str], header: str) -> 
                 f"| {name} | {r.flows} | {r.size} | {r.rate_sent:,.0f} | {r.rate_received:,.0f} "
                 f"| {r.relayed_rate:,.0f} | {r.loss:.2f}% | {lat['p50']:.3f} "
                 f"| {lat['p99']:.3f} | {lat['max']:.3f} | {_cpu(r)} | {_per_core(r)} "
-                f"| {_ratio(runs, case) if name == 'ice' else ''} | {r.tool_cpu * 100:.0f}% |"
+                f"| {_ratio(runs, case) if name == 'ice' else ''} | {r.tool_cpu * 100:.0f}% "
+                f"| {_other(r)} |"
             )
     lines.append("")
     for name in servers:
@@ -492,12 +497,10 @@ def format_report(runs: Sequence[Run], skipped: dict[str, str], header: str) -> 
         lines.append(f"- {name}: {note}")
     for name, reason in skipped.items():
         lines.append(f"- {name}: skipped: {reason}")
-    kept = [best(runs, name, case.mode, case) for case in rows for name in servers]
-    others = [r.other_cpu for r in kept if r is not None and r.other_cpu is not None]
-    if others:
+    if any(r.other_cpu is not None for r in runs):
         lines.append(
-            f"- other CPU use on the machine during the rows' runs (neither the server nor "
-            f"the load tool): {min(others) * 100:.0f}-{max(others) * 100:.0f}% of a core"
+            "- other CPU: what the rest of the machine used during the row's run (neither "
+            "the server nor the load tool), 100% = one core; near 100% the two shared one"
         )
     for case in rows:
         ours, theirs = best(runs, "ice", case.mode, case), best(runs, "coturn", case.mode, case)

@@ -76,4 +76,4 @@ def test_both_protocols_against_each_server(
         assert printed.count(" per core\n") + printed.endswith(" per core") == 6, printed
     if sys.platform.startswith("linux"):  # the rest of the machine's CPU, beside the two
         assert all(r["other_cpu"] is not None and r["other_cpu"] >= 0 for r in data["runs"])
-        assert "- other CPU use on the machine during the rows' runs" in printed
+        assert "- other CPU: what the rest of the machine used" in printed
