@@ -8,9 +8,10 @@
 #
 #   .ci/portable.sh            PYTHON=python3.13 .ci/portable.sh
 #
-# Runs: tests/codec, tests/stun, tests/turn, and the asyncio server / relay /
+# Runs: tests/codec, tests/stun, tests/turn, the asyncio server / relay /
 # batched-socket tests (tests/aio/test_udpio.py, test_stun_server.py,
-# test_turn_server.py, test_turn_server_tcp.py).
+# test_turn_server.py, test_turn_server_tcp.py) and the load generator's
+# (tests/cli/test_load.py: its Python path, the only one there).
 set -euo pipefail
 start=$SECONDS
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,6 +37,7 @@ import os
 
 import ice
 import ice._codec as codec
+import ice._load._pump as pump
 import ice.aio._udpio as udpio
 
 here = os.getcwd()
@@ -43,6 +45,7 @@ assert ice.__file__.startswith(here), f"ice imported from {ice.__file__}, not th
 assert codec.SHA_COMPILED == ("portable",), codec.SHA_COMPILED
 assert codec.SHA_BACKEND == "portable", codec.SHA_BACKEND
 assert udpio.HAVE_MMSG is False, "the recvmmsg branch of _udpio was built"
+assert pump.HAVE_PUMP is False, "the epoll branch of the load generator's pump was built"
 print(f"SHA_BACKEND={codec.SHA_BACKEND} HAVE_MMSG={udpio.HAVE_MMSG}")
 EOF
 
@@ -50,5 +53,5 @@ EOF
 ICE_PORTABLE=1 "$python" -m pytest -q -p no:cacheprovider -x \
     tests/codec tests/stun tests/turn \
     tests/aio/test_udpio.py tests/aio/test_stun_server.py \
-    tests/aio/test_turn_server.py tests/aio/test_turn_server_tcp.py
+    tests/aio/test_turn_server.py tests/aio/test_turn_server_tcp.py tests/cli/test_load.py
 echo "-- portable.sh took $((SECONDS - start)) s"
