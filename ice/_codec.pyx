@@ -19,10 +19,13 @@ from cpython.buffer cimport (
     PyObject_GetBuffer,
 )
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
+from cpython.object cimport PyObject
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 
 cdef extern from "_fastcall.h":
     int ice_type_set(object type, object name, object value) except -1
+    object ice_fastcall_function(const char *name, void *fn, const char *doc)
 
 cdef extern from "Python.h":
     str PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
@@ -472,26 +475,6 @@ cdef class Message:
             PyMem_Free(self._attrs)
 
     # -- construction
-
-    # A staticmethod, not a classmethod: it always makes a Message, and CPython
-    # binds a classmethod anew (an allocation) on every Message.build access.
-    @staticmethod
-    def build(int type, *setters, transaction_id=None):
-        """Message(type) with each setter's add_to(msg) applied in order."""
-        cdef Message msg = Message.__new__(Message)
-        if type < 0 or type > 0x3FFF:
-            raise ValueError(f"message type 0x{type:x} does not fit in 14 bits")
-        store16(msg._buf, <uint16_t>type)
-        if transaction_id is None:
-            fill_transaction_id(msg._buf + 8)
-        else:
-            msg._set_transaction_id(transaction_id)
-        for setter in setters:
-            if isinstance(setter, Attribute):
-                (<Attribute>setter)._apply(msg)
-            else:
-                setter.add_to(msg)
-        return msg
 
     @staticmethod
     def decode(data):
@@ -1020,12 +1003,50 @@ cdef class Message:
             raise FingerprintError("FINGERPRINT does not match the message")
 
 
-# Message's static methods as the plain functions they wrap: a staticmethod is a
+cdef object _build(object module, PyObject **args, Py_ssize_t nargs, PyObject *kwnames):
+    """Message.build(type, *setters, transaction_id=None), called the fastcall
+    way: the setters are read from the caller's argument array."""
+    cdef Py_ssize_t i
+    cdef object transaction_id = None
+    cdef object name
+    if kwnames != NULL:
+        for i in range(PyTuple_GET_SIZE(<object>kwnames)):
+            name = <object>PyTuple_GET_ITEM(<object>kwnames, i)
+            if name != "transaction_id":
+                raise TypeError(f"build() got an unexpected keyword argument {name!r}")
+            transaction_id = <object>args[nargs + i]
+    if nargs < 1:
+        raise TypeError("build() missing required argument 'type' (pos 1)")
+    cdef int msg_type = <object>args[0]
+    if msg_type < 0 or msg_type > 0x3FFF:
+        raise ValueError(f"message type 0x{msg_type:x} does not fit in 14 bits")
+    cdef Message msg = Message.__new__(Message)
+    store16(msg._buf, <uint16_t>msg_type)
+    if transaction_id is None:
+        fill_transaction_id(msg._buf + 8)
+    else:
+        msg._set_transaction_id(transaction_id)
+    for i in range(1, nargs):
+        setter = <object>args[i]
+        if isinstance(setter, Attribute):
+            (<Attribute>setter)._apply(msg)
+        else:
+            setter.add_to(msg)
+    return msg
+
+
+# The C strings a function object points at, alive as long as the module.
+cdef bytes _BUILD_NAME = b"build"
+cdef bytes _BUILD_DOC = (
+    b"build(type, *setters, transaction_id=None)\n--\n\n"
+    b"Message(type) with each setter's add_to(msg) applied in order."
+)
+ice_type_set(Message, "build", ice_fastcall_function(_BUILD_NAME, <void *>_build, _BUILD_DOC))
+
+# Message.decode as the plain function it wraps: a staticmethod is a
 # descriptor, so ``Message.decode(data)`` was a full attribute look-up on every
 # call, where a plain class attribute is read from the interpreter's cache.
-for _name in ("decode", "build"):
-    ice_type_set(Message, _name, Message.__dict__[_name].__func__)
-del _name
+ice_type_set(Message, "decode", Message.__dict__["decode"].__func__)
 
 
 # ---------------------------------------------------------------- demultiplexing

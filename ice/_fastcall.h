@@ -211,4 +211,29 @@ ICE_ONE_ARG_CONSTRUCTOR(ice_bytes, ICE_KEEPS_NOTHING)
 ICE_ONE_ARG_CONSTRUCTOR(ice_uint32, ICE_KEEPS_INT)
 ICE_ONE_ARG_CONSTRUCTOR(ice_uint64, ICE_KEEPS_INT)
 
+/* A function object for a C function taking (module, args, nargs, kwnames):
+ * METH_FASTCALL | METH_KEYWORDS, so a call with *args and keywords builds
+ * neither an argument tuple nor a keyword dict. Not a method descriptor, so
+ * placed in a class's dictionary it is read as the plain function it is (as
+ * a staticmethod's function would be, minus the descriptor call). The
+ * definitions live as long as the process; ICE_FASTCALL_FUNCTIONS bounds them. */
+#define ICE_FASTCALL_FUNCTIONS 4
+static PyMethodDef ice_fastcall_defs[ICE_FASTCALL_FUNCTIONS];
+static int ice_fastcall_count;
+
+static inline PyObject *ice_fastcall_function(const char *name, void *fn, const char *doc)
+{
+    PyMethodDef *def;
+    if (ice_fastcall_count == ICE_FASTCALL_FUNCTIONS) {
+        PyErr_SetString(PyExc_RuntimeError, "ice_fastcall_function: no definition left");
+        return NULL;
+    }
+    def = &ice_fastcall_defs[ice_fastcall_count++];
+    def->ml_name = name;
+    def->ml_meth = (PyCFunction)(void (*)(void))fn;
+    def->ml_flags = METH_FASTCALL | METH_KEYWORDS;
+    def->ml_doc = doc;
+    return PyCFunction_NewEx(def, NULL, NULL);
+}
+
 #endif

@@ -10,6 +10,7 @@ once per class.
 
 from __future__ import annotations
 
+import inspect
 import sys
 import traceback
 from typing import Any
@@ -269,3 +270,36 @@ def test_text_read_from_a_message_keeps_bytes_that_are_not_utf8() -> None:
     assert realm.raw == "réalm".encode()
     assert nonce == ice.Nonce(b"\xff\xfe-not-utf8")
     assert realm == ice.Realm("réalm")
+
+
+def test_build_reads_setters_and_transaction_id_from_the_call() -> None:
+    # Message.build is a fastcall function: no argument tuple, no keyword dict.
+    tid = bytes(range(12))
+    msg = ice.Message.build(
+        constants.BINDING_REQUEST, ice.Username("u"), ice.Software("s"), transaction_id=tid
+    )
+    assert (msg.type, msg.transaction_id) == (constants.BINDING_REQUEST, tid)
+    assert [a.value for a in (ice.Username.get_from(msg), ice.Software.get_from(msg))] == ["u", "s"]
+    assert ice.Message.build(constants.BINDING_REQUEST, transaction_id=None).transaction_id != tid
+    assert str(inspect.signature(ice.Message.build)) == "(type, *setters, transaction_id=None)"
+    # read as a plain function from the class and from an instance alike
+    assert msg.build is ice.Message.build
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "error", "text"),
+    [
+        ((), {}, TypeError, "missing required argument 'type'"),
+        ((), {"transaction_id": bytes(12)}, TypeError, "missing required argument 'type'"),
+        ((1,), {"tid": bytes(12)}, TypeError, "unexpected keyword argument 'tid'"),
+        ((0x4000,), {}, ValueError, "does not fit in 14 bits"),
+        (("1",), {}, TypeError, "integer"),
+        ((1, 5), {}, AttributeError, "add_to"),
+        ((1,), {"transaction_id": b"short"}, ValueError, "12 bytes"),
+    ],
+)
+def test_build_refuses_bad_arguments(
+    args: tuple[object, ...], kwargs: dict[str, object], error: type, text: str
+) -> None:
+    with pytest.raises(error, match=text):
+        ice.Message.build(*args, **kwargs)  # type: ignore[arg-type]
