@@ -71,6 +71,14 @@ static inline int ice_type_set(PyObject *type, PyObject *name, PyObject *value)
     return 0;
 }
 
+/* A static type's own memory management (tp_alloc, tp_free): set after
+ * PyType_Ready, read by its tp_new and tp_dealloc on every object. */
+static inline void ice_set_allocator(PyObject *type, void *alloc, void *free)
+{
+    ((PyTypeObject *)type)->tp_alloc = (allocfunc)alloc;
+    ((PyTypeObject *)type)->tp_free = (freefunc)free;
+}
+
 /* Integer class attributes (TYPE, MAX_BYTES, SIZE) read on every add_to and
  * get_from: a direct-mapped cache by (type, name), valid while the type's
  * version tag is the one it was read under (CPython gives a type a new tag

@@ -303,3 +303,20 @@ def test_build_refuses_bad_arguments(
 ) -> None:
     with pytest.raises(error, match=text):
         ice.Message.build(*args, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_recycled_message_starts_empty() -> None:
+    # Dropped messages are handed out again without clearing their memory:
+    # nothing of the last one (attributes, a grown buffer, a live view count)
+    # may show in the next.
+    for _ in range(3):
+        big = ice.Message.build(constants.BINDING_REQUEST, ice.Data(bytes(1000)), ice.Fingerprint())
+        view = memoryview(big)
+        view.release()
+        del big, view
+        fresh = ice.Message()
+        assert (len(fresh.raw), fresh.attributes) == (20, [])
+        ice.Data(bytes(2000)).add_to(fresh)  # grows: refused if a view count had leaked over
+        assert ice.Data.get_from(fresh).value == bytes(2000)  # type: ignore[union-attr]
+        decoded = ice.Message.decode(bytes(ice.Message.build(constants.BINDING_SUCCESS)))
+        assert (len(decoded.raw), decoded.attributes) == (20, [])
