@@ -165,6 +165,40 @@ static inline void ice_made_keep(PyObject *type, PyObject *value, PyObject *inst
     Py_XDECREF(old_instance);
 }
 
+/* The read side of the same idea: get_from on a message that carries the same
+ * value as the last one read for that class (a peer's USERNAME, a server's
+ * REALM and NONCE, the client's own mapped address) returns the instance it
+ * made then, found by class; the caller compares the wire bytes. Only static
+ * (C-defined) classes are kept: their instances have no __dict__, so nothing
+ * can be set on one that the next reader would see. */
+#define ICE_READ_SLOTS 64
+static PyObject *ice_read_instances[ICE_READ_SLOTS];
+
+static inline PyObject **ice_read_slot(PyObject *type)
+{
+    return &ice_read_instances[((size_t)type >> 4) % ICE_READ_SLOTS];
+}
+
+/* The last instance read for type (borrowed), or NULL. */
+static inline PyObject *ice_read_find(PyObject *type)
+{
+    PyObject *kept = *ice_read_slot(type);
+    return kept != NULL && (PyObject *)Py_TYPE(kept) == type ? kept : NULL;
+}
+
+static inline void ice_read_keep(PyObject *instance)
+{
+    PyObject **slot;
+    PyObject *old;
+    if (PyType_HasFeature(Py_TYPE(instance), Py_TPFLAGS_HEAPTYPE))
+        return;
+    slot = ice_read_slot((PyObject *)Py_TYPE(instance));
+    old = *slot;
+    Py_INCREF(instance);
+    *slot = instance;
+    Py_XDECREF(old);
+}
+
 /* A constructor taking one positional argument, all in C: make the instance,
  * then run the attribute module's init function on it. An init that refuses
  * the value returns -1 with the error set and leaves no traceback entry of its

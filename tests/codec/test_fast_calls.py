@@ -11,6 +11,7 @@ once per class.
 from __future__ import annotations
 
 import inspect
+import ipaddress
 import sys
 import traceback
 from typing import Any
@@ -320,3 +321,62 @@ def test_a_recycled_message_starts_empty() -> None:
         assert ice.Data.get_from(fresh).value == bytes(2000)  # type: ignore[union-attr]
         decoded = ice.Message.decode(bytes(ice.Message.build(constants.BINDING_SUCCESS)))
         assert (len(decoded.raw), decoded.attributes) == (20, [])
+
+
+def _text_message(cls: type, value: bytes) -> ice.Message:
+    msg = ice.Message(constants.BINDING_REQUEST)
+    msg.add(cls.TYPE, value)  # type: ignore[attr-defined]
+    return msg
+
+
+@pytest.mark.parametrize(
+    "value", [b"wxyz:abcd", "réalm-ü".encode(), b"\xff\xfe-not-utf8", b""], ids=repr
+)
+def test_reading_the_same_text_again_gives_the_same_instance(value: bytes) -> None:
+    first = ice.Nonce.get_from(_text_message(ice.Nonce, value))
+    again = ice.Nonce.get_from(_text_message(ice.Nonce, value))
+    assert first is again
+    assert again is not None and again.raw == value
+
+
+def test_a_kept_text_instance_is_never_handed_out_for_other_bytes() -> None:
+    seen = []
+    for value in [b"alice", b"alicf", b"alice2", b"ALICE", b"alic", "alicé".encode(), b"\xffalice"]:
+        read = ice.Username.get_from(_text_message(ice.Username, value))
+        assert read is not None and read.raw == value
+        seen.append(read)
+    # the class's one kept instance is the last read; other classes keep their own
+    realm = ice.Realm.get_from(_text_message(ice.Realm, b"\xffalice"))
+    assert realm is not None and type(realm) is ice.Realm
+    assert ice.Username.get_from(_text_message(ice.Username, b"\xffalice")) is seen[-1]
+    assert ice.Username.get_from(_text_message(ice.Username, b"alice")).value == "alice"  # type: ignore[union-attr]
+
+
+def test_reading_the_same_address_again_gives_the_same_instance() -> None:
+    def read(host: str, port: int) -> Any:
+        msg = ice.Message.build(constants.BINDING_SUCCESS, ice.XorMappedAddress(host, port))
+        return ice.XorMappedAddress.get_from(ice.Message.decode(bytes(msg)))
+
+    first = read("192.0.2.1", 50000)
+    assert read("192.0.2.1", 50000) is first
+    assert first.port is read("192.0.2.1", 50000).port  # the port int is kept too
+    # any difference in family, address or port gives a new one
+    for host, port in [("192.0.2.1", 50001), ("192.0.2.2", 50000), ("c000:201::", 50000),
+                       ("::ffff:192.0.2.1", 50000), ("192.0.2.1", 50000)]:
+        got = read(host, port)
+        assert (ipaddress.ip_address(got.host), got.port) == (ipaddress.ip_address(host), port)
+    # MAPPED-ADDRESS (not XOR-ed) keeps its own instances
+    plain = ice.Message.build(constants.BINDING_SUCCESS, ice.MappedAddress("192.0.2.1", 50000))
+    mapped = ice.MappedAddress.get_from(plain)
+    assert type(mapped) is ice.MappedAddress and mapped.address == ("192.0.2.1", 50000)
+
+
+def test_a_python_subclass_reads_a_fresh_instance_every_time() -> None:
+    class Tagged(ice.Username):
+        pass
+
+    msg = _text_message(ice.Username, b"wxyz")
+    first, again = Tagged.get_from(msg), Tagged.get_from(msg)
+    assert type(first) is Tagged and first is not again
+    first.note = "mine"  # type: ignore[union-attr]
+    assert not hasattr(again, "note")
