@@ -677,11 +677,21 @@ cdef class ErrorCodeShape(Attribute):
         cdef int klass = p[2] & 0x07
         if klass < 3 or klass > 6 or p[3] > 99:
             raise DecodeError(f"{cls.__name__} class {klass} number {p[3]} is not a 300-699 code")
-        cdef ErrorCodeShape attr = new_instance(cls)
+        cdef ErrorCodeShape attr
+        cdef PyObject *last = ice_read_find(cls)
+        if last != NULL:
+            attr = <ErrorCodeShape>last
+            if (attr.code == klass * 100 + p[3]
+                    and attr._first == (p[0] if attr._keeps_first_byte() else 0)
+                    and PyBytes_GET_SIZE(attr._reason_raw) == n - 4
+                    and memcmp(PyBytes_AS_STRING(attr._reason_raw), p + 4, n - 4) == 0):
+                return attr
+        attr = new_instance(cls)
         attr.code = klass * 100 + p[3]
         attr._reason_raw = PyBytes_FromStringAndSize(<const char *>p + 4, n - 4)
         attr._reason = decode_text(p + 4, n - 4, cls)  # strict: a bad reason is a bad message
         attr._first = p[0] if attr._keeps_first_byte() else 0
+        ice_read_keep(attr)
         return attr
 
     def __eq__(self, other):

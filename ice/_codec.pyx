@@ -19,7 +19,7 @@ from cpython.buffer cimport (
     PyObject_GetBuffer,
 )
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
-from cpython.object cimport PyObject, PyTypeObject
+from cpython.object cimport Py_TPFLAGS_HEAPTYPE, Py_TYPE, PyObject, PyTypeObject
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 
@@ -1064,11 +1064,30 @@ cdef object _build(object module, PyObject **args, Py_ssize_t nargs, PyObject *k
         msg._set_transaction_id(transaction_id)
     for i in range(1, nargs):
         setter = <object>args[i]
-        if isinstance(setter, Attribute):
+        if _is_attribute(setter):
             (<Attribute>setter)._apply(msg)
         else:
             setter.add_to(msg)
     return msg
+
+
+# The static (C-defined, never freed) Attribute classes seen in build, by
+# address: isinstance walks the class's MRO, about 3 ns a setter.
+cdef enum:
+    ATTRIBUTE_CLASS_SLOTS = 32
+cdef PyTypeObject *_attribute_classes[ATTRIBUTE_CLASS_SLOTS]
+
+
+cdef inline bint _is_attribute(object obj):
+    cdef PyTypeObject *cls = Py_TYPE(obj)
+    cdef size_t slot = (<size_t>cls >> 4) % ATTRIBUTE_CLASS_SLOTS
+    if _attribute_classes[slot] == cls:
+        return True
+    if not isinstance(obj, Attribute):
+        return False
+    if not (cls.tp_flags & Py_TPFLAGS_HEAPTYPE):
+        _attribute_classes[slot] = cls
+    return True
 
 
 # The C strings a function object points at, alive as long as the module.

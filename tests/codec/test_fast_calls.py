@@ -380,3 +380,15 @@ def test_a_python_subclass_reads_a_fresh_instance_every_time() -> None:
     assert type(first) is Tagged and first is not again
     first.note = "mine"  # type: ignore[union-attr]
     assert not hasattr(again, "note")
+
+
+def test_reading_the_same_error_code_again_gives_the_same_instance() -> None:
+    def read(*args: Any) -> Any:
+        msg = ice.Message.build(constants.ALLOCATE_ERROR, ice.ErrorCodeAttribute(*args))
+        return ice.ErrorCodeAttribute.get_from(ice.Message.decode(bytes(msg)))
+
+    first = read(401)
+    assert read(401) is first
+    for args in [(438,), (401, "Unauthorized"), (401, ""), (401,)]:
+        got = read(*args)
+        assert got == ice.ErrorCodeAttribute(*args)
