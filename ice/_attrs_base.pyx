@@ -458,8 +458,12 @@ cdef class Uint32Attribute(Attribute):
             return None
         if n != 4:
             raise DecodeError(f"{cls.__name__} is 4 bytes, not {n}")
+        cdef PyObject *last = ice_read_find(cls)
+        if last != NULL and (<Uint32Attribute>last).value == load32(p):
+            return <object>last
         cdef Uint32Attribute attr = new_instance(cls)
         attr.value = load32(p)
+        ice_read_keep(attr)
         return attr
 
     def __int__(self):
@@ -519,8 +523,13 @@ cdef class Uint64Attribute(Attribute):
             return None
         if n != 8:
             raise DecodeError(f"{cls.__name__} is 8 bytes, not {n}")
+        cdef uint64_t value = (<uint64_t>load32(p) << 32) | load32(p + 4)
+        cdef PyObject *last = ice_read_find(cls)
+        if last != NULL and (<Uint64Attribute>last).value == value:
+            return <object>last
         cdef Uint64Attribute attr = new_instance(cls)
-        attr.value = (<uint64_t>load32(p) << 32) | load32(p + 4)
+        attr.value = value
+        ice_read_keep(attr)
         return attr
 
     def __int__(self):

@@ -392,3 +392,20 @@ def test_reading_the_same_error_code_again_gives_the_same_instance() -> None:
     for args in [(438,), (401, "Unauthorized"), (401, ""), (401,)]:
         got = read(*args)
         assert got == ice.ErrorCodeAttribute(*args)
+
+
+@pytest.mark.parametrize(
+    ("cls", "values"),
+    [(ice.Priority, [1, 2**31, 2**32 - 1]), (ice.IceControlling, [1, 2**63, 2**64 - 1])],
+)
+def test_reading_the_same_integer_again_gives_the_same_instance(
+    cls: type, values: list[int]
+) -> None:
+    def read(value: int) -> Any:
+        msg = ice.Message.build(constants.BINDING_REQUEST, cls(value))
+        return cls.get_from(ice.Message.decode(bytes(msg)))  # type: ignore[attr-defined]
+
+    first = read(values[0])
+    assert read(values[0]) is first
+    for value in values + values[:1]:
+        assert read(value).value == value
