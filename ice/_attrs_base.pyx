@@ -281,11 +281,11 @@ cdef class TextAttribute(Attribute):
         cdef Py_ssize_t n = find_value(msg, attr_type_of(cls), &p)
         if n < 0:
             return None
-        if n > class_int(cls, "MAX_BYTES"):
-            raise DecodeError(f"{cls.__name__} is at most {cls.MAX_BYTES} bytes, not {n}")
         cdef PyObject *last = ice_read_find(cls)
         if last != NULL and _same_text(<TextAttribute>last, p, n):
-            return <object>last
+            return <object>last  # its length passed the check below when it was read
+        if n > class_int(cls, "MAX_BYTES"):
+            raise DecodeError(f"{cls.__name__} is at most {cls.MAX_BYTES} bytes, not {n}")
         cdef TextAttribute attr = new_instance(cls)
         # Most text is read as text: decode it now, straight from the message,
         # and make the bytes only if asked (UTF-8 that decodes strictly encodes

@@ -27,6 +27,7 @@ cdef extern from "_fastcall.h":
     int ice_type_set(object type, object name, object value) except -1
     object ice_fastcall_function(const char *name, void *fn, const char *doc)
     void ice_set_allocator(object type, void *alloc, void *free)
+    void ice_set_dealloc(object type, void *dealloc)
 
 cdef extern from "Python.h":
     str PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
@@ -468,11 +469,7 @@ cdef class Message:
         else:
             self.transaction_id = transaction_id
 
-    def __dealloc__(self):
-        if self._buf != self._inline_buf:
-            PyMem_Free(self._buf)
-        if self._attrs != self._inline_attrs:
-            PyMem_Free(self._attrs)
+    # No __dealloc__: _message_dealloc below is the type's tp_dealloc.
 
     # -- construction
 
@@ -1026,6 +1023,17 @@ cdef PyObject *_message_alloc(PyTypeObject *type, Py_ssize_t nitems) except NULL
     return PyType_GenericAlloc(type, nitems)
 
 
+cdef void _message_dealloc(PyObject *obj) noexcept:
+    # What a __dealloc__ would do, without the exception save and restore
+    # Cython wraps around one (nothing here can raise). A Python subclass's
+    # deallocator calls this one too.
+    if (<Message>obj)._buf != (<Message>obj)._inline_buf:
+        PyMem_Free((<Message>obj)._buf)
+    if (<Message>obj)._attrs != (<Message>obj)._inline_attrs:
+        PyMem_Free((<Message>obj)._attrs)
+    Py_TYPE(<object>obj).tp_free(obj)
+
+
 cdef void _message_free(void *obj) noexcept:
     # Only Message itself comes here: a Python subclass has its own tp_free.
     global _n_recycled
@@ -1037,6 +1045,7 @@ cdef void _message_free(void *obj) noexcept:
 
 
 ice_set_allocator(Message, <void *>_message_alloc, <void *>_message_free)
+ice_set_dealloc(Message, <void *>_message_dealloc)
 
 
 cdef object _build(object module, PyObject **args, Py_ssize_t nargs, PyObject *kwnames):

@@ -79,6 +79,11 @@ static inline void ice_set_allocator(PyObject *type, void *alloc, void *free)
     ((PyTypeObject *)type)->tp_free = (freefunc)free;
 }
 
+static inline void ice_set_dealloc(PyObject *type, void *dealloc)
+{
+    ((PyTypeObject *)type)->tp_dealloc = (destructor)dealloc;
+}
+
 /* Integer class attributes (TYPE, MAX_BYTES, SIZE) read on every add_to and
  * get_from: a direct-mapped cache by (type, name), valid while the type's
  * version tag is the one it was read under (CPython gives a type a new tag
