@@ -28,6 +28,7 @@ cdef extern from "_fastcall.h":
     object ice_fastcall_function(const char *name, void *fn, const char *doc)
     void ice_set_allocator(object type, void *alloc, void *free)
     void ice_set_dealloc(object type, void *dealloc)
+    size_t ice_pointer_slot(const void *a, const void *b, int bits)
 
 cdef extern from "Python.h":
     str PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
@@ -1083,13 +1084,13 @@ cdef object _build(object module, PyObject **args, Py_ssize_t nargs, PyObject *k
 # The static (C-defined, never freed) Attribute classes seen in build, by
 # address: isinstance walks the class's MRO, about 3 ns a setter.
 cdef enum:
-    ATTRIBUTE_CLASS_SLOTS = 32
-cdef PyTypeObject *_attribute_classes[ATTRIBUTE_CLASS_SLOTS]
+    ATTRIBUTE_CLASS_BITS = 6
+cdef PyTypeObject *_attribute_classes[1 << ATTRIBUTE_CLASS_BITS]
 
 
 cdef inline bint _is_attribute(object obj):
     cdef PyTypeObject *cls = Py_TYPE(obj)
-    cdef size_t slot = (<size_t>cls >> 4) % ATTRIBUTE_CLASS_SLOTS
+    cdef size_t slot = ice_pointer_slot(cls, NULL, ATTRIBUTE_CLASS_BITS)
     if _attribute_classes[slot] == cls:
         return True
     if not isinstance(obj, Attribute):

@@ -53,6 +53,16 @@ done:
     return result;
 }
 
+/* A slot in a table of 2**bits entries for a pointer, or a pair of them.
+ * Objects of one kind sit at regular strides (the attribute classes 512 bytes
+ * apart), so their low bits say little: multiply by 2**64 / phi and keep the
+ * top bits (Fibonacci hashing), which every bit of the pointer reaches. */
+static inline size_t ice_pointer_slot(const void *a, const void *b, int bits)
+{
+    uint64_t h = (uint64_t)(uintptr_t)a ^ ((uint64_t)(uintptr_t)b << 17);
+    return (size_t)((h * 0x9E3779B97F4A7C15ull) >> (64 - bits));
+}
+
 /* Put name = value in a type's own dictionary: for static (C-defined) types,
  * whose attributes Python code may not set. */
 static inline int ice_type_set(PyObject *type, PyObject *name, PyObject *value)
@@ -95,13 +105,12 @@ typedef struct {
     Py_ssize_t value;
 } ice_class_int_entry;
 
-#define ICE_CLASS_INT_SLOTS 256
-static ice_class_int_entry ice_class_ints[ICE_CLASS_INT_SLOTS];
+#define ICE_CLASS_INT_BITS 8
+static ice_class_int_entry ice_class_ints[1 << ICE_CLASS_INT_BITS];
 
 static inline ice_class_int_entry *ice_class_int_slot(PyTypeObject *type, PyObject *name)
 {
-    size_t h = ((size_t)type >> 4) ^ ((size_t)name >> 3);
-    return &ice_class_ints[h % ICE_CLASS_INT_SLOTS];
+    return &ice_class_ints[ice_pointer_slot(type, name, ICE_CLASS_INT_BITS)];
 }
 
 static inline int ice_class_int_cached(PyTypeObject *type, PyObject *name, Py_ssize_t *value)
@@ -138,13 +147,12 @@ typedef struct {
     PyObject *instance;
 } ice_made_entry;
 
-#define ICE_MADE_SLOTS 64
-static ice_made_entry ice_made[ICE_MADE_SLOTS];
+#define ICE_MADE_BITS 7
+static ice_made_entry ice_made[1 << ICE_MADE_BITS];
 
 static inline ice_made_entry *ice_made_slot(PyObject *type, PyObject *value)
 {
-    size_t h = ((size_t)type >> 4) ^ ((size_t)value >> 4) ^ ((size_t)value >> 10);
-    return &ice_made[h % ICE_MADE_SLOTS];
+    return &ice_made[ice_pointer_slot(type, value, ICE_MADE_BITS)];
 }
 
 static inline PyObject *ice_made_find(PyObject *type, PyObject *value)
@@ -176,12 +184,12 @@ static inline void ice_made_keep(PyObject *type, PyObject *value, PyObject *inst
  * made then, found by class; the caller compares the wire bytes. Only static
  * (C-defined) classes are kept: their instances have no __dict__, so nothing
  * can be set on one that the next reader would see. */
-#define ICE_READ_SLOTS 64
-static PyObject *ice_read_instances[ICE_READ_SLOTS];
+#define ICE_READ_BITS 7
+static PyObject *ice_read_instances[1 << ICE_READ_BITS];
 
 static inline PyObject **ice_read_slot(PyObject *type)
 {
-    return &ice_read_instances[((size_t)type >> 4) % ICE_READ_SLOTS];
+    return &ice_read_instances[ice_pointer_slot(type, NULL, ICE_READ_BITS)];
 }
 
 /* The last instance read for type (borrowed), or NULL. */
