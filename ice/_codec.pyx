@@ -485,6 +485,7 @@ cdef class Message:
         """Replace this message with one decoded from data, reusing the buffer."""
         self._parse_object(data)
 
+    @cython.final
     cdef int _parse_object(self, object data) except -1:
         cdef Py_buffer view
         if type(data) is bytes:  # what sockets hand over: no buffer to acquire and release
@@ -497,6 +498,7 @@ cdef class Message:
             PyBuffer_Release(&view)
         return 0
 
+    @cython.final
     cdef int _parse_or_empty(self, const uint8_t *data, Py_ssize_t length) except -1:
         """_parse, leaving a header-only message when the bytes are refused."""
         try:
@@ -509,6 +511,7 @@ cdef class Message:
             raise
         return 0
 
+    @cython.final
     cdef int _parse(self, const uint8_t *data, Py_ssize_t n) except -1:
         cdef Py_ssize_t body, pos, length, step
         cdef uint16_t attr_type
@@ -575,6 +578,7 @@ cdef class Message:
 
     # -- buffer management
 
+    @cython.final
     cdef int _reserve_bytes(self, Py_ssize_t extra) except -1:
         cdef Py_ssize_t need = self._size + extra
         cdef Py_ssize_t capacity
@@ -596,6 +600,7 @@ cdef class Message:
         self._capacity = capacity
         return 0
 
+    @cython.final
     cdef int _push_ref(self, uint16_t attr_type, Py_ssize_t offset, Py_ssize_t length) except -1:
         cdef Py_ssize_t capacity
         cdef AttrRef *grown
@@ -617,9 +622,11 @@ cdef class Message:
         self._nattrs += 1
         return 0
 
+    @cython.final
     cdef void _set_length(self, Py_ssize_t body) noexcept:
         store16(self._buf + 2, <uint16_t>body)
 
+    @cython.final
     cdef uint8_t *_append(self, uint16_t attr_type, Py_ssize_t length) except NULL:
         """Append an attribute header and zeroed padding; return where the value goes."""
         cdef Py_ssize_t step = 4 + padded(length)
@@ -653,12 +660,14 @@ cdef class Message:
             self._seal = SEAL_SHA1
         return p + 4
 
+    @cython.final
     cdef int _add_raw(self, uint16_t attr_type, const uint8_t *value, Py_ssize_t length) except -1:
         cdef uint8_t *p = self._append(attr_type, length)
         if length:
             memcpy(p, value, length)
         return 0
 
+    @cython.final
     cdef Py_ssize_t _find(self, uint16_t attr_type) noexcept:
         cdef Py_ssize_t i
         for i in range(self._nattrs):
