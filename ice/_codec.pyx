@@ -1245,29 +1245,45 @@ def decode_channel_data(data, bint stream=False, bint rfc5766=False):
     the padding must be there, as the frame length is rounded up to 4.
     ``rfc5766`` accepts RFC 5766's channel numbers up to 0x7FFF.
     """
-    cdef uint16_t last = 0x7FFF if rfc5766 else 0x4FFF
     cdef Py_buffer view
+    if type(data) is bytes:  # what sockets hand over: no buffer to acquire and release
+        return _unframe_channel_data(<const uint8_t *>PyBytes_AS_STRING(data),
+                                     PyBytes_GET_SIZE(data), stream, rfc5766)
     acquire(data, &view, "decode_channel_data")
-    cdef const uint8_t *p = <const uint8_t *>view.buf
-    cdef Py_ssize_t n = view.len
-    cdef Py_ssize_t length
-    cdef uint16_t number
     try:
-        if n < 4:
-            raise DecodeError(f"{n} bytes is shorter than the 4-byte ChannelData header")
-        number = load16(p)
-        if number < 0x4000 or number > last:
-            raise DecodeError(f"channel number 0x{number:04x} is outside 0x4000-0x{last:X}")
-        length = load16(p + 2)
-        if 4 + length > n:
-            raise DecodeError(f"ChannelData announces {length} bytes but carries {n - 4}")
-        if stream and n != 4 + padded(length):
-            raise DecodeError(
-                f"a stream ChannelData frame of {length} bytes is {4 + padded(length)} bytes "
-                f"long, not {n}"
-            )
-        if not stream and n > 4 + padded(length):
-            raise DecodeError(f"{n - 4 - length} bytes trail a {length}-byte ChannelData payload")
-        return number, PyBytes_FromStringAndSize(<const char *>p + 4, length)
+        return _unframe_channel_data(<const uint8_t *>view.buf, view.len, stream, rfc5766)
     finally:
         PyBuffer_Release(&view)
+
+
+# Channel numbers as ints, made once each: 0x4000 and up are not among
+# CPython's small ints, and a client sees the same few on every datagram.
+cdef list _channel_ints = [None] * 0x1000
+
+
+cdef tuple _unframe_channel_data(const uint8_t *p, Py_ssize_t n, bint stream, bint rfc5766):
+    cdef uint16_t last = 0x7FFF if rfc5766 else 0x4FFF
+    cdef Py_ssize_t length
+    cdef uint16_t number
+    if n < 4:
+        raise DecodeError(f"{n} bytes is shorter than the 4-byte ChannelData header")
+    number = load16(p)
+    if number < 0x4000 or number > last:
+        raise DecodeError(f"channel number 0x{number:04x} is outside 0x4000-0x{last:X}")
+    length = load16(p + 2)
+    if 4 + length > n:
+        raise DecodeError(f"ChannelData announces {length} bytes but carries {n - 4}")
+    if stream and n != 4 + padded(length):
+        raise DecodeError(
+            f"a stream ChannelData frame of {length} bytes is {4 + padded(length)} bytes "
+            f"long, not {n}"
+        )
+    if not stream and n > 4 + padded(length):
+        raise DecodeError(f"{n - 4 - length} bytes trail a {length}-byte ChannelData payload")
+    payload = PyBytes_FromStringAndSize(<const char *>p + 4, length)
+    if number > 0x4FFF:  # RFC 5766's upper range: rare, not kept
+        return number, payload
+    channel = _channel_ints[number - 0x4000]
+    if channel is None:
+        channel = _channel_ints[number - 0x4000] = <int>number
+    return channel, payload

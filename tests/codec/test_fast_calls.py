@@ -409,3 +409,14 @@ def test_reading_the_same_integer_again_gives_the_same_instance(
     assert read(values[0]) is first
     for value in values + values[:1]:
         assert read(value).value == value
+
+
+def test_channel_numbers_are_made_once() -> None:
+    frames = [ice.encode_channel_data(n, b"x") for n in (0x4000, 0x4001, 0x4FFF)]
+    for frame in frames:
+        first, _ = ice.decode_channel_data(frame)
+        again, _ = ice.decode_channel_data(bytearray(frame))
+        assert first == int.from_bytes(frame[:2], "big") and first is again
+    # RFC 5766's upper range is read right, if not kept
+    old = ice.encode_channel_data(0x7FFF, b"x", rfc5766=True)
+    assert ice.decode_channel_data(old, rfc5766=True) == (0x7FFF, b"x")
