@@ -5,7 +5,9 @@ ICE_DEBUG=1                       turns bounds checks back on and keeps debug in
 ICE_PORTABLE=1                    builds the portable code paths that other platforms
                                   run, so Linux CI can test them: ice._codec without
                                   the SHA instructions (ICE_SHA_PORTABLE_ONLY; then
-                                  ice._codec.SHA_BACKEND == "portable") and
+                                  ice._codec.SHA_BACKEND == "portable"), ice._crc
+                                  without PCLMULQDQ (ICE_CRC_PORTABLE_ONLY; then
+                                  ice._crc.BACKEND == "table") and
                                   ice.aio._udpio without recvmmsg/sendmmsg
                                   (ICE_NO_MMSG; then ice.aio._udpio.HAVE_MMSG is
                                   False, and so is ice._load._pump.HAVE_PUMP).
@@ -89,7 +91,12 @@ class BuildExt(build_ext):
 
 
 EXTENSIONS = [
-    Extension("ice._crc", ["ice/_crc.pyx"]),
+    Extension(
+        "ice._crc",
+        ["ice/_crc.pyx"],
+        depends=["ice/_crc_clmul.h"],
+        define_macros=[("ICE_CRC_PORTABLE_ONLY", "1")] if PORTABLE else [],
+    ),
     Extension("ice._attrs_base", ["ice/_attrs_base.pyx"], depends=["ice/_fastcall.h"]),
     Extension("ice._attrs_stun", ["ice/_attrs_stun.pyx"]),
     Extension("ice._attrs_turn", ["ice/_attrs_turn.pyx"]),

@@ -37,6 +37,7 @@ import os
 
 import ice
 import ice._codec as codec
+import ice._crc as crc
 import ice._load._pump as pump
 import ice.aio._udpio as udpio
 
@@ -44,9 +45,10 @@ here = os.getcwd()
 assert ice.__file__.startswith(here), f"ice imported from {ice.__file__}, not the scratch build"
 assert codec.SHA_COMPILED == ("portable",), codec.SHA_COMPILED
 assert codec.SHA_BACKEND == "portable", codec.SHA_BACKEND
+assert crc.BACKEND == "table", f"the CRC-32 fold was built: {crc.BACKEND}"
 assert udpio.HAVE_MMSG is False, "the recvmmsg branch of _udpio was built"
 assert pump.HAVE_PUMP is False, "the epoll branch of the load generator's pump was built"
-print(f"SHA_BACKEND={codec.SHA_BACKEND} HAVE_MMSG={udpio.HAVE_MMSG}")
+print(f"SHA_BACKEND={codec.SHA_BACKEND} CRC BACKEND={crc.BACKEND} HAVE_MMSG={udpio.HAVE_MMSG}")
 EOF
 
 # ICE_PORTABLE=1 tells tests/aio/test_udpio.py that no recvmmsg on Linux is expected

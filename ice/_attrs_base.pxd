@@ -15,7 +15,7 @@ cdef Py_ssize_t find_value(Message msg, uint16_t attr_type, const uint8_t **valu
 
 cdef class AddressAttribute(Attribute):
     cdef readonly int family
-    cdef readonly int port
+    cdef int _port
     cdef uint8_t _ip[16]
     cdef str _host            # the text form, once made (None until then)
     cdef bint _xored(self) noexcept

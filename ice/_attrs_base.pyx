@@ -4,7 +4,7 @@
 # encoding and strict decoding lives here, once.
 
 cimport cython
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.ref cimport Py_DECREF
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_FromObject, PyUnicode_AsUTF8String, PyUnicode_DecodeUTF8
@@ -41,6 +41,8 @@ cdef extern from "_fastcall.h":
     PyObject *ice_no_args_tuple
     void *ice_text_install(void *init)
     PyObject *ice_made_find(PyObject *type, PyObject *value)
+    PyObject *ice_read_find(object type)
+    void ice_read_keep(object instance)
     void ice_made_keep(PyObject *type, PyObject *value, PyObject *instance)
     void *ice_bytes_install(void *init)
     void *ice_uint32_install(void *init)
@@ -61,6 +63,10 @@ cdef object new_instance(type cls):
 
 
 cdef extern from "Python.h":
+    int PyType_IsSubtype(PyTypeObject *a, PyTypeObject *b)
+    bint PyUnicode_IS_COMPACT_ASCII(object text)
+    Py_ssize_t PyUnicode_GET_LENGTH(object text)
+    void *PyUnicode_DATA(object text)
     # The type-attribute lookup CPython itself uses (with its method cache):
     # a few ns, where getattr(cls, "TYPE") costs ~20 on every add_to/get_from.
     PyObject *_PyType_Lookup(PyTypeObject *type, object name)
@@ -123,6 +129,11 @@ cdef class AddressAttribute(Attribute):
         return self._host
 
     @property
+    def port(self):
+        """The port, 0-65535."""
+        return port_int(self._port)
+
+    @property
     def packed(self):
         """The IP address in network byte order (4 or 16 bytes)."""
         return PyBytes_FromStringAndSize(<char *>self._ip, 4 if self.family == FAMILY_IPV4 else 16)
@@ -132,43 +143,71 @@ cdef class AddressAttribute(Attribute):
         """(host, port), as the socket module wants it."""
         if self._host is None:
             self._host = format_ip(self.family, self._ip)
-        return (self._host, self.port)
+        return (self._host, port_int(self._port))
 
     cdef int _apply(self, Message msg) except -1:
-        return msg._add_address(attr_type_of(self), self.family, self._ip, <uint16_t>self.port,
+        return msg._add_address(attr_type_of(self), self.family, self._ip, <uint16_t>self._port,
                                 self._xored())
 
     @classmethod
     def get_from(cls, Message msg not None):
         """The first such attribute in msg, or None; DecodeError if it is malformed."""
-        cdef AddressAttribute attr = new_instance(cls)
         cdef int family
         cdef uint16_t port
-        if msg._get_address(attr_type_of(cls), &family, attr._ip, &port, attr._xored()) == 1:
+        cdef uint8_t ip[16]
+        cdef bint xored = PyType_IsSubtype(<PyTypeObject *>cls, <PyTypeObject *>XorAddressAttribute)
+        if msg._get_address(attr_type_of(cls), &family, ip, &port, xored) == 1:
             return None
+        cdef Py_ssize_t ip_len = 4 if family == FAMILY_IPV4 else 16
+        cdef AddressAttribute attr
+        cdef PyObject *last = ice_read_find(cls)
+        if last != NULL:
+            attr = <AddressAttribute>last
+            if attr.family == family and attr._port == port and memcmp(attr._ip, ip, ip_len) == 0:
+                return attr
+        attr = new_instance(cls)
         attr.family = family
-        attr.port = port
+        attr._port = port
+        memcpy(attr._ip, ip, ip_len)
+        ice_read_keep(attr)
         return attr
 
     def __eq__(self, other):
         if type(other) is not type(self):
             return NotImplemented
         cdef AddressAttribute o = <AddressAttribute>other
-        return (o.family == self.family and o.port == self.port
+        return (o.family == self.family and o._port == self._port
                 and memcmp(o._ip, self._ip, 4 if self.family == FAMILY_IPV4 else 16) == 0)
 
     def __hash__(self):
-        return hash((type(self), self.packed, self.port))
+        return hash((type(self), self.packed, self._port))
 
     def __repr__(self):
         return f"{_name(self)}(host={self.host!r}, port={self.port})"
+
+
+# Port numbers above 256 (CPython's small ints) by their low byte: reading
+# the same address again gives the same int instead of a new one.
+cdef int _port_keys[256]
+_port_keys[:] = [-1] * 256
+cdef list _port_ints = [None] * 256
+
+
+cdef object port_int(int port):
+    cdef int slot = port & 255
+    if _port_keys[slot] == port:
+        return _port_ints[slot]
+    cdef object value = port
+    _port_ints[slot] = value
+    _port_keys[slot] = port
+    return value
 
 
 cdef int _address_init(AddressAttribute self, object host, int port) except -1:
     if port < 0 or port > 0xFFFF:
         raise ValueError(f"port {port} is outside 0-65535")
     self.family = parse_ip(host, self._ip)
-    self.port = port
+    self._port = port
     self._host = host if type(host) is str and self.family == FAMILY_IPV4 else None
     return 0
 
@@ -242,6 +281,9 @@ cdef class TextAttribute(Attribute):
         cdef Py_ssize_t n = find_value(msg, attr_type_of(cls), &p)
         if n < 0:
             return None
+        cdef PyObject *last = ice_read_find(cls)
+        if last != NULL and _same_text(<TextAttribute>last, p, n):
+            return <object>last  # its length passed the check below when it was read
         if n > class_int(cls, "MAX_BYTES"):
             raise DecodeError(f"{cls.__name__} is at most {cls.MAX_BYTES} bytes, not {n}")
         cdef TextAttribute attr = new_instance(cls)
@@ -251,6 +293,7 @@ cdef class TextAttribute(Attribute):
         attr._text = _decode_or_none(p, n)
         if attr._text is None:
             attr._raw = PyBytes_FromStringAndSize(<const char *>p, n)
+        ice_read_keep(attr)
         return attr
 
     def __eq__(self, other):
@@ -269,6 +312,18 @@ cdef class TextAttribute(Attribute):
             return f"{_name(self)}({self.value!r})"
         except DecodeError:
             return f"{_name(self)}({self._raw!r})"
+
+
+cdef bint _same_text(TextAttribute attr, const uint8_t *p, Py_ssize_t n) except -1:
+    """Whether attr carries exactly these wire bytes."""
+    cdef const char *utf8
+    cdef Py_ssize_t length
+    if attr._raw is not None:
+        return PyBytes_GET_SIZE(attr._raw) == n and memcmp(PyBytes_AS_STRING(attr._raw), p, n) == 0
+    if PyUnicode_IS_COMPACT_ASCII(attr._text):  # its characters are its UTF-8
+        return PyUnicode_GET_LENGTH(attr._text) == n and memcmp(PyUnicode_DATA(attr._text), p, n) == 0
+    utf8 = PyUnicode_AsUTF8AndSize(attr._text, &length)  # made once, kept by the str
+    return length == n and memcmp(utf8, p, n) == 0
 
 
 cdef int _refuse(object error, str text) noexcept:
@@ -403,8 +458,12 @@ cdef class Uint32Attribute(Attribute):
             return None
         if n != 4:
             raise DecodeError(f"{cls.__name__} is 4 bytes, not {n}")
+        cdef PyObject *last = ice_read_find(cls)
+        if last != NULL and (<Uint32Attribute>last).value == load32(p):
+            return <object>last
         cdef Uint32Attribute attr = new_instance(cls)
         attr.value = load32(p)
+        ice_read_keep(attr)
         return attr
 
     def __int__(self):
@@ -464,8 +523,13 @@ cdef class Uint64Attribute(Attribute):
             return None
         if n != 8:
             raise DecodeError(f"{cls.__name__} is 8 bytes, not {n}")
+        cdef uint64_t value = (<uint64_t>load32(p) << 32) | load32(p + 4)
+        cdef PyObject *last = ice_read_find(cls)
+        if last != NULL and (<Uint64Attribute>last).value == value:
+            return <object>last
         cdef Uint64Attribute attr = new_instance(cls)
-        attr.value = (<uint64_t>load32(p) << 32) | load32(p + 4)
+        attr.value = value
+        ice_read_keep(attr)
         return attr
 
     def __int__(self):
@@ -622,11 +686,21 @@ cdef class ErrorCodeShape(Attribute):
         cdef int klass = p[2] & 0x07
         if klass < 3 or klass > 6 or p[3] > 99:
             raise DecodeError(f"{cls.__name__} class {klass} number {p[3]} is not a 300-699 code")
-        cdef ErrorCodeShape attr = new_instance(cls)
+        cdef ErrorCodeShape attr
+        cdef PyObject *last = ice_read_find(cls)
+        if last != NULL:
+            attr = <ErrorCodeShape>last
+            if (attr.code == klass * 100 + p[3]
+                    and attr._first == (p[0] if attr._keeps_first_byte() else 0)
+                    and PyBytes_GET_SIZE(attr._reason_raw) == n - 4
+                    and memcmp(PyBytes_AS_STRING(attr._reason_raw), p + 4, n - 4) == 0):
+                return attr
+        attr = new_instance(cls)
         attr.code = klass * 100 + p[3]
         attr._reason_raw = PyBytes_FromStringAndSize(<const char *>p + 4, n - 4)
         attr._reason = decode_text(p + 4, n - 4, cls)  # strict: a bad reason is a bad message
         attr._first = p[0] if attr._keeps_first_byte() else 0
+        ice_read_keep(attr)
         return attr
 
     def __eq__(self, other):

@@ -2,6 +2,8 @@
 # cimport it. Everything here is also reachable from Python through the
 # methods of Message (see _codec.pyi).
 
+cimport cython
+
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
 
@@ -53,14 +55,23 @@ cdef class Message:
     cdef int _seal
     cdef Py_ssize_t _exports  # live buffer views of _buf: it must not move meanwhile
 
+    @cython.final
     cdef int _reserve_bytes(self, Py_ssize_t extra) except -1
+    @cython.final
     cdef int _push_ref(self, uint16_t attr_type, Py_ssize_t offset, Py_ssize_t length) except -1
+    @cython.final
     cdef uint8_t *_append(self, uint16_t attr_type, Py_ssize_t length) except NULL
+    @cython.final
     cdef int _add_raw(self, uint16_t attr_type, const uint8_t *value, Py_ssize_t length) except -1
+    @cython.final
     cdef Py_ssize_t _find(self, uint16_t attr_type) noexcept
+    @cython.final
     cdef int _parse(self, const uint8_t *data, Py_ssize_t length) except -1
+    @cython.final
     cdef int _parse_object(self, object data) except -1
+    @cython.final
     cdef int _parse_or_empty(self, const uint8_t *data, Py_ssize_t length) except -1
+    @cython.final
     cdef void _set_length(self, Py_ssize_t body) noexcept
     cdef int _add_address(self, uint16_t attr_type, int family, const uint8_t *ip,
                           uint16_t port, bint xored) except -1

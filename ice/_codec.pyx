@@ -19,10 +19,16 @@ from cpython.buffer cimport (
     PyObject_GetBuffer,
 )
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
+from cpython.object cimport Py_TPFLAGS_HEAPTYPE, Py_TYPE, PyObject, PyTypeObject
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 
 cdef extern from "_fastcall.h":
     int ice_type_set(object type, object name, object value) except -1
+    object ice_fastcall_function(const char *name, void *fn, const char *doc)
+    void ice_set_allocator(object type, void *alloc, void *free)
+    void ice_set_dealloc(object type, void *dealloc)
+    size_t ice_pointer_slot(const void *a, const void *b, int bits)
 
 cdef extern from "Python.h":
     str PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
@@ -442,8 +448,6 @@ cdef class Attribute:
         self._apply(msg)
 
 
-# Messages come and go once per datagram: a free list spares the allocator.
-@cython.freelist(16)
 cdef class Message:
     """A STUN message: one owned buffer plus an index of its attributes."""
 
@@ -455,6 +459,7 @@ cdef class Message:
         self._nattrs = 0
         self._size = HEADER_SIZE
         self._seal = SEAL_NONE
+        self._exports = 0
         memset(self._buf, 0, HEADER_SIZE)
         store32(self._buf + 4, MAGIC_COOKIE)
 
@@ -465,33 +470,9 @@ cdef class Message:
         else:
             self.transaction_id = transaction_id
 
-    def __dealloc__(self):
-        if self._buf != self._inline_buf:
-            PyMem_Free(self._buf)
-        if self._attrs != self._inline_attrs:
-            PyMem_Free(self._attrs)
+    # No __dealloc__: _message_dealloc below is the type's tp_dealloc.
 
     # -- construction
-
-    # A staticmethod, not a classmethod: it always makes a Message, and CPython
-    # binds a classmethod anew (an allocation) on every Message.build access.
-    @staticmethod
-    def build(int type, *setters, transaction_id=None):
-        """Message(type) with each setter's add_to(msg) applied in order."""
-        cdef Message msg = Message.__new__(Message)
-        if type < 0 or type > 0x3FFF:
-            raise ValueError(f"message type 0x{type:x} does not fit in 14 bits")
-        store16(msg._buf, <uint16_t>type)
-        if transaction_id is None:
-            fill_transaction_id(msg._buf + 8)
-        else:
-            msg._set_transaction_id(transaction_id)
-        for setter in setters:
-            if isinstance(setter, Attribute):
-                (<Attribute>setter)._apply(msg)
-            else:
-                setter.add_to(msg)
-        return msg
 
     @staticmethod
     def decode(data):
@@ -504,6 +485,7 @@ cdef class Message:
         """Replace this message with one decoded from data, reusing the buffer."""
         self._parse_object(data)
 
+    @cython.final
     cdef int _parse_object(self, object data) except -1:
         cdef Py_buffer view
         if type(data) is bytes:  # what sockets hand over: no buffer to acquire and release
@@ -516,6 +498,7 @@ cdef class Message:
             PyBuffer_Release(&view)
         return 0
 
+    @cython.final
     cdef int _parse_or_empty(self, const uint8_t *data, Py_ssize_t length) except -1:
         """_parse, leaving a header-only message when the bytes are refused."""
         try:
@@ -528,6 +511,7 @@ cdef class Message:
             raise
         return 0
 
+    @cython.final
     cdef int _parse(self, const uint8_t *data, Py_ssize_t n) except -1:
         cdef Py_ssize_t body, pos, length, step
         cdef uint16_t attr_type
@@ -594,6 +578,7 @@ cdef class Message:
 
     # -- buffer management
 
+    @cython.final
     cdef int _reserve_bytes(self, Py_ssize_t extra) except -1:
         cdef Py_ssize_t need = self._size + extra
         cdef Py_ssize_t capacity
@@ -615,6 +600,7 @@ cdef class Message:
         self._capacity = capacity
         return 0
 
+    @cython.final
     cdef int _push_ref(self, uint16_t attr_type, Py_ssize_t offset, Py_ssize_t length) except -1:
         cdef Py_ssize_t capacity
         cdef AttrRef *grown
@@ -636,9 +622,11 @@ cdef class Message:
         self._nattrs += 1
         return 0
 
+    @cython.final
     cdef void _set_length(self, Py_ssize_t body) noexcept:
         store16(self._buf + 2, <uint16_t>body)
 
+    @cython.final
     cdef uint8_t *_append(self, uint16_t attr_type, Py_ssize_t length) except NULL:
         """Append an attribute header and zeroed padding; return where the value goes."""
         cdef Py_ssize_t step = 4 + padded(length)
@@ -672,12 +660,14 @@ cdef class Message:
             self._seal = SEAL_SHA1
         return p + 4
 
+    @cython.final
     cdef int _add_raw(self, uint16_t attr_type, const uint8_t *value, Py_ssize_t length) except -1:
         cdef uint8_t *p = self._append(attr_type, length)
         if length:
             memcpy(p, value, length)
         return 0
 
+    @cython.final
     cdef Py_ssize_t _find(self, uint16_t attr_type) noexcept:
         cdef Py_ssize_t i
         for i in range(self._nattrs):
@@ -1020,12 +1010,117 @@ cdef class Message:
             raise FingerprintError("FINGERPRINT does not match the message")
 
 
-# Message's static methods as the plain functions they wrap: a staticmethod is a
+# Messages come and go once per datagram: recycled ones spare the allocator.
+# Cython's own free list would clear all ~380 bytes of the object on every
+# reuse (the inline buffer and index included); __cinit__ sets every field a
+# message reads, so a recycled object is handed out as it is.
+cdef extern from "Python.h":
+    PyObject *PyType_GenericAlloc(PyTypeObject *type, Py_ssize_t nitems) except NULL
+    PyObject *PyObject_Init(PyObject *op, PyTypeObject *type)
+    void PyObject_Free(void *p)
+
+cdef enum:
+    RECYCLED_MESSAGES = 16
+cdef PyObject *_recycled[RECYCLED_MESSAGES]
+cdef int _n_recycled = 0
+
+
+cdef PyObject *_message_alloc(PyTypeObject *type, Py_ssize_t nitems) except NULL:
+    global _n_recycled
+    if type == <PyTypeObject *>Message and _n_recycled:
+        _n_recycled -= 1
+        return PyObject_Init(_recycled[_n_recycled], type)
+    return PyType_GenericAlloc(type, nitems)
+
+
+cdef void _message_dealloc(PyObject *obj) noexcept:
+    # What a __dealloc__ would do, without the exception save and restore
+    # Cython wraps around one (nothing here can raise). A Python subclass's
+    # deallocator calls this one too.
+    if (<Message>obj)._buf != (<Message>obj)._inline_buf:
+        PyMem_Free((<Message>obj)._buf)
+    if (<Message>obj)._attrs != (<Message>obj)._inline_attrs:
+        PyMem_Free((<Message>obj)._attrs)
+    Py_TYPE(<object>obj).tp_free(obj)
+
+
+cdef void _message_free(void *obj) noexcept:
+    # Only Message itself comes here: a Python subclass has its own tp_free.
+    global _n_recycled
+    if _n_recycled < RECYCLED_MESSAGES:
+        _recycled[_n_recycled] = <PyObject *>obj
+        _n_recycled += 1
+    else:
+        PyObject_Free(obj)
+
+
+ice_set_allocator(Message, <void *>_message_alloc, <void *>_message_free)
+ice_set_dealloc(Message, <void *>_message_dealloc)
+
+
+cdef object _build(object module, PyObject **args, Py_ssize_t nargs, PyObject *kwnames):
+    """Message.build(type, *setters, transaction_id=None), called the fastcall
+    way: the setters are read from the caller's argument array."""
+    cdef Py_ssize_t i
+    cdef object transaction_id = None
+    cdef object name
+    if kwnames != NULL:
+        for i in range(PyTuple_GET_SIZE(<object>kwnames)):
+            name = <object>PyTuple_GET_ITEM(<object>kwnames, i)
+            if name != "transaction_id":
+                raise TypeError(f"build() got an unexpected keyword argument {name!r}")
+            transaction_id = <object>args[nargs + i]
+    if nargs < 1:
+        raise TypeError("build() missing required argument 'type' (pos 1)")
+    cdef int msg_type = <object>args[0]
+    if msg_type < 0 or msg_type > 0x3FFF:
+        raise ValueError(f"message type 0x{msg_type:x} does not fit in 14 bits")
+    cdef Message msg = Message.__new__(Message)
+    store16(msg._buf, <uint16_t>msg_type)
+    if transaction_id is None:
+        fill_transaction_id(msg._buf + 8)
+    else:
+        msg._set_transaction_id(transaction_id)
+    for i in range(1, nargs):
+        setter = <object>args[i]
+        if _is_attribute(setter):
+            (<Attribute>setter)._apply(msg)
+        else:
+            setter.add_to(msg)
+    return msg
+
+
+# The static (C-defined, never freed) Attribute classes seen in build, by
+# address: isinstance walks the class's MRO, about 3 ns a setter.
+cdef enum:
+    ATTRIBUTE_CLASS_BITS = 6
+cdef PyTypeObject *_attribute_classes[1 << ATTRIBUTE_CLASS_BITS]
+
+
+cdef inline bint _is_attribute(object obj):
+    cdef PyTypeObject *cls = Py_TYPE(obj)
+    cdef size_t slot = ice_pointer_slot(cls, NULL, ATTRIBUTE_CLASS_BITS)
+    if _attribute_classes[slot] == cls:
+        return True
+    if not isinstance(obj, Attribute):
+        return False
+    if not (cls.tp_flags & Py_TPFLAGS_HEAPTYPE):
+        _attribute_classes[slot] = cls
+    return True
+
+
+# The C strings a function object points at, alive as long as the module.
+cdef bytes _BUILD_NAME = b"build"
+cdef bytes _BUILD_DOC = (
+    b"build(type, *setters, transaction_id=None)\n--\n\n"
+    b"Message(type) with each setter's add_to(msg) applied in order."
+)
+ice_type_set(Message, "build", ice_fastcall_function(_BUILD_NAME, <void *>_build, _BUILD_DOC))
+
+# Message.decode as the plain function it wraps: a staticmethod is a
 # descriptor, so ``Message.decode(data)`` was a full attribute look-up on every
 # call, where a plain class attribute is read from the interpreter's cache.
-for _name in ("decode", "build"):
-    ice_type_set(Message, _name, Message.__dict__[_name].__func__)
-del _name
+ice_type_set(Message, "decode", Message.__dict__["decode"].__func__)
 
 
 # ---------------------------------------------------------------- demultiplexing
@@ -1150,29 +1245,45 @@ def decode_channel_data(data, bint stream=False, bint rfc5766=False):
     the padding must be there, as the frame length is rounded up to 4.
     ``rfc5766`` accepts RFC 5766's channel numbers up to 0x7FFF.
     """
-    cdef uint16_t last = 0x7FFF if rfc5766 else 0x4FFF
     cdef Py_buffer view
+    if type(data) is bytes:  # what sockets hand over: no buffer to acquire and release
+        return _unframe_channel_data(<const uint8_t *>PyBytes_AS_STRING(data),
+                                     PyBytes_GET_SIZE(data), stream, rfc5766)
     acquire(data, &view, "decode_channel_data")
-    cdef const uint8_t *p = <const uint8_t *>view.buf
-    cdef Py_ssize_t n = view.len
-    cdef Py_ssize_t length
-    cdef uint16_t number
     try:
-        if n < 4:
-            raise DecodeError(f"{n} bytes is shorter than the 4-byte ChannelData header")
-        number = load16(p)
-        if number < 0x4000 or number > last:
-            raise DecodeError(f"channel number 0x{number:04x} is outside 0x4000-0x{last:X}")
-        length = load16(p + 2)
-        if 4 + length > n:
-            raise DecodeError(f"ChannelData announces {length} bytes but carries {n - 4}")
-        if stream and n != 4 + padded(length):
-            raise DecodeError(
-                f"a stream ChannelData frame of {length} bytes is {4 + padded(length)} bytes "
-                f"long, not {n}"
-            )
-        if not stream and n > 4 + padded(length):
-            raise DecodeError(f"{n - 4 - length} bytes trail a {length}-byte ChannelData payload")
-        return number, PyBytes_FromStringAndSize(<const char *>p + 4, length)
+        return _unframe_channel_data(<const uint8_t *>view.buf, view.len, stream, rfc5766)
     finally:
         PyBuffer_Release(&view)
+
+
+# Channel numbers as ints, made once each: 0x4000 and up are not among
+# CPython's small ints, and a client sees the same few on every datagram.
+cdef list _channel_ints = [None] * 0x1000
+
+
+cdef tuple _unframe_channel_data(const uint8_t *p, Py_ssize_t n, bint stream, bint rfc5766):
+    cdef uint16_t last = 0x7FFF if rfc5766 else 0x4FFF
+    cdef Py_ssize_t length
+    cdef uint16_t number
+    if n < 4:
+        raise DecodeError(f"{n} bytes is shorter than the 4-byte ChannelData header")
+    number = load16(p)
+    if number < 0x4000 or number > last:
+        raise DecodeError(f"channel number 0x{number:04x} is outside 0x4000-0x{last:X}")
+    length = load16(p + 2)
+    if 4 + length > n:
+        raise DecodeError(f"ChannelData announces {length} bytes but carries {n - 4}")
+    if stream and n != 4 + padded(length):
+        raise DecodeError(
+            f"a stream ChannelData frame of {length} bytes is {4 + padded(length)} bytes "
+            f"long, not {n}"
+        )
+    if not stream and n > 4 + padded(length):
+        raise DecodeError(f"{n - 4 - length} bytes trail a {length}-byte ChannelData payload")
+    payload = PyBytes_FromStringAndSize(<const char *>p + 4, length)
+    if number > 0x4FFF:  # RFC 5766's upper range: rare, not kept
+        return number, payload
+    channel = _channel_ints[number - 0x4000]
+    if channel is None:
+        channel = _channel_ints[number - 0x4000] = <int>number
+    return channel, payload

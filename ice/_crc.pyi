@@ -2,6 +2,8 @@
 
 from _typeshed import ReadableBuffer
 
+BACKEND: str
+
 def crc32(data: ReadableBuffer, value: int = 0) -> int:
     """CRC-32 of ``data`` continued from ``value``; same result as ``zlib.crc32``.
 

@@ -20,6 +20,12 @@ at a time (the C compiler fuses the byte loads into word loads where the
 target allows unaligned access), so it needs no alignment and gives the same
 result on little- and big-endian hosts. The tables are static C arrays filled
 once, at import.
+
+On x86-64 CPUs with PCLMULQDQ (every one since 2010) runs of 64 bytes or
+more are folded by carry-less multiplication instead (ice/_crc_clmul.h), and
+the table kernel finishes the last 0-15 bytes. ``BACKEND`` names the path in
+use ("x86-pclmul" or "table"); a portable build (ICE_PORTABLE=1) has only
+the table.
 """
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_CheckBuffer
@@ -27,6 +33,11 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SI
 from cpython.exc cimport PyErr_Clear
 from cpython.long cimport PyLong_AsUnsignedLongMask
 from libc.stdint cimport uint8_t, uint32_t
+
+cdef extern from "_crc_clmul.h":
+    int ice_crc_clmul_available() noexcept nogil
+    uint32_t ice_crc_clmul_fold(const uint8_t *p, size_t length, uint32_t reg) noexcept nogil
+    const char *ICE_CRC_CLMUL_NAME
 
 cdef extern from "Python.h":
     # Redeclared without an exception clause, so that a refusal (such as a
@@ -37,6 +48,11 @@ cdef extern from "Python.h":
 # Inputs at least this long are processed with the GIL released (zlib does
 # the same above 5 KiB); below it, releasing costs more than it gains.
 cdef size_t _NOGIL_MIN = 8192
+
+# Below this many bytes the table kernel alone is faster than a fold, which
+# needs 64 to start its four lanes.
+cdef size_t _CLMUL_MIN = 64
+cdef bint _clmul = ice_crc_clmul_available()
 
 # _T[0] is the classic byte-at-a-time table; _T[k][b] is the CRC register
 # contribution of byte b followed by k zero bytes.
@@ -74,6 +90,12 @@ cdef uint32_t crc32_update(uint32_t crc, const uint8_t *data, size_t length) noe
     """Continue a CRC-32: same contract as zlib.crc32(data, crc); 0 starts one."""
     cdef const uint8_t *p = data
     cdef uint32_t c = ~crc
+    cdef size_t folded
+    if _clmul and length >= _CLMUL_MIN:
+        folded = length & ~(<size_t>15)
+        c = ice_crc_clmul_fold(p, folded, c)
+        p += folded
+        length -= folded
     while length >= 16:
         c ^= _le32(p)
         c = (_T[15][c & 0xFF] ^ _T[14][(c >> 8) & 0xFF] ^ _T[13][(c >> 16) & 0xFF] ^ _T[12][c >> 24]
@@ -138,3 +160,23 @@ def crc32(data, value=0):
     result = _crc_maybe_nogil(start, <const uint8_t *>view.buf, <size_t>view.len)
     PyBuffer_Release(&view)
     return result
+
+
+def _backend():
+    return ICE_CRC_CLMUL_NAME.decode("ascii") if _clmul else "table"
+
+
+BACKEND = _backend()
+
+
+def _use(str name):
+    """Switch the kernel ("x86-pclmul" where available, or "table"), so that
+    tests check both against zlib on a machine that has the instructions."""
+    global _clmul, BACKEND
+    if name == "table":
+        _clmul = False
+    elif name and name == ICE_CRC_CLMUL_NAME.decode("ascii") and ice_crc_clmul_available():
+        _clmul = True
+    else:
+        raise ValueError(f"no CRC-32 backend {name!r} on this machine")
+    BACKEND = _backend()

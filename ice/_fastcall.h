@@ -53,6 +53,16 @@ done:
     return result;
 }
 
+/* A slot in a table of 2**bits entries for a pointer, or a pair of them.
+ * Objects of one kind sit at regular strides (the attribute classes 512 bytes
+ * apart), so their low bits say little: multiply by 2**64 / phi and keep the
+ * top bits (Fibonacci hashing), which every bit of the pointer reaches. */
+static inline size_t ice_pointer_slot(const void *a, const void *b, int bits)
+{
+    uint64_t h = (uint64_t)(uintptr_t)a ^ ((uint64_t)(uintptr_t)b << 17);
+    return (size_t)((h * 0x9E3779B97F4A7C15ull) >> (64 - bits));
+}
+
 /* Put name = value in a type's own dictionary: for static (C-defined) types,
  * whose attributes Python code may not set. */
 static inline int ice_type_set(PyObject *type, PyObject *name, PyObject *value)
@@ -71,6 +81,19 @@ static inline int ice_type_set(PyObject *type, PyObject *name, PyObject *value)
     return 0;
 }
 
+/* A static type's own memory management (tp_alloc, tp_free): set after
+ * PyType_Ready, read by its tp_new and tp_dealloc on every object. */
+static inline void ice_set_allocator(PyObject *type, void *alloc, void *free)
+{
+    ((PyTypeObject *)type)->tp_alloc = (allocfunc)alloc;
+    ((PyTypeObject *)type)->tp_free = (freefunc)free;
+}
+
+static inline void ice_set_dealloc(PyObject *type, void *dealloc)
+{
+    ((PyTypeObject *)type)->tp_dealloc = (destructor)dealloc;
+}
+
 /* Integer class attributes (TYPE, MAX_BYTES, SIZE) read on every add_to and
  * get_from: a direct-mapped cache by (type, name), valid while the type's
  * version tag is the one it was read under (CPython gives a type a new tag
@@ -82,13 +105,12 @@ typedef struct {
     Py_ssize_t value;
 } ice_class_int_entry;
 
-#define ICE_CLASS_INT_SLOTS 256
-static ice_class_int_entry ice_class_ints[ICE_CLASS_INT_SLOTS];
+#define ICE_CLASS_INT_BITS 8
+static ice_class_int_entry ice_class_ints[1 << ICE_CLASS_INT_BITS];
 
 static inline ice_class_int_entry *ice_class_int_slot(PyTypeObject *type, PyObject *name)
 {
-    size_t h = ((size_t)type >> 4) ^ ((size_t)name >> 3);
-    return &ice_class_ints[h % ICE_CLASS_INT_SLOTS];
+    return &ice_class_ints[ice_pointer_slot(type, name, ICE_CLASS_INT_BITS)];
 }
 
 static inline int ice_class_int_cached(PyTypeObject *type, PyObject *name, Py_ssize_t *value)
@@ -125,13 +147,12 @@ typedef struct {
     PyObject *instance;
 } ice_made_entry;
 
-#define ICE_MADE_SLOTS 64
-static ice_made_entry ice_made[ICE_MADE_SLOTS];
+#define ICE_MADE_BITS 7
+static ice_made_entry ice_made[1 << ICE_MADE_BITS];
 
 static inline ice_made_entry *ice_made_slot(PyObject *type, PyObject *value)
 {
-    size_t h = ((size_t)type >> 4) ^ ((size_t)value >> 4) ^ ((size_t)value >> 10);
-    return &ice_made[h % ICE_MADE_SLOTS];
+    return &ice_made[ice_pointer_slot(type, value, ICE_MADE_BITS)];
 }
 
 static inline PyObject *ice_made_find(PyObject *type, PyObject *value)
@@ -155,6 +176,40 @@ static inline void ice_made_keep(PyObject *type, PyObject *value, PyObject *inst
     e->instance = instance;
     Py_XDECREF(old_value);
     Py_XDECREF(old_instance);
+}
+
+/* The read side of the same idea: get_from on a message that carries the same
+ * value as the last one read for that class (a peer's USERNAME, a server's
+ * REALM and NONCE, the client's own mapped address) returns the instance it
+ * made then, found by class; the caller compares the wire bytes. Only static
+ * (C-defined) classes are kept: their instances have no __dict__, so nothing
+ * can be set on one that the next reader would see. */
+#define ICE_READ_BITS 7
+static PyObject *ice_read_instances[1 << ICE_READ_BITS];
+
+static inline PyObject **ice_read_slot(PyObject *type)
+{
+    return &ice_read_instances[ice_pointer_slot(type, NULL, ICE_READ_BITS)];
+}
+
+/* The last instance read for type (borrowed), or NULL. */
+static inline PyObject *ice_read_find(PyObject *type)
+{
+    PyObject *kept = *ice_read_slot(type);
+    return kept != NULL && (PyObject *)Py_TYPE(kept) == type ? kept : NULL;
+}
+
+static inline void ice_read_keep(PyObject *instance)
+{
+    PyObject **slot;
+    PyObject *old;
+    if (PyType_HasFeature(Py_TYPE(instance), Py_TPFLAGS_HEAPTYPE))
+        return;
+    slot = ice_read_slot((PyObject *)Py_TYPE(instance));
+    old = *slot;
+    Py_INCREF(instance);
+    *slot = instance;
+    Py_XDECREF(old);
 }
 
 /* A constructor taking one positional argument, all in C: make the instance,
@@ -210,5 +265,30 @@ ICE_ONE_ARG_CONSTRUCTOR(ice_text, ICE_KEEPS_TEXT)
 ICE_ONE_ARG_CONSTRUCTOR(ice_bytes, ICE_KEEPS_NOTHING)
 ICE_ONE_ARG_CONSTRUCTOR(ice_uint32, ICE_KEEPS_INT)
 ICE_ONE_ARG_CONSTRUCTOR(ice_uint64, ICE_KEEPS_INT)
+
+/* A function object for a C function taking (module, args, nargs, kwnames):
+ * METH_FASTCALL | METH_KEYWORDS, so a call with *args and keywords builds
+ * neither an argument tuple nor a keyword dict. Not a method descriptor, so
+ * placed in a class's dictionary it is read as the plain function it is (as
+ * a staticmethod's function would be, minus the descriptor call). The
+ * definitions live as long as the process; ICE_FASTCALL_FUNCTIONS bounds them. */
+#define ICE_FASTCALL_FUNCTIONS 4
+static PyMethodDef ice_fastcall_defs[ICE_FASTCALL_FUNCTIONS];
+static int ice_fastcall_count;
+
+static inline PyObject *ice_fastcall_function(const char *name, void *fn, const char *doc)
+{
+    PyMethodDef *def;
+    if (ice_fastcall_count == ICE_FASTCALL_FUNCTIONS) {
+        PyErr_SetString(PyExc_RuntimeError, "ice_fastcall_function: no definition left");
+        return NULL;
+    }
+    def = &ice_fastcall_defs[ice_fastcall_count++];
+    def->ml_name = name;
+    def->ml_meth = (PyCFunction)(void (*)(void))fn;
+    def->ml_flags = METH_FASTCALL | METH_KEYWORDS;
+    def->ml_doc = doc;
+    return PyCFunction_NewEx(def, NULL, NULL);
+}
 
 #endif

@@ -8,11 +8,40 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import ice._crc
 from ice._crc import crc32
 
 RNG = random.Random(0x5354554E)
 BLOB = RNG.randbytes(4096)
 STARTS = [0, 1, 0x5354554E, 0xFFFFFFFF, 0xCBF43926, 0x80000000]
+
+
+def _backends() -> list[str]:
+    names = ["table"]
+    if ice._crc.BACKEND != "table":
+        names.append(ice._crc.BACKEND)
+    return names
+
+
+@pytest.fixture(autouse=True, scope="module", params=_backends())
+def backend(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """Every test runs on each kernel this machine has: the table and, on x86-64
+    with PCLMULQDQ, the fold, which takes over from 64 bytes."""
+    before = ice._crc.BACKEND
+    ice._crc._use(request.param)
+    yield request.param
+    ice._crc._use(before)
+
+
+def test_backend_is_the_one_asked_for(backend: str) -> None:
+    assert backend == ice._crc.BACKEND
+
+
+def test_unknown_backend_is_refused() -> None:
+    with pytest.raises(ValueError, match="no CRC-32 backend"):
+        ice._crc._use("crc32c")
+    with pytest.raises(ValueError):
+        ice._crc._use("")
 
 
 def test_check_value() -> None:

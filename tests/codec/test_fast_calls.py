@@ -10,6 +10,8 @@ once per class.
 
 from __future__ import annotations
 
+import inspect
+import ipaddress
 import sys
 import traceback
 from typing import Any
@@ -269,3 +271,152 @@ def test_text_read_from_a_message_keeps_bytes_that_are_not_utf8() -> None:
     assert realm.raw == "réalm".encode()
     assert nonce == ice.Nonce(b"\xff\xfe-not-utf8")
     assert realm == ice.Realm("réalm")
+
+
+def test_build_reads_setters_and_transaction_id_from_the_call() -> None:
+    # Message.build is a fastcall function: no argument tuple, no keyword dict.
+    tid = bytes(range(12))
+    msg = ice.Message.build(
+        constants.BINDING_REQUEST, ice.Username("u"), ice.Software("s"), transaction_id=tid
+    )
+    assert (msg.type, msg.transaction_id) == (constants.BINDING_REQUEST, tid)
+    assert [a.value for a in (ice.Username.get_from(msg), ice.Software.get_from(msg))] == ["u", "s"]
+    assert ice.Message.build(constants.BINDING_REQUEST, transaction_id=None).transaction_id != tid
+    assert str(inspect.signature(ice.Message.build)) == "(type, *setters, transaction_id=None)"
+    # read as a plain function from the class and from an instance alike
+    assert msg.build is ice.Message.build
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "error", "text"),
+    [
+        ((), {}, TypeError, "missing required argument 'type'"),
+        ((), {"transaction_id": bytes(12)}, TypeError, "missing required argument 'type'"),
+        ((1,), {"tid": bytes(12)}, TypeError, "unexpected keyword argument 'tid'"),
+        ((0x4000,), {}, ValueError, "does not fit in 14 bits"),
+        (("1",), {}, TypeError, "integer"),
+        ((1, 5), {}, AttributeError, "add_to"),
+        ((1,), {"transaction_id": b"short"}, ValueError, "12 bytes"),
+    ],
+)
+def test_build_refuses_bad_arguments(
+    args: tuple[object, ...], kwargs: dict[str, object], error: type, text: str
+) -> None:
+    with pytest.raises(error, match=text):
+        ice.Message.build(*args, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_recycled_message_starts_empty() -> None:
+    # Dropped messages are handed out again without clearing their memory:
+    # nothing of the last one (attributes, a grown buffer, a live view count)
+    # may show in the next.
+    for _ in range(3):
+        big = ice.Message.build(constants.BINDING_REQUEST, ice.Data(bytes(1000)), ice.Fingerprint())
+        view = memoryview(big)
+        view.release()
+        del big, view
+        fresh = ice.Message()
+        assert (len(fresh.raw), fresh.attributes) == (20, [])
+        ice.Data(bytes(2000)).add_to(fresh)  # grows: refused if a view count had leaked over
+        assert ice.Data.get_from(fresh).value == bytes(2000)  # type: ignore[union-attr]
+        decoded = ice.Message.decode(bytes(ice.Message.build(constants.BINDING_SUCCESS)))
+        assert (len(decoded.raw), decoded.attributes) == (20, [])
+
+
+def _text_message(cls: type, value: bytes) -> ice.Message:
+    msg = ice.Message(constants.BINDING_REQUEST)
+    msg.add(cls.TYPE, value)  # type: ignore[attr-defined]
+    return msg
+
+
+@pytest.mark.parametrize(
+    "value", [b"wxyz:abcd", "réalm-ü".encode(), b"\xff\xfe-not-utf8", b""], ids=repr
+)
+def test_reading_the_same_text_again_gives_the_same_instance(value: bytes) -> None:
+    first = ice.Nonce.get_from(_text_message(ice.Nonce, value))
+    again = ice.Nonce.get_from(_text_message(ice.Nonce, value))
+    assert first is again
+    assert again is not None and again.raw == value
+
+
+def test_a_kept_text_instance_is_never_handed_out_for_other_bytes() -> None:
+    seen = []
+    for value in [b"alice", b"alicf", b"alice2", b"ALICE", b"alic", "alicé".encode(), b"\xffalice"]:
+        read = ice.Username.get_from(_text_message(ice.Username, value))
+        assert read is not None and read.raw == value
+        seen.append(read)
+    # the class's one kept instance is the last read; other classes keep their own
+    realm = ice.Realm.get_from(_text_message(ice.Realm, b"\xffalice"))
+    assert realm is not None and type(realm) is ice.Realm
+    assert ice.Username.get_from(_text_message(ice.Username, b"\xffalice")) is seen[-1]
+    assert ice.Username.get_from(_text_message(ice.Username, b"alice")).value == "alice"  # type: ignore[union-attr]
+
+
+def test_reading_the_same_address_again_gives_the_same_instance() -> None:
+    def read(host: str, port: int) -> Any:
+        msg = ice.Message.build(constants.BINDING_SUCCESS, ice.XorMappedAddress(host, port))
+        return ice.XorMappedAddress.get_from(ice.Message.decode(bytes(msg)))
+
+    first = read("192.0.2.1", 50000)
+    assert read("192.0.2.1", 50000) is first
+    assert first.port is read("192.0.2.1", 50000).port  # the port int is kept too
+    # any difference in family, address or port gives a new one
+    for host, port in [("192.0.2.1", 50001), ("192.0.2.2", 50000), ("c000:201::", 50000),
+                       ("::ffff:192.0.2.1", 50000), ("192.0.2.1", 50000)]:
+        got = read(host, port)
+        assert (ipaddress.ip_address(got.host), got.port) == (ipaddress.ip_address(host), port)
+    # MAPPED-ADDRESS (not XOR-ed) keeps its own instances
+    plain = ice.Message.build(constants.BINDING_SUCCESS, ice.MappedAddress("192.0.2.1", 50000))
+    mapped = ice.MappedAddress.get_from(plain)
+    assert type(mapped) is ice.MappedAddress and mapped.address == ("192.0.2.1", 50000)
+
+
+def test_a_python_subclass_reads_a_fresh_instance_every_time() -> None:
+    class Tagged(ice.Username):
+        pass
+
+    msg = _text_message(ice.Username, b"wxyz")
+    first, again = Tagged.get_from(msg), Tagged.get_from(msg)
+    assert type(first) is Tagged and first is not again
+    first.note = "mine"  # type: ignore[union-attr]
+    assert not hasattr(again, "note")
+
+
+def test_reading_the_same_error_code_again_gives_the_same_instance() -> None:
+    def read(*args: Any) -> Any:
+        msg = ice.Message.build(constants.ALLOCATE_ERROR, ice.ErrorCodeAttribute(*args))
+        return ice.ErrorCodeAttribute.get_from(ice.Message.decode(bytes(msg)))
+
+    first = read(401)
+    assert read(401) is first
+    for args in [(438,), (401, "Unauthorized"), (401, ""), (401,)]:
+        got = read(*args)
+        assert got == ice.ErrorCodeAttribute(*args)
+
+
+@pytest.mark.parametrize(
+    ("cls", "values"),
+    [(ice.Priority, [1, 2**31, 2**32 - 1]), (ice.IceControlling, [1, 2**63, 2**64 - 1])],
+)
+def test_reading_the_same_integer_again_gives_the_same_instance(
+    cls: type, values: list[int]
+) -> None:
+    def read(value: int) -> Any:
+        msg = ice.Message.build(constants.BINDING_REQUEST, cls(value))
+        return cls.get_from(ice.Message.decode(bytes(msg)))  # type: ignore[attr-defined]
+
+    first = read(values[0])
+    assert read(values[0]) is first
+    for value in values + values[:1]:
+        assert read(value).value == value
+
+
+def test_channel_numbers_are_made_once() -> None:
+    frames = [ice.encode_channel_data(n, b"x") for n in (0x4000, 0x4001, 0x4FFF)]
+    for frame in frames:
+        first, _ = ice.decode_channel_data(frame)
+        again, _ = ice.decode_channel_data(bytearray(frame))
+        assert first == int.from_bytes(frame[:2], "big") and first is again
+    # RFC 5766's upper range is read right, if not kept
+    old = ice.encode_channel_data(0x7FFF, b"x", rfc5766=True)
+    assert ice.decode_channel_data(old, rfc5766=True) == (0x7FFF, b"x")
