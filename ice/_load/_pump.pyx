@@ -392,8 +392,8 @@ cdef class Pump:
         self._nmembers += 1
         return 0
 
-    cdef Py_ssize_t _flow(self, int fd, const unsigned char[:] packet, unsigned int offset,
-                          ) except -1:
+    cdef Py_ssize_t _flow(self, int fd, const unsigned char[:] packet,
+                          unsigned int offset) except -1:
         cdef Py_ssize_t length = packet.shape[0]
         cdef Flow *grown
         cdef Flow *flow
@@ -550,7 +550,6 @@ cdef class Pump:
         cdef uint32_t now_us = <uint32_t>(<unsigned long long>((now - self._t0) * 1e6))
         cdef uint64_t seq
         cdef unsigned char *p
-        cdef unsigned char gen
         cdef int sent
         while n > 0:
             k = self._batch if n >= self._batch else <unsigned int>n
@@ -563,7 +562,9 @@ cdef class Pump:
                 _put32(p + 4, <uint32_t>(seq + i))
                 _put32(p + 8, now_us)
                 self._lens[i] = <unsigned int>flow.length
-                self._ring[(seq + i) & _RING_MASK] = <unsigned char>((((seq + i) >> _RING_BITS) & 0x7F) + 1)
+                # outstanding, by the generation of its ring slot (LoadStats._mark)
+                self._ring[(seq + i) & _RING_MASK] = <unsigned char>(
+                    (((seq + i) >> _RING_BITS) & 0x7F) + 1)
             self.sent = seq + k
             sent = ice_p_send(flow.fd, self._tx, self._tx_iov, self._lens, k)
             if sent < <int>k:
