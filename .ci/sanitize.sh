@@ -2,7 +2,7 @@
 # The compiled modules under AddressSanitizer + UndefinedBehaviorSanitizer
 # (ICE_SANITIZE=1, see setup.py), built in a scratch copy of the working tree
 # (tracked and untracked-but-not-ignored files; the checkout's build is not
-# touched), then the codec, server, relay, transaction and udpio tests and a
+# touched), then the codec, server, relay, transaction, udpio and load-pump tests and a
 # short pass of every fuzz target. Any report aborts the process: the script fails.
 # LeakSanitizer is off (detect_leaks=0): CPython keeps its own allocations to
 # exit on purpose, which LSan would report by the thousand.
@@ -38,7 +38,8 @@ export PYTHONMALLOC=malloc  # every allocation through ASan's malloc, not pymall
 "$python" -m pytest -q -p no:cacheprovider -x \
     tests/codec tests/stun/test_server.py tests/stun/test_transaction.py tests/stun/test_auth.py \
     tests/turn/test_server.py tests/turn/test_relay.py tests/turn/test_server_tcp.py \
-    tests/aio/test_udpio.py tests/aio/test_stun_server.py tests/aio/test_turn_server.py
+    tests/aio/test_udpio.py tests/aio/test_stun_server.py tests/aio/test_turn_server.py \
+    tests/cli/test_load.py
 echo "-- tests under ASan+UBSan done at $((SECONDS - start)) s"
 RUNS=${RUNS:-5000} .ci/fuzz.sh
 echo "-- sanitize.sh took $((SECONDS - start)) s"
