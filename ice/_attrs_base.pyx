@@ -11,7 +11,7 @@ from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_FromObject, PyUn
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy
 
-from ice._wire cimport load16, load32, store32
+from ice._wire cimport load16, load32, same_bytes, store32
 
 from ice._codec cimport (
     FAMILY_IPV4,
@@ -319,11 +319,11 @@ cdef bint _same_text(TextAttribute attr, const uint8_t *p, Py_ssize_t n) except 
     cdef const char *utf8
     cdef Py_ssize_t length
     if attr._raw is not None:
-        return PyBytes_GET_SIZE(attr._raw) == n and memcmp(PyBytes_AS_STRING(attr._raw), p, n) == 0
+        return PyBytes_GET_SIZE(attr._raw) == n and same_bytes(PyBytes_AS_STRING(attr._raw), p, n)
     if PyUnicode_IS_COMPACT_ASCII(attr._text):  # its characters are its UTF-8
-        return PyUnicode_GET_LENGTH(attr._text) == n and memcmp(PyUnicode_DATA(attr._text), p, n) == 0
+        return PyUnicode_GET_LENGTH(attr._text) == n and same_bytes(PyUnicode_DATA(attr._text), p, n)
     utf8 = PyUnicode_AsUTF8AndSize(attr._text, &length)  # made once, kept by the str
-    return length == n and memcmp(utf8, p, n) == 0
+    return length == n and same_bytes(utf8, p, n)
 
 
 cdef int _refuse(object error, str text) noexcept:

@@ -60,6 +60,8 @@ cdef class Message:
     @cython.final
     cdef int _push_ref(self, uint16_t attr_type, Py_ssize_t offset, Py_ssize_t length) except -1
     @cython.final
+    cdef int _grow_attrs(self) except -1
+    @cython.final
     cdef uint8_t *_append(self, uint16_t attr_type, Py_ssize_t length) except NULL
     @cython.final
     cdef int _add_raw(self, uint16_t attr_type, const uint8_t *value, Py_ssize_t length) except -1

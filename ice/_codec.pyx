@@ -602,24 +602,29 @@ cdef class Message:
 
     @cython.final
     cdef int _push_ref(self, uint16_t attr_type, Py_ssize_t offset, Py_ssize_t length) except -1:
-        cdef Py_ssize_t capacity
-        cdef AttrRef *grown
+        # Kept this small so that the C compiler inlines it into the parse loop.
         if self._nattrs == self._attrs_capacity:
-            capacity = 2 * self._attrs_capacity
-            if self._attrs == self._inline_attrs:
-                grown = <AttrRef *>PyMem_Malloc(capacity * sizeof(AttrRef))
-                if grown != NULL:
-                    memcpy(grown, self._attrs, self._nattrs * sizeof(AttrRef))
-            else:
-                grown = <AttrRef *>PyMem_Realloc(self._attrs, capacity * sizeof(AttrRef))
-            if grown == NULL:
-                raise MemoryError()
-            self._attrs = grown
-            self._attrs_capacity = capacity
+            self._grow_attrs()
         self._attrs[self._nattrs].type = attr_type
         self._attrs[self._nattrs].offset = <uint32_t>offset
         self._attrs[self._nattrs].length = <uint16_t>length
         self._nattrs += 1
+        return 0
+
+    @cython.final
+    cdef int _grow_attrs(self) except -1:
+        cdef Py_ssize_t capacity = 2 * self._attrs_capacity
+        cdef AttrRef *grown
+        if self._attrs == self._inline_attrs:
+            grown = <AttrRef *>PyMem_Malloc(capacity * sizeof(AttrRef))
+            if grown != NULL:
+                memcpy(grown, self._attrs, self._nattrs * sizeof(AttrRef))
+        else:
+            grown = <AttrRef *>PyMem_Realloc(self._attrs, capacity * sizeof(AttrRef))
+        if grown == NULL:
+            raise MemoryError()
+        self._attrs = grown
+        self._attrs_capacity = capacity
         return 0
 
     @cython.final

@@ -32,6 +32,18 @@ static int ice_crc_clmul_available(void)
     return __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse4.1");
 }
 
+/* Folding constants for a block d = 1..6 blocks (of 128 bits) before another:
+ * {x^(128d+32) mod P, x^(128d-32) mod P}, bit-reflected and shifted left by one,
+ * as the low and high 64-bit multipliers. d = 4 is k1k2 below and d = 1 k3k4. */
+static const uint64_t ICE_CRC_FOLD_BY[6][2] __attribute__((aligned(16))) = {
+    {0x01751997d0, 0x00ccaa009e},
+    {0x00f1da05aa, 0x015a546366},
+    {0x003db1ecdc, 0x0174359406},
+    {0x0154442bd4, 0x01c6e41596},
+    {0x01c7569e54, 0x00ae0b5394},
+    {0x00df068dc2, 0x018cb44e58},
+};
+
 __attribute__((target("pclmul,sse4.1")))
 static uint32_t ice_crc_clmul_fold(const uint8_t *p, size_t len, uint32_t reg)
 {
@@ -66,18 +78,24 @@ static uint32_t ice_crc_clmul_fold(const uint8_t *p, size_t len, uint32_t reg)
         x4 = _mm_xor_si128(_mm_xor_si128(x4, x8), _mm_loadu_si128((const __m128i *)(p + 48)));
     }
 
-    /* four lanes into one */
-    x5 = _mm_clmulepi64_si128(x1, k3k4, 0x00);
-    x1 = _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x1, k3k4, 0x11), x2), x5);
-    x5 = _mm_clmulepi64_si128(x1, k3k4, 0x00);
-    x1 = _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x1, k3k4, 0x11), x3), x5);
-    x5 = _mm_clmulepi64_si128(x1, k3k4, 0x00);
-    x1 = _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x1, k3k4, 0x11), x4), x5);
-
-    for (; len >= 16; p += 16, len -= 16) {
-        x5 = _mm_clmulepi64_si128(x1, k3k4, 0x00);
-        x1 = _mm_clmulepi64_si128(x1, k3k4, 0x11);
-        x1 = _mm_xor_si128(_mm_xor_si128(x1, x5), _mm_loadu_si128((const __m128i *)p));
+    /* The four lanes and the 0-3 blocks left, folded onto the last block in
+     * one step: each by its own distance (independent multiplies), where
+     * merging lane by lane would chain one multiply per block. */
+    {
+        __m128i tail[7];
+        size_t n = 4, i;
+        tail[0] = x1;
+        tail[1] = x2;
+        tail[2] = x3;
+        tail[3] = x4;
+        for (; len >= 16; p += 16, len -= 16)
+            tail[n++] = _mm_loadu_si128((const __m128i *)p);
+        x1 = tail[n - 1];
+        for (i = 0; i < n - 1; i++) {
+            const __m128i k = _mm_loadu_si128((const __m128i *)ICE_CRC_FOLD_BY[n - 2 - i]);
+            x1 = _mm_xor_si128(x1, _mm_xor_si128(_mm_clmulepi64_si128(tail[i], k, 0x00),
+                                                 _mm_clmulepi64_si128(tail[i], k, 0x11)));
+        }
     }
 
     /* 128 -> 64 bits */

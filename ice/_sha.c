@@ -1040,20 +1040,41 @@ void ice_hmac_sha256(const ice_hmac_sha256_key *k, const uint8_t *msg, size_t le
     get_hmac_sha256()(k->inner, k->outer, msg, len, out);
 }
 
+/* Hides a value from the optimizer: after this it may be anything, so a loop
+ * that ORs into it cannot be cut short once it is non-zero. Costs nothing at
+ * run time. Compilers without GNU asm keep the accumulator in memory instead. */
+#if defined(__GNUC__) || defined(__clang__)
+#define ICE_OPAQUE(v) __asm__("" : "+r"(v))
+typedef uint64_t ice_ct_acc;
+#else
+#define ICE_OPAQUE(v) ((void)0)
+typedef volatile uint64_t ice_ct_acc;
+#endif
+
 int ice_ct_compare(const uint8_t *a, const uint8_t *b, size_t len)
 {
-    /* OR of XORs over every byte, no early exit; the volatile accumulator
-     * keeps the compiler from turning the loop into a short-circuit. */
-    volatile uint64_t acc = 0;
+    /* OR of XORs over every byte, no early exit and no branch on the data. */
+    ice_ct_acc acc = 0;
     uint64_t x, y;
+    uint32_t x4, y4;
     size_t i = 0;
 
     for (; i + 8 <= len; i += 8) {
         memcpy(&x, a + i, 8);
         memcpy(&y, b + i, 8);
         acc |= x ^ y;
+        ICE_OPAQUE(acc);
     }
-    for (; i < len; i++)
+    if (i + 4 <= len) {
+        memcpy(&x4, a + i, 4);
+        memcpy(&y4, b + i, 4);
+        acc |= x4 ^ y4;
+        ICE_OPAQUE(acc);
+        i += 4;
+    }
+    for (; i < len; i++) {
         acc |= (uint64_t)(a[i] ^ b[i]);
+        ICE_OPAQUE(acc);
+    }
     return acc != 0;
 }

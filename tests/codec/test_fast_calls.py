@@ -352,6 +352,21 @@ def test_a_kept_text_instance_is_never_handed_out_for_other_bytes() -> None:
     assert ice.Username.get_from(_text_message(ice.Username, b"alice")).value == "alice"  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("length", [1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 24])
+def test_a_kept_text_instance_is_not_handed_out_when_any_one_byte_differs(length: int) -> None:
+    # The wire bytes are compared in word-sized pieces for short values: a
+    # difference in any position, first and last included, must be seen.
+    value = bytes(range(0x41, 0x41 + length))
+    kept = ice.Nonce.get_from(_text_message(ice.Nonce, value))
+    for i in range(length):
+        other = bytearray(value)
+        other[i] ^= 0x20
+        read = ice.Nonce.get_from(_text_message(ice.Nonce, bytes(other)))
+        assert read is not kept and read is not None and read.raw == bytes(other)
+        kept = ice.Nonce.get_from(_text_message(ice.Nonce, value))
+        assert kept is not None and kept.raw == value
+
+
 def test_reading_the_same_address_again_gives_the_same_instance() -> None:
     def read(host: str, port: int) -> Any:
         msg = ice.Message.build(constants.BINDING_SUCCESS, ice.XorMappedAddress(host, port))

@@ -608,6 +608,28 @@ def test_message_integrity_value_and_key_types(key: bytes | ice.IntegrityKey) ->
         Message.decode(bytes(msg)).check_integrity(KEY + b"!")
 
 
+@pytest.mark.parametrize("sha256_length", [None, 16, 20, 28, 32])
+def test_a_mac_differing_in_any_one_byte_is_refused(sha256_length: int | None) -> None:
+    # The MAC is compared in 8-, 4- and 1-byte pieces without an early exit: a
+    # difference in any position, the last ones included, must still count.
+    msg = Message.build(1, Software("x"), transaction_id=TID)
+    if sha256_length is None:
+        msg.add_integrity(KEY)
+        attr_type, check = AttrType.MESSAGE_INTEGRITY, Message.check_integrity
+    else:
+        msg.add_integrity_sha256(KEY, sha256_length)
+        attr_type, check = AttrType.MESSAGE_INTEGRITY_SHA256, Message.check_integrity_sha256
+    wire = bytes(msg)
+    mac = msg.get(attr_type)
+    assert mac is not None and wire.endswith(mac)
+    check(Message.decode(wire), KEY)
+    for i in range(len(wire) - len(mac), len(wire)):
+        tampered = bytearray(wire)
+        tampered[i] ^= 0x80
+        with pytest.raises(ice.IntegrityError):
+            check(Message.decode(bytes(tampered)), KEY)
+
+
 def test_integrity_still_verifies_after_fingerprint_is_added() -> None:
     msg = Message.build(1, Software("x"), MessageIntegrity(KEY), transaction_id=TID)
     mac = msg.get(AttrType.MESSAGE_INTEGRITY)
