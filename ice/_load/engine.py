@@ -156,6 +156,7 @@ class _Engine:
     def __init__(
         self,
         *,
+        flows: int,
         rate: float,
         duration: float,
         window: int,
@@ -163,6 +164,9 @@ class _Engine:
         timeout: float,
         compiled: bool = True,
     ) -> None:
+        check_settings(
+            flows=flows, rate=rate, duration=duration, window=window, batch=batch, timeout=timeout
+        )
         self.loop = asyncio.get_running_loop()
         self.stats = LoadStats(random.getrandbits(32))
         #: The compiled data path, or None: a reader per socket, the Python counting.
@@ -402,11 +406,9 @@ async def run_stun(
 ) -> LoadResult:
     """Binding requests to ``server`` (an IP address and port) from ``flows`` sockets;
     ``compiled=False``: the Python data path even where `ice._load._pump` works."""
-    check_settings(
-        flows=flows, rate=rate, duration=duration, window=window, batch=batch, timeout=timeout
-    )
     loop = asyncio.get_running_loop()
     engine = _Engine(
+        flows=flows,
         rate=rate,
         duration=duration,
         window=window,
@@ -633,13 +635,11 @@ async def run_turn(
     """ChannelData through ``flows`` allocations on ``server`` (an IP address and port)
     to peers of our own; raises TurnError when an allocation or channel is refused.
     ``compiled=False``: the Python data path even where `ice._load._pump` works."""
-    check_settings(
-        flows=flows, rate=rate, duration=duration, window=window, batch=batch, timeout=timeout
-    )
     if not STAMP.size <= size <= 65000:
         raise ValueError(f"the payload size must be from {STAMP.size} to 65000 bytes")
     loop = asyncio.get_running_loop()
     engine = _Engine(
+        flows=flows,
         rate=rate,
         duration=duration,
         window=window,
