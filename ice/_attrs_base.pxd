@@ -36,11 +36,13 @@ cdef class BytesAttribute(Attribute):
 
 
 cdef class Uint32Attribute(Attribute):
-    cdef readonly uint32_t value
+    cdef uint32_t _value
+    cdef object _int         # _value as an int, made on first use (None until then)
 
 
 cdef class Uint64Attribute(Attribute):
-    cdef readonly uint64_t value
+    cdef uint64_t _value
+    cdef object _int         # _value as an int, made on first use (None until then)
 
 
 cdef class FlagAttribute(Attribute):

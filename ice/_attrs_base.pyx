@@ -438,15 +438,25 @@ cdef int _bytes_init(BytesAttribute self, object value) except -1:
 
 # ---------------------------------------------------------------- integers and flags
 
+# The value is kept as a C integer and, once asked for, as the int object:
+# reading .value again (or from the instance get_from keeps) makes no new int.
+@cython.no_gc  # its one object is an exact int
 cdef class Uint32Attribute(Attribute):
     """A 32-bit unsigned integer (PRIORITY, LIFETIME, CONNECTION-ID)."""
 
     def __init__(self, value):
         _uint32_init(self, value)
 
+    @property
+    def value(self):
+        """The value, an int."""
+        if self._int is None:
+            self._int = self._value
+        return self._int
+
     cdef int _apply(self, Message msg) except -1:
         cdef uint8_t raw[4]
-        store32(raw, self.value)
+        store32(raw, self._value)
         return msg._add_raw(attr_type_of(self), raw, 4)
 
     @classmethod
@@ -459,32 +469,33 @@ cdef class Uint32Attribute(Attribute):
         if n != 4:
             raise DecodeError(f"{cls.__name__} is 4 bytes, not {n}")
         cdef PyObject *last = ice_read_find(cls)
-        if last != NULL and (<Uint32Attribute>last).value == load32(p):
+        if last != NULL and (<Uint32Attribute>last)._value == load32(p):
             return <object>last
         cdef Uint32Attribute attr = new_instance(cls)
-        attr.value = load32(p)
+        attr._value = load32(p)
         ice_read_keep(attr)
         return attr
 
     def __int__(self):
-        return self.value
+        return self._value
 
     def __eq__(self, other):
         if type(other) is not type(self):
             return NotImplemented
-        return (<Uint32Attribute>other).value == self.value
+        return (<Uint32Attribute>other)._value == self._value
 
     def __hash__(self):
-        return hash((type(self), self.value))
+        return hash((type(self), self._value))
 
     def __repr__(self):
-        return f"{_name(self)}({self.value})"
+        return f"{_name(self)}({self._value})"
 
 
 cdef int _uint32_init(Uint32Attribute self, object value) except -1:
     if not 0 <= value <= 0xFFFFFFFF:
         raise ValueError(f"{_name(self)} is a 32-bit unsigned value, not {value}")
-    self.value = value
+    self._value = value
+    self._int = value if type(value) is int else None  # an IntEnum or bool: made as an int
     return 0
 
 
@@ -502,16 +513,24 @@ cdef inline void _keep_for_int(PyObject *cls, PyObject *value, object made) noex
         keep_instance(cls, value, made)
 
 
+@cython.no_gc  # its one object is an exact int
 cdef class Uint64Attribute(Attribute):
     """A 64-bit unsigned integer (the ICE-CONTROLLING/CONTROLLED tie-breaker)."""
 
     def __init__(self, value):
         _uint64_init(self, value)
 
+    @property
+    def value(self):
+        """The value, an int."""
+        if self._int is None:
+            self._int = self._value
+        return self._int
+
     cdef int _apply(self, Message msg) except -1:
         cdef uint8_t raw[8]
-        store32(raw, <uint32_t>(self.value >> 32))
-        store32(raw + 4, <uint32_t>self.value)
+        store32(raw, <uint32_t>(self._value >> 32))
+        store32(raw + 4, <uint32_t>self._value)
         return msg._add_raw(attr_type_of(self), raw, 8)
 
     @classmethod
@@ -525,32 +544,33 @@ cdef class Uint64Attribute(Attribute):
             raise DecodeError(f"{cls.__name__} is 8 bytes, not {n}")
         cdef uint64_t value = (<uint64_t>load32(p) << 32) | load32(p + 4)
         cdef PyObject *last = ice_read_find(cls)
-        if last != NULL and (<Uint64Attribute>last).value == value:
+        if last != NULL and (<Uint64Attribute>last)._value == value:
             return <object>last
         cdef Uint64Attribute attr = new_instance(cls)
-        attr.value = value
+        attr._value = value
         ice_read_keep(attr)
         return attr
 
     def __int__(self):
-        return self.value
+        return self._value
 
     def __eq__(self, other):
         if type(other) is not type(self):
             return NotImplemented
-        return (<Uint64Attribute>other).value == self.value
+        return (<Uint64Attribute>other)._value == self._value
 
     def __hash__(self):
-        return hash((type(self), self.value))
+        return hash((type(self), self._value))
 
     def __repr__(self):
-        return f"{_name(self)}({self.value})"
+        return f"{_name(self)}({self._value})"
 
 
 cdef int _uint64_init(Uint64Attribute self, object value) except -1:
     if not 0 <= value <= 0xFFFFFFFFFFFFFFFF:
         raise ValueError(f"{_name(self)} is a 64-bit unsigned value, not {value}")
-    self.value = value
+    self._value = value
+    self._int = value if type(value) is int else None  # an IntEnum or bool: made as an int
     return 0
 
 

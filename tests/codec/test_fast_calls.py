@@ -10,6 +10,7 @@ once per class.
 
 from __future__ import annotations
 
+import enum
 import inspect
 import ipaddress
 import sys
@@ -435,3 +436,22 @@ def test_channel_numbers_are_made_once() -> None:
     # RFC 5766's upper range is read right, if not kept
     old = ice.encode_channel_data(0x7FFF, b"x", rfc5766=True)
     assert ice.decode_channel_data(old, rfc5766=True) == (0x7FFF, b"x")
+
+
+@pytest.mark.parametrize("cls, value", [(ice.Priority, 0x6E0001FF), (ice.IceControlling, 2**64 - 1)])
+def test_an_integer_attribute_makes_its_int_once(cls: Any, value: int) -> None:
+    made = cls(value)
+    assert made.value is value  # the caller's own int, not a copy
+    msg = ice.Message.decode(bytes(ice.Message.build(constants.BINDING_REQUEST, made)))
+    read = cls.get_from(msg)
+    assert read.value == value and read.value is read.value
+    assert cls.get_from(msg).value is read.value  # the kept instance, its int
+
+
+def test_an_integer_attribute_reads_an_int_enum_or_bool_as_a_plain_int() -> None:
+    class Level(enum.IntEnum):
+        HIGH = 7
+
+    for given in (Level.HIGH, True):
+        value = ice.Priority(given).value
+        assert type(value) is int and value == int(given)
