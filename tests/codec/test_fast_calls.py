@@ -438,7 +438,9 @@ def test_channel_numbers_are_made_once() -> None:
     assert ice.decode_channel_data(old, rfc5766=True) == (0x7FFF, b"x")
 
 
-@pytest.mark.parametrize("cls, value", [(ice.Priority, 0x6E0001FF), (ice.IceControlling, 2**64 - 1)])
+@pytest.mark.parametrize(
+    "cls, value", [(ice.Priority, 0x6E0001FF), (ice.IceControlling, 2**64 - 1)]
+)
 def test_an_integer_attribute_makes_its_int_once(cls: Any, value: int) -> None:
     made = cls(value)
     assert made.value is value  # the caller's own int, not a copy
