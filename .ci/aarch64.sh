@@ -80,13 +80,9 @@ fi
 guest -c 'import platform, sys; assert platform.machine() == "aarch64", platform.machine(); print("guest:", sys.version.split()[0], platform.machine())'
 echo "-- tools ready at $((SECONDS - start)) s"
 
-scratch=$(mktemp -d "${TMPDIR:-/tmp}/ice-aarch64.XXXXXX")
-trap 'rm -rf "$scratch"' EXIT
+source "$root/.ci/scratch.sh"
+scratch_copy aarch64
 echo "== cross build in $scratch"
-(cd "$root" && git ls-files -z --cached --others --exclude-standard \
-    | xargs -0 sh -c 'for f; do [ -f "$f" ] && printf "%s\0" "$f"; done' sh \
-    | tar --null -T - -cf -) | tar -xf - -C "$scratch"
-cd "$scratch"
 # The host's setup.py run, with the cross compiler and the arm64 headers first
 # on the include path; the host names the .so files for itself, so rename them.
 inc=$sysroot/usr/include

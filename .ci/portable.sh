@@ -17,13 +17,9 @@ start=$SECONDS
 root=$(cd "$(dirname "$0")/.." && pwd)
 python=${PYTHON:-python3}
 
-scratch=$(mktemp -d "${TMPDIR:-/tmp}/ice-portable.XXXXXX")
-trap 'rm -rf "$scratch"' EXIT
+source "$root/.ci/scratch.sh"
+scratch_copy portable
 echo "== portable build in $scratch"
-(cd "$root" && git ls-files -z --cached --others --exclude-standard \
-    | xargs -0 sh -c 'for f; do [ -f "$f" ] && printf "%s\0" "$f"; done' sh \
-    | tar --null -T - -cf -) | tar -xf - -C "$scratch"
-cd "$scratch"
 # The scratch build must be what gets imported, even where an ice is installed.
 export PYTHONPATH="$scratch"
 if ! ICE_PORTABLE=1 "$python" setup.py build_ext --inplace -q -j 2 --force >build.log 2>&1; then

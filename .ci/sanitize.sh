@@ -13,13 +13,9 @@ start=$SECONDS
 root=$(cd "$(dirname "$0")/.." && pwd)
 python=${PYTHON:-python3}
 
-scratch=$(mktemp -d "${TMPDIR:-/tmp}/ice-sanitize.XXXXXX")
-trap 'rm -rf "$scratch"' EXIT
+source "$root/.ci/scratch.sh"
+scratch_copy sanitize
 echo "== sanitizer build in $scratch"
-(cd "$root" && git ls-files -z --cached --others --exclude-standard \
-    | xargs -0 sh -c 'for f; do [ -f "$f" ] && printf "%s\0" "$f"; done' sh \
-    | tar --null -T - -cf -) | tar -xf - -C "$scratch"
-cd "$scratch"
 export PYTHONPATH="$scratch"
 if ! ICE_SANITIZE=1 "$python" setup.py build_ext --inplace -j 2 --force >build.log 2>&1; then
     cat build.log
