@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
-
-HERE = Path(__file__).resolve().parent
+from _scripts import load_script
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("aiortc") is None or importlib.util.find_spec("aioice") is None,
@@ -24,14 +22,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def _bench() -> ModuleType:
-    name = "_bench_aiortc_datachannel"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, HERE / "aiortc_datachannel.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return load_script("aiortc_datachannel")
 
 
 @pytest.mark.interop

@@ -14,14 +14,13 @@ import importlib.util
 import json
 import platform
 import shutil
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+from _scripts import load_script
 
-HERE = Path(__file__).resolve().parent
 RUNS = 3
 PACKETS = 200
 TINY = ["-n", str(RUNS), "--connect-warmup", "1", "--packets", str(PACKETS)]
@@ -34,15 +33,7 @@ needs_aioice = pytest.mark.skipif(
 
 
 def _ice_connect() -> ModuleType:
-    name = "_bench_ice_connect"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, HERE / "ice_connect.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("ice_connect")
 
 
 def _run(

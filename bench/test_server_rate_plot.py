@@ -6,27 +6,17 @@ No server is started and nothing is timed: the JSON is crafted in the shape
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
-
-HERE = Path(__file__).resolve().parent
+from _scripts import load_script
 
 
 def _server_rate() -> ModuleType:
-    name = "_bench_server_rate"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, HERE / "server_rate.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("server_rate")
 
 
 def _run(server: str, mode: str, rate: float, cpu: float) -> dict[str, object]:

@@ -8,7 +8,6 @@ tables carry them; our server may be skipped only with a reason.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import sys
@@ -16,8 +15,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-
-HERE = Path(__file__).resolve().parent
+from _scripts import load_script
 
 pytestmark = [
     pytest.mark.interop,
@@ -29,15 +27,7 @@ pytestmark = [
 
 
 def _server_rate() -> ModuleType:
-    name = "_bench_server_rate"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, HERE / "server_rate.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("server_rate")
 
 
 def test_both_protocols_against_each_server(

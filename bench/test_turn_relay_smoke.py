@@ -10,13 +10,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from _scripts import load_script
 
-HERE = Path(__file__).resolve().parent
 COUNT = 200
 
 pytestmark = [
@@ -32,15 +31,7 @@ pytestmark = [
 
 
 def _turn_relay() -> ModuleType:
-    name = "_bench_turn_relay"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, HERE / "turn_relay.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("turn_relay")
 
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
