@@ -426,40 +426,39 @@ class Connection:
         return pair, sender.sendto, pair.remote_address
 
     async def recv(self) -> bytes:
-        # recvfrom's body, not a call to it: one coroutine less per datagram.
-        inbox = self._inbox
-        if not inbox:
-            self._check_receiving()
-            while not inbox:
-                waiter = self._reader()
-                try:
-                    await waiter
-                except BaseException:
-                    self._reader_gone(waiter)
-                    raise
-        item = inbox.popleft()
-        if item is None:  # the end: leave it for the next reader
-            inbox.appendleft(None)
-            raise ConnectionError("Connection lost while receiving data")
+        """The next datagram, from whichever component."""
+        if not self._inbox:
+            await self._wait_for_item()
+        item = self._pop_item()
         return item[0] if isinstance(item, tuple) else item
 
     async def recvfrom(self) -> tuple[bytes, int]:
         """The next datagram and the component it came on."""
-        inbox = self._inbox
-        if not inbox:
-            self._check_receiving()
-            while not inbox:
-                waiter = self._reader()
-                try:
-                    await waiter
-                except BaseException:
-                    self._reader_gone(waiter)
-                    raise
-        item = inbox.popleft()
-        if item is None:  # the end: leave it for the next reader
-            inbox.appendleft(None)
-            raise ConnectionError("Connection lost while receiving data")
+        if not self._inbox:
+            await self._wait_for_item()
+        item = self._pop_item()
         return item if isinstance(item, tuple) else (item, 1)
+
+    # recv and recvfrom make a coroutine of their own only when they must wait:
+    # with datagrams queued (the busy case) each is one coroutine per datagram.
+    async def _wait_for_item(self) -> None:
+        """Until the inbox holds a datagram or the end."""
+        inbox = self._inbox
+        self._check_receiving()
+        while not inbox:
+            waiter = self._reader()
+            try:
+                await waiter
+            except BaseException:
+                self._reader_gone(waiter)
+                raise
+
+    def _pop_item(self) -> bytes | tuple[bytes, int]:
+        item = self._inbox.popleft()
+        if item is None:  # the end: leave it for the next reader
+            self._inbox.appendleft(None)
+            raise ConnectionError("Connection lost while receiving data")
+        return item
 
     def _check_receiving(self) -> None:
         if not self._ended and self.agent.state not in _RECEIVING and not self._has_selected():
