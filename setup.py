@@ -104,7 +104,11 @@ EXTENSIONS = [
         "ice._codec",
         ["ice/_codec.pyx", "ice/_sha.c"],
         depends=[
-            "ice/_sha.h", "ice/_fastcall.h", "ice/_crc.pxd", "ice/_codec.pxd", "ice/_wire.pxd"
+            "ice/_sha.h",
+            "ice/_fastcall.h",
+            "ice/_crc.pxd",
+            "ice/_codec.pxd",
+            "ice/_wire.pxd",
         ],
         include_dirs=["ice"],
         define_macros=[("ICE_SHA_PORTABLE_ONLY", "1")] if PORTABLE else [],

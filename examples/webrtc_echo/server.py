@@ -138,7 +138,8 @@ async def handle_http(
     reason = {200: "OK", 400: "Bad Request", 404: "Not Found"}[status]
     writer.write(
         f"HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\n"
-        f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode() + data
+        f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode()
+        + data
     )
     try:
         await writer.drain()

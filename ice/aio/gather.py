@@ -455,9 +455,7 @@ class Relay:
     relay_transport: str = "udp"  # tcp: an RFC 6062 allocation (relayed TCP candidates)
 
 
-async def stun_addresses(
-    servers: Iterable[Target], resolver: DnsResolver = None
-) -> list[Address]:
+async def stun_addresses(servers: Iterable[Target], resolver: DnsResolver = None) -> list[Address]:
     """The UDP addresses of STUN servers: a URI with a host name and no port
     through its DNS SRV targets (every one, in RFC 2782 order, so a dead one
     costs nothing but its checks), names resolved to A and AAAA records;

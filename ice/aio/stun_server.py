@@ -124,7 +124,6 @@ READ_BATCH = 64
 MAX_DATAGRAM = 65535
 
 
-
 class RunnerOptions(TypedDict, total=False):
     """The runner options of the module docstring, as keyword arguments.
 
@@ -139,6 +138,7 @@ class RunnerOptions(TypedDict, total=False):
     max_buffer: int
     tls_handshake_timeout: float
     reuse_port: bool
+
 
 @dataclass(frozen=True, slots=True)
 class Listener:

@@ -254,9 +254,7 @@ class LongTermAuthenticator(Authenticator):
         keys = []
         for candidate in passwords:
             try:
-                keys.append(
-                    IntegrityKey(long_term_key(username, self.realm, candidate, algorithm))
-                )
+                keys.append(IntegrityKey(long_term_key(username, self.realm, candidate, algorithm)))
             except ValueError:  # a name or password the string preparation refuses
                 continue
         if username in self.users and keys:  # dynamic passwords (REST) change: cache static ones

@@ -186,7 +186,6 @@ def _normal_ip(host: str) -> str:
         return host
 
 
-
 class AllocationOptions(TypedDict, total=False):
     """What to ask the server for, and how to keep it: keyword arguments of
     `TurnSession` and `ice.TurnClient.allocate` (declared once, here).
@@ -230,6 +229,7 @@ ALLOCATION_DEFAULTS: Final[AllocationOptions] = {
     "channel_lifetime": 600.0,
     "channel_after": 2,
 }
+
 
 class TurnSession:
     """One allocation on one TURN server, with its permissions and channels."""

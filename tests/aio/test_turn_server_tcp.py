@@ -57,7 +57,6 @@ USER = "alice"
 PASSWORD = USERS[USER]
 
 
-
 async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
         while not check():

@@ -43,9 +43,7 @@ async def exchange(
 
 
 @pytest.mark.parametrize("transport", ["tcp", "tls"])
-def test_our_client_connects_and_accepts_through_our_server(
-    transport: str, tmp_path: Path
-) -> None:
+def test_our_client_connects_and_accepts_through_our_server(transport: str, tmp_path: Path) -> None:
     async def scenario() -> None:
         context = None
         client_ssl = None

@@ -36,8 +36,6 @@ EXIT_TIMEOUT = 10.0
 Line = dict[str, Any]
 
 
-
-
 class Peer:
     """A ``python -m ice peer`` process: its printed lines parsed into a queue,
     each raw line also handed to ``forward`` (the partner's stdin)."""

@@ -87,9 +87,7 @@ def test_connection_limits_from_toml_and_flags_the_flags_winning(tmp_path: Path)
         (("--tcp-source-connections", "-1"), "tcp-source-connections"),
     ],
 )
-def test_connection_limits_that_cannot_work_are_refused(
-    flags: tuple[str, str], match: str
-) -> None:
+def test_connection_limits_that_cannot_work_are_refused(flags: tuple[str, str], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         config, _ = config_from_args(_args(*flags))
         config.runner_options()

@@ -377,8 +377,13 @@ def test_reading_the_same_address_again_gives_the_same_instance() -> None:
     assert read("192.0.2.1", 50000) is first
     assert first.port is read("192.0.2.1", 50000).port  # the port int is kept too
     # any difference in family, address or port gives a new one
-    for host, port in [("192.0.2.1", 50001), ("192.0.2.2", 50000), ("c000:201::", 50000),
-                       ("::ffff:192.0.2.1", 50000), ("192.0.2.1", 50000)]:
+    for host, port in [
+        ("192.0.2.1", 50001),
+        ("192.0.2.2", 50000),
+        ("c000:201::", 50000),
+        ("::ffff:192.0.2.1", 50000),
+        ("192.0.2.1", 50000),
+    ]:
         got = read(host, port)
         assert (ipaddress.ip_address(got.host), got.port) == (ipaddress.ip_address(host), port)
     # MAPPED-ADDRESS (not XOR-ed) keeps its own instances

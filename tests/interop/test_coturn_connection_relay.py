@@ -1,5 +1,4 @@
-"""`ice.Connection` with relayed candidates through coturn on loopback.
-"""
+"""`ice.Connection` with relayed candidates through coturn on loopback."""
 
 from __future__ import annotations
 
@@ -72,7 +71,6 @@ def test_relayed_candidates_of_both_families() -> None:
 
     with run_coturn(listen=("127.0.0.1", "::1")) as coturn:
         run(main(coturn.address))
-
 
 
 @requires_coturn

@@ -275,9 +275,7 @@ def test_a_queued_request_keeps_its_source_until_a_slot_frees_up() -> None:
     table.start(second, SERVER, 0.0, source=OTHER_LOCAL, reliable=True)
     assert [(t.data, t.source) for t in table.datagrams_to_send(0.0)] == [(first.raw, LOCAL)]
     table.receive_datagram(response(first), SERVER, 0.1)
-    assert [(t.data, t.source) for t in table.datagrams_to_send(0.1)] == [
-        (second.raw, OTHER_LOCAL)
-    ]
+    assert [(t.data, t.source) for t in table.datagrams_to_send(0.1)] == [(second.raw, OTHER_LOCAL)]
 
 
 def test_the_local_address_a_response_arrived_on_is_in_its_event() -> None:

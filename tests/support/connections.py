@@ -23,7 +23,6 @@ def ours(host: str = "127.0.0.1", **options: Any) -> Callable[..., Connection]:
     return functools.partial(Connection, ip_filter=[host], **options)
 
 
-
 async def exchange(a: Any, b: Any) -> None:
     """Credentials and every candidate both ways, then end-of-candidates (no trickle)."""
     for this, other in ((a, b), (b, a)):
@@ -60,5 +59,3 @@ async def ping(a: Any, b: Any, component: int | None = None) -> None:
         else:
             await x.sendto(text, component)
             assert await y.recvfrom() == (text, component)
-
-

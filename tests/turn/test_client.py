@@ -782,6 +782,7 @@ def test_an_error_response_with_a_malformed_error_code_is_ignored_then_times_out
     # It may be forged (anyone can send one); the request waits for the real answer,
     # and without one ends in its timeout: one event either way.
     server = ScriptedTurnServer(SERVER)
+
     def bad_error_code(ctx: RequestContext) -> ice.Message:
         msg = ice.Message(ice.message_type(ctx.request.method, MessageClass.ERROR_RESPONSE))
         msg.transaction_id = ctx.request.transaction_id
