@@ -79,7 +79,6 @@ __all__ = ["TurnServerRunner", "serve_turn"]
 LISTENER_DRAIN = 4 * READ_BATCH
 #: Bytes of socket buffer asked for the UDP listeners, each way.
 LISTENER_BUFFER = 1 << 20
-_BINDING_REQUEST = b"\x00\x01"
 _BINDING = 0x001
 
 logger = logging.getLogger("ice.aio.turn_server")
@@ -125,19 +124,10 @@ class _ListenerEndpoint(_DatagramEndpoint):
         if not rest:
             return
         bindings = runner.bindings
-        answers = []
-        for_core = []
-        for item in rest:
-            data, addr = item
-            response = (
-                bindings.answer(data, addr)
-                if bindings is not None and data[:2] == _BINDING_REQUEST
-                else None
-            )
-            if response is not None:
-                answers.append((response, addr))
-            else:
-                for_core.append(item)
+        if bindings is None:
+            runner._feed_batch(rest, local, self, now)
+            return
+        answers, for_core = bindings.answer_batch(rest)
         if answers:
             self.batch.send(answers)
             runner.turn.stun.request_counts[_BINDING] += len(answers)

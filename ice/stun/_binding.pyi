@@ -9,3 +9,7 @@ class BindingResponder:
 
     def __init__(self, software: str | None = None) -> None: ...
     def answer(self, data: bytes, addr: tuple[str, int]) -> bytes | None: ...
+    def answer_batch(
+        self, datagrams: list[tuple[bytes, tuple[str, int]]]
+    ) -> tuple[list[tuple[bytes, tuple[str, int]]], list[tuple[bytes, tuple[str, int]]]]:
+        """answer() over a batch: (the responses with their addresses, the rest in order)."""

@@ -90,6 +90,33 @@ cdef class BindingResponder:
 
     def answer(self, bytes data not None, tuple addr not None):
         """The response to send back to ``addr``, or None for the full server to decide."""
+        return self._answer(data, addr)
+
+    def answer_batch(self, list datagrams not None):
+        """`answer` over ``[(data, addr), ...]`` as a socket batch gives them:
+        ``(answers, rest)``, the responses as ``[(response, addr), ...]`` and, in
+        their order, the items left for the full server (also any that is not a
+        (bytes, tuple) pair). One C loop instead of a Python one per datagram."""
+        cdef list answers = []
+        cdef list rest = []
+        cdef object item, data, addr, response
+        for item in datagrams:
+            if type(item) is not tuple or len(<tuple>item) != 2:
+                rest.append(item)
+                continue
+            data = (<tuple>item)[0]
+            addr = (<tuple>item)[1]
+            if type(data) is not bytes or type(addr) is not tuple:
+                rest.append(item)
+                continue
+            response = self._answer(<bytes>data, <tuple>addr)
+            if response is None:
+                rest.append(item)
+            else:
+                answers.append((response, addr))
+        return answers, rest
+
+    cdef object _answer(self, bytes data, tuple addr):
         cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
         cdef const uint8_t *p = <const uint8_t *>PyBytes_AS_STRING(data)
         cdef Py_ssize_t offset, value_length

@@ -83,3 +83,29 @@ def test_what_the_core_must_decide_is_left_to_it() -> None:
     bad[-1] ^= 0xFF
     assert responder.answer(bytes(bad), addr) is None
     assert responder.answered == 0
+
+
+def test_a_batch_is_answered_as_one_by_one_and_the_rest_keeps_its_order() -> None:
+    addr = ("192.0.2.1", 5000)
+    plain = ice.Message.build(ice.BINDING_REQUEST, ice.Fingerprint()).raw
+    rfc5780 = ice.Message.build(ice.BINDING_REQUEST, ice.ChangeRequest(True, False)).raw
+    allocate = ice.Message.build(ice.ALLOCATE_REQUEST, ice.RequestedTransport()).raw
+    v6 = ("2001:db8::7", 65535)
+    batch: list[object] = [
+        (plain, addr),
+        (rfc5780, addr),  # the core's: RFC 5780
+        (allocate, addr),  # the core's: not a Binding
+        (plain, v6),
+        (bytearray(plain), addr),  # not bytes: left to the core, as it came
+        (b"\x00\x01", addr),  # too short
+        "not a pair",
+    ]
+    one_by_one = BindingResponder("ice test")
+    expected = [(one_by_one.answer(plain, addr), addr), (one_by_one.answer(plain, v6), v6)]
+    responder = BindingResponder("ice test")
+    answers, rest = responder.answer_batch(batch)  # type: ignore[arg-type]
+    assert answers == expected
+    left = [batch[1], batch[2], batch[4], batch[5], batch[6]]
+    assert all(kept is given for kept, given in zip(rest, left, strict=True))  # the very items
+    assert responder.answered == 2
+    assert responder.answer_batch([]) == ([], [])
