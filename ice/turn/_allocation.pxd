@@ -48,16 +48,38 @@ cdef class Allocation:
     cdef public unsigned long long bytes_to_peers
     cdef public unsigned long long packets_to_client
     cdef public unsigned long long bytes_to_client
+    # Counts the changes to permissions and channels (permit, bind, purge: the only
+    # writers of those dicts). The pump's memos below hold while it stands still.
+    cdef readonly unsigned long long changes
+    # route_out's memo: the channel last looked up by number, its relayed address
+    # and its peer's permission expiry (-inf: none)
+    cdef Channel _out_channel
+    cdef tuple _out_relay
+    cdef double _out_permission
+    cdef unsigned long long _out_changes
+    # route_in's memo: the peer address object last looked up, its channel (or
+    # None) and its permission expiry
+    cdef object _in_peer
+    cdef Channel _in_channel
+    cdef double _in_permission
+    cdef unsigned long long _in_changes
 
     cpdef bint permitted(self, str ip, double now)
     cpdef Channel live_channel(self, int number, double now)
     cpdef Channel live_channel_to(self, tuple peer, double now)
     cpdef tuple relay_to(self, str ip)
+    cdef Channel route_out(self, int number, double now)
+    cdef Channel route_in(self, tuple peer, double now)
 
 
 @cython.final
 cdef class AllocationTable:
     cdef readonly dict by_five_tuple
     cdef readonly dict by_relay
+    # UDP allocations by listening address, then client address: the pump's
+    # look-up without making a 5-tuple per datagram
+    cdef dict _udp_clients
     cdef dict _per_user
     cdef dict _per_source
+
+    cdef dict udp_clients_of(self, tuple local)

@@ -67,6 +67,9 @@ class Allocation:
     bytes_to_peers: int
     packets_to_client: int
     bytes_to_client: int
+    @property
+    def changes(self) -> int:
+        """How many times `permit`, `bind` and `purge` changed the permissions or channels."""
     def __init__(
         self,
         *,

@@ -13,6 +13,7 @@ clock; nothing here reads one.
 cimport cython
 from cpython.dict cimport PyDict_GetItem
 from cpython.object cimport PyObject
+from libc.math cimport INFINITY
 
 #: RFC 8656 section 9: a permission lives 300 s unless refreshed.
 PERMISSION_LIFETIME = 300.0
@@ -86,6 +87,10 @@ cdef class Allocation:
     peer IP to its expiry, ``channels`` a number to its `Channel` and
     ``channel_of_peer`` a peer to the same `Channel`. ``scheduled`` is the
     deadline the server's timer heap files it under.
+
+    Change ``permissions`` and ``channels`` only through `permit`, `bind` and
+    `purge`: they count the changes (``changes``), and the relay pump's
+    memos of what it looked up last hold only while that count stands still.
     """
 
     def __init__(
@@ -116,6 +121,7 @@ cdef class Allocation:
         self.channels = {}
         self.channel_of_peer = {}
         self.tcp_peers = {}
+        self.changes = 1  # the memos start at 0: never current
 
     def __repr__(self):
         return (
@@ -150,6 +156,7 @@ cdef class Allocation:
         """Install or refresh the permission of ``ip``; its expiry."""
         expires = now + PERMISSION_LIFETIME
         self.permissions[ip] = expires
+        self.changes += 1
         return expires
 
     # -- channels
@@ -189,6 +196,50 @@ cdef class Allocation:
         channel = Channel(number, peer, now + CHANNEL_LIFETIME)
         self.channels[number] = channel
         self.channel_of_peer[peer] = channel
+        self.changes += 1
+        return channel
+
+    # -- the relay pump's per-datagram questions, remembered
+
+    cdef Channel route_out(self, int number, double now):
+        """The channel a client's ChannelData on ``number`` goes through now, or
+        None: what `live_channel`, `relay_to` and `permitted` say together; its
+        relayed address is then ``_out_relay``. The look-ups are remembered
+        until the next change, so a run of datagrams on one channel makes them
+        once."""
+        cdef Channel channel = self._out_channel
+        cdef PyObject *found
+        cdef str ip
+        if self._out_changes != self.changes or channel is None or channel.number != number:
+            found = PyDict_GetItem(self.channels, number)
+            if found is NULL:
+                return None
+            channel = <Channel>found
+            ip = <str>channel.peer[0]
+            found = PyDict_GetItem(self.permissions, ip)
+            self._out_permission = <double>(<object>found) if found is not NULL else -INFINITY
+            self._out_relay = self.relay_to(ip)
+            self._out_channel = channel
+            self._out_changes = self.changes
+        if channel.expires <= now or self._out_permission <= now or self._out_relay is None:
+            return None
+        return channel
+
+    cdef Channel route_in(self, tuple peer, double now):
+        """The channel a datagram from ``peer`` goes back to the client through now,
+        or None: what `permitted` and `live_channel_to` say together, remembered
+        for the same ``peer`` object until the next change."""
+        cdef PyObject *found
+        if self._in_changes != self.changes or self._in_peer is not peer:
+            found = PyDict_GetItem(self.permissions, <str>peer[0])
+            self._in_permission = <double>(<object>found) if found is not NULL else -INFINITY
+            found = PyDict_GetItem(self.channel_of_peer, peer)
+            self._in_channel = <Channel>found if found is not NULL else None
+            self._in_peer = peer
+            self._in_changes = self.changes
+        cdef Channel channel = self._in_channel
+        if self._in_permission <= now or channel is None or channel.expires <= now:
+            return None
         return channel
 
     # -- expiry
@@ -198,10 +249,12 @@ cdef class Allocation:
         cdef Channel channel
         for ip in [ip for ip, expires in self.permissions.items() if expires <= now]:
             del self.permissions[ip]
+            self.changes += 1
         for channel in [c for c in self.channels.values() if c.expires + CHANNEL_COOLDOWN <= now]:
             del self.channels[channel.number]
             if self.channel_of_peer.get(channel.peer) is channel:
                 del self.channel_of_peer[channel.peer]
+            self.changes += 1
 
     def next_deadline(self):
         """When something about this allocation next expires."""
@@ -226,6 +279,7 @@ cdef class AllocationTable:
     def __init__(self):
         self.by_five_tuple = {}
         self.by_relay = {}
+        self._udp_clients = {}
         self._per_user = {}
         self._per_source = {}
 
@@ -242,6 +296,12 @@ cdef class AllocationTable:
     def for_relay(self, tuple relay):
         """The allocation relaying on ``relay``, or None."""
         return self.by_relay.get(relay)
+
+    cdef dict udp_clients_of(self, tuple local):
+        """The UDP allocations on the listening address ``local`` by client address
+        (the table's own dict: read it, do not change it), or None."""
+        cdef PyObject *found = PyDict_GetItem(self._udp_clients, local)
+        return <dict>found if found is not NULL else None
 
     def holds(self, Allocation allocation not None):
         """Whether ``allocation`` is in the table (not deleted, not replaced)."""
@@ -270,6 +330,12 @@ cdef class AllocationTable:
         self.by_five_tuple[allocation.five_tuple] = allocation
         for relay in allocation.relays.values():
             self.by_relay[relay] = allocation
+        client, local, reliable = allocation.five_tuple
+        if not reliable:
+            clients = self._udp_clients.get(local)
+            if clients is None:
+                clients = self._udp_clients[local] = {}
+            clients[client] = allocation
         self._per_user[allocation.username] = self._per_user.get(allocation.username, 0) + 1
         ip = allocation.five_tuple[0][0]
         self._per_source[ip] = self._per_source.get(ip, 0) + 1
@@ -282,6 +348,12 @@ cdef class AllocationTable:
         for relay in allocation.relays.values():
             if self.by_relay.get(relay) is allocation:
                 del self.by_relay[relay]
+        client, local, reliable = allocation.five_tuple
+        if not reliable:
+            clients = self._udp_clients[local]
+            del clients[client]
+            if not clients:
+                del self._udp_clients[local]
         left = self._per_user[allocation.username] - 1
         if left:
             self._per_user[allocation.username] = left

@@ -6,8 +6,9 @@ Python for one (`TurnServer._channel_data` and `_relay`,
 `TurnServer.receive_from_peer`). It is given the server's
 `ice.turn.allocation.AllocationTable`, not the server, reads the fields
 declared in ``_allocation.pxd`` and applies the rules compiled there
-(`Allocation.permitted`, `live_channel`, `live_channel_to`, `relay_to`,
-`TokenBucket.take`), the same functions the core calls:
+(`Allocation.route_out` and `route_in`, which answer what `permitted`,
+`live_channel`, `live_channel_to` and `relay_to` answer the core, and
+remember it until a permission or channel changes; `TokenBucket.take`):
 
 - `from_clients(datagrams, local, now)`: ChannelData from UDP clients whose
   channel and permission are live and whose budget has room is unwrapped
@@ -52,12 +53,12 @@ cdef class RelayPump:
     cdef readonly dict to_peers
     cdef readonly dict to_clients
     cdef readonly unsigned long long forwarded
-    cdef dict _by_five_tuple
+    cdef AllocationTable _table
     cdef dict _by_relay
     cdef uint8_t _last_first_byte
 
     def __init__(self, AllocationTable table not None, *, bint rfc5766_channels=True):
-        self._by_five_tuple = table.by_five_tuple
+        self._table = table
         self._by_relay = table.by_relay
         self._last_first_byte = 0x7F if rfc5766_channels else 0x4F
         self.to_peers = {}
@@ -67,6 +68,7 @@ cdef class RelayPump:
     def from_clients(self, list datagrams, tuple local, double now):
         """Relay what can be relayed; return the rest as (data, addr) for the core."""
         cdef list rest = []
+        cdef dict clients = self._table.udp_clients_of(local)
         cdef object item, data, addr, peer
         cdef object last_addr = None  # a batch tends to hold runs from one client
         cdef tuple relay, last_relay = None
@@ -76,7 +78,8 @@ cdef class RelayPump:
         cdef PyObject *found
         cdef const uint8_t *p
         cdef Py_ssize_t n, length
-        cdef str ip
+        if clients is None:  # no UDP allocation on this listener
+            return datagrams
         for item in datagrams:
             data = (<tuple>item)[0]
             addr = (<tuple>item)[1]
@@ -90,33 +93,28 @@ cdef class RelayPump:
             if 4 + length > n or n > 4 + ((length + 3) & ~3):
                 rest.append(item)
                 continue
-            if last_addr is None or addr != last_addr:
-                found = PyDict_GetItem(self._by_five_tuple, (addr, local, False))
+            if last_addr is None or addr is not last_addr:
+                found = PyDict_GetItem(clients, addr)
                 allocation = <Allocation>found if found is not NULL else None
                 last_addr = addr
             if allocation is None or allocation.tcp:
                 rest.append(item)
                 continue
-            channel = allocation.live_channel((p[0] << 8) | p[1], now)
+            channel = allocation.route_out((p[0] << 8) | p[1], now)
             if channel is None:
-                rest.append(item)
-                continue
-            peer = channel.peer
-            ip = <str>(<tuple>peer)[0]
-            relay = allocation.relay_to(ip)
-            if relay is None or not allocation.permitted(ip, now):
                 rest.append(item)
                 continue
             # last: a budget that says yes has spent it
             if allocation.bucket is not None and not allocation.bucket.take(length, now):
                 rest.append(item)
                 continue
+            relay = allocation._out_relay
             if relay is not last_relay:
                 queue = self.to_peers.get(relay)
                 if queue is None:
                     queue = self.to_peers[relay] = []
                 last_relay = relay
-            queue.append((PyBytes_FromStringAndSize(<const char *>p + 4, length), peer))
+            queue.append((PyBytes_FromStringAndSize(<const char *>p + 4, length), channel.peer))
             allocation.packets_to_peers += 1
             allocation.bytes_to_peers += length
             self.forwarded += 1
@@ -166,10 +164,7 @@ cdef class RelayPump:
         for item in datagrams:
             data = (<tuple>item)[0]
             peer = (<tuple>item)[1]
-            if not allocation.permitted(<str>(<tuple>peer)[0], now):
-                rest.append(item)
-                continue
-            channel = allocation.live_channel_to(<tuple>peer, now)
+            channel = allocation.route_in(<tuple>peer, now)
             if channel is None:
                 rest.append(item)
                 continue

@@ -36,6 +36,7 @@ from ice.constants import (
     CHANNEL_BIND_REQUEST,
     CREATE_PERMISSION_REQUEST,
     DATA_INDICATION,
+    REFRESH_REQUEST,
     SEND_INDICATION,
 )
 from ice.machine import Address, Transmit
@@ -354,6 +355,52 @@ def test_an_expired_allocation_still_relays_until_its_timer_fires() -> None:
     assert gone.pump.forwarded == 0 and gone.twin.server.drops == {"no-allocation": 1}
     gone = from_peers([(b"x", PEER6)], relay, 650.0, timer=True)
     assert gone.pump.forwarded == 0 and gone.twin.server.drops == {"no-allocation": 1}
+
+
+def test_a_refreshed_permission_reaches_the_pump_it_served_before() -> None:
+    """The pump remembers each allocation's last channel and permission (both
+    ways); a refresh through the core must reach it, or datagrams past the old
+    expiry would be handed to the core when the pump could relay them."""
+    w = world()
+    pump = RelayPump(w.server.allocation_table)
+    relay = w.relays["a"][0]
+    out, back = [(channel_data(0x4000, b"out"), CLIENT)], [(b"back", PEER)]
+    w.net.now = 450.0  # PEER's permission lapses at 500
+    assert pump.from_clients(out, SERVER, 450.0) == []
+    assert pump.from_peers(back, relay, 450.0) == []
+    _permit(w.net, w.net.raw(CLIENT), PEER)  # now until 750
+    assert pump.from_clients(out, SERVER, 550.0) == []
+    assert pump.from_peers(back, relay, 550.0) == []
+    assert pump.forwarded == 4
+    assert pump.from_peers(back, relay, 760.0) == back  # lapsed: remembered, yet refused
+
+
+def test_a_refreshed_channel_reaches_the_pump_it_served_before() -> None:
+    w = world()
+    pump = RelayPump(w.server.allocation_table)
+    relay = w.relays["a"][0]
+    out, back = [(channel_data(0x4001, b"out"), CLIENT)], [(b"back", PEER_B)]
+    w.net.now = 590.0  # channel 0x4001 lapses at 600
+    _permit(w.net, w.net.raw(CLIENT), PEER_B)  # PEER_B's own lapsed at 300
+    assert pump.from_clients(out, SERVER, 590.0) == []
+    assert pump.from_peers(back, relay, 590.0) == []
+    _bind(w.net, w.net.raw(CLIENT), 0x4001, PEER_B)  # now until 1190
+    assert pump.from_clients(out, SERVER, 650.0) == []
+    assert pump.from_peers(back, relay, 650.0) == []
+    assert pump.forwarded == 4
+
+
+def test_a_deleted_allocation_is_not_relayed_for_by_the_pump() -> None:
+    w = world()
+    pump = RelayPump(w.server.allocation_table)
+    out = [(channel_data(0x4000, b"out"), CLIENT)]
+    assert pump.from_clients(out, SERVER, 10.0) == []
+    _request(w.net, w.net.raw(CLIENT), Message.build(REFRESH_REQUEST, Lifetime(0)))
+    assert pump.from_clients(out, SERVER, 10.0) == out
+    assert pump.from_clients(out, ("192.0.2.99", 3478), 10.0) == out  # no UDP allocation there
+    _allocate(w.net, w.net.raw(CLIENT))  # the same 5-tuple again: no channel yet
+    assert pump.from_clients(out, SERVER, 10.0) == out
+    assert pump.forwarded == 1
 
 
 def test_clients_over_tcp_and_strangers_are_the_cores() -> None:
