@@ -539,6 +539,20 @@ cdef extern from *:
         h ^= h >> 32;
         return (unsigned int)h;
     }
+
+    /* A socket.socket is a PySocketSockObject, whose first field after the object
+       header is its descriptor, -1 once closed or detached (CPython's
+       socketmodule.h, the same since Python 2). Reading it spares a fileno()
+       method call per system call; _socket_fd_readable checks it first. On
+       Windows the field is a SOCKET, not an int: not read there. */
+    #ifdef _WIN32
+    #define ICE_SOCKET_FD_READABLE 0
+    static long ice_socket_fd(PyObject *sock) { return -1; }
+    #else
+    #define ICE_SOCKET_FD_READABLE 1
+    typedef struct { PyObject_HEAD int sock_fd; } ice_socket_head;
+    static long ice_socket_fd(PyObject *sock) { return ((ice_socket_head *)sock)->sock_fd; }
+    #endif
     """
     int ICE_HAVE_MMSG
     int ICE_HAVE_EPOLL
@@ -577,12 +591,30 @@ cdef extern from *:
                                 unsigned char *out) nogil
     unsigned int ice_addr_hash(const unsigned char *p, unsigned int len) nogil
     unsigned int ice_peer_name(int fd, unsigned char *out) nogil
+    int ICE_SOCKET_FD_READABLE
+    long ice_socket_fd(PyObject *sock)
 
 
 #: True where recvmmsg/sendmmsg exist (Linux); elsewhere BatchSocket loops.
 HAVE_MMSG = bool(ICE_HAVE_MMSG)
 #: True where `ReadySet` works (Linux, with recvmmsg/sendmmsg).
 HAVE_READY_SET = bool(ICE_HAVE_EPOLL) and HAVE_MMSG
+
+
+def _socket_fd_readable():
+    """Whether ice_socket_fd reads what fileno() says, open and closed, here."""
+    if not ICE_SOCKET_FD_READABLE:
+        return False
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        if ice_socket_fd(<PyObject *>probe) != probe.fileno():
+            return False
+    finally:
+        probe.close()
+    return ice_socket_fd(<PyObject *>probe) == -1
+
+
+cdef bint _SOCKET_FD_READABLE = _socket_fd_readable()
 
 cdef enum:
     _SLOTS = 4096           # entries per address cache (a power of two)
@@ -684,6 +716,12 @@ cdef class BatchSocket:
     cdef unsigned long long _gso_sent
     cdef bint _last_full
     cdef bint _connected           # connected when made: send() checks its peer
+    cdef bint _fd_readable         # _fd reads the socket object's field (no fileno() call)
+    # the address send() named last, and its sockaddr: a relay socket sends to one
+    # peer or two, and their tuple is the same object every time (the hash is not)
+    cdef object _last_to
+    cdef unsigned int _last_to_len
+    cdef unsigned char _last_to_name[_NAME_MAX]
 
     def __cinit__(self):
         self._mm = NULL
@@ -710,6 +748,8 @@ cdef class BatchSocket:
         if self._mm != NULL:
             raise RuntimeError("BatchSocket.__init__ called twice")
         self.socket = sock
+        self._fd_readable = (_SOCKET_FD_READABLE
+                             and ice_socket_fd(<PyObject *>sock) == sock.fileno())
         self._family = sock.family
         self._batch = batch
         self._send_batch = batch if send_batch is None else send_batch
@@ -778,7 +818,11 @@ cdef class BatchSocket:
         return self._dropped
 
     cdef int _fd(self) except -1:
-        cdef int fd = self.socket.fileno()
+        cdef long fd
+        if self._fd_readable:
+            fd = ice_socket_fd(<PyObject *>self.socket)
+        else:
+            fd = self.socket.fileno()
         if fd < 0:
             raise OSError(9, "Bad file descriptor: the socket is closed")
         return fd
@@ -905,6 +949,9 @@ cdef class BatchSocket:
         cdef Py_ssize_t size
         cdef long number
         cdef unsigned int namelen
+        if addr is self._last_to:
+            memcpy(out, self._last_to_name, self._last_to_len)
+            return self._last_to_len
         if type(addr) is not tuple or PyTuple_GET_SIZE(addr) != 2:
             return 0
         host = <object>PyTuple_GET_ITEM(addr, 0)
@@ -918,6 +965,7 @@ cdef class BatchSocket:
             or PyObject_RichCompareBool(<object>slot.key, addr, Py_EQ) == 1
         ):
             memcpy(out, slot.name, slot.namelen)
+            self._remember_to(addr, out, slot.namelen)
             return slot.namelen
         try:
             text = PyUnicode_AsUTF8AndSize(host, &size)
@@ -933,7 +981,14 @@ cdef class BatchSocket:
         slot.hash = h
         slot.namelen = namelen
         memcpy(slot.name, out, namelen)
+        self._remember_to(addr, out, namelen)
         return namelen
+
+    cdef inline void _remember_to(self, object addr, const unsigned char *name,
+                                  unsigned int namelen) noexcept:
+        self._last_to = addr
+        self._last_to_len = namelen
+        memcpy(self._last_to_name, name, namelen)
 
     cpdef Py_ssize_t send(self, items) except -1:
         """Send ``[(data, (host, port)), ...]``, ``batch`` per sendmmsg call.

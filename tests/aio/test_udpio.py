@@ -313,6 +313,28 @@ def test_wrong_arguments(mmsg: bool) -> None:
 
 
 @pytest.mark.parametrize("mmsg", MODES)
+def test_a_detached_socket_is_not_written_through(mmsg: bool) -> None:
+    """The descriptor is read from the socket object at each call, never kept: once
+    the socket is detached (the descriptor still open, now someone else's) the
+    BatchSocket refuses, as it does for a closed one."""
+    with udp("127.0.0.1", 2) as (a, b):
+        bsock = BatchSocket(a, mmsg=mmsg)
+        number = a.detach()
+        try:
+            with pytest.raises(OSError):
+                bsock.send([(b"x", name(b))])
+            with pytest.raises(OSError):
+                bsock.sendto(b"x", name(b))
+            with pytest.raises(OSError):
+                bsock.recv()
+        finally:
+            os.close(number)
+        b.settimeout(0.05)
+        with pytest.raises(TimeoutError):
+            b.recv(10)
+
+
+@pytest.mark.parametrize("mmsg", MODES)
 def test_a_closed_socket_raises(mmsg: bool) -> None:
     with udp() as (sock,):
         bsock = BatchSocket(sock, mmsg=mmsg)
@@ -337,12 +359,14 @@ def test_it_keeps_the_socket_and_releases_what_it_holds() -> None:
         refs = sys.getrefcount(addr)
         del bsock
         gc.collect()
-        # The address cache is the process's (one slot per address, bounded), not the
-        # socket's: another socket sending there reuses the slot, adding no reference.
-        assert sys.getrefcount(addr) == refs
+        # The address cache is the process's (one slot per address, bounded): the
+        # socket held one reference of its own (the address it named last), now gone.
+        assert sys.getrefcount(addr) == refs - 1
         other = BatchSocket(a)
         other.send([(b"x", addr)])
-        assert sys.getrefcount(addr) == refs
+        assert sys.getrefcount(addr) == refs  # the cache's slot is reused, plus other's own
+        other.send([(b"x", name(a))])
+        assert sys.getrefcount(addr) == refs - 1  # the last named is another address now
 
 
 # -- UDP GSO (gso=True): runs to one address go as one send the kernel splits
