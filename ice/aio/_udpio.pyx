@@ -155,8 +155,17 @@ cdef extern from *:
     static unsigned int ice_rx_slots = 0;
     static char *ice_rx_area = NULL;
     static size_t ice_rx_area_size = 0;
+    /* Slots [0, laid) point at their buffers of laid_size bytes and their names;
+       a call changes only the name lengths of the slots it fills, [0, dirty), so
+       the next call resets those rather than laying out all n again (a relay
+       socket reads one datagram or two with a batch of 64). */
+    static unsigned int ice_rx_laid = 0;
+    static size_t ice_rx_laid_size = 0;
+    static unsigned int ice_rx_dirty = 0;
 
     static int ice_rx_reserve(unsigned int n, size_t max_size) {
+        if (n > ice_rx_slots || (size_t)n * max_size > ice_rx_area_size)
+            ice_rx_laid = 0;  /* whatever moves, the pointers into it go stale */
         if (n > ice_rx_slots) {
             struct mmsghdr *msgs = (struct mmsghdr *)realloc(ice_rx_msgs, n * sizeof(*msgs));
             if (msgs == NULL) return -1;
@@ -242,19 +251,29 @@ cdef extern from *:
         unsigned int i;
         int r;
         if (ice_rx_reserve(n, m->max_size) != 0) return -ENOMEM;
-        for (i = 0; i < n; i++) {
-            ice_rx_iov[i].iov_base = ice_rx_area + (size_t)i * m->max_size;
-            ice_rx_iov[i].iov_len = m->max_size;
-            memset(&ice_rx_msgs[i].msg_hdr, 0, sizeof(struct msghdr));
-            ice_rx_msgs[i].msg_hdr.msg_iov = &ice_rx_iov[i];
-            ice_rx_msgs[i].msg_hdr.msg_iovlen = 1;
-            ice_rx_msgs[i].msg_hdr.msg_name = &ice_rx_names[i];
-            ice_rx_msgs[i].msg_hdr.msg_namelen = sizeof(ice_sockaddr);
+        if (n > ice_rx_laid || m->max_size != ice_rx_laid_size) {
+            for (i = 0; i < n; i++) {
+                ice_rx_iov[i].iov_base = ice_rx_area + (size_t)i * m->max_size;
+                ice_rx_iov[i].iov_len = m->max_size;
+                memset(&ice_rx_msgs[i].msg_hdr, 0, sizeof(struct msghdr));
+                ice_rx_msgs[i].msg_hdr.msg_iov = &ice_rx_iov[i];
+                ice_rx_msgs[i].msg_hdr.msg_iovlen = 1;
+                ice_rx_msgs[i].msg_hdr.msg_name = &ice_rx_names[i];
+                ice_rx_msgs[i].msg_hdr.msg_namelen = sizeof(ice_sockaddr);
+            }
+            ice_rx_laid = n;
+            ice_rx_laid_size = m->max_size;
+        } else {
+            for (i = 0; i < ice_rx_dirty; i++)
+                ice_rx_msgs[i].msg_hdr.msg_namelen = sizeof(ice_sockaddr);
         }
+        ice_rx_dirty = 0;
         do {
             r = recvmmsg(fd, ice_rx_msgs, n, MSG_DONTWAIT, NULL);
         } while (r < 0 && errno == EINTR);
-        return r < 0 ? -errno : r;
+        if (r < 0) return -errno;
+        ice_rx_dirty = (unsigned int)r;
+        return r;
     }
 
     static const char *ice_mm_data(ice_mm *m, unsigned int i, size_t *len) {

@@ -273,6 +273,33 @@ def test_a_dual_stack_socket_reaches_ipv4(mmsg: bool) -> None:
         assert back == [(b"from v4", ("::ffff:127.0.0.1", name(v4)[1]))]
 
 
+@pytest.mark.skipif(not HAS_IPV6_LOOPBACK, reason="no IPv6 loopback")
+@pytest.mark.skipif(not HAVE_MMSG, reason="the shared receive slots are the mmsg path's")
+def test_sockets_of_either_family_and_any_max_size_share_the_receive_slots() -> None:
+    """Every socket reads into the process's one set of receive slots, laid out
+    once and reset between calls: an IPv6 name after an IPv4 one (longer), a
+    shorter max_size after a longer one, and back, each come out whole."""
+    with udp("127.0.0.1", 2) as (a4, b4), udp("::1", 2) as (a6, b6), udp("127.0.0.1") as (s,):
+        r4, r6, short = BatchSocket(a4), BatchSocket(a6), BatchSocket(s, max_size=4)
+        for i in range(3):
+            b4.sendto(b"four %d" % i, name(a4))
+            b4.sendto(b"four %d again" % i, name(a4))
+            b6.sendto(b"six %d" % i, name(a6))
+            b4.sendto(b"0123456789", name(s))
+            b4.sendto(b"abcdefgh", name(s))
+            assert [item for batch in recv_all(r4, 2) for item in batch] == [
+                (b"four %d" % i, name(b4)),
+                (b"four %d again" % i, name(b4)),
+            ]
+            assert [item for batch in recv_all(r6, 1) for item in batch] == [
+                (b"six %d" % i, name(b6))
+            ]
+            assert [item for batch in recv_all(short, 2) for item in batch] == [
+                (b"0123", name(b4)),
+                (b"abcd", name(b4)),
+            ]
+
+
 @pytest.mark.parametrize("mmsg", MODES)
 def test_max_size_cuts_a_longer_datagram(mmsg: bool) -> None:
     with udp("127.0.0.1", 2) as (a, b):
