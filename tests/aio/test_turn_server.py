@@ -20,7 +20,7 @@ from ice.aio import turn_server
 from ice.aio._udpio import HAVE_READY_SET
 from ice.aio.turn_client import TurnClient
 from ice.attrs import Data, XorPeerAddress
-from ice.constants import SEND_INDICATION
+from ice.constants import BINDING_REQUEST, BINDING_SUCCESS, SEND_INDICATION
 from ice.turn.server import TurnServer
 from tests.support.ice_turn_server import USERS, run_ice_turn
 from tests.support.loop import run
@@ -91,6 +91,41 @@ def test_a_clients_batch_reaches_the_core_whole_and_is_drained_once() -> None:
                 assert (fed[0], drained[0]) == (5, 1)
             finally:
                 stranger.close()
+
+    run(main())
+
+
+def test_what_arrives_while_the_listener_answers_is_read_in_the_same_wake_up() -> None:
+    """The listener reads again after handling a batch, until its socket is empty:
+    a request that came meanwhile is answered before the loop runs anything else
+    (it costs a recvmmsg, where another trip through the loop costs more)."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        async with run_ice_turn(transports=("udp",)) as turn:
+            (listener,) = turn.runner._udp_list
+            client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            client.setblocking(False)
+            handled: list[int] = []
+            after_first_wake_up: list[int] = []
+            handle = listener._received_batch
+
+            def received_batch(batch: list[tuple[bytes, tuple[str, int]]]) -> None:
+                handled.append(len(batch))
+                if len(handled) == 1:
+                    client.sendto(Message.build(BINDING_REQUEST).raw, turn.address("udp"))
+                    loop.call_soon(lambda: after_first_wake_up.append(len(handled)))
+                handle(batch)
+
+            listener._received_batch = received_batch  # type: ignore[method-assign]
+            try:
+                client.sendto(Message.build(BINDING_REQUEST).raw, turn.address("udp"))
+                await eventually(lambda: len(handled) == 2)
+                assert handled == [1, 1] and after_first_wake_up == [2]
+                answers = [await loop.sock_recv(client, 1500) for _ in range(2)]
+                assert [Message.decode(a).type for a in answers] == [BINDING_SUCCESS] * 2
+            finally:
+                client.close()
 
     run(main())
 
