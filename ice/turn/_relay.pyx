@@ -69,7 +69,7 @@ cdef class RelayPump:
         """Relay what can be relayed; return the rest as (data, addr) for the core."""
         cdef list rest = []
         cdef dict clients = self._table.udp_clients_of(local)
-        cdef object item, data, addr, peer
+        cdef object item, data, addr
         cdef object last_addr = None  # a batch tends to hold runs from one client
         cdef tuple relay, last_relay = None
         cdef list queue = None
