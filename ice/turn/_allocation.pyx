@@ -272,8 +272,10 @@ cdef class AllocationTable:
     """Every allocation of a server, by 5-tuple and by relayed address, and the
     allocations per user and per client IP (for quotas): one owner for the indexes.
 
-    ``by_five_tuple`` and ``by_relay`` are for reading (the relay pump reads
-    them per datagram); `add` and `remove` keep them in step.
+    ``by_five_tuple`` and ``by_relay`` are for reading; `add` and `remove` keep
+    them in step, and with them the UDP allocations by listening address and
+    client address (`udp_clients_of`, for the relay pump, which reads that
+    and ``by_relay`` per datagram).
     """
 
     def __init__(self):
