@@ -624,7 +624,10 @@ def _socket_fd_readable():
     """Whether ice_socket_fd reads what fileno() says, open and closed, here."""
     if not ICE_SOCKET_FD_READABLE:
         return False
-    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    except OSError:  # no IPv4 sockets here: fileno() it is
+        return False
     try:
         if ice_socket_fd(<PyObject *>probe) != probe.fileno():
             return False
