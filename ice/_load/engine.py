@@ -69,7 +69,7 @@ from ice._load.packets import (
 )
 from ice.aio._udpio import BatchSocket
 from ice.aio.driver import MachineDriver
-from ice.aio.portable import platform_name
+from ice.aio.portable import enlarge_buffers, platform_name
 from ice.machine import Address, Transmit
 from ice.stun.client_auth import LongTermCredentials
 from ice.stun.uri import format_address
@@ -115,9 +115,7 @@ def _udp_socket(family: socket.AddressFamily) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
         sock.setblocking(False)
-        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, option, _SOCKET_BUFFER)
+        enlarge_buffers(sock, _SOCKET_BUFFER)
     except BaseException:
         sock.close()
         raise

@@ -15,7 +15,10 @@ call is missing, so Linux runs exactly the fast path:
   SO_REUSEPORT does not exist and a feature cannot do without it;
 - `dont_fragment_options`: the socket option that sets the don't-fragment
   bit, which every platform numbers its own way (none on a platform this
-  table does not know: relaying works, fragmentable, logged once).
+  table does not know: relaying works, fragmentable, logged once);
+- `enlarge_buffers`: bigger UDP socket buffers where the platform grants
+  them (each kernel caps the request its own way; a refusal keeps the
+  default).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ __all__ = [
     "DatagramIO",
     "accept_forever",
     "dont_fragment_options",
+    "enlarge_buffers",
     "has_reuse_port",
     "platform_name",
     "require_reuse_port",
@@ -42,6 +46,12 @@ __all__ = [
 logger = logging.getLogger("ice.aio.portable")
 
 _PLATFORM_NAMES = {"win32": "Windows", "darwin": "macOS", "linux": "Linux", "cygwin": "Cygwin"}
+
+#: Bytes of buffer asked for, each way, on a UDP socket where many peers' bursts
+#: land (a TURN server's listener): Linux's default (~208 KiB) holds about 90
+#: datagrams of 1,200 bytes. Linux caps the request at net.core.rmem_max /
+#: wmem_max.
+SOCKET_BUFFER = 1 << 20
 
 
 def platform_name(platform: str | None = None) -> str:
@@ -81,6 +91,8 @@ _DONT_FRAGMENT = {
     "freebsd": (67, 1, 62, 1),
     "win32": (14, 1, 14, 1),
 }
+
+
 _unknown_logged: set[str] = set()
 
 
@@ -100,6 +112,17 @@ def dont_fragment_options(family: int, platform: str | None = None) -> tuple[int
     if family == socket.AF_INET6:
         return (_IPPROTO_IPV6, entry[2], entry[3])
     return (_IPPROTO_IP, entry[0], entry[1])
+
+
+def enlarge_buffers(sock: socket.socket, size: int = SOCKET_BUFFER) -> None:
+    """Ask for ``size`` bytes of receive and send buffer on ``sock``, each way it has
+    less; a platform that refuses keeps its default (logged at debug level)."""
+    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        try:
+            if sock.getsockopt(socket.SOL_SOCKET, option) < size:
+                sock.setsockopt(socket.SOL_SOCKET, option, size)
+        except OSError as exc:
+            logger.debug("socket buffer size not set: %s", exc)
 
 
 # -- loops without add_reader

@@ -53,7 +53,7 @@ from collections.abc import Sequence
 from typing import Unpack
 
 from ice.aio._udpio import HAVE_READY_SET, BatchSocket, ReadySet, send_queues
-from ice.aio.portable import DatagramIO, dont_fragment_options
+from ice.aio.portable import DatagramIO, dont_fragment_options, enlarge_buffers
 from ice.aio.stun_server import (
     MAX_DATAGRAM,
     READ_BATCH,
@@ -78,8 +78,6 @@ __all__ = ["TurnServerRunner", "serve_turn"]
 #: socket is empty. What clients sent meanwhile is read without another trip
 #: through the event loop (a recvmmsg that finds nothing costs less than one).
 LISTENER_DRAIN = 4 * READ_BATCH
-#: Bytes of socket buffer asked for the UDP listeners, each way.
-LISTENER_BUFFER = 1 << 20
 _BINDING = 0x001
 
 logger = logging.getLogger("ice.aio.turn_server")
@@ -92,13 +90,8 @@ class _ListenerEndpoint(_DatagramEndpoint):
         super().__init__(runner, sock, local)
         self.turn_runner = runner
         # Every client's burst lands in this one socket: room for a few hundred
-        # datagrams rather than the default ~90 of 1,200 bytes (the kernel caps
-        # it at net.core.rmem_max / wmem_max).
-        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, option, LISTENER_BUFFER)
-            except OSError as exc:  # a platform that refuses: the default stays
-                logger.debug("udp %s: buffer size not set: %s", format_address(local), exc)
+        # datagrams rather than the default ~90 of 1,200 bytes.
+        enlarge_buffers(sock)
         # gso: what the pump queues for one client is a run of like datagrams
         self.batch: BatchSocket | DatagramIO = BatchSocket(sock, READ_BATCH, MAX_DATAGRAM, gso=True)
 

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import socket
 import sys
+from typing import Any
 
 import pytest
 
@@ -27,6 +28,7 @@ from ice.aio.portable import (
     DatagramIO,
     accept_forever,
     dont_fragment_options,
+    enlarge_buffers,
     platform_name,
 )
 from ice.aio.stun_server import Listener, StunServerRunner
@@ -83,6 +85,33 @@ def bindable(kind: int, address: tuple[str, int]) -> bool:
 async def turns(n: int = 3) -> None:
     for _ in range(n):
         await asyncio.sleep(0)
+
+
+# -- socket buffers
+
+
+def test_enlarge_buffers_grows_a_buffer_and_never_shrinks_one() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        default = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        enlarge_buffers(sock, default // 4)
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == default
+        enlarge_buffers(sock, 2 * default)
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) > default
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) > default // 4
+
+
+def test_a_platform_that_refuses_a_buffer_size_keeps_its_default(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Refusing(socket.socket):
+        def setsockopt(self, *args: Any) -> None:
+            raise OSError(22, "Invalid argument")
+
+    with Refusing(socket.AF_INET, socket.SOCK_DGRAM) as sock, caplog.at_level(logging.DEBUG):
+        default = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        enlarge_buffers(sock)
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == default
+    assert "socket buffer size not set" in caplog.text
 
 
 # -- loops without add_reader
