@@ -53,6 +53,7 @@ from ice.agent.candidate import Candidate, local_preferences
 from ice.agent.mdns import mdns_candidate
 from ice.aio.ice_tcp import TcpLinks
 from ice.aio.mdns import MdnsService
+from ice.aio.portable import CONNECTION_RECEIVE_BUFFER, enlarge_buffers
 from ice.aio.resolve import each_server
 from ice.aio.transport import Target, endpoint_for
 from ice.aio.turn_client import TurnClient
@@ -351,6 +352,7 @@ async def open_host_socket(
     except OSError as exc:
         logger.info("no socket on %s (%s): %s", address.ip, address.interface, exc)
         return None
+    enlarge_buffers(sock, CONNECTION_RECEIVE_BUFFER, send=False)
     protocol = protocol_factory((address.ip, sock.getsockname()[1]))
     try:
         transport, _ = await loop.create_datagram_endpoint(lambda: protocol, sock=sock)

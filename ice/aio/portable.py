@@ -18,7 +18,8 @@ call is missing, so Linux runs exactly the fast path:
   table does not know: relaying works, fragmentable, logged once);
 - `enlarge_buffers`: bigger UDP socket buffers where the platform grants
   them (each kernel caps the request its own way; a refusal keeps the
-  default).
+  default): the servers' listeners, and the receive side of a connection's
+  sockets.
 """
 
 from __future__ import annotations
@@ -52,6 +53,14 @@ _PLATFORM_NAMES = {"win32": "Windows", "darwin": "macOS", "linux": "Linux", "cyg
 #: datagrams of 1,200 bytes. Linux caps the request at net.core.rmem_max /
 #: wmem_max.
 SOCKET_BUFFER = 1 << 20
+
+#: Bytes of receive buffer asked for on a connection's UDP sockets (host
+#: candidates, links to STUN and TURN servers): aioice's figure, which Linux
+#: doubles to 512 KiB. aiortc's SCTP sends a data channel's opening burst
+#: faster than the peer's event loop reads it; at Linux's default (~208 KiB,
+#: ~250 small datagrams) the tail of that burst was dropped, and SCTP stalled
+#: for its 1 s retransmission timeout.
+CONNECTION_RECEIVE_BUFFER = 256 << 10
 
 
 def platform_name(platform: str | None = None) -> str:
@@ -114,10 +123,11 @@ def dont_fragment_options(family: int, platform: str | None = None) -> tuple[int
     return (_IPPROTO_IP, entry[0], entry[1])
 
 
-def enlarge_buffers(sock: socket.socket, size: int = SOCKET_BUFFER) -> None:
-    """Ask for ``size`` bytes of receive and send buffer on ``sock``, each way it has
-    less; a platform that refuses keeps its default (logged at debug level)."""
-    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+def enlarge_buffers(sock: socket.socket, size: int = SOCKET_BUFFER, *, send: bool = True) -> None:
+    """Ask for ``size`` bytes of receive and (unless ``send`` is false) send buffer on
+    ``sock``, each way it has less; a platform that refuses keeps its default (logged
+    at debug level)."""
+    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF) if send else (socket.SO_RCVBUF,):
         try:
             if sock.getsockopt(socket.SOL_SOCKET, option) < size:
                 sock.setsockopt(socket.SOL_SOCKET, option, size)

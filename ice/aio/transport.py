@@ -30,6 +30,7 @@ from typing import Any, Literal, cast
 
 from ice._codec import stream_frame_length
 from ice._errors import DecodeError
+from ice.aio.portable import CONNECTION_RECEIVE_BUFFER, enlarge_buffers
 from ice.machine import Address
 from ice.stun.srv import srv_name
 from ice.stun.uri import StunUri, format_address, parse_uri
@@ -359,6 +360,7 @@ async def open_channel(
             sock.bind(local_addr if local_addr is not None else (wildcard, 0))
             if connect_udp:
                 sock.connect(addr)
+            enlarge_buffers(sock, CONNECTION_RECEIVE_BUFFER, send=False)
         except BaseException:
             sock.close()
             raise

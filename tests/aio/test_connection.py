@@ -403,6 +403,27 @@ def test_a_reader_that_falls_behind_loses_the_oldest_datagrams() -> None:
     run(main())
 
 
+def test_a_burst_sent_before_the_reader_runs_arrives_whole() -> None:
+    """aiortc's SCTP opens a data channel with a burst sent in one event-loop turn.
+    The host socket holds 400 small datagrams (aioice's receive buffer holds ~630,
+    Linux's default ~256), where the kernel used to drop the tail and SCTP stalled
+    for its 1 s retransmission timeout."""
+
+    async def main() -> None:
+        a, b = await connected_pair(ours(), ours())
+        try:
+            burst = 400
+            for seq in range(burst):  # send() does not yield: b reads nothing meanwhile
+                await a.send(seq.to_bytes(4, "big") + bytes(96))
+            async with asyncio.timeout(5):
+                got = [int.from_bytes((await b.recv())[:4], "big") for _ in range(burst)]
+            assert got == list(range(burst))
+        finally:
+            await asyncio.gather(a.close(), b.close())
+
+    run(main())
+
+
 def test_default_candidate_is_the_lowest_priority_one() -> None:
     async def main() -> None:
         conn = Connection(True, components=2, ip_filter=["127.0.0.1", "::1"])

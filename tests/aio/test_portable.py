@@ -100,6 +100,15 @@ def test_enlarge_buffers_grows_a_buffer_and_never_shrinks_one() -> None:
         assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) > default // 4
 
 
+def test_enlarge_buffers_can_leave_the_send_buffer_alone() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        receive = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        send = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        enlarge_buffers(sock, 2 * max(receive, send), send=False)
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) > receive
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == send
+
+
 def test_a_platform_that_refuses_a_buffer_size_keeps_its_default(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

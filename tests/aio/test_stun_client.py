@@ -18,7 +18,7 @@ import pytest
 from ice._codec import Message, encode_channel_data
 from ice._errors import DecodeError, Error, StunError, StunTimeoutError
 from ice.aio.stun_client import AsyncStunClient, get_mapped_address, stun_request
-from ice.aio.transport import StreamFramer, endpoint_for, resolve
+from ice.aio.transport import StreamFramer, endpoint_for, open_channel, resolve
 from ice.attrs import (
     ChangeRequest,
     ErrorCodeAttribute,
@@ -189,6 +189,35 @@ def test_framer_refuses_too_much_unframed_data() -> None:
     assert framer.feed(header + bytes(60)) == []
     with pytest.raises(DecodeError, match="without a complete frame"):
         framer.feed(bytes(40))
+
+
+def test_a_udp_channel_holds_a_burst_that_arrives_before_the_loop_turns() -> None:
+    """A TURN server relays a peer's burst to the client's channel socket: 400
+    small datagrams sent while the loop cannot read are all delivered (Linux's
+    default receive buffer holds ~256 of them; the channel asks for aioice's)."""
+
+    async def main() -> None:
+        got: list[bytes] = []
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server:
+            server.bind(("127.0.0.1", 0))
+            channel = await open_channel(
+                server.getsockname(),
+                "udp",
+                on_data=lambda data, addr: got.append(data),
+                on_error=lambda exc: None,
+            )
+            try:
+                assert channel.local_address is not None
+                for seq in range(400):
+                    server.sendto(seq.to_bytes(4, "big") + bytes(96), channel.local_address)
+                async with asyncio.timeout(GUARD):
+                    while len(got) < 400:
+                        await asyncio.sleep(0.01)
+                assert [int.from_bytes(data[:4], "big") for data in got] == list(range(400))
+            finally:
+                channel.close()
+
+    run(main())
 
 
 # -- name resolution
