@@ -87,7 +87,7 @@ from typing import Any, Literal, TypedDict, Unpack
 from ice._codec import stream_frame_length
 from ice._errors import DecodeError
 from ice.aio.driver import MachineDriver
-from ice.aio.portable import DatagramIO, require_reuse_port
+from ice.aio.portable import DatagramIO, enlarge_buffers, require_reuse_port
 from ice.machine import Address, Machine, Transmit
 from ice.stun.stream_limits import (
     IDLE_TIMEOUT,
@@ -619,6 +619,7 @@ class StunServerRunner:
             raise OSError(
                 exc.errno, f"cannot bind udp {format_address(_address(sockaddr))}: {exc.strerror}"
             ) from None
+        enlarge_buffers(sock)  # every client's requests land here between two reads
         # The core's own spelling of an RFC 5780 address, so it recognises it.
         bound = local if local is not None else _address(sock.getsockname())
         endpoint = self._datagram_endpoint(sock, bound)

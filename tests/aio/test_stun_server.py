@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import pytest
 
 import ice
+from ice.aio.portable import SOCKET_BUFFER
 from ice.aio.stun_server import Listener, StunServerRunner, serve_stun
 from ice.aio.turn_server import TurnServerRunner
 from ice.machine import Address, Transmit
@@ -204,6 +205,40 @@ def test_udp_binding_reports_the_client_address(host: str) -> None:
             assert response.transaction_id == request.transaction_id
             assert mapped(response) == sockname(sock)
             assert source == server_addr
+
+
+def _rmem_max() -> int:
+    try:
+        with open("/proc/sys/net/core/rmem_max") as f:
+            return int(f.read())
+    except OSError:
+        return 0
+
+
+@pytest.mark.skipif(_rmem_max() < SOCKET_BUFFER, reason="the kernel caps UDP buffers lower")
+def test_requests_that_land_while_the_loop_is_busy_are_all_answered() -> None:
+    """Every client's requests land on one socket between two reads: 600 of them
+    (Linux's default buffer holds ~256 small datagrams) are all answered."""
+    with running([Listener("udp", "127.0.0.1", 0)]) as run:
+        server_addr = run.address("udp")
+        busy, released = threading.Event(), threading.Event()
+
+        def hold_the_loop() -> None:
+            busy.set()
+            released.wait(TIMEOUT)
+
+        run.loop.call_soon_threadsafe(hold_the_loop)
+        assert busy.wait(TIMEOUT)
+        with udp_client("127.0.0.1") as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
+            requests = [binding_request() for _ in range(600)]
+            try:
+                for request in requests:
+                    sock.sendto(request.raw, server_addr)
+            finally:
+                released.set()
+            answered = {ice.Message.decode(sock.recv(65536)).transaction_id for _ in requests}
+            assert answered == {request.transaction_id for request in requests}
 
 
 @pytest.mark.parametrize("host", HOSTS)
