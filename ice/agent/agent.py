@@ -221,6 +221,7 @@ class Agent:
             pair=self._pair,
             nominated=self._nominated,
             set_role=self._set_role,
+            cancel_check=self._cancel_check,
             arm=self._arm,
         )
         #: How long an agent with passive TCP candidates waits for the peer to connect
@@ -742,6 +743,14 @@ class Agent:
         self._table.start(
             request, pair.remote_address, now, key=self._remote_key, reliable=tcp, source=pair.base
         )
+
+    def _cancel_check(self, pair: CandidatePair) -> None:
+        """RFC 8445 7.3.1.4: the pair's check in progress is sent no more. Its answer
+        still counts until it times out; the timeout then fails nothing."""
+        if pair.transaction_id is not None:
+            self._table.stop_retransmitting(pair.transaction_id)
+            pair.transaction_id = None
+        pair.check_cancelled()
 
     # -- roles (answering checks, RFC 8445 7.3, is ice.agent.responder's: conflicts too)
 

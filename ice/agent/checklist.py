@@ -49,6 +49,7 @@ class _Happening(StrEnum):
     UNFROZEN = "unfrozen"
     TRIGGERED = "triggered"
     CHECK_STARTED = "check started"
+    CHECK_CANCELLED = "check cancelled"
     CONNECTION_REQUESTED = "connection requested"
     CHECK_SUCCEEDED = "check succeeded"
     CHECK_FAILED = "check failed"
@@ -85,6 +86,10 @@ _TRANSITIONS: dict[tuple[PairState, _Happening], PairState] = {
     (_P, _Happening.CHECK_STARTED): _P,
     (_X, _Happening.CHECK_STARTED): _P,
     (_S, _Happening.CHECK_STARTED): _S,
+    # 7.3.1.4: the peer's check came over a pair whose check is in progress. That
+    # check is sent no more (its answer still counts) and the pair waits for the
+    # triggered check queued at once, not for the next retransmission.
+    (_P, _Happening.CHECK_CANCELLED): _W,
     # RFC 6544 7.2: a check over TCP first needs its connection. The pair is
     # In-Progress until the connection is up and the check goes out over it, a
     # valid pair too (its connection closed): that check, not the one that asked
@@ -195,6 +200,10 @@ class CandidatePair:
     def check_started(self) -> None:
         """A check was sent: In-Progress, unless it already Succeeded."""
         self._move(_Happening.CHECK_STARTED)
+
+    def check_cancelled(self) -> None:
+        """The check in progress is sent no more (RFC 8445 7.3.1.4): Waiting."""
+        self._move(_Happening.CHECK_CANCELLED)
 
     def connection_requested(self) -> None:
         """A check needs a TCP connection, asked for now: In-Progress until it is up."""

@@ -68,8 +68,10 @@ class CheckResponder:
     ``bases`` is its base -> (stream, candidate) index. ``pair`` is
     the agent's ``_pair`` (it pairs a new remote candidate with a local one),
     ``nominated(pair, now)`` selects a pair the peer nominated, ``set_role``
-    switches the role after a conflict, and ``arm(now)`` makes the check pacer
-    run for a triggered check. The answers wait in `datagrams_to_send`.
+    switches the role after a conflict, ``cancel_check(pair)`` stops the
+    retransmissions of the pair's check in progress, and ``arm(now)`` makes the
+    check pacer run for a triggered check. The answers wait in
+    `datagrams_to_send`.
     """
 
     def __init__(
@@ -86,6 +88,7 @@ class CheckResponder:
         pair: _Pair,
         nominated: Callable[[CandidatePair, float], None],
         set_role: Callable[[bool], None],
+        cancel_check: Callable[[CandidatePair], None],
         arm: Callable[[float], None],
     ) -> None:
         self._credentials = credentials
@@ -99,6 +102,7 @@ class CheckResponder:
         self._pair = pair
         self._nominated = nominated
         self._set_role = set_role
+        self._cancel_check = cancel_check
         self._arm = arm
         self._outbox: list[Transmit] = []
         # numbers peer-reflexive foundations; not reset by a restart, so a foundation
@@ -167,9 +171,12 @@ class CheckResponder:
             return
         if use_candidate:
             pair.nominated = True  # selected once its triggered check succeeds (7.3.1.5)
-        if pair.state is not PairState.IN_PROGRESS:
-            self._checklists()[pair.stream].trigger(pair)
-            self._arm(now)
+        if pair.state is PairState.IN_PROGRESS:
+            if pair.local.transport == "tcp":
+                return  # that check is on a connection: it arrives, or the connection fails
+            self._cancel_check(pair)  # 7.3.1.4: a new check now, not a retransmission later
+        self._checklists()[pair.stream].trigger(pair)
+        self._arm(now)
 
     def _peer_reflexive(
         self, addr: Address, component: int, request: Message, base: Address

@@ -615,6 +615,25 @@ cdef class TransactionTable:
         self._n_waiting -= 1
         return True
 
+    def stop_retransmitting(self, transaction_id):
+        """Send an outstanding transaction no more, but take its response until the
+        end of its schedule, when it still ends with `TransactionTimedOut`. RFC 8445
+        7.3.1.4 cancels a connectivity check this way when the peer's check arrives
+        first. True if it was in flight; one still waiting for a slot is left as it is.
+        """
+        if not isinstance(transaction_id, bytes) or len(<bytes>transaction_id) != 12:
+            return False
+        cdef Py_ssize_t i = index_find(&self._active, <uint8_t *>PyBytes_AS_STRING(transaction_id))
+        if i < 0:
+            return False
+        cdef _Transaction t = <_Transaction>self._active.slots[i].transaction
+        if t.sends_left and not t.reliable:
+            t.sends_left = 0
+            # the timeout its last send would have had: RTO x (1 + 2 + ... + Rm)
+            t.deadline = t.started + t.rto * self._ti_factor
+            self._push(t)
+        return True
+
     def __len__(self):
         return self._active.size + self._n_waiting
 

@@ -375,6 +375,56 @@ class _Lossy:
         self.inner.handle_timer(now)
 
 
+class _LosesFirst:
+    """Wraps an agent: the first datagram it would receive is lost, as behind a NAT
+    or a TURN permission the peer has not opened yet."""
+
+    def __init__(self, inner: Agent) -> None:
+        self.inner = inner
+        self.lost: bytes | None = None
+
+    def receive_datagram(self, data: bytes, addr: Address, now: float, *, local: Address) -> None:
+        if self.lost is None:
+            self.lost = data
+            return
+        self.inner.receive_datagram(data, addr, now, local=local)
+
+    def datagrams_to_send(self, now: float) -> list[ice.Transmit]:
+        return self.inner.datagrams_to_send(now)
+
+    def get_timer(self) -> float | None:
+        return self.inner.get_timer()
+
+    def handle_timer(self, now: float) -> None:
+        self.inner.handle_timer(now)
+
+
+def test_a_lost_check_is_replaced_by_a_triggered_check_not_waited_for() -> None:
+    """RFC 8445 7.3.1.4: the peer's check arrives while ours is in progress, so ours
+    is cancelled (sent no more) and a new one goes out at once: connected well
+    before the first retransmission (check_rto, 250 ms), and the cancelled check
+    timing out later fails nothing."""
+    net = Network(latency=0.005)
+    a, b = make_pair()
+    right = _LosesFirst(b)
+    net.add_host(a, [LEFT], name="left")
+    net.add_host(right, [RIGHT], name="right")  # type: ignore[arg-type]
+    signal(a, b)
+
+    net.run(until=lambda: connected(a, b), max_time=5)
+
+    assert net.now < 0.1
+    assert right.lost is not None
+    lost = ice.Message.decode(right.lost)
+    assert lost.type == BINDING_REQUEST
+    net.run(until=lambda: net.now > 30, max_time=60)  # past the cancelled check's timeout
+    resent = [p for p in net.log if p.source == LEFT and p.data[8:20] == lost.transaction_id]
+    assert len(resent) == 1  # the lost send, never retransmitted
+    assert connected(a, b)
+    pair = a.selected_pair(1)
+    assert pair is not None and pair.state is PairState.SUCCEEDED
+
+
 @pytest.mark.parametrize(("nth", "hold"), [(2, 0.0), (3, 0.02), (4, 0.05)])
 def test_loss_and_reordering_only_slow_the_checks_down(nth: int, hold: float) -> None:
     net = Network()

@@ -59,6 +59,7 @@ HAPPENINGS: dict[_Happening, Callable[[CandidatePair], object]] = {
     _Happening.UNFROZEN: CandidatePair.unfreeze,
     _Happening.TRIGGERED: CandidatePair.triggered,
     _Happening.CHECK_STARTED: CandidatePair.check_started,
+    _Happening.CHECK_CANCELLED: CandidatePair.check_cancelled,
     _Happening.CONNECTION_REQUESTED: CandidatePair.connection_requested,
     _Happening.CHECK_SUCCEEDED: CandidatePair.check_succeeded,
     _Happening.CHECK_FAILED: CandidatePair.check_failed,
@@ -94,6 +95,7 @@ def test_the_table_decides_every_move(state: PairState, happening: _Happening) -
         (F, _Happening.CHECK_FAILED),
         (S, _Happening.CONNECTION_CLOSED),  # a valid pair keeps its state; consent decides
         (P, _Happening.ANSWERED_BY_LITE),  # a lite agent never checks
+        (S, _Happening.CHECK_CANCELLED),  # only a check in progress is cancelled
     ],
 )
 def test_moves_rfc_8445_never_makes_are_refused_loudly(

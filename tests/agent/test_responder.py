@@ -34,6 +34,7 @@ class Wiring:
         self.nominated: list[CandidatePair] = []
         self.roles: list[bool] = []
         self.armed: list[float] = []
+        self.cancelled: list[CandidatePair] = []
         self.responder = CheckResponder(
             credentials=lambda: (self.ufrag, IntegrityKey(short_term_key(self.pwd))),
             controlling=lambda: self.controlling,
@@ -46,6 +47,7 @@ class Wiring:
             pair=self.pair,
             nominated=lambda pair, now: self.nominated.append(pair),
             set_role=self.roles.append,
+            cancel_check=self.cancel_check,
             arm=self.armed.append,
         )
 
@@ -65,6 +67,10 @@ class Wiring:
         if pair is not None:
             self.paired.append(pair)
         return pair
+
+    def cancel_check(self, pair: CandidatePair) -> None:
+        self.cancelled.append(pair)
+        pair.check_cancelled()  # what the Agent does once its transaction is quiet
 
     def admit(self, candidate: Candidate, stream: int) -> bool:
         if self.refuse:
@@ -160,3 +166,41 @@ def test_unauthenticated_errors_grow_a_check_by_the_error_code_header_at_most() 
     assert error is not None and error.code == 400
     assert len(bad_request.data) <= len(unsigned.raw) + 8 + 8  # ERROR-CODE and FINGERPRINT
     assert len(unauthenticated.data) <= len(w.check().raw) + 8
+
+
+def test_a_check_over_a_pair_in_progress_cancels_its_check_and_triggers_a_new_one() -> None:
+    """RFC 8445 7.3.1.4: a new check at once, not the old one's retransmission later."""
+    w = Wiring()
+    w.responder.answer(w.check(), PEER, BASE, 0.0)
+    (pair,) = w.paired
+    w.checklists[0].next_check()  # the triggered check goes out...
+    pair.check_started()  # ...and is in progress
+    w.responder.answer(w.check(), PEER, BASE, 0.2)
+    assert w.cancelled == [pair]
+    assert pair.state is PairState.WAITING
+    assert w.checklists[0].next_check() is pair
+    assert w.armed == [0.0, 0.2]
+
+
+def test_a_check_over_a_tcp_pair_in_progress_leaves_its_check_alone() -> None:
+    """Over TCP the check in flight is not lost: it arrives or its connection fails."""
+    w = Wiring()
+    tcp_base: Address = ("10.0.0.1", 9)
+    local = Candidate(
+        foundation="t",
+        component=1,
+        transport="tcp",
+        priority=1,
+        host=tcp_base[0],
+        port=tcp_base[1],
+        type=CandidateType.HOST,
+        tcptype="passive",
+    )
+    w.bases[tcp_base] = (0, local)
+    w.responder.answer(w.check(), PEER, tcp_base, 0.0)
+    (pair,) = w.paired
+    w.checklists[0].next_check()
+    pair.check_started()
+    w.responder.answer(w.check(), PEER, tcp_base, 0.2)
+    assert w.cancelled == [] and pair.state is PairState.IN_PROGRESS
+    assert w.checklists[0].next_check() is None

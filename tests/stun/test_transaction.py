@@ -185,6 +185,34 @@ def test_at_most_max_in_flight_requests_per_destination() -> None:
     assert [t.data for t in table.datagrams_to_send(0.3)] == [requests[2].raw]
 
 
+def test_a_transaction_stopped_retransmitting_still_takes_its_answer_until_its_timeout() -> None:
+    """RFC 8445 7.3.1.4 cancels a check this way: no more sends, the same timeout."""
+    table = TransactionTable()
+    quiet, answered = request(), request()
+    table.start(quiet, SERVER, 0.0)
+    table.start(answered, SERVER, 0.0)
+    table.datagrams_to_send(0.0)
+    table.handle_timer(0.5)
+    assert len(table.datagrams_to_send(0.5)) == 2  # both retransmitted once
+    assert table.stop_retransmitting(quiet.transaction_id)
+    assert table.stop_retransmitting(answered.transaction_id)
+    table.cancel(answered.transaction_id)  # (the other one's timeline, from here)
+    assert table.get_timer() == pytest.approx(39.5)
+    assert run_until_idle(table, 0.5) == []
+    assert table.next_event() == TransactionTimedOut(quiet.transaction_id, SERVER)
+
+    table.start(answered, SERVER, 100.0)
+    table.datagrams_to_send(100.0)
+    assert table.stop_retransmitting(answered.transaction_id)
+    assert table.get_timer() == pytest.approx(139.5)
+    assert table.receive_datagram(response(answered), SERVER, 130.0)
+    event = table.next_event()
+    assert isinstance(event, TransactionSucceeded)
+    assert event.transaction_id == answered.transaction_id
+    assert not table.stop_retransmitting(answered.transaction_id)  # answered: gone
+    assert not table.stop_retransmitting(b"short")
+
+
 def test_cancel_and_duplicate_ids() -> None:
     table = TransactionTable()
     req = request()
