@@ -746,9 +746,12 @@ class Agent:
 
     def _cancel_check(self, pair: CandidatePair) -> None:
         """RFC 8445 7.3.1.4: the pair's check in progress is sent no more. Its answer
-        still counts until it times out; the timeout then fails nothing."""
-        if pair.transaction_id is not None:
-            self._table.stop_retransmitting(pair.transaction_id)
+        still counts until it times out; the timeout then fails nothing. A check
+        still queued behind others to the same address never went out: it is dropped."""
+        tid = pair.transaction_id
+        if tid is not None:
+            if not self._table.stop_retransmitting(tid) and self._table.cancel(tid):
+                del self._checks[tid]
             pair.transaction_id = None
         pair.check_cancelled()
 

@@ -425,6 +425,40 @@ def test_a_lost_check_is_replaced_by_a_triggered_check_not_waited_for() -> None:
     assert pair is not None and pair.state is PairState.SUCCEEDED
 
 
+def test_a_cancelled_check_still_queued_behind_others_never_goes_out() -> None:
+    """At most 10 checks are in flight to one address (RFC 8489 6.2): with 11 local
+    candidates the 11th waits. Cancelled by the peer's check (7.3.1.4), it is
+    dropped, where a quiet transaction would still have been sent once later."""
+    lefts = [(f"10.0.1.{i}", 5000) for i in range(1, 12)]  # 11 foundations: none frozen
+    a, b = make_pair(left=lefts)
+    signal(a, b)
+    now, sent_by_a = 0.0, []
+    in_progress: list[object] = []
+    while len(in_progress) < 11:  # every check of a is lost on the way
+        assert now < 2, "a never had 11 checks under way"
+        now = a.get_timer() or now
+        a.handle_timer(now)
+        sent_by_a += a.datagrams_to_send(now)
+        in_progress = [p for p in a.checklist.pairs if p.state is PairState.IN_PROGRESS]
+    sent_ids = {t.data[8:20] for t in sent_by_a}
+    (queued,) = [p for p in a.checklist.pairs if p.transaction_id not in sent_ids]
+    queued_id = queued.transaction_id
+    check = None
+    while check is None:  # b checks each of a's candidates in turn
+        assert now < 4, "b never checked the queued pair's base"
+        now = b.get_timer() or now
+        b.handle_timer(now)
+        check = next((t for t in b.datagrams_to_send(now) if t.addr == queued.base), None)
+    a.receive_datagram(check.data, RIGHT, now, local=queued.base)
+    end = now + 10  # past every other check's timeout, when slots free up
+    while (timer := a.get_timer()) is not None and timer < end:
+        a.handle_timer(timer)
+        sent_by_a += a.datagrams_to_send(timer)
+    from_queued = [t for t in sent_by_a if t.source == queued.base]
+    assert queued_id not in {t.data[8:20] for t in from_queued}
+    assert any(ice.Message.decode(t.data).type == BINDING_REQUEST for t in from_queued)
+
+
 @pytest.mark.parametrize(("nth", "hold"), [(2, 0.0), (3, 0.02), (4, 0.05)])
 def test_loss_and_reordering_only_slow_the_checks_down(nth: int, hold: float) -> None:
     net = Network()
