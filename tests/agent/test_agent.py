@@ -217,14 +217,14 @@ def test_consent_loss_disconnects_then_fails_and_recovery_reconnects() -> None:
     assert a.selected_pair(1) is None  # no more sending without consent
 
 
-class _Deaf:
-    """Wraps an agent so that it hears nothing (and so answers nothing)."""
+class _Wrapped:
+    """An agent on the network as it is; subclasses change what it hears."""
 
     def __init__(self, inner: Agent) -> None:
         self.inner = inner
 
     def receive_datagram(self, data: bytes, addr: Address, now: float, *, local: Address) -> None:
-        pass
+        self.inner.receive_datagram(data, addr, now, local=local)
 
     def datagrams_to_send(self, now: float) -> list[ice.Transmit]:
         return self.inner.datagrams_to_send(now)
@@ -234,6 +234,13 @@ class _Deaf:
 
     def handle_timer(self, now: float) -> None:
         self.inner.handle_timer(now)
+
+
+class _Deaf(_Wrapped):
+    """Wraps an agent so that it hears nothing (and so answers nothing)."""
+
+    def receive_datagram(self, data: bytes, addr: Address, now: float, *, local: Address) -> None:
+        pass
 
 
 def test_trickled_candidates_in_any_order_connect() -> None:
@@ -342,12 +349,13 @@ def test_restart_keeps_the_old_pair_until_a_new_one_is_selected() -> None:
     assert username is not None and username.value.endswith(f":{a.local_ufrag}")
 
 
-class _Lossy:
+class _Lossy(_Wrapped):
     """Wraps an agent: drops every ``nth`` datagram it would receive, and holds every
     other one back for ``hold`` seconds so that they arrive out of order."""
 
     def __init__(self, inner: Agent, nth: int, hold: float = 0.0) -> None:
-        self.inner, self.nth, self.hold = inner, nth, hold
+        super().__init__(inner)
+        self.nth, self.hold = nth, hold
         self.count = 0
         self.held: list[tuple[float, bytes, Address, Address]] = []
 
@@ -359,9 +367,6 @@ class _Lossy:
             self.held.append((now + self.hold, data, addr, local))
             return
         self.inner.receive_datagram(data, addr, now, local=local)
-
-    def datagrams_to_send(self, now: float) -> list[ice.Transmit]:
-        return self.inner.datagrams_to_send(now)
 
     def get_timer(self) -> float | None:
         timers = [t for t in [self.inner.get_timer(), *(h[0] for h in self.held)] if t is not None]
@@ -375,12 +380,12 @@ class _Lossy:
         self.inner.handle_timer(now)
 
 
-class _LosesFirst:
+class _LosesFirst(_Wrapped):
     """Wraps an agent: the first datagram it would receive is lost, as behind a NAT
     or a TURN permission the peer has not opened yet."""
 
     def __init__(self, inner: Agent) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.lost: bytes | None = None
 
     def receive_datagram(self, data: bytes, addr: Address, now: float, *, local: Address) -> None:
@@ -388,15 +393,6 @@ class _LosesFirst:
             self.lost = data
             return
         self.inner.receive_datagram(data, addr, now, local=local)
-
-    def datagrams_to_send(self, now: float) -> list[ice.Transmit]:
-        return self.inner.datagrams_to_send(now)
-
-    def get_timer(self) -> float | None:
-        return self.inner.get_timer()
-
-    def handle_timer(self, now: float) -> None:
-        self.inner.handle_timer(now)
 
 
 def test_a_lost_check_is_replaced_by_a_triggered_check_not_waited_for() -> None:
