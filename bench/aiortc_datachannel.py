@@ -35,6 +35,12 @@ Each round, per implementation, on a fresh pair of peer connections:
    (RFC 7983) hands to neither DTLS nor SRTP, so only the ICE path and
    aiortc's receive loop are timed; at most ``--window`` are in flight, so
    the receiving socket (same event loop) never overflows. datagrams/s.
+4. **connect through a TURN relay**: as 1, on two more peer connections with
+   ``iceTransportPolicy="relay"`` and ice's TURN server (started by this
+   script on 127.0.0.1, loopback peers allowed) as their only ICE server, so
+   the one pair is relay to relay. Each side's first check can arrive before
+   the other has its permission for it: what an agent does then (RFC 8445
+   7.3.1.4) decides the time.
 
 Before measuring, a 4 MiB block is freed so that glibc serves asyncio's
 256 KiB receive buffers from its heap for every implementation alike (see
@@ -75,6 +81,8 @@ SMALL, LARGE, DATAGRAM = 100, 16 * 1024, 1200
 HIGH_WATER, LOW_WATER = 1 << 20, 256 << 10
 #: Seconds without progress before a run is declared stuck.
 STALL = 10.0
+#: The long-term credentials both peers use on the script's TURN server.
+TURN_USER, TURN_PASSWORD = "bench", "bench-password"
 
 
 @dataclass
@@ -84,6 +92,7 @@ class Round:
     small_msgs: float  # messages/s
     large_msgs: float
     datagrams: float  # datagrams/s
+    relay_connect_ms: float
     lost: int = 0
 
 
@@ -199,44 +208,74 @@ async def datagram_rate(offerer: Any, answerer: Any, count: int, window: int) ->
     return got / elapsed, count - got
 
 
-async def one_round(impl: str, args: argparse.Namespace) -> Round:
-    from aiortc import RTCConfiguration, RTCPeerConnection
+def check_runs_on(impl: str, peer: Any) -> None:
+    kind = type(peer.sctp.transport.transport._connection).__module__.split(".")[0]
+    if kind != impl:
+        raise RuntimeError(f"the {impl} round ran on {kind}")
+
+
+async def one_round(impl: str, args: argparse.Namespace, turn_uri: str) -> Round:
+    from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
+    from aiortc.rtcconfiguration import RTCIceTransportPolicy
 
     with running_on(impl):
         offerer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         answerer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         try:
             seconds, ours, theirs = await connect(offerer, answerer)
-            transport = offerer.sctp.transport.transport
-            kind = type(transport._connection).__module__.split(".")[0]
-            if kind != impl:
-                raise RuntimeError(f"the {impl} round ran on {kind}")
+            check_runs_on(impl, offerer)
             small = await channel_rate(ours, theirs, SMALL, args.messages)
             large = await channel_rate(ours, theirs, LARGE, args.large_messages)
             datagrams, lost = await datagram_rate(offerer, answerer, args.datagrams, args.window)
         finally:
             await offerer.close()
             await answerer.close()
-    return Round(impl, seconds * 1000, small, large, datagrams, lost)
+        server = RTCIceServer(urls=turn_uri, username=TURN_USER, credential=TURN_PASSWORD)
+        relayed = [
+            RTCPeerConnection(
+                RTCConfiguration(
+                    iceServers=[server], iceTransportPolicy=RTCIceTransportPolicy.RELAY
+                )
+            )
+            for _ in range(2)
+        ]
+        try:
+            relay_seconds, _, _ = await connect(*relayed)
+            check_runs_on(impl, relayed[0])
+        finally:
+            await asyncio.gather(*(pc.close() for pc in relayed))
+    return Round(impl, seconds * 1000, small, large, datagrams, relay_seconds * 1000, lost)
 
 
 async def run(args: argparse.Namespace) -> list[Result]:
+    turn = ice.TurnServer(
+        authenticator=ice.LongTermAuthenticator("bench", {TURN_USER: TURN_PASSWORD}),
+        relay_ips=[HOST],
+        policy=ice.PeerPolicy(allow_loopback=True),
+    )
+    async with await ice.serve_turn(turn, [ice.Listener("udp", HOST, 0)]) as runner:
+        ((_, (host, port)),) = runner.addresses
+        return await run_rounds(args, f"turn:{host}:{port}?transport=udp")
+
+
+async def run_rounds(args: argparse.Namespace, turn_uri: str) -> list[Result]:
     results = {impl: Result(impl) for impl in args.impls}
     for _ in range(args.warmup):
         for impl in args.impls:
-            await one_round(impl, args)
+            await one_round(impl, args, turn_uri)
     for n in range(args.rounds):
         # alternate which goes first, so neither always runs on a warmer process
         order = args.impls if n % 2 == 0 else args.impls[::-1]
         for impl in order:
             gc.collect()
-            found = await one_round(impl, args)
+            found = await one_round(impl, args, turn_uri)
             results[impl].rounds.append(found)
             if not args.quiet:
                 print(
                     f"round {n + 1} {impl}: connect {found.connect_ms:.1f} ms,"
                     f" {found.small_msgs:,.0f} / {found.large_msgs:,.0f} msg/s,"
-                    f" {found.datagrams:,.0f} datagrams/s",
+                    f" {found.datagrams:,.0f} datagrams/s,"
+                    f" relayed connect {found.relay_connect_ms:.1f} ms",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -254,7 +293,7 @@ def versions() -> str:
 def format_table(results: list[Result], args: argparse.Namespace) -> str:
     def cell(result: Result, name: str, size: int | None = None) -> str:
         value = result.median(name)
-        if name == "connect_ms":
+        if name.endswith("_ms"):
             return f"{value:.1f} ms"
         if size is None:
             return f"{value:,.0f}/s"
@@ -265,6 +304,7 @@ def format_table(results: list[Result], args: argparse.Namespace) -> str:
         (f"data channel, {SMALL} B messages", "small_msgs", SMALL),
         (f"data channel, {LARGE // 1024} KiB messages", "large_msgs", LARGE),
         (f"ICE transport, {DATAGRAM:,} B datagrams", "datagrams", DATAGRAM),
+        ("connect through a TURN relay (relay-only, ice's TURN server)", "relay_connect_ms", None),
     ]
     header = "| aiortc 2 peers on 127.0.0.1 | " + " | ".join(r.impl for r in results)
     lines = [header + (" | ice / aioice |" if len(results) == 2 else " |")]
@@ -274,7 +314,7 @@ def format_table(results: list[Result], args: argparse.Namespace) -> str:
         if len(results) == 2:
             by_impl = {r.impl: r.median(name) for r in results}
             ratio = by_impl["ice"] / by_impl["aioice"]
-            better = " (lower is better)" if name == "connect_ms" else ""
+            better = " (lower is better)" if name.endswith("_ms") else ""
             line += f" {ratio:.2f}x{better} |"
         lines.append(line)
     lost = {r.impl: sum(x.lost for x in r.rounds) for r in results}

@@ -41,5 +41,7 @@ def test_one_round_on_each_and_the_table(
     for found in (aioice_round, ice_round):
         assert found["connect_ms"] > 0 and found["lost"] == 0, found
         assert found["small_msgs"] > 0 and found["large_msgs"] > 0 and found["datagrams"] > 0
+        assert found["relay_connect_ms"] > 0
     assert "| aiortc 2 peers on 127.0.0.1 | aioice | ice | ice / aioice |" in printed
     assert "| ICE transport, 1,200 B datagrams |" in printed
+    assert "| connect through a TURN relay (relay-only, ice's TURN server) |" in printed
