@@ -35,8 +35,8 @@ Each round, per implementation, on a fresh pair of peer connections:
    (RFC 7983) hands to neither DTLS nor SRTP, so only the ICE path and
    aiortc's receive loop are timed; at most ``--window`` are in flight, so
    the receiving socket (same event loop) never overflows. datagrams/s.
-4. **connect through a TURN relay**: as 1, on two more peer connections with
-   ``iceTransportPolicy="relay"`` and ice's TURN server (started by this
+4. **connect through a TURN relay**: as 1, on two more peer connections with a
+   relay-only ``iceTransportPolicy`` and ice's TURN server (started by this
    script on 127.0.0.1, loopback peers allowed) as their only ICE server, so
    the one pair is relay to relay. Each side's first check can arrive before
    the other has its permission for it: what an agent does then (RFC 8445
