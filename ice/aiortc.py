@@ -43,7 +43,15 @@ offers beyond aioice is reachable without touching aiortc:
   ``turn_ssl`` as an `ssl.SSLContext`, ``turn_timeout``;
 - ``include_loopback``, ``ip_filter``, ``interface_filter``, ``port_range``,
   ``nat_1to1``, ``use_ipv4``/``use_ipv6``: which host addresses and ports;
-- ``ta``, ``rng``: the agent's check pacing and randomness.
+- ``ta``, ``rng``: the agent's check pacing and randomness;
+- ``check_rto``, ``check_retransmissions``, ``consent_interval``,
+  ``consent_timeout``: how soon a dead path or peer is given up.
+
+aioice has no such keywords; programs written for it (aiortc's own tests
+among them) shorten its module constants instead: ``aioice.stun.RETRY_RTO``
+and ``RETRY_MAX``, ``aioice.ice.CONSENT_INTERVAL`` and ``CONSENT_FAILURES``.
+Changed from aioice's values, they carry over to the connections made after
+the change (`aioice_timing` says how), under the ``options``.
 
 The connection itself (``pc.sctp.transport.transport._connection``, or
 ``iceTransport._connection`` in aiortc's terms) is an `ice.Connection`: its
@@ -68,6 +76,7 @@ import importlib
 import importlib.metadata
 import inspect
 import re
+import sys
 import types
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -80,9 +89,11 @@ from ice.aio.connection import TransportPolicy
 from ice.aio.gather import as_transport_policy
 
 __all__ = [
+    "AIOICE_TIMING_DEFAULTS",
     "SUPPORTED",
     "Connection",
     "ConnectionClosed",
+    "aioice_timing",
     "install",
     "installed",
     "options",
@@ -122,11 +133,58 @@ _switch: _Switch | None = None
 
 
 class Connection(_connection.Connection):
-    """`ice.Connection` with the options of the current `install` over aiortc's keywords."""
+    """`ice.Connection` with the options of the current `install` over aiortc's
+    keywords, and aioice's timing constants where a program changed them
+    (`aioice_timing`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         extra = _switch.options if _switch is not None else {}
-        super().__init__(*args, **{**kwargs, **extra})
+        super().__init__(*args, **{**kwargs, **aioice_timing(), **extra})
+
+
+#: aioice's timing constants as it ships them: (module, name) -> value.
+AIOICE_TIMING_DEFAULTS: Final = {
+    ("aioice.stun", "RETRY_RTO"): 0.5,
+    ("aioice.stun", "RETRY_MAX"): 6,
+    ("aioice.ice", "CONSENT_INTERVAL"): 5,
+    ("aioice.ice", "CONSENT_FAILURES"): 6,
+}
+
+
+def aioice_timing() -> dict[str, Any]:
+    """The `ice.Connection` timing keywords that follow aioice's module constants,
+    for those a program changed from aioice's own values (aiortc's tests do, to
+    fail fast; applications do, to notice a dead peer sooner).
+
+    - ``aioice.stun.RETRY_RTO`` and ``RETRY_MAX`` (a check's first
+      retransmission, and retransmissions after the first request) ->
+      ``check_rto`` and ``check_retransmissions`` (requests in all: RETRY_MAX + 1);
+    - ``aioice.ice.CONSENT_INTERVAL`` and ``CONSENT_FAILURES`` (consent checks
+      unanswered in a row before aioice closes) -> ``consent_interval`` and
+      ``consent_timeout``: the latest aioice would close, FAILURES checks at
+      1.2 x INTERVAL apart (RFC 7675's jitter) each waiting RETRY_RTO for its
+      answer. Their product alone would lose the consent of a live peer whose
+      next check came late.
+
+    Each pair is taken when either of its two was changed; read when aiortc
+    makes a connection, so a change applies to the connections made after it.
+    Explicit `install` options win. Empty when aioice is not imported.
+    """
+    now = {
+        key: getattr(sys.modules[key[0]], key[1], default) if key[0] in sys.modules else default
+        for key, default in AIOICE_TIMING_DEFAULTS.items()
+    }
+    timing: dict[str, Any] = {}
+    rto, retries = now[("aioice.stun", "RETRY_RTO")], now[("aioice.stun", "RETRY_MAX")]
+    if (rto, retries) != (0.5, 6):
+        timing["check_rto"] = float(rto)
+        timing["check_retransmissions"] = int(retries) + 1
+    interval = now[("aioice.ice", "CONSENT_INTERVAL")]
+    failures = now[("aioice.ice", "CONSENT_FAILURES")]
+    if (interval, failures) != (5, 6):
+        timing["consent_interval"] = float(interval)
+        timing["consent_timeout"] = int(failures) * (1.2 * float(interval) + float(rto))
+    return timing
 
 
 class _ClosedCheck(type):

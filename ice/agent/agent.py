@@ -135,6 +135,15 @@ class Agent:
     ) -> None:
         if components < 1 or streams < 1:
             raise ValueError("components and streams must be at least 1")
+        if check_retransmissions < 1:
+            raise ValueError(
+                "check_retransmissions (the requests a check sends) must be at least 1"
+            )
+        for name, seconds in (("check_rto", check_rto), ("consent_interval", consent_interval),
+                              ("consent_disconnect", consent_disconnect),
+                              ("consent_timeout", consent_timeout)):  # fmt: skip
+            if not seconds > 0:
+                raise ValueError(f"{name} must be a positive number of seconds, not {seconds!r}")
         for name, limit in (("max_remote_candidates", max_remote_candidates),
                             ("max_pairs", max_pairs)):  # fmt: skip
             if limit is not None and limit < 1:
@@ -155,6 +164,8 @@ class Agent:
         self.nomination: Nomination = nomination
         self.lite = lite
         self.ta = ta
+        self.check_rto = check_rto
+        self.check_retransmissions = check_retransmissions
         self.consent_interval = consent_interval
         self.consent_disconnect = consent_disconnect
         self.consent_timeout = consent_timeout

@@ -126,6 +126,12 @@ class Connection:
       `ice.aio.resolve`);
     - ``nomination`` ("regular", or "aggressive" for RFC 5245 peers), ``lite``,
       ``ta`` (check pacing) and ``rng``: the agent's;
+    - how soon a dead path is given up, the agent's too: ``check_rto`` (a
+      check's first retransmission, doubling after; 0.25 s) and
+      ``check_retransmissions`` (the requests a check sends in all before it
+      fails, RFC 8489's Rc; 5, so a check fails after 4.75 s), and RFC 7675's
+      ``consent_interval`` (5 s between consent checks) and
+      ``consent_timeout`` (30 s without an answer closes the connection);
     - ``max_remote_candidates`` (per component) and ``max_pairs`` (in the
       check list), 100 each by default, None for no limit: what a peer can
       make the agent hold, peer-reflexive candidates included; at the limit
@@ -181,6 +187,10 @@ class Connection:
         nomination: Nomination = "regular",
         lite: bool = False,
         ta: float | None = None,
+        check_rto: float | None = None,
+        check_retransmissions: int | None = None,
+        consent_interval: float | None = None,
+        consent_timeout: float | None = None,
         rng: random.Random | None = None,
         turn_timeout: float = 5.0,
         nat_1to1: Mapping[str, str] | None = None,
@@ -195,7 +205,14 @@ class Connection:
         if local_username is not None or local_password is not None:
             IceParameters(local_username or "abcd", local_password or "a" * 22)  # checks them
         self._rng = rng if rng is not None else random.SystemRandom()
-        options: dict[str, Any] = {} if ta is None else {"ta": ta}
+        timing = {
+            "ta": ta,
+            "check_rto": check_rto,
+            "check_retransmissions": check_retransmissions,
+            "consent_interval": consent_interval,
+            "consent_timeout": consent_timeout,
+        }
+        options: dict[str, Any] = {k: v for k, v in timing.items() if v is not None}
         self.agent = Agent(
             controlling=ice_controlling,
             components=components,

@@ -279,6 +279,58 @@ def test_connect_fails_with_connection_error_and_a_reason() -> None:
     run(main())
 
 
+def test_check_timing_options_decide_when_a_check_to_a_silent_peer_gives_up() -> None:
+    """check_rto and check_retransmissions reach the agent: a check to an address
+    that never answers is sent exactly check_retransmissions times, then the
+    connection fails (aioice's RETRY_MAX/RETRY_RTO, as ice.aiortc maps them)."""
+
+    class Silent(asyncio.DatagramProtocol):
+        def __init__(self) -> None:
+            self.requests: list[Message] = []
+
+        def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+            self.requests.append(Message.decode(data))
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        transport, silent = await loop.create_datagram_endpoint(Silent, local_addr=("127.0.0.1", 0))
+        port = transport.get_extra_info("sockname")[1]
+        a = Connection(True, ip_filter=["127.0.0.1"], check_rto=0.02, check_retransmissions=3)
+        try:
+            assert (a.agent.check_rto, a.agent.check_retransmissions) == (0.02, 3)
+            await a.gather_candidates()
+            a.remote_username, a.remote_password = "peer", "p" * 22
+            await a.add_remote_candidate(
+                Candidate.from_sdp(f"1 1 udp 2130706431 127.0.0.1 {port} typ host")
+            )
+            await a.add_remote_candidate(None)
+            with pytest.raises(ConnectionError, match="ICE negotiation failed"):
+                await a.connect()
+            assert len(silent.requests) == 3
+            assert {m.transaction_id for m in silent.requests} == {
+                silent.requests[0].transaction_id
+            }
+        finally:
+            await a.close()
+            transport.close()
+
+    run(main())
+
+
+@pytest.mark.parametrize(
+    ("option", "match"),
+    [
+        ({"check_rto": 0}, "check_rto must be a positive number of seconds"),
+        ({"check_retransmissions": 0}, "check_retransmissions .* must be at least 1"),
+        ({"consent_interval": -1.0}, "consent_interval must be a positive"),
+        ({"consent_timeout": float("nan")}, "consent_timeout must be a positive"),
+    ],
+)
+def test_timing_options_refuse_values_that_cannot_work(option: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        Connection(True, **option)
+
+
 def test_remote_candidates_as_sdp_text_and_aioice_objects_and_end_of_candidates() -> None:
     async def main() -> None:
         a = Connection(True, ip_filter=["127.0.0.1"])

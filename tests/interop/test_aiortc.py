@@ -104,6 +104,48 @@ def test_options_win_over_what_aiortc_passes() -> None:
     assert rtc.RTCIceGatherer()._connection.stun_servers == []
 
 
+def test_aioice_timing_constants_changed_by_a_program_carry_over(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """aiortc's own tests (and applications) shorten aioice's module constants to
+    fail fast; on ice the connections aiortc makes after that follow them."""
+    switch.install()
+    untouched = rtc.RTCIceGatherer()._connection.agent
+    assert (untouched.check_rto, untouched.check_retransmissions) == (0.25, 5)
+    assert (untouched.consent_interval, untouched.consent_timeout) == (5.0, 30.0)
+
+    monkeypatch.setattr(aioice.stun, "RETRY_MAX", 1)  # as aiortc's tests set them
+    monkeypatch.setattr(aioice.stun, "RETRY_RTO", 0.1)
+    monkeypatch.setattr(aioice.ice, "CONSENT_FAILURES", 1)
+    monkeypatch.setattr(aioice.ice, "CONSENT_INTERVAL", 1)
+    shortened = rtc.RTCIceGatherer()._connection.agent
+    # RETRY_MAX retransmissions = RETRY_MAX + 1 requests
+    assert (shortened.check_rto, shortened.check_retransmissions) == (0.1, 2)
+    # one check 1.2 s late (RFC 7675 jitter) that waits RETRY_RTO: aioice's latest close
+    assert shortened.consent_interval == 1.0
+    assert shortened.consent_timeout == pytest.approx(1.3)
+
+    switch.install(check_rto=0.05, consent_timeout=9.0)  # explicit options win
+    chosen = rtc.RTCIceGatherer()._connection.agent
+    assert (chosen.check_rto, chosen.check_retransmissions) == (0.05, 2)
+    assert (chosen.consent_interval, chosen.consent_timeout) == (1.0, 9.0)
+
+
+def test_only_the_changed_pair_of_aioice_constants_carries_over(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert switch.aioice_timing() == {}
+    monkeypatch.setattr(aioice.ice, "CONSENT_FAILURES", 3)  # 3 x (6 s + 0.5 s)
+    assert switch.aioice_timing() == {"consent_interval": 5.0, "consent_timeout": 19.5}
+    monkeypatch.setattr(aioice.stun, "RETRY_RTO", 0.2)
+    assert switch.aioice_timing() == {
+        "check_rto": 0.2,
+        "check_retransmissions": 7,
+        "consent_interval": 5.0,
+        "consent_timeout": pytest.approx(3 * (6.0 + 0.2)),
+    }
+
+
 @pytest.mark.parametrize(
     ("options", "match"),
     [
