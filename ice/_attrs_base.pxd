@@ -37,12 +37,12 @@ cdef class BytesAttribute(Attribute):
 
 cdef class Uint32Attribute(Attribute):
     cdef uint32_t _value
-    cdef object _int         # _value as an int, made on first use (None until then)
+    cdef object _int         # _value as an int: .value (a member, never None)
 
 
 cdef class Uint64Attribute(Attribute):
     cdef uint64_t _value
-    cdef object _int         # _value as an int, made on first use (None until then)
+    cdef object _int         # _value as an int: .value (a member, never None)
 
 
 cdef class FlagAttribute(Attribute):

@@ -36,6 +36,10 @@ cdef extern from "_fastcall.h":
     int ice_has_vectorcall(object type)
     object ice_type_call(object type, PyObject **args, size_t nargsf, PyObject *kwnames)
     int ice_type_set(object type, object name, object value) except -1
+    ctypedef struct PyMemberDef:
+        pass
+    int ice_type_set_member(object type, PyMemberDef *member, const char *name,
+                            Py_ssize_t offset, const char *doc) except -1
     bint ice_class_int_cached(PyTypeObject *type, PyObject *name, Py_ssize_t *value)
     void ice_class_int_store(PyTypeObject *type, PyObject *name, Py_ssize_t value)
     PyObject *ice_no_args_tuple
@@ -438,21 +442,14 @@ cdef int _bytes_init(BytesAttribute self, object value) except -1:
 
 # ---------------------------------------------------------------- integers and flags
 
-# The value is kept as a C integer and, once asked for, as the int object:
-# reading .value again (or from the instance get_from keeps) makes no new int.
+# The value is kept twice: as a C integer for the wire, and as the int object
+# that .value is (a member: see _value_members), made when the instance is.
 @cython.no_gc  # its one object is an exact int
 cdef class Uint32Attribute(Attribute):
     """A 32-bit unsigned integer (PRIORITY, LIFETIME, CONNECTION-ID)."""
 
     def __init__(self, value):
         _uint32_init(self, value)
-
-    @property
-    def value(self):
-        """The value, an int."""
-        if self._int is None:
-            self._int = self._value
-        return self._int
 
     cdef int _apply(self, Message msg) except -1:
         cdef uint8_t raw[4]
@@ -473,6 +470,7 @@ cdef class Uint32Attribute(Attribute):
             return <object>last
         cdef Uint32Attribute attr = new_instance(cls)
         attr._value = load32(p)
+        attr._int = attr._value
         ice_read_keep(attr)
         return attr
 
@@ -495,7 +493,7 @@ cdef int _uint32_init(Uint32Attribute self, object value) except -1:
     if not 0 <= value <= 0xFFFFFFFF:
         raise ValueError(f"{_name(self)} is a 32-bit unsigned value, not {value}")
     self._value = value
-    self._int = value if type(value) is int else None  # an IntEnum or bool: made as an int
+    self._int = value if type(value) is int else self._value  # an IntEnum or bool: an int
     return 0
 
 
@@ -520,13 +518,6 @@ cdef class Uint64Attribute(Attribute):
     def __init__(self, value):
         _uint64_init(self, value)
 
-    @property
-    def value(self):
-        """The value, an int."""
-        if self._int is None:
-            self._int = self._value
-        return self._int
-
     cdef int _apply(self, Message msg) except -1:
         cdef uint8_t raw[8]
         store32(raw, <uint32_t>(self._value >> 32))
@@ -548,6 +539,7 @@ cdef class Uint64Attribute(Attribute):
             return <object>last
         cdef Uint64Attribute attr = new_instance(cls)
         attr._value = value
+        attr._int = value
         ice_read_keep(attr)
         return attr
 
@@ -570,8 +562,25 @@ cdef int _uint64_init(Uint64Attribute self, object value) except -1:
     if not 0 <= value <= 0xFFFFFFFFFFFFFFFF:
         raise ValueError(f"{_name(self)} is a 64-bit unsigned value, not {value}")
     self._value = value
-    self._int = value if type(value) is int else None  # an IntEnum or bool: made as an int
+    self._int = value if type(value) is int else self._value  # an IntEnum or bool: an int
     return 0
+
+
+cdef extern from *:
+    """
+    #define ICE_UINT32_INT offsetof(struct __pyx_obj_3ice_11_attrs_base_Uint32Attribute, _int)
+    #define ICE_UINT64_INT offsetof(struct __pyx_obj_3ice_11_attrs_base_Uint64Attribute, _int)
+    """
+    Py_ssize_t ICE_UINT32_INT
+    Py_ssize_t ICE_UINT64_INT
+
+# .value of the integer attributes is a read-only member over _int, which every
+# instance has from the start (__init__, get_from): CPython reads a member in
+# place where a property costs a generic getattr and a call (_fastcall.h). The
+# definitions live as long as the classes.
+cdef PyMemberDef _value_members[2]
+ice_type_set_member(Uint32Attribute, &_value_members[0], "value", ICE_UINT32_INT, "The value, an int.")
+ice_type_set_member(Uint64Attribute, &_value_members[1], "value", ICE_UINT64_INT, "The value, an int.")
 
 
 cdef class FlagAttribute(Attribute):

@@ -10,9 +10,11 @@ once per class.
 
 from __future__ import annotations
 
+import copy
 import enum
 import inspect
 import ipaddress
+import pickle
 import sys
 import traceback
 from typing import Any
@@ -453,6 +455,20 @@ def test_an_integer_attribute_makes_its_int_once(cls: Any, value: int) -> None:
     read = cls.get_from(msg)
     assert read.value == value and read.value is read.value
     assert cls.get_from(msg).value is read.value  # the kept instance, its int
+
+
+@pytest.mark.parametrize(
+    "cls", [ice.Priority, ice.Lifetime, ice.ConnectionId, ice.IceControlled, ice.IceControlling]
+)
+def test_an_integer_attributes_value_is_its_int_however_it_was_made(cls: Any) -> None:
+    # .value is a member over the int the instance makes when it is made: no
+    # way of making one may leave it unset (it would read as None).
+    made = cls(1234)
+    msg = ice.Message.decode(bytes(ice.Message.build(constants.BINDING_REQUEST, made)))
+    for attr in (made, cls.get_from(msg), copy.copy(made), pickle.loads(pickle.dumps(made))):
+        assert type(attr.value) is int and attr.value == 1234
+    with pytest.raises(AttributeError):
+        made.value = 5  # read-only, as the property was
 
 
 def test_an_integer_attribute_reads_an_int_enum_or_bool_as_a_plain_int() -> None:
