@@ -64,6 +64,8 @@ cdef class ErrorCodeShape(Attribute):
 # Called once at the end of each attribute module, on its namespace: C-level
 # constructors (tp_vectorcall) and per-class bound classmethods.
 cdef int install_fast_calls(dict namespace) except -1
+# A TextAttribute class whose RFC allows UTF-8 only (see TextAttribute).
+cdef int utf8_only(type cls) except -1
 cdef int install_constructor(type cls, void *fn) except -1
 # For a class's own vectorcall constructor: how many positional arguments
 # came (-1 when there are keywords: leave those to generic_call), and what

@@ -25,6 +25,7 @@ from ice._attrs_base cimport (
     generic_call,
     install_constructor,
     install_fast_calls,
+    utf8_only,
     keep_instance,
     kept_instance,
     new_instance,
@@ -530,4 +531,8 @@ cdef object _integrity_call(PyObject *cls, PyObject **args, size_t nargsf, PyObj
 
 
 install_fast_calls(globals())
+# RFC 8489 14.3, 14.9, 14.14, 14.16: UTF-8 only. NONCE takes any bytes (a
+# server's, echoed exactly as it came).
+for _cls in (Username, Realm, Software, AlternateDomain):
+    utf8_only(_cls)
 install_constructor(MessageIntegrity, <void *>_integrity_call)

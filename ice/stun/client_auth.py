@@ -151,7 +151,7 @@ class LongTermCredentials:
             nonce = Nonce.get_from(response)
             offered = PasswordAlgorithms.get_from(response)
         except ValueError as exc:  # DecodeError, or a REALM too long or with a bad character
-            raise AuthenticationError(f"malformed challenge: {exc}") from None
+            raise AuthenticationError(f"cannot answer the challenge, malformed: {exc}") from None
         if error is None or error.code not in (401, 438) or nonce is None:
             return False
         if self.nonce is not None and nonce.raw == self.nonce.raw:

@@ -276,6 +276,24 @@ def test_text_read_from_a_message_keeps_bytes_that_are_not_utf8() -> None:
     assert realm == ice.Realm("réalm")
 
 
+@pytest.mark.parametrize("cls", [ice.Username, ice.Realm, ice.Software, ice.AlternateDomain])
+def test_utf8_only_text_refuses_bytes_that_are_not_utf8(cls: Any) -> None:
+    # RFC 8489 14.3, 14.9, 14.14, 14.16: these are UTF-8; NONCE (above) takes any bytes.
+    msg = ice.Message(constants.BINDING_REQUEST)
+    msg.add(cls.TYPE, b"ok \xff\xfe")
+    with pytest.raises(ice.DecodeError, match=f"{cls.__name__} is not valid UTF-8"):
+        cls.get_from(msg)
+    with pytest.raises(ValueError, match=f"{cls.__name__} is UTF-8 text only"):
+        cls(b"ok \xff\xfe")
+    with pytest.raises(ValueError, match="UTF-8 text only"):
+        cls(bytearray(b"\xc3"))  # a truncated sequence
+    # UTF-8 bytes make the text at once: .value is a str however it was made
+    for made in (cls("réalm"), cls("réalm".encode()), cls(bytearray("réalm".encode()))):
+        assert type(made.value) is str and made.value == "réalm" and made == cls("réalm")
+    with pytest.raises(AttributeError):
+        cls("x").value = "y"  # read-only
+
+
 def test_build_reads_setters_and_transaction_id_from_the_call() -> None:
     # Message.build is a fastcall function: no argument tuple, no keyword dict.
     tid = bytes(range(12))
@@ -342,17 +360,21 @@ def test_reading_the_same_text_again_gives_the_same_instance(value: bytes) -> No
     assert again is not None and again.raw == value
 
 
-def test_a_kept_text_instance_is_never_handed_out_for_other_bytes() -> None:
+@pytest.mark.parametrize("cls", [ice.Username, ice.Nonce])
+def test_a_kept_text_instance_is_never_handed_out_for_other_bytes(cls: Any) -> None:
+    values = [b"alice", b"alicf", b"alice2", b"ALICE", b"alic", "alicé".encode(), "alicè".encode()]
+    if cls is ice.Nonce:  # any bytes; USERNAME is UTF-8 only
+        values.append(b"\xffalice")
     seen = []
-    for value in [b"alice", b"alicf", b"alice2", b"ALICE", b"alic", "alicé".encode(), b"\xffalice"]:
-        read = ice.Username.get_from(_text_message(ice.Username, value))
+    for value in values:
+        read = cls.get_from(_text_message(cls, value))
         assert read is not None and read.raw == value
         seen.append(read)
     # the class's one kept instance is the last read; other classes keep their own
-    realm = ice.Realm.get_from(_text_message(ice.Realm, b"\xffalice"))
-    assert realm is not None and type(realm) is ice.Realm
-    assert ice.Username.get_from(_text_message(ice.Username, b"\xffalice")) is seen[-1]
-    assert ice.Username.get_from(_text_message(ice.Username, b"alice")).value == "alice"  # type: ignore[union-attr]
+    software = ice.Software.get_from(_text_message(ice.Software, b"alice"))
+    assert software is not None and type(software) is ice.Software
+    assert cls.get_from(_text_message(cls, values[-1])) is seen[-1]
+    assert cls.get_from(_text_message(cls, b"alice")).value == "alice"
 
 
 @pytest.mark.parametrize("length", [1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 24])

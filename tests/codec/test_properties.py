@@ -77,6 +77,11 @@ def text_or_bytes(max_chars: int, max_bytes: int) -> st.SearchStrategy[str | byt
     return st.one_of(text(max_chars, max_bytes), st.binary(max_size=max_bytes))
 
 
+def text_or_utf8(max_chars: int, max_bytes: int) -> st.SearchStrategy[str | bytes]:
+    """What a UTF-8-only text attribute (USERNAME, REALM, ...) takes: text, or its UTF-8."""
+    return st.one_of(text(max_chars, max_bytes), text(max_chars, max_bytes).map(str.encode))
+
+
 def _ip(host: str | IPAddress) -> IPAddress:
     return ipaddress.ip_address(host)
 
@@ -110,8 +115,9 @@ def _address_case() -> Case:
     return Case(st.tuples(hosts, ports), _address_fields)
 
 
-def _text_case(max_chars: int, max_bytes: int) -> Case:
-    return Case(st.tuples(text_or_bytes(max_chars, max_bytes)), lambda v: {"raw": _raw_text(v)})
+def _text_case(max_chars: int, max_bytes: int, *, utf8_only: bool = True) -> Case:
+    values = (text_or_utf8 if utf8_only else text_or_bytes)(max_chars, max_bytes)
+    return Case(st.tuples(values), lambda v: {"raw": _raw_text(v)})
 
 
 def _bytes_case(values: st.SearchStrategy[bytes]) -> Case:
@@ -136,7 +142,7 @@ CASES: dict[type, Case] = {
     attrs.XorRelayedAddress: _address_case(),
     attrs.Username: _text_case(512, 512),
     attrs.Realm: _text_case(128, 763),
-    attrs.Nonce: _text_case(128, 763),
+    attrs.Nonce: _text_case(128, 763, utf8_only=False),
     attrs.Software: _text_case(128, 763),
     attrs.AlternateDomain: _text_case(255, 255),
     attrs.UserHash: _bytes_case(st.binary(min_size=32, max_size=32)),
