@@ -58,7 +58,7 @@ cdef class Message:
     @cython.final
     cdef int _reserve_bytes(self, Py_ssize_t extra) except -1
     @cython.final
-    cdef int _push_ref(self, uint16_t attr_type, Py_ssize_t offset, Py_ssize_t length) except -1
+    cdef inline int _push_ref(self, uint16_t attr_type, Py_ssize_t offset, Py_ssize_t length) except -1
     @cython.final
     cdef int _grow_attrs(self) except -1
     @cython.final

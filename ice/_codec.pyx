@@ -516,6 +516,7 @@ cdef class Message:
         cdef Py_ssize_t body, pos, length, step
         cdef uint16_t attr_type
         cdef int seal = SEAL_NONE
+        cdef bint indexed
         self._nattrs = 0
         self._size = HEADER_SIZE
         self._seal = SEAL_NONE
@@ -550,17 +551,19 @@ cdef class Message:
                 )
             if seal == SEAL_FINGERPRINT:
                 raise DecodeError("FINGERPRINT must be the last attribute")
+            # Indexed unless it follows MESSAGE-INTEGRITY(-SHA256), which RFC 8489
+            # 14.5/14.6 say to ignore. One place pushes, so the push is inlined.
+            indexed = seal == SEAL_NONE
             if attr_type == ATTR_FINGERPRINT:
                 if length != 4:
                     raise DecodeError(f"FINGERPRINT is 4 bytes, not {length}")
                 seal = SEAL_FINGERPRINT
-                self._push_ref(attr_type, pos + 4, length)
+                indexed = True
             elif attr_type == ATTR_MESSAGE_INTEGRITY:
                 if length != 20:
                     raise DecodeError(f"MESSAGE-INTEGRITY is 20 bytes, not {length}")
                 if seal == SEAL_NONE:
                     seal = SEAL_SHA1
-                    self._push_ref(attr_type, pos + 4, length)
             elif attr_type == ATTR_MESSAGE_INTEGRITY_SHA256:
                 if length < 16 or length > 32 or length & 3:
                     raise DecodeError(
@@ -568,10 +571,9 @@ cdef class Message:
                     )
                 if seal < SEAL_SHA256:
                     seal = SEAL_SHA256
-                    self._push_ref(attr_type, pos + 4, length)
-            elif seal == SEAL_NONE:
+                    indexed = True
+            if indexed:
                 self._push_ref(attr_type, pos + 4, length)
-            # else: after MESSAGE-INTEGRITY(-SHA256), RFC 8489 14.5/14.6 say ignore it.
             pos += step
         self._seal = seal
         return 0
