@@ -25,11 +25,11 @@ from ice._attrs_base cimport (
     generic_call,
     install_constructor,
     install_fast_calls,
-    utf8_only,
     keep_instance,
     kept_instance,
     new_instance,
     positional_count,
+    utf8_only,
 )
 from ice._codec cimport Attribute, IntegrityKey, Message, as_integrity_key
 
@@ -535,4 +535,5 @@ install_fast_calls(globals())
 # server's, echoed exactly as it came).
 for _cls in (Username, Realm, Software, AlternateDomain):
     utf8_only(_cls)
+del _cls
 install_constructor(MessageIntegrity, <void *>_integrity_call)
