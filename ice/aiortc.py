@@ -142,12 +142,16 @@ class Connection(_connection.Connection):
         super().__init__(*args, **{**kwargs, **aioice_timing(), **extra})
 
 
+_RETRY_RTO: Final = ("aioice.stun", "RETRY_RTO")
+_RETRY_MAX: Final = ("aioice.stun", "RETRY_MAX")
+_CONSENT_INTERVAL: Final = ("aioice.ice", "CONSENT_INTERVAL")
+_CONSENT_FAILURES: Final = ("aioice.ice", "CONSENT_FAILURES")
 #: aioice's timing constants as it ships them: (module, name) -> value.
 AIOICE_TIMING_DEFAULTS: Final = {
-    ("aioice.stun", "RETRY_RTO"): 0.5,
-    ("aioice.stun", "RETRY_MAX"): 6,
-    ("aioice.ice", "CONSENT_INTERVAL"): 5,
-    ("aioice.ice", "CONSENT_FAILURES"): 6,
+    _RETRY_RTO: 0.5,
+    _RETRY_MAX: 6,
+    _CONSENT_INTERVAL: 5,
+    _CONSENT_FAILURES: 6,
 }
 
 
@@ -174,16 +178,16 @@ def aioice_timing() -> dict[str, Any]:
         key: getattr(sys.modules[key[0]], key[1], default) if key[0] in sys.modules else default
         for key, default in AIOICE_TIMING_DEFAULTS.items()
     }
+    changed = {key for key, default in AIOICE_TIMING_DEFAULTS.items() if now[key] != default}
     timing: dict[str, Any] = {}
-    rto, retries = now[("aioice.stun", "RETRY_RTO")], now[("aioice.stun", "RETRY_MAX")]
-    if (rto, retries) != (0.5, 6):
-        timing["check_rto"] = float(rto)
-        timing["check_retransmissions"] = int(retries) + 1
-    interval = now[("aioice.ice", "CONSENT_INTERVAL")]
-    failures = now[("aioice.ice", "CONSENT_FAILURES")]
-    if (interval, failures) != (5, 6):
-        timing["consent_interval"] = float(interval)
-        timing["consent_timeout"] = int(failures) * (1.2 * float(interval) + float(rto))
+    rto = float(now[_RETRY_RTO])
+    if changed & {_RETRY_RTO, _RETRY_MAX}:
+        timing["check_rto"] = rto
+        timing["check_retransmissions"] = int(now[_RETRY_MAX]) + 1
+    if changed & {_CONSENT_INTERVAL, _CONSENT_FAILURES}:
+        interval = float(now[_CONSENT_INTERVAL])
+        timing["consent_interval"] = interval
+        timing["consent_timeout"] = int(now[_CONSENT_FAILURES]) * (1.2 * interval + rto)
     return timing
 
 
