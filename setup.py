@@ -97,7 +97,9 @@ EXTENSIONS = [
         depends=["ice/_crc_clmul.h"],
         define_macros=[("ICE_CRC_PORTABLE_ONLY", "1")] if PORTABLE else [],
     ),
-    Extension("ice._attrs_base", ["ice/_attrs_base.pyx"], depends=["ice/_fastcall.h"]),
+    Extension(
+        "ice._attrs_base", ["ice/_attrs_base.pyx"], depends=["ice/_fastcall.h", "ice/_refusal.h"]
+    ),
     Extension("ice._attrs_stun", ["ice/_attrs_stun.pyx"]),
     Extension("ice._attrs_turn", ["ice/_attrs_turn.pyx"]),
     Extension(
@@ -106,6 +108,7 @@ EXTENSIONS = [
         depends=[
             "ice/_sha.h",
             "ice/_fastcall.h",
+            "ice/_refusal.h",
             "ice/_crc.pxd",
             "ice/_codec.pxd",
             "ice/_wire.pxd",

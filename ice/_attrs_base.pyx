@@ -31,6 +31,14 @@ from ice.constants import default_reason
 cdef extern from "Python.h":
     void PyErr_SetObject(object error, object value)
 
+cdef extern from "_refusal.h":
+    # Returns -1 with error(message) set: see _refusal.h.
+    int ice_refuse(object error, const char *fmt, ...) noexcept
+    # The same, for raising: the -1 is an error to Cython.
+    int ice_raise "ice_refuse"(object error, const char *fmt, ...) except -1
+    const char *ice_class_name(object obj) noexcept
+    const char *ice_type_name(object type) noexcept
+
 cdef extern from "_fastcall.h":
     void ice_set_vectorcall(object type, void *fn)
     int ice_has_vectorcall(object type)
@@ -294,8 +302,9 @@ cdef class TextAttribute(Attribute):
         cdef PyObject *last = ice_read_find(cls)
         if last != NULL and _same_text(<TextAttribute>last, p, n):
             return <object>last  # its length passed the check below when it was read
-        if n > class_int(cls, "MAX_BYTES"):
-            raise DecodeError(f"{cls.__name__} is at most {cls.MAX_BYTES} bytes, not {n}")
+        cdef Py_ssize_t limit = class_int(cls, _MAX_BYTES)
+        if n > limit:
+            ice_raise(_DecodeError, "%s is at most %zd bytes, not %zd", ice_type_name(cls), limit, n)
         cdef TextAttribute attr = new_instance(cls)
         # Most text is read as text: decode it now, straight from the message,
         # and make the bytes only if asked (UTF-8 that decodes strictly encodes
@@ -354,6 +363,9 @@ cdef str _decode_or_none(const uint8_t *data, Py_ssize_t length):
         return None
 
 
+# The classes the refusing paths set without a look-up (see _refusal.h).
+cdef object _ValueError = ValueError
+cdef object _DecodeError = DecodeError
 cdef str _MAX_CHARS = "MAX_CHARS"
 cdef str _MAX_BYTES = "MAX_BYTES"
 
@@ -392,24 +404,29 @@ cdef int _text_init(TextAttribute self, object value) except -1:
     if type(value) is str:
         limit = class_int(self, _MAX_CHARS)
         if len(<str>value) > limit:
-            return _refuse(ValueError, f"{_name(self)} is at most {limit} characters, not {len(value)}")
+            return ice_refuse(_ValueError, "%s is at most %zd characters, not %zd",
+                              ice_class_name(self), limit, len(<str>value))
         # The str caches its UTF-8 (for ASCII it is the str's own data): no copy here.
         PyUnicode_AsUTF8AndSize(value, &n)
         limit = class_int(self, _MAX_BYTES)
         if n > limit:
-            return _refuse(ValueError, f"{_name(self)} is at most {limit} bytes, not {n}")
+            return ice_refuse(_ValueError, "%s is at most %zd bytes, not %zd",
+                              ice_class_name(self), limit, n)
         self._text = value
         return 0
     if isinstance(value, str):
         limit = class_int(self, _MAX_CHARS)
         if len(<str>value) > limit:
-            return _refuse(ValueError, f"{_name(self)} is at most {limit} characters, not {len(value)}")
+            return ice_refuse(_ValueError, "%s is at most %zd characters, not %zd",
+                              ice_class_name(self), limit, len(<str>value))
         raw = PyUnicode_AsUTF8String(value)
     elif isinstance(value, (bytes, bytearray)):
         # The length before any copy: an oversized value costs only the error.
         limit = class_int(self, _MAX_BYTES)
-        if len(value) > limit:
-            return _refuse(ValueError, f"{_name(self)} is at most {limit} bytes, not {len(value)}")
+        n = len(value)
+        if n > limit:
+            return ice_refuse(_ValueError, "%s is at most %zd bytes, not %zd",
+                              ice_class_name(self), limit, n)
         raw = value if type(value) is bytes else bytes(value)
     elif isinstance(value, memoryview):
         raw = bytes(value)
@@ -417,7 +434,8 @@ cdef int _text_init(TextAttribute self, object value) except -1:
         return _refuse(TypeError, f"{_name(self)} takes str or bytes, not {type(value).__name__}")
     limit = class_int(self, _MAX_BYTES)
     if len(raw) > limit:
-        return _refuse(ValueError, f"{_name(self)} is at most {limit} bytes, not {len(raw)}")
+        return ice_refuse(_ValueError, "%s is at most %zd bytes, not %zd",
+                          ice_class_name(self), limit, len(raw))
     self._text = _decode_or_none(<const uint8_t *>PyBytes_AS_STRING(raw), len(raw))
     if self._text is None and _is_utf8_only(type(self)):
         shown = repr(raw[:24]) + ("..." if len(raw) > 24 else "")
@@ -449,7 +467,7 @@ cdef class BytesAttribute(Attribute):
             return None
         size = class_int(cls, "SIZE")
         if size and n != size:
-            raise DecodeError(f"{cls.__name__} is {size} bytes, not {n}")
+            ice_raise(_DecodeError, "%s is %zd bytes, not %zd", ice_type_name(cls), size, n)
         cdef BytesAttribute attr = new_instance(cls)
         attr.value = PyBytes_FromStringAndSize(<const char *>p, n)
         return attr
@@ -473,9 +491,10 @@ cdef int _bytes_init(BytesAttribute self, object value) except -1:
     cdef bytes raw = value if type(value) is bytes else bytes(value)
     cdef Py_ssize_t size = class_int(self, _SIZE)
     if size and len(raw) != size:
-        return _refuse(ValueError, f"{_name(self)} is {size} bytes, not {len(raw)}")
+        return ice_refuse(_ValueError, "%s is %zd bytes, not %zd", ice_class_name(self), size, len(raw))
     if len(raw) > 0xFFFF:
-        return _refuse(ValueError, f"{_name(self)} is at most 65,535 bytes, not {len(raw)}")
+        return ice_refuse(_ValueError, "%s is at most 65,535 bytes, not %zd",
+                          ice_class_name(self), len(raw))
     self.value = raw
     return 0
 
@@ -504,7 +523,7 @@ cdef class Uint32Attribute(Attribute):
         if n < 0:
             return None
         if n != 4:
-            raise DecodeError(f"{cls.__name__} is 4 bytes, not {n}")
+            ice_raise(_DecodeError, "%s is 4 bytes, not %zd", ice_type_name(cls), n)
         cdef PyObject *last = ice_read_find(cls)
         if last != NULL and (<Uint32Attribute>last)._value == load32(p):
             return <object>last
@@ -572,7 +591,7 @@ cdef class Uint64Attribute(Attribute):
         if n < 0:
             return None
         if n != 8:
-            raise DecodeError(f"{cls.__name__} is 8 bytes, not {n}")
+            ice_raise(_DecodeError, "%s is 8 bytes, not %zd", ice_type_name(cls), n)
         cdef uint64_t value = (<uint64_t>load32(p) << 32) | load32(p + 4)
         cdef PyObject *last = ice_read_find(cls)
         if last != NULL and (<Uint64Attribute>last)._value == value:
@@ -638,7 +657,7 @@ cdef class FlagAttribute(Attribute):
         if n < 0:
             return None
         if n != 0:
-            raise DecodeError(f"{cls.__name__} has no value, but {n} bytes came")
+            ice_raise(_DecodeError, "%s has no value, but %zd bytes came", ice_type_name(cls), n)
         return new_instance(cls)
 
     def __eq__(self, other):
@@ -673,7 +692,7 @@ cdef class FamilyAttribute(Attribute):
         if n < 0:
             return None
         if n != 4:
-            raise DecodeError(f"{cls.__name__} is 4 bytes, not {n}")
+            ice_raise(_DecodeError, "%s is 4 bytes, not %zd", ice_type_name(cls), n)
         if p[0] != FAMILY_IPV4 and p[0] != FAMILY_IPV6:
             raise DecodeError(f"address family 0x{p[0]:02x} is neither IPv4 (1) nor IPv6 (2)")
         cdef FamilyAttribute attr = new_instance(cls)
@@ -749,9 +768,9 @@ cdef class ErrorCodeShape(Attribute):
         if n < 0:
             return None
         if n < 4:
-            raise DecodeError(f"{cls.__name__} is at least 4 bytes, not {n}")
+            ice_raise(_DecodeError, "%s is at least 4 bytes, not %zd", ice_type_name(cls), n)
         if n > 4 + 763:
-            raise DecodeError(f"{cls.__name__} reason is at most 763 bytes, not {n - 4}")
+            ice_raise(_DecodeError, "%s reason is at most 763 bytes, not %zd", ice_type_name(cls), n - 4)
         cdef int klass = p[2] & 0x07
         if klass < 3 or klass > 6 or p[3] > 99:
             raise DecodeError(f"{cls.__name__} class {klass} number {p[3]} is not a 300-699 code")

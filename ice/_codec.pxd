@@ -55,12 +55,18 @@ cdef class Message:
     cdef int _seal
     cdef Py_ssize_t _exports  # live buffer views of _buf: it must not move meanwhile
 
+    # The _or_refuse and _parse* methods return -1 with the error set instead of
+    # raising through Cython: a refused datagram costs no traceback entry.
     @cython.final
     cdef int _reserve_bytes(self, Py_ssize_t extra) except -1
+    @cython.final
+    cdef int _reserve_or_refuse(self, Py_ssize_t extra) noexcept
     @cython.final
     cdef inline int _push_ref(self, uint16_t attr_type, Py_ssize_t offset, Py_ssize_t length) except -1
     @cython.final
     cdef int _grow_attrs(self) except -1
+    @cython.final
+    cdef int _grow_attrs_or_refuse(self) noexcept
     @cython.final
     cdef uint8_t *_append(self, uint16_t attr_type, Py_ssize_t length) except NULL
     @cython.final
@@ -68,11 +74,13 @@ cdef class Message:
     @cython.final
     cdef Py_ssize_t _find(self, uint16_t attr_type) noexcept
     @cython.final
-    cdef int _parse(self, const uint8_t *data, Py_ssize_t length) except -1
+    cdef int _parse(self, const uint8_t *data, Py_ssize_t length) noexcept
     @cython.final
     cdef int _parse_object(self, object data) except -1
     @cython.final
-    cdef int _parse_or_empty(self, const uint8_t *data, Py_ssize_t length) except -1
+    cdef int _parse_data(self, object data) noexcept
+    @cython.final
+    cdef int _parse_or_empty(self, const uint8_t *data, Py_ssize_t length) noexcept
     @cython.final
     cdef void _set_length(self, Py_ssize_t body) noexcept
     cdef int _add_address(self, uint16_t attr_type, int family, const uint8_t *ip,

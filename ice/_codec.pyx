@@ -8,6 +8,7 @@
 # patched to the value RFC 8489 sections 14.5-14.7 prescribe while hashing.
 
 cimport cython
+from cpython.exc cimport PyErr_Clear, PyErr_ExceptionMatches
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.buffer cimport (
     PyBUF_FORMAT,
@@ -33,6 +34,24 @@ cdef extern from "_fastcall.h":
 cdef extern from "Python.h":
     str PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
     void *PyUnicode_DATA(object text)
+    # Redeclared without an exception clause: the decoder's refusals are
+    # returned as -1 with the error set, never raised through Cython.
+    int _get_buffer "PyObject_GetBuffer"(object obj, Py_buffer *view, int flags) noexcept
+    void _decref "Py_DECREF"(PyObject *obj) noexcept
+
+cdef extern from *:
+    """
+    static PyObject *ice_new_instance(PyTypeObject *type, PyObject *no_args)
+    {
+        return type->tp_new(type, no_args, NULL);
+    }
+    """
+    PyObject *ice_new_instance(PyTypeObject *type, object no_args) noexcept
+
+cdef extern from "_refusal.h":
+    int ice_refuse(object error, const char *fmt, ...) noexcept
+    const char *ice_class_name(object obj) noexcept
+    int ice_refuse_no_memory() noexcept
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy, memmove, memset
 
@@ -44,6 +63,11 @@ import os
 import socket
 
 from ice._errors import DecodeError, FingerprintError, IntegrityError
+
+# The classes the refusing paths set without a look-up (see _refusal.h).
+cdef object _DecodeError = DecodeError
+cdef object _TypeError = TypeError
+cdef object _BufferError = BufferError
 
 
 cdef extern from "_sha.h":
@@ -476,7 +500,10 @@ cdef class Message:
 
     @staticmethod
     def decode(data):
-        """Decode one STUN message from any bytes-like object; raises DecodeError."""
+        """Decode one STUN message from any bytes-like object; raises DecodeError.
+
+        (Replaced below by _decode, the same in C: a refusal adds no traceback entry.)
+        """
         cdef Message msg = Message.__new__(Message)
         msg._parse_object(data)
         return msg
@@ -487,32 +514,41 @@ cdef class Message:
 
     @cython.final
     cdef int _parse_object(self, object data) except -1:
+        return self._parse_data(data)
+
+    @cython.final
+    cdef int _parse_data(self, object data) noexcept:
+        """_parse_or_empty of any bytes-like object: 0, or -1 with the error set."""
         cdef Py_buffer view
+        cdef int result
         if type(data) is bytes:  # what sockets hand over: no buffer to acquire and release
             return self._parse_or_empty(<const uint8_t *>PyBytes_AS_STRING(data),
                                         PyBytes_GET_SIZE(data))
-        acquire(data, &view, "Message.decode")
-        try:
-            self._parse_or_empty(<const uint8_t *>view.buf, view.len)
-        finally:
-            PyBuffer_Release(&view)
-        return 0
+        if _get_buffer(data, &view, PyBUF_SIMPLE) < 0:
+            if not PyErr_ExceptionMatches(_TypeError):
+                return -1
+            PyErr_Clear()
+            return ice_refuse(_TypeError, "Message.decode takes a bytes-like object, not %s",
+                              ice_class_name(data))
+        result = self._parse_or_empty(<const uint8_t *>view.buf, view.len)
+        PyBuffer_Release(&view)
+        return result
 
     @cython.final
-    cdef int _parse_or_empty(self, const uint8_t *data, Py_ssize_t length) except -1:
+    cdef int _parse_or_empty(self, const uint8_t *data, Py_ssize_t length) noexcept:
         """_parse, leaving a header-only message when the bytes are refused."""
-        try:
-            self._parse(data, length)
-        except BaseException:
-            self._size = HEADER_SIZE
-            self._nattrs = 0
-            self._seal = SEAL_NONE
-            self._set_length(0)
-            raise
-        return 0
+        if self._parse(data, length) == 0:
+            return 0
+        self._size = HEADER_SIZE
+        self._nattrs = 0
+        self._seal = SEAL_NONE
+        self._set_length(0)
+        return -1
 
     @cython.final
-    cdef int _parse(self, const uint8_t *data, Py_ssize_t n) except -1:
+    cdef int _parse(self, const uint8_t *data, Py_ssize_t n) noexcept:
+        """0, or -1 with DecodeError set (MemoryError or BufferError when the buffer
+        cannot grow): returned, never raised, so a refusal costs no traceback."""
         cdef Py_ssize_t body, pos, length, step
         cdef uint16_t attr_type
         cdef int seal = SEAL_NONE
@@ -521,59 +557,68 @@ cdef class Message:
         self._size = HEADER_SIZE
         self._seal = SEAL_NONE
         if n < HEADER_SIZE:
-            raise DecodeError(f"{n} bytes is shorter than the 20-byte STUN header")
+            return ice_refuse(_DecodeError, "%zd bytes is shorter than the 20-byte STUN header", n)
         if data[0] & 0xC0:
-            raise DecodeError("the two most significant bits of a STUN message must be zero")
+            return ice_refuse(_DecodeError,
+                              "the two most significant bits of a STUN message must be zero")
         if load32(data + 4) != MAGIC_COOKIE:
-            raise DecodeError("no magic cookie: not an RFC 5389/8489 STUN message")
+            return ice_refuse(_DecodeError, "no magic cookie: not an RFC 5389/8489 STUN message")
         body = load16(data + 2)
         if body & 3:
-            raise DecodeError(f"message length {body} is not a multiple of 4")
+            return ice_refuse(_DecodeError, "message length %zd is not a multiple of 4", body)
         if HEADER_SIZE + body != n:
-            raise DecodeError(
-                f"header announces {body} bytes of attributes but {n - HEADER_SIZE} follow it"
-            )
-        if n > self._capacity:
-            self._reserve_bytes(n - self._size)
+            return ice_refuse(_DecodeError,
+                              "header announces %zd bytes of attributes but %zd follow it",
+                              body, n - HEADER_SIZE)
+        if n > self._capacity and self._reserve_or_refuse(n - self._size) < 0:
+            return -1
         memmove(self._buf, data, n)  # data may be this very buffer (msg.parse(msg))
         self._size = n
         pos = HEADER_SIZE
         while pos < n:
             if n - pos < 4:
-                raise DecodeError(f"truncated attribute header at offset {pos}")
+                return ice_refuse(_DecodeError, "truncated attribute header at offset %zd", pos)
             attr_type = load16(self._buf + pos)
             length = load16(self._buf + pos + 2)
             step = 4 + padded(length)
             if pos + step > n:
-                raise DecodeError(
-                    f"attribute 0x{attr_type:04x} at offset {pos} claims {length} bytes, "
-                    f"past the end of the message"
+                return ice_refuse(
+                    _DecodeError,
+                    "attribute 0x%04x at offset %zd claims %zd bytes, past the end of the message",
+                    <unsigned int>attr_type, pos, length,
                 )
             if seal == SEAL_FINGERPRINT:
-                raise DecodeError("FINGERPRINT must be the last attribute")
+                return ice_refuse(_DecodeError, "FINGERPRINT must be the last attribute")
             # Indexed unless it follows MESSAGE-INTEGRITY(-SHA256), which RFC 8489
             # 14.5/14.6 say to ignore. One place pushes, so the push is inlined.
             indexed = seal == SEAL_NONE
             if attr_type == ATTR_FINGERPRINT:
                 if length != 4:
-                    raise DecodeError(f"FINGERPRINT is 4 bytes, not {length}")
+                    return ice_refuse(_DecodeError, "FINGERPRINT is 4 bytes, not %zd", length)
                 seal = SEAL_FINGERPRINT
                 indexed = True
             elif attr_type == ATTR_MESSAGE_INTEGRITY:
                 if length != 20:
-                    raise DecodeError(f"MESSAGE-INTEGRITY is 20 bytes, not {length}")
+                    return ice_refuse(_DecodeError, "MESSAGE-INTEGRITY is 20 bytes, not %zd", length)
                 if seal == SEAL_NONE:
                     seal = SEAL_SHA1
             elif attr_type == ATTR_MESSAGE_INTEGRITY_SHA256:
                 if length < 16 or length > 32 or length & 3:
-                    raise DecodeError(
-                        f"MESSAGE-INTEGRITY-SHA256 is 16 to 32 bytes in steps of 4, not {length}"
+                    return ice_refuse(
+                        _DecodeError,
+                        "MESSAGE-INTEGRITY-SHA256 is 16 to 32 bytes in steps of 4, not %zd",
+                        length,
                     )
                 if seal < SEAL_SHA256:
                     seal = SEAL_SHA256
                     indexed = True
             if indexed:
-                self._push_ref(attr_type, pos + 4, length)
+                if self._nattrs == self._attrs_capacity and self._grow_attrs_or_refuse() < 0:
+                    return -1
+                self._attrs[self._nattrs].type = attr_type
+                self._attrs[self._nattrs].offset = <uint32_t>(pos + 4)
+                self._attrs[self._nattrs].length = <uint16_t>length
+                self._nattrs += 1
             pos += step
         self._seal = seal
         return 0
@@ -582,13 +627,17 @@ cdef class Message:
 
     @cython.final
     cdef int _reserve_bytes(self, Py_ssize_t extra) except -1:
+        return self._reserve_or_refuse(extra)
+
+    @cython.final
+    cdef int _reserve_or_refuse(self, Py_ssize_t extra) noexcept:
         cdef Py_ssize_t need = self._size + extra
         cdef Py_ssize_t capacity
         cdef uint8_t *grown
         if need <= self._capacity:
             return 0
         if self._exports:
-            raise BufferError("cannot grow a Message while a memoryview of it is alive")
+            return ice_refuse(_BufferError, "cannot grow a Message while a memoryview of it is alive")
         capacity = max(need, 2 * self._capacity)
         if self._buf == self._inline_buf:
             grown = <uint8_t *>PyMem_Malloc(capacity)
@@ -597,7 +646,7 @@ cdef class Message:
         else:
             grown = <uint8_t *>PyMem_Realloc(self._buf, capacity)
         if grown == NULL:
-            raise MemoryError()
+            return ice_refuse_no_memory()
         self._buf = grown
         self._capacity = capacity
         return 0
@@ -615,6 +664,10 @@ cdef class Message:
 
     @cython.final
     cdef int _grow_attrs(self) except -1:
+        return self._grow_attrs_or_refuse()
+
+    @cython.final
+    cdef int _grow_attrs_or_refuse(self) noexcept:
         cdef Py_ssize_t capacity = 2 * self._attrs_capacity
         cdef AttrRef *grown
         if self._attrs == self._inline_attrs:
@@ -624,7 +677,7 @@ cdef class Message:
         else:
             grown = <AttrRef *>PyMem_Realloc(self._attrs, capacity * sizeof(AttrRef))
         if grown == NULL:
-            raise MemoryError()
+            return ice_refuse_no_memory()
         self._attrs = grown
         self._attrs_capacity = capacity
         return 0
@@ -1124,10 +1177,35 @@ cdef bytes _BUILD_DOC = (
 )
 ice_type_set(Message, "build", ice_fastcall_function(_BUILD_NAME, <void *>_build, _BUILD_DOC))
 
-# Message.decode as the plain function it wraps: a staticmethod is a
+cdef PyObject *_decode(object module, PyObject **args, Py_ssize_t nargs,
+                       PyObject *kwnames) noexcept:
+    """Message.decode(data), called the fastcall way. Every refusal is returned
+    as NULL with the error set, so DecodeError leaves no traceback entry of
+    this module behind: a malformed datagram costs a C builtin's raise."""
+    cdef PyTypeObject *cls = <PyTypeObject *>Message
+    cdef PyObject *msg
+    if nargs != 1 or kwnames != NULL:
+        ice_refuse(_TypeError, "Message.decode() takes exactly one positional argument")
+        return NULL
+    msg = ice_new_instance(cls, _NO_ARGS)
+    if msg == NULL:
+        return NULL
+    if (<Message>msg)._parse_data(<object>args[0]) < 0:
+        _decref(msg)
+        return NULL
+    return msg
+
+
+cdef tuple _NO_ARGS = ()
+cdef bytes _DECODE_NAME = b"decode"
+cdef bytes _DECODE_DOC = (
+    b"decode(data)\n--\n\n"
+    b"Decode one STUN message from any bytes-like object; raises DecodeError."
+)
+# A plain function in the class dict, not a staticmethod: that is a
 # descriptor, so ``Message.decode(data)`` was a full attribute look-up on every
 # call, where a plain class attribute is read from the interpreter's cache.
-ice_type_set(Message, "decode", Message.__dict__["decode"].__func__)
+ice_type_set(Message, "decode", ice_fastcall_function(_DECODE_NAME, <void *>_decode, _DECODE_DOC))
 
 
 # ---------------------------------------------------------------- demultiplexing

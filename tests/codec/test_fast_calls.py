@@ -219,6 +219,63 @@ def test_an_oversized_value_is_refused_without_codec_frames(cls: type, value: ob
     assert [f.name for f in frames] == ["test_an_oversized_value_is_refused_without_codec_frames"]
 
 
+class _Motto(ice.TextAttribute):
+    """A program's own text attribute (a heap class): refusals name it too."""
+
+    TYPE = 0x8077
+    MAX_BYTES = 8
+    MAX_CHARS = 4
+
+
+@pytest.mark.parametrize(
+    ("make", "text"),
+    [
+        (lambda: ice.Nonce(bytes(2048)), "Nonce is at most 763 bytes, not 2048"),
+        (lambda: ice.Nonce(bytearray(800)), "Nonce is at most 763 bytes, not 800"),
+        (lambda: ice.Username("x" * 514), "Username is at most 512 characters, not 514"),
+        (lambda: ice.Username("é" * 300), "Username is at most 512 bytes, not 600"),
+        (lambda: ice.Realm(b"r" * 764), "Realm is at most 763 bytes, not 764"),
+        (lambda: ice.ReservationToken(b"short"), "ReservationToken is 8 bytes, not 5"),
+        (lambda: ice.UserHash(bytes(31)), "UserHash is 32 bytes, not 31"),
+        (lambda: _Motto("motto"), "_Motto is at most 4 characters, not 5"),
+        (lambda: _Motto("€€€"), "_Motto is at most 8 bytes, not 9"),
+    ],
+)
+def test_a_refused_value_says_which_attribute_its_limit_and_its_size(make: Any, text: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        make()
+    assert str(caught.value) == text
+    assert type(caught.value) is ValueError
+
+
+def _message_with(attr_type: int, value: bytes) -> ice.Message:
+    msg = ice.Message(ice.BINDING_REQUEST)
+    msg.add(attr_type, value)
+    return msg
+
+
+@pytest.mark.parametrize(
+    ("cls", "attr_type", "value", "text"),
+    [
+        (ice.Nonce, 0x0015, bytes(800), "Nonce is at most 763 bytes, not 800"),
+        (_Motto, 0x8077, bytes(9), "_Motto is at most 8 bytes, not 9"),
+        (ice.Priority, 0x0024, b"\x01\x02", "Priority is 4 bytes, not 2"),
+        (ice.IceControlling, 0x802A, bytes(4), "IceControlling is 8 bytes, not 4"),
+        (ice.UseCandidate, 0x0025, bytes(4), "UseCandidate has no value, but 4 bytes came"),
+        (ice.ReservationToken, 0x0022, bytes(4), "ReservationToken is 8 bytes, not 4"),
+        (ice.ErrorCodeAttribute, 0x0009, b"\x00\x00", "ErrorCodeAttribute is at least 4 bytes, not 2"),
+        (ice.ErrorCodeAttribute, 0x0009, b"\x00\x00\x04\x01" + bytes(764),
+         "ErrorCodeAttribute reason is at most 763 bytes, not 764"),
+    ],
+)
+def test_a_malformed_attribute_says_which_its_limit_and_its_size(
+    cls: type, attr_type: int, value: bytes, text: str
+) -> None:
+    with pytest.raises(ice.DecodeError) as caught:
+        cls.get_from(_message_with(attr_type, value))  # type: ignore[attr-defined]
+    assert str(caught.value) == text
+
+
 def test_the_same_value_object_gives_the_same_immutable_instance() -> None:
     username, key = "rUfR:lUfL", b"session-key"
     assert ice.Username(username) is ice.Username(username)

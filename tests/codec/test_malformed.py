@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import random
 import struct
+import traceback
 from collections.abc import Callable
 
 import pytest
@@ -309,6 +310,73 @@ def test_malformed(data: bytes, action: Action, expected: type[Exception]) -> No
     if expected is ice.DecodeError:
         assert isinstance(caught.value, ValueError)
     _assert_still_decodes(msg)
+
+
+# What each refusal of the message structure says: the numbers a person
+# debugging a peer needs, formatted by the codec's C refusal helper.
+STRUCTURE_MESSAGES = [
+    (b"\x00\x01\x00", "3 bytes is shorter than the 20-byte STUN header"),
+    (b"\xc0" + VALID[1:], "the two most significant bits of a STUN message must be zero"),
+    (VALID[:4] + b"\x00\x00\x00\x00" + VALID[8:],
+     "no magic cookie: not an RFC 5389/8489 STUN message"),
+    (stun(b"", length=6), "message length 6 is not a multiple of 4"),
+    (stun(b"", length=8), "header announces 8 bytes of attributes but 0 follow it"),
+    (stun(struct.pack(">HH", 0xBEEF, 9) + bytes(8)),
+     "attribute 0xbeef at offset 20 claims 9 bytes, past the end of the message"),
+    (stun(struct.pack(">HH", 0x0001, 0xFFFF)),
+     "attribute 0x0001 at offset 20 claims 65535 bytes, past the end of the message"),
+    (stun(attr(0x8028, bytes(4)) + attr(0x8022, b"late")), "FINGERPRINT must be the last attribute"),
+    (stun(attr(0x8028, bytes(8))), "FINGERPRINT is 4 bytes, not 8"),
+    (stun(attr(0x0008, bytes(16))), "MESSAGE-INTEGRITY is 20 bytes, not 16"),
+    (stun(attr(0x001C, bytes(12))),
+     "MESSAGE-INTEGRITY-SHA256 is 16 to 32 bytes in steps of 4, not 12"),
+]
+
+
+@pytest.mark.parametrize(("data", "text"), STRUCTURE_MESSAGES)
+def test_a_structure_refusal_says_what_and_where(data: bytes, text: str) -> None:
+    with pytest.raises(ice.DecodeError) as caught:
+        Message.decode(data)
+    assert str(caught.value) == text
+    assert caught.value.args == (text,)
+
+
+def test_a_refused_datagram_leaves_no_codec_frame_in_the_traceback() -> None:
+    # Message.decode refuses in C, returning the error rather than raising it
+    # through Cython, which records a frame in every function it passes
+    # (four, and most of the cost of a refusal, before): the caller's frame
+    # is the only one.
+    for data in (b"\x00\x01\x00", stun(b"", length=8), stun(attr(0x8028, bytes(8)))):
+        with pytest.raises(ice.DecodeError) as caught:
+            Message.decode(data)
+        frames = traceback.extract_tb(caught.value.__traceback__)
+        assert [frame.name for frame in frames] == [
+            "test_a_refused_datagram_leaves_no_codec_frame_in_the_traceback"
+        ]
+
+
+def test_decode_refuses_what_is_not_a_buffer_and_passes_buffer_errors_on() -> None:
+    with pytest.raises(TypeError, match="^Message.decode takes a bytes-like object, not int$"):
+        Message.decode(5)  # type: ignore[arg-type]
+    with pytest.raises(BufferError):
+        Message.decode(memoryview(VALID)[::2])
+    with pytest.raises(TypeError, match="exactly one positional argument"):
+        Message.decode(VALID, VALID)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="exactly one positional argument"):
+        Message.decode(data=VALID)  # type: ignore[call-arg]
+    assert Message.decode(bytearray(VALID)) == Message.decode(memoryview(VALID)) == Message.decode(VALID)
+
+
+def test_parse_into_a_viewed_message_cannot_grow_it() -> None:
+    msg = Message()
+    view = memoryview(msg)
+    long_message = stun(attr(0x8022, b"x" * 600))  # past the inline buffer
+    with pytest.raises(BufferError, match="memoryview of it is alive"):
+        msg.parse(long_message)
+    assert len(msg) == 20 and msg.length == 0  # refused: left header-only
+    view.release()
+    msg.parse(long_message)
+    assert bytes(msg) == long_message
 
 
 def test_decode_error_is_a_value_error() -> None:
