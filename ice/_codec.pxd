@@ -90,6 +90,13 @@ cdef class Message:
     cdef int _add_integrity_sha1(self, IntegrityKey key) except -1
     cdef int _add_integrity_sha256(self, IntegrityKey key, Py_ssize_t length) except -1
     cdef int _add_fingerprint(self) except -1
+    # 0, or -1 with IntegrityError / FingerprintError (or the key's TypeError) set.
+    @cython.final
+    cdef int _check_integrity_sha1(self, object key) noexcept
+    @cython.final
+    cdef int _check_integrity_sha256(self, object key) noexcept
+    @cython.final
+    cdef int _check_fingerprint(self) noexcept
     cdef int _set_transaction_id(self, object value) except -1
 
 

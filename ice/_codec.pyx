@@ -8,7 +8,8 @@
 # patched to the value RFC 8489 sections 14.5-14.7 prescribe while hashing.
 
 cimport cython
-from cpython.exc cimport PyErr_Clear, PyErr_ExceptionMatches
+from cpython.exc cimport PyErr_Clear, PyErr_ExceptionMatches, PyErr_SetObject
+from cpython.ref cimport Py_INCREF
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.buffer cimport (
     PyBUF_FORMAT,
@@ -17,6 +18,7 @@ from cpython.buffer cimport (
     PyBUF_STRIDES,
     PyBUF_WRITABLE,
     PyBuffer_Release,
+    PyObject_CheckBuffer,
     PyObject_GetBuffer,
 )
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
@@ -27,6 +29,11 @@ from cpython.unicode cimport PyUnicode_DecodeUTF8
 cdef extern from "_fastcall.h":
     int ice_type_set(object type, object name, object value) except -1
     object ice_fastcall_function(const char *name, void *fn, const char *doc)
+    int ice_type_set_method(object type, const char *name, void *fn, int flags,
+                            const char *doc) except -1
+    enum:
+        METH_O
+        METH_FASTCALL
     void ice_set_allocator(object type, void *alloc, void *free)
     void ice_set_dealloc(object type, void *dealloc)
     size_t ice_pointer_slot(const void *a, const void *b, int bits)
@@ -66,6 +73,8 @@ from ice._errors import DecodeError, FingerprintError, IntegrityError
 
 # The classes the refusing paths set without a look-up (see _refusal.h).
 cdef object _DecodeError = DecodeError
+cdef object _IntegrityError = IntegrityError
+cdef object _FingerprintError = FingerprintError
 cdef object _TypeError = TypeError
 cdef object _BufferError = BufferError
 
@@ -218,6 +227,9 @@ cdef class IntegrityKey:
                 "an integrity key is bytes: use ice.short_term_key(password) or "
                 "ice.long_term_key(username, realm, password)"
             )
+        if not PyObject_CheckBuffer(key):
+            # bytes(5) would be five zero bytes: a key nobody meant
+            raise TypeError(f"an integrity key is bytes, not {type(key).__name__}")
         self.key = bytes(key)
         ice_hmac_sha1_init(&self._sha1, <const uint8_t *>PyBytes_AS_STRING(self.key),
                            len(self.key))
@@ -507,10 +519,6 @@ cdef class Message:
         cdef Message msg = Message.__new__(Message)
         msg._parse_object(data)
         return msg
-
-    def parse(self, data):
-        """Replace this message with one decoded from data, reusing the buffer."""
-        self._parse_object(data)
 
     @cython.final
     cdef int _parse_object(self, object data) except -1:
@@ -1024,32 +1032,43 @@ cdef class Message:
         """Append FINGERPRINT (CRC-32 of the message XOR 0x5354554e)."""
         self._add_fingerprint()
 
-    def check_integrity(self, key):
-        """Verify MESSAGE-INTEGRITY; raises IntegrityError when absent or wrong."""
-        cdef IntegrityKey k = as_integrity_key(key)
-        cdef Py_ssize_t i = self._find(ATTR_MESSAGE_INTEGRITY)
+    # check_integrity, check_integrity_sha256 and check_fingerprint are C methods,
+    # set on the class below: a wrong MESSAGE-INTEGRITY or FINGERPRINT is what a
+    # server refuses most, and returning the refusal costs no traceback entry.
+
+    @cython.final
+    cdef int _check_integrity_sha1(self, object key) noexcept:
+        cdef IntegrityKey k = _integrity_key_or_none(key)
+        cdef Py_ssize_t i
         cdef uint8_t digest[20]
         cdef uint32_t offset
         cdef uint16_t saved
+        if k is None:
+            return -1
+        i = self._find(ATTR_MESSAGE_INTEGRITY)
         if i < 0:
-            raise IntegrityError("the message has no MESSAGE-INTEGRITY")
+            return ice_refuse(_IntegrityError, "the message has no MESSAGE-INTEGRITY")
         offset = self._attrs[i].offset
         saved = load16(self._buf + 2)
         self._set_length(offset + 20 - HEADER_SIZE)
         ice_hmac_sha1(&k._sha1, self._buf, offset - 4, digest)
         store16(self._buf + 2, saved)
         if ice_ct_compare(digest, self._buf + offset, 20) != 0:
-            raise IntegrityError("MESSAGE-INTEGRITY does not match the key")
+            return ice_refuse(_IntegrityError, "MESSAGE-INTEGRITY does not match the key")
+        return 0
 
-    def check_integrity_sha256(self, key):
-        """Verify MESSAGE-INTEGRITY-SHA256; raises IntegrityError when absent or wrong."""
-        cdef IntegrityKey k = as_integrity_key(key)
-        cdef Py_ssize_t i = self._find(ATTR_MESSAGE_INTEGRITY_SHA256)
+    @cython.final
+    cdef int _check_integrity_sha256(self, object key) noexcept:
+        cdef IntegrityKey k = _integrity_key_or_none(key)
+        cdef Py_ssize_t i
         cdef uint8_t digest[32]
         cdef uint32_t offset
         cdef uint16_t saved, length
+        if k is None:
+            return -1
+        i = self._find(ATTR_MESSAGE_INTEGRITY_SHA256)
         if i < 0:
-            raise IntegrityError("the message has no MESSAGE-INTEGRITY-SHA256")
+            return ice_refuse(_IntegrityError, "the message has no MESSAGE-INTEGRITY-SHA256")
         offset = self._attrs[i].offset
         length = self._attrs[i].length
         saved = load16(self._buf + 2)
@@ -1057,17 +1076,84 @@ cdef class Message:
         ice_hmac_sha256(k.sha256_state(), self._buf, offset - 4, digest)
         store16(self._buf + 2, saved)
         if ice_ct_compare(digest, self._buf + offset, length) != 0:
-            raise IntegrityError("MESSAGE-INTEGRITY-SHA256 does not match the key")
+            return ice_refuse(_IntegrityError, "MESSAGE-INTEGRITY-SHA256 does not match the key")
+        return 0
 
-    def check_fingerprint(self):
-        """Verify FINGERPRINT; raises FingerprintError when absent or wrong."""
+    @cython.final
+    cdef int _check_fingerprint(self) noexcept:
         cdef Py_ssize_t i = self._find(ATTR_FINGERPRINT)
         cdef uint32_t offset
         if i < 0:
-            raise FingerprintError("the message has no FINGERPRINT")
+            return ice_refuse(_FingerprintError, "the message has no FINGERPRINT")
         offset = self._attrs[i].offset
         if crc32_update(0, self._buf, offset - 4) ^ FINGERPRINT_XOR != load32(self._buf + offset):
-            raise FingerprintError("FINGERPRINT does not match the message")
+            return ice_refuse(_FingerprintError, "FINGERPRINT does not match the message")
+        return 0
+
+
+cdef IntegrityKey _integrity_key_or_none(object key):
+    """as_integrity_key, or None with the error set (a str, a non-buffer): it
+    catches what it refuses, so it never raises into the noexcept checks."""
+    if type(key) is IntegrityKey:
+        return <IntegrityKey>key
+    if key is _last_key_bytes:
+        return _last_key
+    try:
+        return as_integrity_key(key)
+    except BaseException as exc:
+        PyErr_SetObject(type(exc), exc)
+        return None
+
+
+cdef inline PyObject *_none_or_null(int result) noexcept:
+    if result < 0:
+        return NULL
+    Py_INCREF(None)
+    return <PyObject *>None
+
+
+cdef PyObject *_check_integrity(PyObject *self, PyObject *key) noexcept:
+    return _none_or_null((<Message>self)._check_integrity_sha1(<object>key))
+
+
+cdef PyObject *_check_integrity_sha256(PyObject *self, PyObject *key) noexcept:
+    return _none_or_null((<Message>self)._check_integrity_sha256(<object>key))
+
+
+cdef PyObject *_check_fingerprint(PyObject *self, PyObject **args, Py_ssize_t nargs) noexcept:
+    # METH_FASTCALL, not METH_NOARGS: CPython 3.11 specializes a call of the
+    # bound method (msg.check_fingerprint kept and called) for the former only.
+    if nargs:
+        ice_refuse(_TypeError, "check_fingerprint() takes no arguments (%zd given)", nargs)
+        return NULL
+    return _none_or_null((<Message>self)._check_fingerprint())
+
+
+cdef PyObject *_parse_method(PyObject *self, PyObject *data) noexcept:
+    return _none_or_null((<Message>self)._parse_data(<object>data))
+
+
+ice_type_set_method(
+    Message, "check_integrity", <void *>_check_integrity, METH_O,
+    b"check_integrity($self, key, /)\n--\n\n"
+    b"Verify MESSAGE-INTEGRITY; raises IntegrityError when absent or wrong.",
+)
+ice_type_set_method(
+    Message, "check_integrity_sha256", <void *>_check_integrity_sha256, METH_O,
+    b"check_integrity_sha256($self, key, /)\n--\n\n"
+    b"Verify MESSAGE-INTEGRITY-SHA256; raises IntegrityError when absent or wrong.",
+)
+ice_type_set_method(
+    Message, "check_fingerprint", <void *>_check_fingerprint, METH_FASTCALL,
+    b"check_fingerprint($self, /)\n--\n\n"
+    b"Verify FINGERPRINT; raises FingerprintError when absent or wrong.",
+)
+ice_type_set_method(
+    Message, "parse", <void *>_parse_method, METH_O,
+    b"parse($self, data, /)\n--\n\n"
+    b"Replace this message with one decoded from data, reusing the buffer; "
+    b"raises DecodeError (leaving it header-only).",
+)
 
 
 # Messages come and go once per datagram: recycled ones spare the allocator.

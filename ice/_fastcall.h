@@ -325,4 +325,39 @@ static inline PyObject *ice_fastcall_function(const char *name, void *fn, const 
     return PyCFunction_NewEx(def, NULL, NULL);
 }
 
+
+/* A C method of a class (METH_O or METH_NOARGS), set in its dictionary as a
+ * method descriptor, as a `def` would be. For the methods whose refusals a
+ * server meets at line rate (the integrity and fingerprint checks): the C
+ * function returns NULL with the error set, and no Cython traceback entry is
+ * made on the way out (see _refusal.h). ICE_METHODS bounds the definitions. */
+#define ICE_METHODS 8
+static PyMethodDef ice_method_defs[ICE_METHODS];
+static int ice_method_count;
+
+static inline int ice_type_set_method(PyObject *type, const char *name, void *fn, int flags,
+                                      const char *doc)
+{
+    PyMethodDef *def;
+    PyObject *descr, *key;
+    int rc;
+    if (ice_method_count == ICE_METHODS) {
+        PyErr_SetString(PyExc_RuntimeError, "ice_type_set_method: no definition left");
+        return -1;
+    }
+    def = &ice_method_defs[ice_method_count++];
+    def->ml_name = name;
+    def->ml_meth = (PyCFunction)(void (*)(void))fn;
+    def->ml_flags = flags;
+    def->ml_doc = doc;
+    descr = PyDescr_NewMethod((PyTypeObject *)type, def);
+    if (descr == NULL)
+        return -1;
+    key = PyUnicode_InternFromString(name);
+    rc = key == NULL ? -1 : ice_type_set(type, key, descr);
+    Py_XDECREF(key);
+    Py_DECREF(descr);
+    return rc;
+}
+
 #endif

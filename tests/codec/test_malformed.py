@@ -355,6 +355,30 @@ def test_a_refused_datagram_leaves_no_codec_frame_in_the_traceback() -> None:
         ]
 
 
+def test_a_failed_check_leaves_no_codec_frame_in_the_traceback() -> None:
+    # The checks a server runs on every request are C methods that return
+    # their refusal: a flood of wrong keys or fingerprints costs no frames.
+    wrong_fingerprint = bytearray(VALID)
+    wrong_fingerprint[-1] ^= 1
+    bare = Message.decode(bytes(Message.build(1, ice.Software("x"))))
+    checks: list[tuple[Callable[[], object], type[Exception]]] = [
+        (lambda: Message.decode(VALID).check_integrity(b"wrong key"), ice.IntegrityError),
+        (lambda: bare.check_integrity(KEY), ice.IntegrityError),
+        (lambda: bare.check_integrity_sha256(KEY), ice.IntegrityError),
+        (lambda: Message.decode(bytes(wrong_fingerprint)).check_fingerprint(), ice.FingerprintError),
+        (lambda: bare.check_fingerprint(), ice.FingerprintError),
+        (lambda: Message().parse(VALID[:-1]), ice.DecodeError),
+    ]
+    for check, expected in checks:
+        with pytest.raises(expected) as caught:
+            check()
+        frames = traceback.extract_tb(caught.value.__traceback__)
+        assert [frame.name for frame in frames] == [
+            "test_a_failed_check_leaves_no_codec_frame_in_the_traceback",
+            "<lambda>",
+        ]
+
+
 def test_decode_refuses_what_is_not_a_buffer_and_passes_buffer_errors_on() -> None:
     with pytest.raises(TypeError, match="^Message.decode takes a bytes-like object, not int$"):
         Message.decode(5)  # type: ignore[arg-type]

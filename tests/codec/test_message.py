@@ -653,6 +653,14 @@ def test_integrity_key_object() -> None:
     assert key != ice.IntegrityKey(b"other")
     with pytest.raises(TypeError):
         ice.IntegrityKey("a str password")  # type: ignore[arg-type]
+    # bytes(5) is five zero bytes and bytes([1, 2]) two: neither is a key anybody gave
+    for not_bytes in (5, [1, 2], None):
+        with pytest.raises(TypeError, match="an integrity key is bytes, not"):
+            ice.IntegrityKey(not_bytes)  # type: ignore[arg-type]
+    msg = Message.decode(bytes(Message.build(1, ice.MessageIntegrity(bytes(5)))))
+    with pytest.raises(TypeError, match="an integrity key is bytes, not int"):
+        msg.check_integrity(5)
+    msg.check_integrity(bytes(5))
 
 
 def test_missing_seals_raise() -> None:
