@@ -263,9 +263,18 @@ def _message_with(attr_type: int, value: bytes) -> ice.Message:
         (ice.IceControlling, 0x802A, bytes(4), "IceControlling is 8 bytes, not 4"),
         (ice.UseCandidate, 0x0025, bytes(4), "UseCandidate has no value, but 4 bytes came"),
         (ice.ReservationToken, 0x0022, bytes(4), "ReservationToken is 8 bytes, not 4"),
-        (ice.ErrorCodeAttribute, 0x0009, b"\x00\x00", "ErrorCodeAttribute is at least 4 bytes, not 2"),
-        (ice.ErrorCodeAttribute, 0x0009, b"\x00\x00\x04\x01" + bytes(764),
-         "ErrorCodeAttribute reason is at most 763 bytes, not 764"),
+        (
+            ice.ErrorCodeAttribute,
+            0x0009,
+            b"\x00\x00",
+            "ErrorCodeAttribute is at least 4 bytes, not 2",
+        ),
+        (
+            ice.ErrorCodeAttribute,
+            0x0009,
+            b"\x00\x00\x04\x01" + bytes(764),
+            "ErrorCodeAttribute reason is at most 763 bytes, not 764",
+        ),
     ],
 )
 def test_a_malformed_attribute_says_which_its_limit_and_its_size(

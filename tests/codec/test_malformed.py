@@ -317,19 +317,30 @@ def test_malformed(data: bytes, action: Action, expected: type[Exception]) -> No
 STRUCTURE_MESSAGES = [
     (b"\x00\x01\x00", "3 bytes is shorter than the 20-byte STUN header"),
     (b"\xc0" + VALID[1:], "the two most significant bits of a STUN message must be zero"),
-    (VALID[:4] + b"\x00\x00\x00\x00" + VALID[8:],
-     "no magic cookie: not an RFC 5389/8489 STUN message"),
+    (
+        VALID[:4] + b"\x00\x00\x00\x00" + VALID[8:],
+        "no magic cookie: not an RFC 5389/8489 STUN message",
+    ),
     (stun(b"", length=6), "message length 6 is not a multiple of 4"),
     (stun(b"", length=8), "header announces 8 bytes of attributes but 0 follow it"),
-    (stun(struct.pack(">HH", 0xBEEF, 9) + bytes(8)),
-     "attribute 0xbeef at offset 20 claims 9 bytes, past the end of the message"),
-    (stun(struct.pack(">HH", 0x0001, 0xFFFF)),
-     "attribute 0x0001 at offset 20 claims 65535 bytes, past the end of the message"),
-    (stun(attr(0x8028, bytes(4)) + attr(0x8022, b"late")), "FINGERPRINT must be the last attribute"),
+    (
+        stun(struct.pack(">HH", 0xBEEF, 9) + bytes(8)),
+        "attribute 0xbeef at offset 20 claims 9 bytes, past the end of the message",
+    ),
+    (
+        stun(struct.pack(">HH", 0x0001, 0xFFFF)),
+        "attribute 0x0001 at offset 20 claims 65535 bytes, past the end of the message",
+    ),
+    (
+        stun(attr(0x8028, bytes(4)) + attr(0x8022, b"late")),
+        "FINGERPRINT must be the last attribute",
+    ),
     (stun(attr(0x8028, bytes(8))), "FINGERPRINT is 4 bytes, not 8"),
     (stun(attr(0x0008, bytes(16))), "MESSAGE-INTEGRITY is 20 bytes, not 16"),
-    (stun(attr(0x001C, bytes(12))),
-     "MESSAGE-INTEGRITY-SHA256 is 16 to 32 bytes in steps of 4, not 12"),
+    (
+        stun(attr(0x001C, bytes(12))),
+        "MESSAGE-INTEGRITY-SHA256 is 16 to 32 bytes in steps of 4, not 12",
+    ),
 ]
 
 
@@ -365,7 +376,10 @@ def test_a_failed_check_leaves_no_codec_frame_in_the_traceback() -> None:
         (lambda: Message.decode(VALID).check_integrity(b"wrong key"), ice.IntegrityError),
         (lambda: bare.check_integrity(KEY), ice.IntegrityError),
         (lambda: bare.check_integrity_sha256(KEY), ice.IntegrityError),
-        (lambda: Message.decode(bytes(wrong_fingerprint)).check_fingerprint(), ice.FingerprintError),
+        (
+            lambda: Message.decode(bytes(wrong_fingerprint)).check_fingerprint(),
+            ice.FingerprintError,
+        ),
         (lambda: bare.check_fingerprint(), ice.FingerprintError),
         (lambda: Message().parse(VALID[:-1]), ice.DecodeError),
     ]
@@ -380,7 +394,7 @@ def test_a_failed_check_leaves_no_codec_frame_in_the_traceback() -> None:
 
 
 def test_decode_refuses_what_is_not_a_buffer_and_passes_buffer_errors_on() -> None:
-    with pytest.raises(TypeError, match="^Message.decode takes a bytes-like object, not int$"):
+    with pytest.raises(TypeError, match=r"^Message\.decode takes a bytes-like object, not int$"):
         Message.decode(5)  # type: ignore[arg-type]
     with pytest.raises(BufferError):
         Message.decode(memoryview(VALID)[::2])
@@ -388,7 +402,11 @@ def test_decode_refuses_what_is_not_a_buffer_and_passes_buffer_errors_on() -> No
         Message.decode(VALID, VALID)  # type: ignore[call-arg]
     with pytest.raises(TypeError, match="exactly one positional argument"):
         Message.decode(data=VALID)  # type: ignore[call-arg]
-    assert Message.decode(bytearray(VALID)) == Message.decode(memoryview(VALID)) == Message.decode(VALID)
+    assert (
+        Message.decode(bytearray(VALID))
+        == Message.decode(memoryview(VALID))
+        == Message.decode(VALID)
+    )
 
 
 def test_parse_into_a_viewed_message_cannot_grow_it() -> None:
