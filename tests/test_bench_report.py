@@ -47,3 +47,27 @@ def test_a_row_whose_work_alone_misses_does_not_claim_otherwise() -> None:
 def test_a_row_met_or_uncounted_gets_no_explanation() -> None:
     assert "Why" not in _table("Username_AddTo", 50.0, calls=3)
     assert "Why" not in _table("Username_AddTo", 90.0, calls=0)
+
+
+def test_a_missed_row_that_raises_is_set_beside_the_cheapest_raise() -> None:
+    # Nonce_AddTo_BadLength refuses a value on every iteration: calling alone
+    # does not explain it, CPython's cheapest raise in the same loop does.
+    result = report.Result("Nonce_AddTo_BadLength", min_ns=380.0, median_ns=390.0, calls=5)
+    table = report.build_table(
+        [result], call_floor_ns=30.0, c_call_floor_ns=20.0, raise_floor_ns=300.0
+    )
+    line = next(l for l in table.splitlines() if l.startswith("- Nonce_AddTo_BadLength"))
+    assert "CPython's cheapest raise" in line
+    assert "costs 300 ns in this loop" in line
+    assert "cost 90.0 ns beyond it" in line
+    assert "Python-level calls" not in line
+    # Without the raise floor (an older JSON), it is explained by its calls as before.
+    old = report.build_table([result], call_floor_ns=30.0, c_call_floor_ns=20.0)
+    assert "5 Python-level calls per iteration" in next(
+        l for l in old.splitlines() if l.startswith("- Nonce_AddTo_BadLength")
+    )
+
+
+def test_the_cheapest_raise_floor_raises_and_catches() -> None:
+    runner._cheapest_raise()  # an IndexError escaping would fail here
+    assert runner.RAISE_FLOOR_NAME == "(cheapest raise)"

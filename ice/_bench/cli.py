@@ -160,11 +160,12 @@ def _measure(
     def progress(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
-    results, floor, c_floor = runner.run_with_floor(
+    results, floor, c_floor, raise_floor = runner.run_with_floor(
         [c.name for c in chosen], settings, progress=progress
     )
     env = _environment(args.quick, settings, floor)
     env["c_call_floor_ns"] = round(c_floor, 2)
+    env["raise_floor_ns"] = round(raise_floor, 2)
     notes = [
         f"python -m ice bench{' --quick' if args.quick else ''}: ice {env['ice']}, "
         f"{env['implementation']} {env['python']} on {env['cpu']} ({env['machine']}), "
@@ -172,7 +173,8 @@ def _measure(
         f"harness: timeit on {runner.clock_name(settings.clock)}, {settings.repeats} repeats "
         f"of >= {settings.min_time:g} s per case; "
         f"an empty Python function costs {floor:.1f} ns/call in this loop, "
-        f"an empty C method {c_floor:.1f}",
+        f"an empty C method {c_floor:.1f}, CPython's cheapest raise (a function catching "
+        f"an empty list's pop() IndexError) {raise_floor:.1f}",
     ]
     return results, env, notes
 
@@ -260,6 +262,7 @@ def run(args: argparse.Namespace) -> int:
             notes=notes,
             call_floor_ns=_float(env.get("harness_floor_ns")),
             c_call_floor_ns=_float(env.get("c_call_floor_ns")),
+            raise_floor_ns=_float(env.get("raise_floor_ns")),
         )
     )
     for path in (args.json, args.save):

@@ -161,14 +161,30 @@ def _met(value: bool | None) -> str:
     return "-" if value is None else ("yes" if value else "**no**")
 
 
-def _why(verdict: Verdict, py_floor_ns: float | None, c_floor_ns: float | None) -> str:
+def _why(
+    verdict: Verdict,
+    py_floor_ns: float | None,
+    c_floor_ns: float | None,
+    raise_floor_ns: float | None = None,
+) -> str:
     """The calling cost inside a missed row, when its calls were counted.
 
     The timing loop's call of the op costs an empty Python function's call when
     the op is one (it has a body with calls in it), else an empty C method's;
     each call in the body is counted at the C method's cost (the codec's
-    methods are C), which leaves Python-level helpers inside the work.
+    methods are C), which leaves Python-level helpers inside the work. A row
+    that raises and catches on every iteration is set beside CPython's
+    cheapest raise instead (a function catching [].pop()'s IndexError): what
+    it costs beyond that is the refusal's own work and the rest of its body.
     """
+    if raise_floor_ns is not None and cases.get(verdict.name).raises:
+        rest = verdict.result.median_ns - raise_floor_ns
+        return (
+            ". Why: each iteration raises and catches an exception; CPython's cheapest raise "
+            "(a function catching an empty list's pop() IndexError) costs "
+            f"{_ns(raise_floor_ns)} ns in this loop, so the refusal and the rest of the "
+            f"iteration cost {_ns(rest)} ns beyond it"
+        )
     calls = verdict.result.calls
     if not calls or py_floor_ns is None or c_floor_ns is None:
         return ""
@@ -196,6 +212,7 @@ def build_table(
     show_skipped: bool = True,
     call_floor_ns: float | None = None,
     c_call_floor_ns: float | None = None,
+    raise_floor_ns: float | None = None,
 ) -> str:
     """The whole comparison as markdown: one table per Go package, then aioice, then a summary.
 
@@ -203,6 +220,8 @@ def build_table(
     an empty C method cost per call in the timing loop), each missed row whose
     calls were counted says how much of it is calling: a Go loop body makes no
     calls at all, a Python one makes at least one (the loop's call of it).
+    With raise_floor_ns (CPython's cheapest raise in the same loop), a missed
+    row that raises on every iteration is set beside that instead.
     """
     results = list(results)
     verdicts = judge(results)
@@ -248,7 +267,7 @@ def build_table(
             lines.append(
                 f"- {v.name}: {_ns(v.result.median_ns)} ns/op, target <= {_ns(v.limit_ns)} "
                 f"({v.rule}; {v.reference} {_ns(v.reference_ns)})"
-                f"{_why(v, call_floor_ns, c_call_floor_ns)}"
+                f"{_why(v, call_floor_ns, c_call_floor_ns, raise_floor_ns)}"
             )
     known = {c.name for c in cases.all_cases()}
     unknown = sorted(r.name for r in results if r.name not in known)

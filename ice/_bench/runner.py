@@ -126,6 +126,16 @@ def _noop() -> None:
 
 
 _EMPTY: Final[dict[object, object]] = {}
+_NOTHING: Final[list[object]] = []
+
+
+def _cheapest_raise() -> None:
+    """CPython's cheapest raise: a C function's exception with a fixed message
+    (an empty list's pop(): IndexError), caught in the function that called it."""
+    try:
+        _NOTHING.pop()
+    except IndexError:
+        pass
 
 
 def c_call_floor_ns(settings: Settings = FULL) -> float:
@@ -145,6 +155,7 @@ def harness_floor_ns(settings: Settings = FULL) -> float:
 
 FLOOR_NAME: Final = "(empty function)"
 C_FLOOR_NAME: Final = "(empty C method)"
+RAISE_FLOOR_NAME: Final = "(cheapest raise)"
 #: The floor is timed before every FLOOR_EVERY-th case (and after the last) in
 #: each round, and its median taken over all of those: one timing of a 30 ns
 #: function per round moved by 9-11% between runs whose rows moved 2-5%, and a
@@ -168,7 +179,7 @@ def run_with_floor(
     settings: Settings = FULL,
     *,
     progress: Callable[[str], None] | None = None,
-) -> tuple[list[Result], float, float]:
+) -> tuple[list[Result], float, float, float]:
     """Time the cases named in selected (all when None) and the harness floors, interleaved.
 
     Each case (and an empty function, the floor) is prepared and calibrated
@@ -179,7 +190,9 @@ def run_with_floor(
     each case's repeats back to back did that on a shared core: see
     bench/README.md, "Regression check"). Returns the results, in registry
     order, and the medians over all their timings of the floor (an empty
-    Python function) and of an empty C method (`c_call_floor_ns`).
+    Python function), of an empty C method (`c_call_floor_ns`) and of CPython's
+    cheapest raise (`_cheapest_raise`: what a row that raises and catches an
+    exception on every iteration is measured against).
     """
     clock = _timer(settings.clock)
     chosen = _chosen(selected)
@@ -187,6 +200,7 @@ def run_with_floor(
     empties: tuple[tuple[str, Callable[[], object]], ...] = (
         (FLOOR_NAME, _noop),
         (C_FLOOR_NAME, _EMPTY.clear),
+        (RAISE_FLOOR_NAME, _cheapest_raise),
     )
     for name, empty in empties:
         timer = timeit.Timer(empty, timer=clock)
@@ -226,6 +240,7 @@ def run_with_floor(
         results,
         statistics.median(per_call[FLOOR_NAME]),
         statistics.median(per_call[C_FLOOR_NAME]),
+        statistics.median(per_call[RAISE_FLOOR_NAME]),
     )
 
 
