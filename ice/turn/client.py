@@ -462,9 +462,13 @@ class TurnSession:
         """(payload, peer) of a ChannelData frame from the server on a known channel;
         None for anything else (give that to `receive_datagram`). No event is queued:
         the fast path of receiving."""
+        if not data or not 0x40 <= data[0] <= 0x4F:
+            # STUN (a Data indication, a response): the asyncio client asks here
+            # first for every datagram, and a refusal would cost a raise
+            return None
         try:
             number, payload = decode_channel_data(data, self.reliable)
-        except DecodeError:  # STUN (or garbage): rare next to data, so an exception is cheap
+        except DecodeError:  # malformed ChannelData
             return None
         channel = self._channels.get(number)
         if channel is None:

@@ -550,6 +550,8 @@ def test_the_fast_path_frames_and_unframes_channeldata_once_a_channel_is_bound()
     assert session.decapsulate(ice.encode_channel_data(0x4001, b"unknown")) is None
     indication = ice.Message.build(DATA_INDICATION, ice.XorPeerAddress(*PEER), ice.Data(b"i"))
     assert session.decapsulate(indication.raw) is None  # the event path handles those
+    for not_channel_data in (b"", b"\x40\x00\x00", b"\x40\x00\x00\x09short", b"\x50\x00\x00\x00"):
+        assert session.decapsulate(not_channel_data) is None
     assert session.next_event() is None  # the fast path queues nothing
 
 
