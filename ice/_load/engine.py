@@ -104,6 +104,11 @@ _UNLIMITED = 1 << 30
 SETUP_TIMEOUT = 10.0
 #: Seconds the allocations get to be released at the end.
 CLOSE_TIMEOUT = 2.0
+#: Client ports a TURN flow tries when the server answers 437 (Allocation
+#: Mismatch: it still holds an allocation for the 5-tuple, as when a run
+#: before lost its release and the kernel handed out the same port again).
+#: RFC 8656 section 7.4, as the asyncio TurnClient does (ALLOCATION_MISMATCH_TRIES).
+ALLOCATION_ATTEMPTS = 3
 
 
 def _family(host: str) -> socket.AddressFamily:
@@ -649,17 +654,32 @@ async def run_turn(
     relayed = [0]
     keep_alive: asyncio.Task[None] | None = None
     echoes = _EchoPeers(batch) if echo else None
+
+    def start_flow() -> _TurnFlow:
+        turn = _TurnFlow(server, LongTermCredentials(username, password), batch, software)
+        _add_reader(
+            loop,
+            turn.sock.fileno(),
+            _reader(turn.bsock, _client_handler(engine, turn, None, echo, relayed)),
+        )
+        turn.readers.append(turn.sock.fileno())
+        return turn
+
+    async def set_up(index: int) -> int:
+        attempt = 1
+        while True:
+            try:
+                return await turns[index].setup(peer_host, echoes)
+            except TurnError as exc:
+                if exc.code != 437 or attempt == ALLOCATION_ATTEMPTS:
+                    raise
+            attempt += 1
+            await turns[index].close()
+            turns[index] = start_flow()  # another socket: another client port
+
     try:
-        for _ in range(flows):
-            turn = _TurnFlow(server, LongTermCredentials(username, password), batch, software)
-            turns.append(turn)
-            _add_reader(
-                loop,
-                turn.sock.fileno(),
-                _reader(turn.bsock, _client_handler(engine, turn, None, echo, relayed)),
-            )
-            turn.readers.append(turn.sock.fileno())
-        setups = [loop.create_task(turn.setup(peer_host, echoes)) for turn in turns]
+        turns.extend(start_flow() for _ in range(flows))
+        setups = [loop.create_task(set_up(index)) for index in range(flows)]
         try:
             async with asyncio.timeout(SETUP_TIMEOUT):
                 channels = await asyncio.gather(*setups)

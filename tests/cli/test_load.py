@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from ice import LongTermCredentials, TurnError
 from ice.__main__ import main
 from ice._load._pump import HAVE_PUMP, Pump
 from ice._load.engine import run_stun, run_turn
@@ -511,3 +512,64 @@ def test_help_lists_the_command(capsys: pytest.CaptureFixture[str]) -> None:
         main(["load", "--help"])
     out = capsys.readouterr().out
     assert "--allow-remote" in out and "--window" in out and "--echo" in out
+
+
+def _abandon_an_allocation(server: tuple[str, int]) -> int:
+    """Allocate on coturn from a fresh port and drop the socket without releasing:
+    coturn keeps the allocation for that 5-tuple (10 minutes). The port."""
+    from ice.turn.client import TurnSession
+    from ice.turn.events import Allocated
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(2.0)
+    session = TurnSession(server, LongTermCredentials("alice", "secret"))
+    session.allocate(time.monotonic())
+    try:
+        while True:
+            now = time.monotonic()
+            for transmit in session.datagrams_to_send(now):
+                sock.sendto(transmit.data, server)
+            session.receive_datagram(sock.recv(2048), server, time.monotonic())
+            event = session.next_event()
+            while event is not None and not isinstance(event, Allocated):
+                event = session.next_event()
+            if event is not None:
+                return int(sock.getsockname()[1])
+    finally:
+        sock.close()
+
+
+@requires_coturn
+def test_a_flow_answered_437_allocates_again_from_another_port(
+    coturn: Coturn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # RFC 8656 7.4: a client answered 437 tries another client transport address.
+    # A run whose release was lost left such an allocation, and a later run's
+    # socket could get the same port: that run used to fail.
+    from ice._load import engine
+
+    held = _abandon_an_allocation(coturn.address)
+    made: list[socket.socket] = []
+    plain = engine._udp_socket
+
+    def first_on_the_held_port(family: socket.AddressFamily) -> socket.socket:
+        sock = plain(family)
+        if not made:  # the first flow's socket
+            sock.bind(("127.0.0.1", held))
+        made.append(sock)
+        return sock
+
+    monkeypatch.setattr(engine, "_udp_socket", first_on_the_held_port)
+    result = asyncio.run(
+        run_turn(coturn.address, "alice", "secret", flows=1, duration=0.3, window=4)
+    )
+    assert result.flows == 1 and result.received == result.sent > 0
+    assert result.details["allocations_lost"] == 0
+    assert len(made) == 3  # the held port's, the echoing peer's, and the one that worked
+    # Without the retry, the same start fails with coturn's 437.
+    monkeypatch.setattr(engine, "ALLOCATION_ATTEMPTS", 1)
+    made.clear()
+    with pytest.raises(TurnError) as failed:
+        asyncio.run(run_turn(coturn.address, "alice", "secret", flows=1, duration=0.3))
+    assert failed.value.code == 437
