@@ -510,15 +510,8 @@ cdef class Message:
 
     # -- construction
 
-    @staticmethod
-    def decode(data):
-        """Decode one STUN message from any bytes-like object; raises DecodeError.
-
-        (Replaced below by _decode, the same in C: a refusal adds no traceback entry.)
-        """
-        cdef Message msg = Message.__new__(Message)
-        msg._parse_object(data)
-        return msg
+    # Message.decode(data) and msg.parse(data) are C functions set on the class
+    # below (_decode, _parse_method): a refusal adds no traceback entry.
 
     @cython.final
     cdef int _parse_object(self, object data) except -1:
@@ -1285,7 +1278,7 @@ cdef PyObject *_decode(object module, PyObject **args, Py_ssize_t nargs,
 cdef tuple _NO_ARGS = ()
 cdef bytes _DECODE_NAME = b"decode"
 cdef bytes _DECODE_DOC = (
-    b"decode(data)\n--\n\n"
+    b"decode(data, /)\n--\n\n"
     b"Decode one STUN message from any bytes-like object; raises DecodeError."
 )
 # A plain function in the class dict, not a staticmethod: that is a
