@@ -95,17 +95,12 @@ static inline int ice_type_set(PyObject *type, PyObject *name, PyObject *value)
 #  define ICE_MEMBER_READONLY READONLY
 #endif
 
-static inline int ice_type_set_member(PyObject *type, PyMemberDef *def, const char *name,
-                                      Py_ssize_t offset, const char *doc)
+/* Set a descriptor just made (a new reference, or NULL after a failure) as
+ * the class attribute name. */
+static inline int ice_type_set_descriptor(PyObject *type, const char *name, PyObject *descr)
 {
-    PyObject *descr, *key;
+    PyObject *key;
     int rc;
-    def->name = name;
-    def->type = ICE_MEMBER_OBJECT;
-    def->offset = offset;
-    def->flags = ICE_MEMBER_READONLY;
-    def->doc = doc;
-    descr = PyDescr_NewMember((PyTypeObject *)type, def);
     if (descr == NULL)
         return -1;
     key = PyUnicode_InternFromString(name);
@@ -113,6 +108,17 @@ static inline int ice_type_set_member(PyObject *type, PyMemberDef *def, const ch
     Py_XDECREF(key);
     Py_DECREF(descr);
     return rc;
+}
+
+static inline int ice_type_set_member(PyObject *type, PyMemberDef *def, const char *name,
+                                      Py_ssize_t offset, const char *doc)
+{
+    def->name = name;
+    def->type = ICE_MEMBER_OBJECT;
+    def->offset = offset;
+    def->flags = ICE_MEMBER_READONLY;
+    def->doc = doc;
+    return ice_type_set_descriptor(type, name, PyDescr_NewMember((PyTypeObject *)type, def));
 }
 
 /* A static type's own memory management (tp_alloc, tp_free): set after
@@ -339,8 +345,6 @@ static inline int ice_type_set_method(PyObject *type, const char *name, void *fn
                                       const char *doc)
 {
     PyMethodDef *def;
-    PyObject *descr, *key;
-    int rc;
     if (ice_method_count == ICE_METHODS) {
         PyErr_SetString(PyExc_RuntimeError, "ice_type_set_method: no definition left");
         return -1;
@@ -350,14 +354,7 @@ static inline int ice_type_set_method(PyObject *type, const char *name, void *fn
     def->ml_meth = (PyCFunction)(void (*)(void))fn;
     def->ml_flags = flags;
     def->ml_doc = doc;
-    descr = PyDescr_NewMethod((PyTypeObject *)type, def);
-    if (descr == NULL)
-        return -1;
-    key = PyUnicode_InternFromString(name);
-    rc = key == NULL ? -1 : ice_type_set(type, key, descr);
-    Py_XDECREF(key);
-    Py_DECREF(descr);
-    return rc;
+    return ice_type_set_descriptor(type, name, PyDescr_NewMethod((PyTypeObject *)type, def));
 }
 
 #endif

@@ -14,9 +14,9 @@
  * ice_refuse builds its message in a stack buffer. The message keeps the
  * detail a person debugging a peer needs (what, where, how long).
  *
- * ice_refuse(type, fmt, ...) understands %zd (Py_ssize_t), %d (int),
- * %u (unsigned int), %04x (unsigned int, at least 4 hex digits), %s
- * (const char *, UTF-8) and %%. */
+ * ice_refuse(type, fmt, ...) understands %zd (Py_ssize_t), %04x (unsigned
+ * int, at least 4 hex digits), %s (const char *, UTF-8) and %%: what the
+ * refusal messages use. */
 #ifndef ICE_REFUSAL_H
 #define ICE_REFUSAL_H
 
@@ -49,6 +49,15 @@ static char *ice_refusal_unsigned(char *out, char *end, unsigned long long v, in
     return out;
 }
 
+static char *ice_refusal_signed(char *out, char *end, long long v)
+{
+    if (v >= 0)
+        return ice_refusal_unsigned(out, end, (unsigned long long)v, 10, 0);
+    if (out < end)
+        *out++ = '-';
+    return ice_refusal_unsigned(out, end, 0ULL - (unsigned long long)v, 10, 0);
+}
+
 static PyObject *ice_refusal_text(const char *fmt, va_list ap)
 {
     char buf[ICE_REFUSAL_MAX];
@@ -64,26 +73,8 @@ static PyObject *ice_refusal_text(const char *fmt, va_list ap)
         }
         p++;
         if (p[0] == 'z' && p[1] == 'd') {
-            Py_ssize_t v = va_arg(ap, Py_ssize_t);
-            if (v < 0 && out < end) {
-                *out++ = '-';
-                out = ice_refusal_unsigned(out, end, 0ULL - (unsigned long long)v, 10, 0);
-            } else {
-                out = ice_refusal_unsigned(out, end, (unsigned long long)v, 10, 0);
-            }
+            out = ice_refusal_signed(out, end, va_arg(ap, Py_ssize_t));
             p += 2;
-        } else if (p[0] == 'd') {
-            int v = va_arg(ap, int);
-            if (v < 0 && out < end) {
-                *out++ = '-';
-                out = ice_refusal_unsigned(out, end, 0ULL - (unsigned long long)v, 10, 0);
-            } else {
-                out = ice_refusal_unsigned(out, end, (unsigned long long)v, 10, 0);
-            }
-            p += 1;
-        } else if (p[0] == 'u') {
-            out = ice_refusal_unsigned(out, end, va_arg(ap, unsigned int), 10, 0);
-            p += 1;
         } else if (p[0] == '0' && p[1] == '4' && p[2] == 'x') {
             out = ice_refusal_unsigned(out, end, va_arg(ap, unsigned int), 16, 4);
             p += 3;
