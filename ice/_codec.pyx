@@ -45,6 +45,11 @@ cdef extern from "Python.h":
     # returned as -1 with the error set, never raised through Cython.
     int _get_buffer "PyObject_GetBuffer"(object obj, Py_buffer *view, int flags) noexcept
     void _decref "Py_DECREF"(PyObject *obj) noexcept
+    PyObject *_bytes_from "PyBytes_FromStringAndSize"(const char *data, Py_ssize_t n) noexcept
+    PyObject *_long_from "PyLong_FromLong"(long value) noexcept
+    PyObject *_pack2 "PyTuple_Pack"(Py_ssize_t n, PyObject *a, PyObject *b) noexcept
+    int _is_true "PyObject_IsTrue"(PyObject *obj) noexcept
+    int _ascii_equal "PyUnicode_CompareWithASCIIString"(PyObject *text, const char *ascii) noexcept
 
 cdef extern from *:
     """
@@ -1401,53 +1406,130 @@ def encode_channel_data(int number, data, bint stream=False, bint rfc5766=False)
     return out
 
 
-def decode_channel_data(data, bint stream=False, bint rfc5766=False):
-    """(channel number, payload) from one ChannelData message; raises DecodeError.
-
-    Over UDP the datagram may carry up to 3 bytes of padding after the
-    payload (RFC 8656 12.5 lets senders add it); over a stream (stream=True)
-    the padding must be there, as the frame length is rounded up to 4.
-    ``rfc5766`` accepts RFC 5766's channel numbers up to 0x7FFF.
-    """
+cdef PyObject *_decode_channel_data(object module, PyObject **args, Py_ssize_t nargs,
+                                    PyObject *kwnames) noexcept:
+    """decode_channel_data(data, stream=False, rfc5766=False), the fastcall way:
+    a refusal is returned as NULL with DecodeError set, no traceback entry."""
+    cdef PyObject *given[3]
+    cdef Py_ssize_t i, k, nkw = 0 if kwnames == NULL else PyTuple_GET_SIZE(<object>kwnames)
+    cdef int stream = 0, rfc5766 = 0
     cdef Py_buffer view
+    cdef PyObject *result
+    if nargs > 3:
+        ice_refuse(_TypeError, "decode_channel_data() takes at most 3 arguments (%zd given)",
+                   nargs)
+        return NULL
+    given[0] = given[1] = given[2] = NULL
+    for i in range(nargs):
+        given[i] = args[i]
+    for i in range(nkw):
+        name = <PyObject *>PyTuple_GET_ITEM(<object>kwnames, i)
+        for k in range(3):
+            if _ascii_equal(name, _CHANNEL_DATA_ARGS[k]) == 0:
+                break
+        else:
+            ice_refuse(_TypeError, "decode_channel_data() got an unexpected keyword argument")
+            return NULL
+        if given[k] != NULL:
+            ice_refuse(_TypeError, "decode_channel_data() got multiple values for argument '%s'",
+                       _CHANNEL_DATA_ARGS[k])
+            return NULL
+        given[k] = args[nargs + i]
+    if given[0] == NULL:
+        ice_refuse(_TypeError, "decode_channel_data() missing required argument 'data'")
+        return NULL
+    if given[1] != NULL:
+        stream = _is_true(given[1])
+        if stream < 0:
+            return NULL
+    if given[2] != NULL:
+        rfc5766 = _is_true(given[2])
+        if rfc5766 < 0:
+            return NULL
+    data = <object>given[0]
     if type(data) is bytes:  # what sockets hand over: no buffer to acquire and release
         return _unframe_channel_data(<const uint8_t *>PyBytes_AS_STRING(data),
                                      PyBytes_GET_SIZE(data), stream, rfc5766)
-    acquire(data, &view, "decode_channel_data")
-    try:
-        return _unframe_channel_data(<const uint8_t *>view.buf, view.len, stream, rfc5766)
-    finally:
-        PyBuffer_Release(&view)
+    if _get_buffer(data, &view, PyBUF_SIMPLE) < 0:
+        if not PyErr_ExceptionMatches(_TypeError):
+            return NULL
+        PyErr_Clear()
+        ice_refuse(_TypeError, "decode_channel_data takes a bytes-like object, not %s",
+                   ice_class_name(data))
+        return NULL
+    result = _unframe_channel_data(<const uint8_t *>view.buf, view.len, stream, rfc5766)
+    PyBuffer_Release(&view)
+    return result
 
 
-# Channel numbers as ints, made once each: 0x4000 and up are not among
-# CPython's small ints, and a client sees the same few on every datagram.
-cdef list _channel_ints = [None] * 0x1000
+cdef const char *_CHANNEL_DATA_ARGS[3]
+_CHANNEL_DATA_ARGS[0] = "data"
+_CHANNEL_DATA_ARGS[1] = "stream"
+_CHANNEL_DATA_ARGS[2] = "rfc5766"
+cdef bytes _DECODE_CHANNEL_DATA_NAME = b"decode_channel_data"
+cdef bytes _DECODE_CHANNEL_DATA_DOC = (
+    b"decode_channel_data(data, stream=False, rfc5766=False)\n--\n\n"
+    b"(channel number, payload) from one ChannelData message; raises DecodeError.\n\n"
+    b"Over UDP the datagram may carry up to 3 bytes of padding after the\n"
+    b"payload (RFC 8656 12.5 lets senders add it); over a stream (stream=True)\n"
+    b"the padding must be there, as the frame length is rounded up to 4.\n"
+    b"``rfc5766`` accepts RFC 5766's channel numbers up to 0x7FFF."
+)
+decode_channel_data = ice_fastcall_function(
+    _DECODE_CHANNEL_DATA_NAME, <void *>_decode_channel_data, _DECODE_CHANNEL_DATA_DOC
+)
 
 
-cdef tuple _unframe_channel_data(const uint8_t *p, Py_ssize_t n, bint stream, bint rfc5766):
+# Channel numbers as ints, made once each and kept: 0x4000 and up are not
+# among CPython's small ints, and a client sees the same few on every datagram.
+cdef PyObject *_channel_ints[0x1000]
+
+
+cdef PyObject *_unframe_channel_data(const uint8_t *p, Py_ssize_t n, bint stream,
+                                     bint rfc5766) noexcept:
     cdef uint16_t last = 0x7FFF if rfc5766 else 0x4FFF
     cdef Py_ssize_t length
     cdef uint16_t number
+    cdef PyObject *channel
+    cdef PyObject *payload
+    cdef PyObject *pair
     if n < 4:
-        raise DecodeError(f"{n} bytes is shorter than the 4-byte ChannelData header")
+        ice_refuse(_DecodeError, "%zd bytes is shorter than the 4-byte ChannelData header", n)
+        return NULL
     number = load16(p)
     if number < 0x4000 or number > last:
-        raise DecodeError(f"channel number 0x{number:04x} is outside 0x4000-0x{last:X}")
+        ice_refuse(_DecodeError, "channel number 0x%04x is outside 0x4000-0x%s",
+                   <unsigned int>number, <const char *>("7FFF" if rfc5766 else "4FFF"))
+        return NULL
     length = load16(p + 2)
     if 4 + length > n:
-        raise DecodeError(f"ChannelData announces {length} bytes but carries {n - 4}")
+        ice_refuse(_DecodeError, "ChannelData announces %zd bytes but carries %zd", length, n - 4)
+        return NULL
     if stream and n != 4 + padded(length):
-        raise DecodeError(
-            f"a stream ChannelData frame of {length} bytes is {4 + padded(length)} bytes "
-            f"long, not {n}"
-        )
+        ice_refuse(_DecodeError, "a stream ChannelData frame of %zd bytes is %zd bytes long, not %zd",
+                   length, 4 + padded(length), n)
+        return NULL
     if not stream and n > 4 + padded(length):
-        raise DecodeError(f"{n - 4 - length} bytes trail a {length}-byte ChannelData payload")
-    payload = PyBytes_FromStringAndSize(<const char *>p + 4, length)
-    if number > 0x4FFF:  # RFC 5766's upper range: rare, not kept
-        return number, payload
-    channel = _channel_ints[number - 0x4000]
-    if channel is None:
-        channel = _channel_ints[number - 0x4000] = <int>number
-    return channel, payload
+        ice_refuse(_DecodeError, "%zd bytes trail a %zd-byte ChannelData payload",
+                   n - 4 - length, length)
+        return NULL
+    payload = _bytes_from(<const char *>p + 4, length)
+    if payload == NULL:
+        return NULL
+    if number <= 0x4FFF:
+        channel = _channel_ints[number - 0x4000]
+        if channel == NULL:
+            channel = _channel_ints[number - 0x4000] = _long_from(number)
+            if channel == NULL:
+                _decref(payload)
+                return NULL
+        Py_INCREF(<object>channel)
+    else:  # RFC 5766's upper range: rare, not kept
+        channel = _long_from(number)
+        if channel == NULL:
+            _decref(payload)
+            return NULL
+    pair = _pack2(2, channel, payload)
+    _decref(channel)
+    _decref(payload)
+    return pair

@@ -393,6 +393,54 @@ def test_a_failed_check_leaves_no_codec_frame_in_the_traceback() -> None:
         ]
 
 
+@pytest.mark.parametrize(
+    ("data", "kwargs", "text"),
+    [
+        (b"\x40\x01\x00", {}, "3 bytes is shorter than the 4-byte ChannelData header"),
+        (b"\x3f\xff\x00\x00", {}, "channel number 0x3fff is outside 0x4000-0x4FFF"),
+        (b"\x50\x00\x00\x00", {}, "channel number 0x5000 is outside 0x4000-0x4FFF"),
+        (b"\x80\x00\x00\x00", {"rfc5766": True}, "channel number 0x8000 is outside 0x4000-0x7FFF"),
+        (b"\x40\x01\x00\x09abcd", {}, "ChannelData announces 9 bytes but carries 4"),
+        (
+            b"\x40\x01\x00\x01ab",
+            {"stream": True},
+            "a stream ChannelData frame of 1 bytes is 8 bytes long, not 6",
+        ),
+        (b"\x40\x01\x00\x01a" + bytes(7), {}, "7 bytes trail a 1-byte ChannelData payload"),
+    ],
+)
+def test_a_channel_data_refusal_says_what_and_leaves_no_codec_frame(
+    data: bytes, kwargs: dict[str, bool], text: str
+) -> None:
+    with pytest.raises(ice.DecodeError) as caught:
+        ice.decode_channel_data(data, **kwargs)
+    assert str(caught.value) == text
+    frames = traceback.extract_tb(caught.value.__traceback__)
+    assert [frame.name for frame in frames] == [
+        "test_a_channel_data_refusal_says_what_and_leaves_no_codec_frame"
+    ]
+
+
+def test_decode_channel_data_takes_its_arguments_as_before() -> None:
+    frame = b"\x50\x01\x00\x02ok\x00\x00"
+    assert ice.decode_channel_data(frame, True, True) == (0x5001, b"ok")
+    assert ice.decode_channel_data(data=frame, stream=1, rfc5766=[1]) == (0x5001, b"ok")
+    assert ice.decode_channel_data(memoryview(frame), rfc5766=True) == (0x5001, b"ok")
+    assert (
+        ice.decode_channel_data(b"\x40\x01\x00\x00")[0]
+        is ice.decode_channel_data(b"\x40\x01\x00\x01x")[0]
+    )  # the channel's int is made once
+    for args, kwargs, text in [
+        ((), {}, "missing required argument 'data'"),
+        ((frame, True, True, True), {}, "takes at most 3 arguments"),
+        ((frame,), {"data": frame}, "multiple values for argument 'data'"),
+        ((frame,), {"padded": True}, "unexpected keyword argument"),
+        ((5,), {}, "takes a bytes-like object, not int"),
+    ]:
+        with pytest.raises(TypeError, match=text):
+            ice.decode_channel_data(*args, **kwargs)
+
+
 def test_decode_refuses_what_is_not_a_buffer_and_passes_buffer_errors_on() -> None:
     with pytest.raises(TypeError, match=r"^Message\.decode takes a bytes-like object, not int$"):
         Message.decode(5)  # type: ignore[arg-type]
