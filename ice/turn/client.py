@@ -462,13 +462,13 @@ class TurnSession:
         """(payload, peer) of a ChannelData frame from the server on a known channel;
         None for anything else (give that to `receive_datagram`). No event is queued:
         the fast path of receiving."""
-        if not data or not 0x40 <= data[0] <= 0x4F:
-            # STUN (a Data indication, a response): the asyncio client asks here
-            # first for every datagram, and a refusal would cost a raise
-            return None
         try:
             number, payload = decode_channel_data(data, self.reliable)
-        except DecodeError:  # malformed ChannelData
+        except DecodeError:
+            # STUN (a Data indication, a response) or garbage. The asyncio client
+            # asks here first for every datagram; a refusal is cheap since
+            # decode_channel_data refuses from C (~350 ns), and a check of the
+            # first byte in Python would cost ChannelData ~40 ns on every packet.
             return None
         channel = self._channels.get(number)
         if channel is None:
