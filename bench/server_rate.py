@@ -28,6 +28,16 @@ second, loss, latency percentiles, the server's CPU time over the run (100% =
 one core, all its threads) and its rate per core (the rate divided by that CPU
 share: DESIGN.md's target compares servers per core), and for each row
 measured on both, ours / coturn per core.
+
+The generator reads with UDP GRO (``--no-client-gro``: without). On loopback
+the receiving side's work runs in the sender's system call, so a server's
+CPU time includes delivering what it sends into the generator's sockets. A
+server that sends a run of datagrams to one address as one UDP GSO send
+(ours) would, without GRO at the receiver, also pay for splitting that run
+back into datagrams, which a NIC with UDP segmentation offload does on a
+real network; with GRO the run is handed over whole and the generator takes
+it apart. A server that sends datagram by datagram (coturn) is measured the
+same either way.
 With ``--rounds`` each server is measured that many times and the best round
 is kept. Numbers are only comparable within one run on one machine: the
 load generator shares the machine (on two cores it takes most of one).
@@ -345,6 +355,7 @@ async def measure(server: Server, case: Case, args: argparse.Namespace) -> Run:
             flows=case.flows,
             duration=args.duration,
             window=window_for(case.flows, args.window),
+            gro=args.client_gro,
         )
     else:
         result = await run_turn(
@@ -355,6 +366,7 @@ async def measure(server: Server, case: Case, args: argparse.Namespace) -> Run:
             duration=args.duration,
             window=window_for(case.flows, args.window),
             size=case.size,
+            gro=args.client_gro,
         )
     wall = time.monotonic() - started
     cpu_after = process_cpu(server.pid)
@@ -564,6 +576,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=(100, 1200),
         help="ChannelData payload bytes (100,1200)",
     )
+    parser.add_argument(
+        "--no-client-gro",
+        dest="client_gro",
+        action="store_false",
+        help="the load generator reads datagram by datagram (default: with UDP GRO, so a "
+        "server's UDP GSO train reaches it whole, as behind a NIC that segments)",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     parser.add_argument(
@@ -607,7 +626,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     header = (
         f"Servers on 127.0.0.1 (UDP), {args.duration:g} s per run, best of {args.rounds}, "
-        f"window {window_text}; Python {platform.python_version()} on {platform.machine()}, "
+        f"window {window_text}, the generator reading "
+        f"{'with' if args.client_gro else 'without'} UDP GRO; "
+        f"Python {platform.python_version()} on {platform.machine()}, "
         f"{os.cpu_count()} CPUs"
     )
     print(format_report(runs, skipped, header))

@@ -92,6 +92,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"datagrams per system call (default {DEFAULT_BATCH})",
     )
     parser.add_argument(
+        "--no-gro",
+        dest="gro",
+        action="store_false",
+        help="read datagram by datagram, without UDP GRO (by default a train the server "
+        "sends as one UDP GSO send is read whole, where Linux has GRO)",
+    )
+    parser.add_argument(
         "--timeout",
         type=float,
         default=1.0,
@@ -200,6 +207,7 @@ async def load(args: argparse.Namespace, uri: StunUri) -> LoadResult:
             batch=args.batch,
             timeout=args.timeout,
             target=str(uri),
+            gro=args.gro,
         )
     if args.secret is not None:
         username, password = turn_rest_credentials(
@@ -222,6 +230,7 @@ async def load(args: argparse.Namespace, uri: StunUri) -> LoadResult:
         peer_host=args.peer_host,
         software=DEFAULT_SOFTWARE,
         target=str(uri),
+        gro=args.gro,
     )
 
 

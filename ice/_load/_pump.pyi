@@ -11,8 +11,17 @@ class Pump:
     """The flows of one run behind one epoll descriptor."""
 
     def __init__(
-        self, stats: LoadStats, *, window: int, rate: float, batch: int, timeout: float
-    ) -> None: ...
+        self,
+        stats: LoadStats,
+        *,
+        window: int,
+        rate: float,
+        batch: int,
+        timeout: float,
+        gro: bool = False,
+    ) -> None:
+        """``gro``: every member socket reads with UDP GRO where the kernel has it, and a
+        coalesced run is taken apart (an echoing peer sends it back as one GSO send)."""
     @property
     def fileno(self) -> int:
         """The epoll descriptor: readable while a member socket is (-1 once closed)."""
@@ -36,6 +45,10 @@ class Pump:
     @property
     def dropped(self) -> int:
         """Packets the kernel would not take from the flows' sockets."""
+
+    @property
+    def gro_sockets(self) -> int:
+        """Member sockets reading with UDP GRO (0 without ``gro`` or before Linux 5.0)."""
 
     def outstanding(self, flow: int) -> int: ...
     def add_stun(self, fd: int, packet: Buffer) -> int: ...

@@ -47,9 +47,22 @@ cdef extern from *:
     #include <sys/socket.h>
     #include <sys/epoll.h>
     #include <netinet/in.h>
+    #include <netinet/udp.h>
     #include <unistd.h>
 
+    #ifndef UDP_SEGMENT
+    #define UDP_SEGMENT 103
+    #endif
+    #ifndef UDP_GRO
+    #define UDP_GRO 104
+    #endif
+    #ifndef SOL_UDP
+    #define SOL_UDP 17
+    #endif
+
     #define ICE_HAVE_PUMP 1
+    /* Room for one UDP_GRO or UDP_SEGMENT control message per slot. */
+    #define ICE_P_CONTROL 32
     typedef struct epoll_event ice_pev;
     typedef struct mmsghdr ice_pmsg;
     typedef struct iovec ice_piov;
@@ -80,6 +93,55 @@ cdef extern from *:
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
     }
+    /* UDP GRO (Linux 5.0) on a receiving socket: 0, or -errno where the kernel lacks it. */
+    static int ice_p_gro(int fd) {
+        int on = 1;
+        return setsockopt(fd, SOL_UDP, UDP_GRO, &on, sizeof(on)) == 0 ? 0 : -errno;
+    }
+    /* Control buffers for n messages (GRO sockets say the segment size in one). */
+    static void ice_p_control(ice_pmsg *msgs, char *control, unsigned int n) {
+        unsigned int i;
+        for (i = 0; i < n; i++) msgs[i].msg_hdr.msg_control = control + (size_t)i * ICE_P_CONTROL;
+    }
+    /* The segment size of message i when the kernel coalesced several datagrams
+       into it (UDP_GRO), else its length. */
+    static unsigned int ice_p_segment(ice_pmsg *msgs, unsigned int i) {
+        struct msghdr *h = &msgs[i].msg_hdr;
+        struct cmsghdr *c;
+        int size;
+        if (h->msg_controllen == 0) return msgs[i].msg_len;
+        for (c = CMSG_FIRSTHDR(h); c != NULL; c = CMSG_NXTHDR(h, c)) {
+            if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+                memcpy(&size, CMSG_DATA(c), sizeof(size));
+                if (size > 0 && (unsigned int)size < msgs[i].msg_len) return (unsigned int)size;
+            }
+        }
+        return msgs[i].msg_len;
+    }
+    /* Turn the first n received messages around as they came: a coalesced train goes
+       back as one UDP GSO send of the same segments; lens[i] the lengths. */
+    static void ice_p_mirror(ice_pmsg *msgs, unsigned int *lens, unsigned int n) {
+        unsigned int i, segment;
+        struct msghdr *h;
+        struct cmsghdr *c;
+        uint16_t size;
+        for (i = 0; i < n; i++) {
+            lens[i] = msgs[i].msg_len;
+            segment = ice_p_segment(msgs, i);
+            h = &msgs[i].msg_hdr;
+            if (segment >= msgs[i].msg_len || h->msg_control == NULL) {
+                h->msg_controllen = 0;
+                continue;
+            }
+            h->msg_controllen = CMSG_SPACE(sizeof(uint16_t));
+            c = CMSG_FIRSTHDR(h);
+            c->cmsg_level = SOL_UDP;
+            c->cmsg_type = UDP_SEGMENT;
+            c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+            size = (uint16_t)segment;
+            memcpy(CMSG_DATA(c), &size, sizeof(size));
+        }
+    }
     /* n messages over n slots of size bytes from area; names when names != NULL */
     static void ice_p_setup(ice_pmsg *msgs, ice_piov *iov, ice_pname *names, char *area,
                             unsigned int n, size_t size) {
@@ -103,6 +165,7 @@ cdef extern from *:
         for (i = 0; i < n; i++) {
             iov[i].iov_len = size;
             if (names != NULL) msgs[i].msg_hdr.msg_namelen = sizeof(ice_pname);
+            msgs[i].msg_hdr.msg_controllen = msgs[i].msg_hdr.msg_control ? ICE_P_CONTROL : 0;
         }
         do {
             r = recvmmsg(fd, msgs, n, MSG_DONTWAIT, NULL);
@@ -146,6 +209,11 @@ cdef extern from *:
     static unsigned int ice_p_token(ice_pev *events, int i) { return 0; }
     static void ice_p_close(int ep) {}
     static double ice_p_now(void) { return 0.0; }
+    #define ICE_P_CONTROL 32
+    static int ice_p_gro(int fd) { return -38; }
+    static void ice_p_control(ice_pmsg *msgs, char *control, unsigned int n) {}
+    static unsigned int ice_p_segment(ice_pmsg *msgs, unsigned int i) { return 0; }
+    static void ice_p_mirror(ice_pmsg *msgs, unsigned int *lens, unsigned int n) {}
     static void ice_p_setup(ice_pmsg *msgs, ice_piov *iov, ice_pname *names, char *area,
                             unsigned int n, size_t size) {}
     static int ice_p_recv(int fd, ice_pmsg *msgs, ice_piov *iov, ice_pname *names,
@@ -159,6 +227,7 @@ cdef extern from *:
     #endif
     """
     int ICE_HAVE_PUMP
+    int ICE_P_CONTROL
     ctypedef struct ice_pev:
         pass
     ctypedef struct ice_pmsg:
@@ -173,6 +242,10 @@ cdef extern from *:
     unsigned int ice_p_token(ice_pev *events, int i)
     void ice_p_close(int ep)
     double ice_p_now()
+    int ice_p_gro(int fd)
+    void ice_p_control(ice_pmsg *msgs, char *control, unsigned int n)
+    unsigned int ice_p_segment(ice_pmsg *msgs, unsigned int i)
+    void ice_p_mirror(ice_pmsg *msgs, unsigned int *lens, unsigned int n)
     void ice_p_setup(ice_pmsg *msgs, ice_piov *iov, ice_pname *names, char *area,
                      unsigned int n, size_t size)
     int ice_p_recv(int fd, ice_pmsg *msgs, ice_piov *iov, ice_pname *names,
@@ -197,6 +270,7 @@ cdef enum:
     _STUN_OFFSET = 8
     _CHANNEL_OFFSET = 4
     _MAX_SIZE = 2048          # bytes read per datagram (the Python path's BatchSocket too)
+    _GRO_SIZE = 65535         # bytes read per message where UDP_GRO may coalesce a train
     _READS = 8                # recvmmsg calls per socket per poll, while they come back full
     _UNLIMITED = 1 << 30
 
@@ -270,6 +344,9 @@ cdef class Pump:
     cdef ice_piov *_rx_iov
     cdef ice_pname *_rx_names
     cdef char *_rx_area
+    cdef char *_rx_control
+    cdef size_t _slot
+    cdef bint _gro
     cdef ice_pmsg *_tx
     cdef ice_piov *_tx_iov
     cdef char *_tx_area
@@ -283,12 +360,15 @@ cdef class Pump:
     cdef readonly unsigned long long stray
     cdef readonly unsigned long long relayed
     cdef readonly unsigned long long dropped
+    #: Member sockets reading with UDP_GRO (``gro=True`` where the kernel has it).
+    cdef readonly unsigned int gro_sockets
+    cdef list _mine               # what the member being read got for Python
 
     def __cinit__(self):
         self._ep = -1
 
     def __init__(self, stats, *, unsigned int window, double rate, unsigned int batch,
-                 double timeout):
+                 double timeout, bint gro=False):
         if not HAVE_PUMP:
             raise OSError(38, "no recvmmsg/sendmmsg with epoll here: read each socket itself")
         if self._ep >= 0:
@@ -316,19 +396,25 @@ cdef class Pump:
         self._rate = rate
         self._burst = max(1.0, rate * 0.01)
         self._timeout = timeout
+        self._gro = gro
+        self._slot = _GRO_SIZE if gro else _MAX_SIZE
         self._events = <ice_pev *>PyMem_Malloc(1024 * sizeof(ice_pev))
         self._rx = <ice_pmsg *>PyMem_Malloc(batch * sizeof(ice_pmsg))
         self._rx_iov = <ice_piov *>PyMem_Malloc(batch * sizeof(ice_piov))
         self._rx_names = <ice_pname *>PyMem_Malloc(batch * sizeof(ice_pname))
-        self._rx_area = <char *>PyMem_Malloc(batch * _MAX_SIZE)
+        self._rx_area = <char *>PyMem_Malloc(batch * self._slot)
+        self._rx_control = <char *>PyMem_Malloc(batch * ICE_P_CONTROL)
         self._tx = <ice_pmsg *>PyMem_Malloc(batch * sizeof(ice_pmsg))
         self._tx_iov = <ice_piov *>PyMem_Malloc(batch * sizeof(ice_piov))
         self._lens = <unsigned int *>PyMem_Malloc(batch * sizeof(unsigned int))
         if (self._events == NULL or self._rx == NULL or self._rx_iov == NULL
-                or self._rx_names == NULL or self._rx_area == NULL or self._tx == NULL
+                or self._rx_names == NULL or self._rx_area == NULL
+                or self._rx_control == NULL or self._tx == NULL
                 or self._tx_iov == NULL or self._lens == NULL):
             raise MemoryError()
-        ice_p_setup(self._rx, self._rx_iov, self._rx_names, self._rx_area, batch, _MAX_SIZE)
+        ice_p_setup(self._rx, self._rx_iov, self._rx_names, self._rx_area, batch, self._slot)
+        if gro:
+            ice_p_control(self._rx, self._rx_control, batch)
         cdef int ep = ice_p_epoll()
         if ep < 0:
             raise OSError(-ep, "epoll_create1 failed")
@@ -351,6 +437,7 @@ cdef class Pump:
         PyMem_Free(self._rx_iov)
         PyMem_Free(self._rx_names)
         PyMem_Free(self._rx_area)
+        PyMem_Free(self._rx_control)
         PyMem_Free(self._tx)
         PyMem_Free(self._tx_iov)
         PyMem_Free(self._tx_area)
@@ -385,6 +472,8 @@ cdef class Pump:
         r = ice_p_add(self._ep, fd, <unsigned int>self._nmembers)
         if r < 0:
             raise OSError(-r, f"epoll_ctl(ADD, {fd}) failed")
+        if self._gro and ice_p_gro(fd) == 0:
+            self.gro_sockets += 1  # else (a kernel before 5.0) datagrams come one by one
         self._members[self._nmembers].fd = fd
         self._members[self._nmembers].kind = kind
         self._members[self._nmembers].flow = flow
@@ -603,79 +692,92 @@ cdef class Pump:
 
     cdef int _read(self, Member *m) except -1:
         cdef int r, reads, i
-        cdef unsigned int length
+        cdef unsigned int length, segment, offset, piece
         cdef const unsigned char *data
-        cdef const unsigned char *stamp
         cdef long long fresh
         cdef double now
         cdef uint32_t now_us
         cdef Flow *flow = &self._flows[m.flow] if m.flow >= 0 else NULL
-        cdef list mine
         for reads in range(_READS):
-            r = ice_p_recv(m.fd, self._rx, self._rx_iov, self._rx_names, self._batch, _MAX_SIZE)
+            r = ice_p_recv(m.fd, self._rx, self._rx_iov, self._rx_names, self._batch, self._slot)
             if r <= 0:
                 return 0  # nothing (or an error reported on the socket: swallowed)
-            now = ice_p_now()
-            now_us = <uint32_t>(<unsigned long long>((now - self._t0) * 1e6))
-            fresh = 0
-            mine = None
             if m.kind == ECHO:
-                self.relayed += r
                 for i in range(r):
-                    self._lens[i] = ice_p_len(self._rx, i)
+                    length = ice_p_len(self._rx, i)
+                    segment = ice_p_segment(self._rx, i)
+                    self.relayed += (length + segment - 1) // segment if segment else 1
+                ice_p_mirror(self._rx, self._lens, r)
                 ice_p_send(m.fd, self._rx, self._rx_iov, self._lens, r)
-            elif m.kind == STUN:  # LoadStats.take_stun
-                for i in range(r):
-                    data = ice_p_data(self._rx_iov, i)
-                    stamp = data + _STUN_OFFSET
-                    if ice_p_len(self._rx, i) < _STUN_OFFSET + _STAMP or data[0] != 0x01:
-                        self.stray += 1
-                    elif _get32(stamp) != self._tag:
-                        self.stray += 1
-                    elif not self._live(stamp):
-                        pass
-                    elif data[1] == 0x01:
-                        self._take(stamp, now_us)
-                        self.received += 1
-                        fresh += 1
-                    elif data[1] == 0x11:  # an error response: answered, not received
-                        self._ring[_get32(stamp + 4) & _RING_MASK] = 0
-                        self.errors += 1
-                        fresh += 1
-                    else:
-                        self.stray += 1
-                self._answered(flow, fresh, now)
-            elif m.kind == PEER:  # LoadStats.take at 0, no others
-                self.relayed += r
-                for i in range(r):
-                    data = ice_p_data(self._rx_iov, i)
-                    if ice_p_len(self._rx, i) < _STAMP or _get32(data) != self._tag:
-                        self.stray += 1
-                    elif self._live(data):
-                        self._take(data, now_us)
-                        self.received += 1
-                        fresh += 1
-                self._answered(flow, fresh, now)
-            else:  # CLIENT: LoadStats.take at 4 (with echo), others to the session
+            else:
+                now = ice_p_now()
+                now_us = <uint32_t>(<unsigned long long>((now - self._t0) * 1e6))
+                fresh = 0
+                self._mine = None
                 for i in range(r):
                     data = ice_p_data(self._rx_iov, i)
                     length = ice_p_len(self._rx, i)
-                    stamp = data + _CHANNEL_OFFSET
-                    if (m.stamped and length >= _CHANNEL_OFFSET + _STAMP
-                            and _get32(stamp) == self._tag):
-                        self.relayed += 1
-                        if self._live(stamp):
-                            self._take(stamp, now_us)
-                            self.received += 1
-                            fresh += 1
+                    segment = ice_p_segment(self._rx, i)
+                    if segment == 0 or segment >= length:  # one datagram (or an empty one)
+                        fresh += self._datagram(m, data, length, now_us)
                         continue
-                    if mine is None:
-                        mine = []
-                        if self._others is None:
-                            self._others = []
-                        self._others.append((m.flow, mine))
-                    mine.append(PyBytes_FromStringAndSize(<const char *>data, length))
+                    offset = 0
+                    while offset < length:  # a train UDP_GRO coalesced
+                        piece = segment if length - offset > segment else length - offset
+                        fresh += self._datagram(m, data + offset, piece, now_us)
+                        offset += piece
+                self._mine = None
                 self._answered(flow, fresh, now)
             if <unsigned int>r < self._batch:
                 return 0
+        return 0
+
+    cdef int _datagram(self, Member *m, const unsigned char *data, unsigned int length,
+                       uint32_t now_us) except -1:
+        """One datagram read by a STUN, peer or client member: 1 when it answers an
+        outstanding packet, else 0."""
+        cdef const unsigned char *stamp
+        if m.kind == STUN:  # LoadStats.take_stun
+            stamp = data + _STUN_OFFSET
+            if length < _STUN_OFFSET + _STAMP or data[0] != 0x01:
+                self.stray += 1
+            elif _get32(stamp) != self._tag:
+                self.stray += 1
+            elif not self._live(stamp):
+                pass
+            elif data[1] == 0x01:
+                self._take(stamp, now_us)
+                self.received += 1
+                return 1
+            elif data[1] == 0x11:  # an error response: answered, not received
+                self._ring[_get32(stamp + 4) & _RING_MASK] = 0
+                self.errors += 1
+                return 1
+            else:
+                self.stray += 1
+            return 0
+        if m.kind == PEER:  # LoadStats.take at 0, no others
+            self.relayed += 1
+            if length < _STAMP or _get32(data) != self._tag:
+                self.stray += 1
+            elif self._live(data):
+                self._take(data, now_us)
+                self.received += 1
+                return 1
+            return 0
+        # CLIENT: LoadStats.take at 4 (with echo), others to the session
+        stamp = data + _CHANNEL_OFFSET
+        if m.stamped and length >= _CHANNEL_OFFSET + _STAMP and _get32(stamp) == self._tag:
+            self.relayed += 1
+            if self._live(stamp):
+                self._take(stamp, now_us)
+                self.received += 1
+                return 1
+            return 0
+        if self._mine is None:
+            self._mine = []
+            if self._others is None:
+                self._others = []
+            self._others.append((m.flow, self._mine))
+        self._mine.append(PyBytes_FromStringAndSize(<const char *>data, length))
         return 0

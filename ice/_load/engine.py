@@ -11,7 +11,12 @@ works (Linux: recvmmsg/sendmmsg and epoll), every socket of the run is read
 through one ``loop.add_reader`` callback on the pump's epoll descriptor, and
 the pump matches stamps and refills windows in C: no Python call or object per
 packet or per socket, so the generator does not become the bottleneck of a
-server with many flows. Elsewhere each socket has its own reader and is
+server with many flows. The pump's sockets read with UDP GRO (``gro``, Linux
+5.0+): a server that sends a train of datagrams to one address as one UDP GSO
+send has it handed over whole, as a client host with GRO behind a NIC that
+segments would take it, rather than split into datagrams on loopback at the
+server's expense; the pump takes the train apart itself, and an echoing peer
+sends it back as it came. Elsewhere each socket has its own reader and is
 written with `ice.aio._udpio.BatchSocket`: the packets are built once per flow
 (``batch`` buffers) and only their 12-byte stamp is patched before each send
 (see `ice._load.packets`); the counting and pacing are the same. A loop without
@@ -154,7 +159,10 @@ class _Flow:
 
 
 class _Engine:
-    """Paces the flows' sending and counts what comes back; one per run."""
+    """Paces the flows' sending and counts what comes back; one per run.
+
+    ``gro``: the pump's sockets read with UDP GRO where the kernel has it (see the
+    module doc); it changes nothing for a server that sends datagram by datagram."""
 
     def __init__(
         self,
@@ -166,6 +174,7 @@ class _Engine:
         batch: int,
         timeout: float,
         compiled: bool = True,
+        gro: bool = True,
     ) -> None:
         check_settings(
             flows=flows, rate=rate, duration=duration, window=window, batch=batch, timeout=timeout
@@ -181,7 +190,9 @@ class _Engine:
         self.pump_dropped = 0
         self.pump_flows = 0
         if compiled and HAVE_PUMP:
-            self.pump = Pump(self.stats, window=window, rate=rate, batch=batch, timeout=timeout)
+            self.pump = Pump(
+                self.stats, window=window, rate=rate, batch=batch, timeout=timeout, gro=gro
+            )
             try:
                 _add_reader(self.loop, self.pump.fileno, self._poll)
             except BaseException:
@@ -406,9 +417,11 @@ async def run_stun(
     timeout: float = 1.0,
     target: str | None = None,
     compiled: bool = True,
+    gro: bool = True,
 ) -> LoadResult:
     """Binding requests to ``server`` (an IP address and port) from ``flows`` sockets;
-    ``compiled=False``: the Python data path even where `ice._load._pump` works."""
+    ``compiled=False``: the Python data path even where `ice._load._pump` works;
+    ``gro``: the pump's sockets read with UDP GRO (see `_Engine`)."""
     loop = asyncio.get_running_loop()
     engine = _Engine(
         flows=flows,
@@ -418,6 +431,7 @@ async def run_stun(
         batch=batch,
         timeout=timeout,
         compiled=compiled,
+        gro=gro,
     )
     stats = engine.stats
     family = _family(server[0])
@@ -634,10 +648,12 @@ async def run_turn(
     software: str | None = None,
     target: str | None = None,
     compiled: bool = True,
+    gro: bool = True,
 ) -> LoadResult:
     """ChannelData through ``flows`` allocations on ``server`` (an IP address and port)
     to peers of our own; raises TurnError when an allocation or channel is refused.
-    ``compiled=False``: the Python data path even where `ice._load._pump` works."""
+    ``compiled=False``: the Python data path even where `ice._load._pump` works;
+    ``gro``: the pump's sockets read with UDP GRO (see `_Engine`)."""
     if not STAMP.size <= size <= 65000:
         raise ValueError(f"the payload size must be from {STAMP.size} to 65000 bytes")
     loop = asyncio.get_running_loop()
@@ -649,6 +665,7 @@ async def run_turn(
         batch=batch,
         timeout=timeout,
         compiled=compiled,
+        gro=gro,
     )
     turns: list[_TurnFlow] = []
     relayed = [0]

@@ -274,6 +274,100 @@ def test_the_pump_echoes_and_counts_at_peers() -> None:
             sender.close()
 
 
+UDP_SEGMENT, UDP_GRO = 103, 104  # <linux/udp.h>
+
+
+def send_train(sock: socket.socket, datagrams: list[bytes], to: Any = None) -> None:
+    """``datagrams`` (one length, the last may be shorter) as one UDP GSO send."""
+    control = [(socket.IPPROTO_UDP, UDP_SEGMENT, len(datagrams[0]).to_bytes(2, "little"))]
+    if to is None:
+        sock.sendmsg([b"".join(datagrams)], control)
+    else:
+        sock.sendmsg([b"".join(datagrams)], control, 0, to)
+
+
+def kernel_has_gro() -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.setsockopt(socket.IPPROTO_UDP, UDP_GRO, 1)
+            probe.bind(("127.0.0.1", 0))
+            send_train(probe, [b"xx", b"y"], probe.getsockname())
+        except OSError:
+            return False
+    return True
+
+
+requires_gro = pytest.mark.skipif(
+    not (HAVE_PUMP and kernel_has_gro()), reason="needs the pump and Linux UDP GSO/GRO"
+)
+
+
+@requires_gro
+def test_the_pump_takes_a_gso_train_apart() -> None:
+    """With gro, a server's GSO train reaches the socket whole: each datagram in it
+    is counted, and one that is not stamped (the last, shorter) goes to Python."""
+    stats = LoadStats(31)
+    pump = Pump(stats, window=3, rate=0.0, batch=8, timeout=1.0, gro=True)
+    frame = channel_data_frame(0x4000, 100)
+    with udp_pair() as (ours, server):
+        pump.add_client(ours.fileno(), frame, True)
+        assert pump.gro_sockets == 1
+        pump.start(time.monotonic())
+        pump.tick()
+        sent = [server.recv(2048) for _ in range(3)]
+        stun = b"\x01\x01\x00\x00" + bytes(16)
+        send_train(server, [*sent, stun])
+        got = poll_until(pump, lambda: pump.received == 3)
+        assert got == [(0, [stun])]
+        assert (pump.relayed, pump.duplicates, pump.stray) == (3, 0, 0)
+        assert pump.sent == 6  # all three answered: the window went out again
+
+
+@requires_gro
+def test_a_stun_flow_with_gro_counts_every_response_in_a_train() -> None:
+    pump = Pump(LoadStats(8), window=4, rate=0.0, batch=8, timeout=1.0, gro=True)
+    with udp_pair() as (ours, server):
+        pump.add_stun(ours.fileno(), binding_request())
+        pump.start(time.monotonic())
+        pump.tick()
+        requests = [server.recv(100) for _ in range(4)]
+        send_train(server, [b"\x01\x01" + r[2:] for r in requests])
+        poll_until(pump, lambda: pump.received == 4)
+        assert (pump.stray, pump.duplicates, pump.sent) == (0, 0, 8)
+
+
+@requires_gro
+def test_an_echoing_peer_sends_a_train_back_as_it_came() -> None:
+    pump = Pump(LoadStats(5), window=1, rate=0.0, batch=8, timeout=1.0, gro=True)
+    echo = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        echo.bind(("127.0.0.1", 0))
+        sender.bind(("127.0.0.1", 0))
+        sender.settimeout(5)
+        pump.add_echo(echo.fileno())
+        train = [b"a" * 60, b"b" * 60, b"c" * 25]
+        send_train(sender, train, echo.getsockname())
+        poll_until(pump, lambda: pump.relayed == 3)
+        assert [sender.recv(2048) for _ in range(3)] == train
+    finally:
+        echo.close()
+        sender.close()
+
+
+@requires_gro
+def test_gro_is_asked_for_on_the_sockets_only_with_gro() -> None:
+    with udp_pair() as (a, _), udp_pair() as (b, _):
+        Pump(LoadStats(4), window=2, rate=0.0, batch=8, timeout=1.0).add_stun(
+            a.fileno(), binding_request()
+        )
+        Pump(LoadStats(4), window=2, rate=0.0, batch=8, timeout=1.0, gro=True).add_stun(
+            b.fileno(), binding_request()
+        )
+        assert a.getsockopt(socket.IPPROTO_UDP, UDP_GRO) == 0
+        assert b.getsockopt(socket.IPPROTO_UDP, UDP_GRO) == 1
+
+
 @requires_pump
 def test_the_pump_paces_by_rate_and_writes_off_a_stalled_window() -> None:
     pump = Pump(LoadStats(9), window=0, rate=1000.0, batch=64, timeout=0.05)
