@@ -29,6 +29,12 @@ one core, all its threads) and its rate per core (the rate divided by that CPU
 share: DESIGN.md's target compares servers per core), and for each row
 measured on both, ours / coturn per core.
 
+The generator sends each flow's window as UDP GSO sends (``--no-client-gso``:
+datagram by datagram). The servers receive the same datagrams either way (the
+kernel splits each send before it reaches their sockets, at the generator's
+expense); it costs the generator less per packet, so that it can load a
+server to saturation instead of being what is measured.
+
 The generator reads with UDP GRO (``--no-client-gro``: without). On loopback
 the receiving side's work runs in the sender's system call, so a server's
 CPU time includes delivering what it sends into the generator's sockets. A
@@ -356,6 +362,7 @@ async def measure(server: Server, case: Case, args: argparse.Namespace) -> Run:
             duration=args.duration,
             window=window_for(case.flows, args.window),
             gro=args.client_gro,
+            gso=args.client_gso,
         )
     else:
         result = await run_turn(
@@ -367,6 +374,7 @@ async def measure(server: Server, case: Case, args: argparse.Namespace) -> Run:
             window=window_for(case.flows, args.window),
             size=case.size,
             gro=args.client_gro,
+            gso=args.client_gso,
         )
     wall = time.monotonic() - started
     cpu_after = process_cpu(server.pid)
@@ -577,6 +585,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="ChannelData payload bytes (100,1200)",
     )
     parser.add_argument(
+        "--no-client-gso",
+        dest="client_gso",
+        action="store_false",
+        help="the load generator sends datagram by datagram (default: a flow's window as "
+        "UDP GSO sends; the server receives the same datagrams)",
+    )
+    parser.add_argument(
         "--no-client-gro",
         dest="client_gro",
         action="store_false",
@@ -626,7 +641,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     header = (
         f"Servers on 127.0.0.1 (UDP), {args.duration:g} s per run, best of {args.rounds}, "
-        f"window {window_text}, the generator reading "
+        f"window {window_text}, the generator sending "
+        f"{'with' if args.client_gso else 'without'} UDP GSO and reading "
         f"{'with' if args.client_gro else 'without'} UDP GRO; "
         f"Python {platform.python_version()} on {platform.machine()}, "
         f"{os.cpu_count()} CPUs"

@@ -99,6 +99,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "sends as one UDP GSO send is read whole, where Linux has GRO)",
     )
     parser.add_argument(
+        "--no-gso",
+        dest="gso",
+        action="store_false",
+        help="send datagram by datagram (by default a flow's window goes out as UDP GSO "
+        "sends where Linux has them: the server gets the same datagrams, the load tool "
+        "spends less)",
+    )
+    parser.add_argument(
         "--timeout",
         type=float,
         default=1.0,
@@ -208,6 +216,7 @@ async def load(args: argparse.Namespace, uri: StunUri) -> LoadResult:
             timeout=args.timeout,
             target=str(uri),
             gro=args.gro,
+            gso=args.gso,
         )
     if args.secret is not None:
         username, password = turn_rest_credentials(
@@ -231,6 +240,7 @@ async def load(args: argparse.Namespace, uri: StunUri) -> LoadResult:
         software=DEFAULT_SOFTWARE,
         target=str(uri),
         gro=args.gro,
+        gso=args.gso,
     )
 
 

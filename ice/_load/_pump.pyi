@@ -19,9 +19,12 @@ class Pump:
         batch: int,
         timeout: float,
         gro: bool = False,
+        gso: bool = False,
     ) -> None:
         """``gro``: every member socket reads with UDP GRO where the kernel has it, and a
-        coalesced run is taken apart (an echoing peer sends it back as one GSO send)."""
+        coalesced run is taken apart (an echoing peer sends it back as one GSO send).
+        ``gso``: what a flow's window lets go leaves as UDP GSO sends (one by one from
+        the first the kernel refuses on)."""
     @property
     def fileno(self) -> int:
         """The epoll descriptor: readable while a member socket is (-1 once closed)."""
@@ -45,6 +48,10 @@ class Pump:
     @property
     def dropped(self) -> int:
         """Packets the kernel would not take from the flows' sockets."""
+
+    @property
+    def gso_sent(self) -> int:
+        """Packets that went out inside UDP GSO sends."""
 
     @property
     def gro_sockets(self) -> int:

@@ -197,6 +197,34 @@ cdef extern from *:
         }
         return sent;
     }
+    /* n datagrams of `segment` bytes each (iov[0..n), lengths set here) to the
+       connected peer as one UDP GSO send: n, 0 when the buffer is full (dropped),
+       or -errno when the kernel will not do it (then send them one by one). */
+    static int ice_p_send_train(int fd, ice_piov *iov, unsigned int n, unsigned int segment) {
+        struct msghdr h;
+        union { char buf[CMSG_SPACE(sizeof(uint16_t))]; struct cmsghdr align; } control;
+        struct cmsghdr *c;
+        uint16_t size = (uint16_t)segment;
+        unsigned int i;
+        ssize_t r;
+        for (i = 0; i < n; i++) iov[i].iov_len = segment;
+        memset(&h, 0, sizeof(h));
+        h.msg_iov = iov;
+        h.msg_iovlen = n;
+        h.msg_control = control.buf;
+        h.msg_controllen = sizeof(control.buf);
+        c = CMSG_FIRSTHDR(&h);
+        c->cmsg_level = SOL_UDP;
+        c->cmsg_type = UDP_SEGMENT;
+        c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+        memcpy(CMSG_DATA(c), &size, sizeof(size));
+        do {
+            r = sendmsg(fd, &h, MSG_DONTWAIT);
+        } while (r < 0 && errno == EINTR);
+        if (r >= 0) return (int)n;
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) return 0;
+        return -errno;
+    }
     #else
     #define ICE_HAVE_PUMP 0
     typedef struct { int unused; } ice_pev;
@@ -211,6 +239,9 @@ cdef extern from *:
     static double ice_p_now(void) { return 0.0; }
     #define ICE_P_CONTROL 32
     static int ice_p_gro(int fd) { return -38; }
+    static int ice_p_send_train(int fd, ice_piov *iov, unsigned int n, unsigned int segment) {
+        return -38;
+    }
     static void ice_p_control(ice_pmsg *msgs, char *control, unsigned int n) {}
     static unsigned int ice_p_segment(ice_pmsg *msgs, unsigned int i) { return 0; }
     static void ice_p_mirror(ice_pmsg *msgs, unsigned int *lens, unsigned int n) {}
@@ -243,6 +274,7 @@ cdef extern from *:
     void ice_p_close(int ep)
     double ice_p_now()
     int ice_p_gro(int fd)
+    int ice_p_send_train(int fd, ice_piov *iov, unsigned int n, unsigned int segment)
     void ice_p_control(ice_pmsg *msgs, char *control, unsigned int n)
     unsigned int ice_p_segment(ice_pmsg *msgs, unsigned int i)
     void ice_p_mirror(ice_pmsg *msgs, unsigned int *lens, unsigned int n)
@@ -271,6 +303,8 @@ cdef enum:
     _CHANNEL_OFFSET = 4
     _MAX_SIZE = 2048          # bytes read per datagram (the Python path's BatchSocket too)
     _GRO_SIZE = 65535         # bytes read per message where UDP_GRO may coalesce a train
+    _GSO_BYTES = 65000        # at most this much in one UDP GSO send
+    _GSO_SEGMENTS = 64        # and at most this many datagrams (older kernels' limit)
     _READS = 8                # recvmmsg calls per socket per poll, while they come back full
     _UNLIMITED = 1 << 30
 
@@ -347,6 +381,7 @@ cdef class Pump:
     cdef char *_rx_control
     cdef size_t _slot
     cdef bint _gro
+    cdef bint _gso               # a flow's window goes out as UDP GSO sends
     cdef ice_pmsg *_tx
     cdef ice_piov *_tx_iov
     cdef char *_tx_area
@@ -362,13 +397,15 @@ cdef class Pump:
     cdef readonly unsigned long long dropped
     #: Member sockets reading with UDP_GRO (``gro=True`` where the kernel has it).
     cdef readonly unsigned int gro_sockets
+    #: Packets that went out inside UDP GSO sends (``gso=True``).
+    cdef readonly unsigned long long gso_sent
     cdef list _mine               # what the member being read got for Python
 
     def __cinit__(self):
         self._ep = -1
 
     def __init__(self, stats, *, unsigned int window, double rate, unsigned int batch,
-                 double timeout, bint gro=False):
+                 double timeout, bint gro=False, bint gso=False):
         if not HAVE_PUMP:
             raise OSError(38, "no recvmmsg/sendmmsg with epoll here: read each socket itself")
         if self._ep >= 0:
@@ -397,6 +434,7 @@ cdef class Pump:
         self._burst = max(1.0, rate * 0.01)
         self._timeout = timeout
         self._gro = gro
+        self._gso = gso
         self._slot = _GRO_SIZE if gro else _MAX_SIZE
         self._events = <ice_pev *>PyMem_Malloc(1024 * sizeof(ice_pev))
         self._rx = <ice_pmsg *>PyMem_Malloc(batch * sizeof(ice_pmsg))
@@ -640,8 +678,11 @@ cdef class Pump:
         cdef uint64_t seq
         cdef unsigned char *p
         cdef int sent
+        cdef unsigned int most = self._batch
+        if self._gso:  # one GSO send per round: within the kernel's limits
+            most = min(most, _GSO_SEGMENTS, max(1, _GSO_BYTES // <unsigned int>flow.length))
         while n > 0:
-            k = self._batch if n >= self._batch else <unsigned int>n
+            k = most if n >= most else <unsigned int>n
             seq = self.sent
             for i in range(k):
                 p = <unsigned char *>self._tx_area + <size_t>i * self._tx_size
@@ -655,7 +696,15 @@ cdef class Pump:
                 self._ring[(seq + i) & _RING_MASK] = <unsigned char>(
                     (((seq + i) >> _RING_BITS) & 0x7F) + 1)
             self.sent = seq + k
-            sent = ice_p_send(flow.fd, self._tx, self._tx_iov, self._lens, k)
+            sent = -1
+            if self._gso and k > 1:
+                sent = ice_p_send_train(flow.fd, self._tx_iov, k, <unsigned int>flow.length)
+                if sent > 0:
+                    self.gso_sent += <unsigned long long>sent
+                elif sent < 0:
+                    self._gso = False  # the kernel will not (no UDP GSO): one by one
+            if sent < 0:
+                sent = ice_p_send(flow.fd, self._tx, self._tx_iov, self._lens, k)
             if sent < <int>k:
                 self.dropped += k - sent
             flow.outstanding += k

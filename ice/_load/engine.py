@@ -16,7 +16,11 @@ server with many flows. The pump's sockets read with UDP GRO (``gro``, Linux
 send has it handed over whole, as a client host with GRO behind a NIC that
 segments would take it, rather than split into datagrams on loopback at the
 server's expense; the pump takes the train apart itself, and an echoing peer
-sends it back as it came. Elsewhere each socket has its own reader and is
+sends it back as it came. Each flow sends the packets its window lets go as
+UDP GSO sends (``gso``): the server receives the same datagrams (the kernel
+splits them before they reach a socket without GRO, at the generator's
+expense), and the generator spends less per packet, so that it can load a
+server to saturation rather than measure itself. Elsewhere each socket has its own reader and is
 written with `ice.aio._udpio.BatchSocket`: the packets are built once per flow
 (``batch`` buffers) and only their 12-byte stamp is patched before each send
 (see `ice._load.packets`); the counting and pacing are the same. A loop without
@@ -162,7 +166,9 @@ class _Engine:
     """Paces the flows' sending and counts what comes back; one per run.
 
     ``gro``: the pump's sockets read with UDP GRO where the kernel has it (see the
-    module doc); it changes nothing for a server that sends datagram by datagram."""
+    module doc); it changes nothing for a server that sends datagram by datagram.
+    ``gso``: each flow sends what its window lets go as UDP GSO sends (the server
+    receives the same datagrams: only the generator's cost changes)."""
 
     def __init__(
         self,
@@ -175,6 +181,7 @@ class _Engine:
         timeout: float,
         compiled: bool = True,
         gro: bool = True,
+        gso: bool = True,
     ) -> None:
         check_settings(
             flows=flows, rate=rate, duration=duration, window=window, batch=batch, timeout=timeout
@@ -191,7 +198,13 @@ class _Engine:
         self.pump_flows = 0
         if compiled and HAVE_PUMP:
             self.pump = Pump(
-                self.stats, window=window, rate=rate, batch=batch, timeout=timeout, gro=gro
+                self.stats,
+                window=window,
+                rate=rate,
+                batch=batch,
+                timeout=timeout,
+                gro=gro,
+                gso=gso,
             )
             try:
                 _add_reader(self.loop, self.pump.fileno, self._poll)
@@ -418,10 +431,11 @@ async def run_stun(
     target: str | None = None,
     compiled: bool = True,
     gro: bool = True,
+    gso: bool = True,
 ) -> LoadResult:
     """Binding requests to ``server`` (an IP address and port) from ``flows`` sockets;
     ``compiled=False``: the Python data path even where `ice._load._pump` works;
-    ``gro``: the pump's sockets read with UDP GRO (see `_Engine`)."""
+    ``gro``, ``gso``: the pump's UDP offloads (see `_Engine`)."""
     loop = asyncio.get_running_loop()
     engine = _Engine(
         flows=flows,
@@ -432,6 +446,7 @@ async def run_stun(
         timeout=timeout,
         compiled=compiled,
         gro=gro,
+        gso=gso,
     )
     stats = engine.stats
     family = _family(server[0])
@@ -649,11 +664,12 @@ async def run_turn(
     target: str | None = None,
     compiled: bool = True,
     gro: bool = True,
+    gso: bool = True,
 ) -> LoadResult:
     """ChannelData through ``flows`` allocations on ``server`` (an IP address and port)
     to peers of our own; raises TurnError when an allocation or channel is refused.
     ``compiled=False``: the Python data path even where `ice._load._pump` works;
-    ``gro``: the pump's sockets read with UDP GRO (see `_Engine`)."""
+    ``gro``, ``gso``: the pump's UDP offloads (see `_Engine`)."""
     if not STAMP.size <= size <= 65000:
         raise ValueError(f"the payload size must be from {STAMP.size} to 65000 bytes")
     loop = asyncio.get_running_loop()
@@ -666,6 +682,7 @@ async def run_turn(
         timeout=timeout,
         compiled=compiled,
         gro=gro,
+        gso=gso,
     )
     turns: list[_TurnFlow] = []
     relayed = [0]

@@ -356,6 +356,22 @@ def test_an_echoing_peer_sends_a_train_back_as_it_came() -> None:
 
 
 @requires_gro
+def test_with_gso_a_window_leaves_as_one_send_and_arrives_as_datagrams() -> None:
+    """A flow's window goes out as one UDP GSO send: a server socket without GRO
+    reads each stamped request as its own datagram, as without gso."""
+    for gso in (True, False):
+        pump = Pump(LoadStats(12), window=5, rate=0.0, batch=8, timeout=1.0, gso=gso)
+        with udp_pair() as (ours, server):
+            pump.add_stun(ours.fileno(), binding_request())
+            pump.start(time.monotonic())
+            pump.tick()
+            requests = [server.recv(2048) for _ in range(5)]
+            assert [STAMP.unpack_from(r, 8)[:2] for r in requests] == [(12, i) for i in range(5)]
+            assert all(len(r) == len(binding_request()) for r in requests)
+            assert pump.gso_sent == (5 if gso else 0) and pump.dropped == 0
+
+
+@requires_gro
 def test_gro_is_asked_for_on_the_sockets_only_with_gro() -> None:
     with udp_pair() as (a, _), udp_pair() as (b, _):
         Pump(LoadStats(4), window=2, rate=0.0, batch=8, timeout=1.0).add_stun(
