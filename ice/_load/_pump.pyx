@@ -781,6 +781,15 @@ cdef class Pump:
                 return 0
         return 0
 
+    cdef inline int _relayed(self, const unsigned char *stamp, uint32_t now_us) noexcept:
+        """A stamped packet of this run through the relay: 1 when it was outstanding."""
+        self.relayed += 1
+        if self._live(stamp):
+            self._take(stamp, now_us)
+            self.received += 1
+            return 1
+        return 0
+
     cdef int _datagram(self, Member *m, const unsigned char *data, unsigned int length,
                        uint32_t now_us) except -1:
         """One datagram read by a STUN, peer or client member: 1 when it answers an
@@ -806,23 +815,15 @@ cdef class Pump:
                 self.stray += 1
             return 0
         if m.kind == PEER:  # LoadStats.take at 0, no others
-            self.relayed += 1
             if length < _STAMP or _get32(data) != self._tag:
+                self.relayed += 1
                 self.stray += 1
-            elif self._live(data):
-                self._take(data, now_us)
-                self.received += 1
-                return 1
-            return 0
+                return 0
+            return self._relayed(data, now_us)
         # CLIENT: LoadStats.take at 4 (with echo), others to the session
         stamp = data + _CHANNEL_OFFSET
         if m.stamped and length >= _CHANNEL_OFFSET + _STAMP and _get32(stamp) == self._tag:
-            self.relayed += 1
-            if self._live(stamp):
-                self._take(stamp, now_us)
-                self.received += 1
-                return 1
-            return 0
+            return self._relayed(stamp, now_us)
         if self._mine is None:
             self._mine = []
             if self._others is None:

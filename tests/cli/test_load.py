@@ -177,6 +177,22 @@ def udp_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
         b.close()
 
 
+@contextlib.contextmanager
+def echo_and_sender() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """An unconnected socket for an echoing peer and one to send to it from (5 s
+    timeout), both on loopback."""
+    echo = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        echo.bind(("127.0.0.1", 0))
+        sender.bind(("127.0.0.1", 0))
+        sender.settimeout(5)
+        yield echo, sender
+    finally:
+        echo.close()
+        sender.close()
+
+
 def poll_until(pump: Pump, done: Any) -> list[tuple[int, list[bytes]]]:
     """pump.poll() until ``done()`` (the datagrams are on loopback, not yet read)."""
     got: list[tuple[int, list[bytes]]] = []
@@ -254,12 +270,7 @@ def test_the_pump_echoes_and_counts_at_peers() -> None:
         frame = channel_data_frame(0x4001, 20)
         index = pump.add_client(client.fileno(), frame, False)
         pump.add_peer(peer.fileno(), index)
-        echo = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            echo.bind(("127.0.0.1", 0))
-            sender.bind(("127.0.0.1", 0))
-            sender.settimeout(5)
+        with echo_and_sender() as (echo, sender):
             pump.add_echo(echo.fileno())
             pump.start(time.monotonic())
             pump.tick()
@@ -269,9 +280,6 @@ def test_the_pump_echoes_and_counts_at_peers() -> None:
             poll_until(pump, lambda: pump.relayed == 2)
             assert sender.recvfrom(100) == (b"ping", echo.getsockname())
             assert pump.received == 1 and pump.sent == 4  # the peer's count refilled it
-        finally:
-            echo.close()
-            sender.close()
 
 
 UDP_SEGMENT, UDP_GRO = 103, 104  # <linux/udp.h>
@@ -339,20 +347,12 @@ def test_a_stun_flow_with_gro_counts_every_response_in_a_train() -> None:
 @requires_gro
 def test_an_echoing_peer_sends_a_train_back_as_it_came() -> None:
     pump = Pump(LoadStats(5), window=1, rate=0.0, batch=8, timeout=1.0, gro=True)
-    echo = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        echo.bind(("127.0.0.1", 0))
-        sender.bind(("127.0.0.1", 0))
-        sender.settimeout(5)
+    with echo_and_sender() as (echo, sender):
         pump.add_echo(echo.fileno())
         train = [b"a" * 60, b"b" * 60, b"c" * 25]
         send_train(sender, train, echo.getsockname())
         poll_until(pump, lambda: pump.relayed == 3)
         assert [sender.recv(2048) for _ in range(3)] == train
-    finally:
-        echo.close()
-        sender.close()
 
 
 @requires_gro
