@@ -310,6 +310,17 @@ requires_gro = pytest.mark.skipif(
 )
 
 
+def start_stun_flow(
+    pump: Pump, ours: socket.socket, server: socket.socket, window: int
+) -> list[bytes]:
+    """A STUN flow on ``ours`` started and its window sent: the requests as ``server``
+    reads them."""
+    pump.add_stun(ours.fileno(), binding_request())
+    pump.start(time.monotonic())
+    pump.tick()
+    return [server.recv(2048) for _ in range(window)]
+
+
 @requires_gro
 def test_the_pump_takes_a_gso_train_apart() -> None:
     """With gro, a server's GSO train reaches the socket whole: each datagram in it
@@ -335,10 +346,7 @@ def test_the_pump_takes_a_gso_train_apart() -> None:
 def test_a_stun_flow_with_gro_counts_every_response_in_a_train() -> None:
     pump = Pump(LoadStats(8), window=4, rate=0.0, batch=8, timeout=1.0, gro=True)
     with udp_pair() as (ours, server):
-        pump.add_stun(ours.fileno(), binding_request())
-        pump.start(time.monotonic())
-        pump.tick()
-        requests = [server.recv(100) for _ in range(4)]
+        requests = start_stun_flow(pump, ours, server, 4)
         send_train(server, [b"\x01\x01" + r[2:] for r in requests])
         poll_until(pump, lambda: pump.received == 4)
         assert (pump.stray, pump.duplicates, pump.sent) == (0, 0, 8)
@@ -362,10 +370,7 @@ def test_with_gso_a_window_leaves_as_one_send_and_arrives_as_datagrams() -> None
     for gso in (True, False):
         pump = Pump(LoadStats(12), window=5, rate=0.0, batch=8, timeout=1.0, gso=gso)
         with udp_pair() as (ours, server):
-            pump.add_stun(ours.fileno(), binding_request())
-            pump.start(time.monotonic())
-            pump.tick()
-            requests = [server.recv(2048) for _ in range(5)]
+            requests = start_stun_flow(pump, ours, server, 5)
             assert [STAMP.unpack_from(r, 8)[:2] for r in requests] == [(12, i) for i in range(5)]
             assert all(len(r) == len(binding_request()) for r in requests)
             assert pump.gso_sent == (5 if gso else 0) and pump.dropped == 0
