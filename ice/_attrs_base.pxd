@@ -10,6 +10,7 @@ from ice._codec cimport Attribute, Message
 cdef object new_instance(type cls)
 cdef Py_ssize_t class_int(object cls, str name) except -1
 cdef uint16_t attr_type_of(object cls) except? 0
+cdef uint16_t wire_type(Attribute attr) except? 0  # attr_type_of(attr), kept on attr
 cdef Py_ssize_t find_value(Message msg, uint16_t attr_type, const uint8_t **value) noexcept
 
 

@@ -5,7 +5,7 @@
 
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from cpython.object cimport PyObject, PyTypeObject
+from cpython.object cimport Py_TPFLAGS_HEAPTYPE, Py_TYPE, PyObject, PyTypeObject
 from cpython.ref cimport Py_DECREF
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_FromObject, PyUnicode_AsUTF8String, PyUnicode_DecodeUTF8
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
@@ -105,6 +105,18 @@ cdef uint16_t attr_type_of(object cls) except? 0:
     return <uint16_t>class_int(cls, _TYPE)
 
 
+cdef uint16_t wire_type(Attribute attr) except? 0:
+    if attr._wire_type:
+        return attr._wire_type
+    cdef uint16_t attr_type = attr_type_of(attr)
+    # The package's classes are static types, whose TYPE CPython will not let
+    # anybody reassign: their instances keep it. A program's own subclass may
+    # change its TYPE, so its instances look it up each time.
+    if not (Py_TYPE(attr).tp_flags & Py_TPFLAGS_HEAPTYPE):
+        attr._wire_type = attr_type
+    return attr_type
+
+
 cdef Py_ssize_t find_value(Message msg, uint16_t attr_type, const uint8_t **value) noexcept:
     """Length of the first attribute of attr_type (value set to it), or -1."""
     cdef Py_ssize_t i = msg._find(attr_type)
@@ -158,7 +170,7 @@ cdef class AddressAttribute(Attribute):
         return (self._host, port_int(self._port))
 
     cdef int _apply(self, Message msg) except -1:
-        return msg._add_address(attr_type_of(self), self.family, self._ip, <uint16_t>self._port,
+        return msg._add_address(wire_type(self), self.family, self._ip, <uint16_t>self._port,
                                 self._xored())
 
     @classmethod
@@ -287,10 +299,10 @@ cdef class TextAttribute(Attribute):
         cdef const char *utf8
         cdef Py_ssize_t n
         if self._raw is not None:
-            return msg._add_raw(attr_type_of(self), <const uint8_t *>PyBytes_AS_STRING(self._raw),
+            return msg._add_raw(wire_type(self), <const uint8_t *>PyBytes_AS_STRING(self._raw),
                                 len(self._raw))
         utf8 = PyUnicode_AsUTF8AndSize(self._text, &n)
-        return msg._add_raw(attr_type_of(self), <const uint8_t *>utf8, n)
+        return msg._add_raw(wire_type(self), <const uint8_t *>utf8, n)
 
     @classmethod
     def get_from(cls, Message msg not None):
@@ -454,7 +466,7 @@ cdef class BytesAttribute(Attribute):
         _bytes_init(self, value)
 
     cdef int _apply(self, Message msg) except -1:
-        return msg._add_raw(attr_type_of(self), <const uint8_t *>PyBytes_AS_STRING(self.value),
+        return msg._add_raw(wire_type(self), <const uint8_t *>PyBytes_AS_STRING(self.value),
                             len(self.value))
 
     @classmethod
@@ -513,7 +525,7 @@ cdef class Uint32Attribute(Attribute):
     cdef int _apply(self, Message msg) except -1:
         cdef uint8_t raw[4]
         store32(raw, self._value)
-        return msg._add_raw(attr_type_of(self), raw, 4)
+        return msg._add_raw(wire_type(self), raw, 4)
 
     @classmethod
     def get_from(cls, Message msg not None):
@@ -581,7 +593,7 @@ cdef class Uint64Attribute(Attribute):
         cdef uint8_t raw[8]
         store32(raw, <uint32_t>(self._value >> 32))
         store32(raw + 4, <uint32_t>self._value)
-        return msg._add_raw(attr_type_of(self), raw, 8)
+        return msg._add_raw(wire_type(self), raw, 8)
 
     @classmethod
     def get_from(cls, Message msg not None):
@@ -646,7 +658,7 @@ cdef class FlagAttribute(Attribute):
     """An attribute whose presence is its meaning (USE-CANDIDATE, DONT-FRAGMENT)."""
 
     cdef int _apply(self, Message msg) except -1:
-        msg._append(attr_type_of(self), 0)
+        msg._append(wire_type(self), 0)
         return 0
 
     @classmethod
@@ -682,7 +694,7 @@ cdef class FamilyAttribute(Attribute):
         cdef uint8_t raw[4]
         raw[0] = <uint8_t>self.family
         raw[1] = raw[2] = raw[3] = 0
-        return msg._add_raw(attr_type_of(self), raw, 4)
+        return msg._add_raw(wire_type(self), raw, 4)
 
     @classmethod
     def get_from(cls, Message msg not None):
@@ -741,7 +753,7 @@ cdef class ErrorCodeShape(Attribute):
 
     cdef int _apply(self, Message msg) except -1:
         cdef Py_ssize_t n = len(self._reason_raw)
-        cdef uint8_t *p = msg._append(attr_type_of(self), 4 + n)
+        cdef uint8_t *p = msg._append(wire_type(self), 4 + n)
         p[0] = self._first
         p[1] = 0
         p[2] = <uint8_t>(self.code // 100)

@@ -30,6 +30,7 @@ from ice._attrs_base cimport (
     new_instance,
     positional_count,
     utf8_only,
+    wire_type,
 )
 from ice._codec cimport Attribute, IntegrityKey, Message, as_integrity_key
 
@@ -127,7 +128,7 @@ cdef class UnknownAttributes(Attribute):
 
     cdef int _apply(self, Message msg) except -1:
         cdef Py_ssize_t i, n = len(self.types)
-        cdef uint8_t *p = msg._append(attr_type_of(self), 2 * n)
+        cdef uint8_t *p = msg._append(wire_type(self), 2 * n)
         for i in range(n):
             store16(p + 2 * i, <uint16_t>self.types[i])
         return 0
@@ -216,7 +217,7 @@ cdef class PasswordAlgorithm(Attribute):
     cdef int _apply(self, Message msg) except -1:
         cdef bytes raw = _encode_algorithm(self.algorithm, self.parameters)
         # The value is the unpadded entry; the message pads it.
-        return msg._add_raw(attr_type_of(self), <const uint8_t *>PyBytes_AS_STRING(raw),
+        return msg._add_raw(wire_type(self), <const uint8_t *>PyBytes_AS_STRING(raw),
                             4 + len(self.parameters))
 
     @classmethod
@@ -267,7 +268,7 @@ cdef class PasswordAlgorithms(Attribute):
 
     cdef int _apply(self, Message msg) except -1:
         cdef bytes raw = b"".join([_encode_algorithm(a, p) for a, p in self.algorithms])
-        return msg._add_raw(attr_type_of(self), <const uint8_t *>PyBytes_AS_STRING(raw), len(raw))
+        return msg._add_raw(wire_type(self), <const uint8_t *>PyBytes_AS_STRING(raw), len(raw))
 
     @classmethod
     def get_from(cls, Message msg not None):
@@ -429,7 +430,7 @@ cdef class ChangeRequest(Attribute):
         self.change_port = change_port
 
     cdef int _apply(self, Message msg) except -1:
-        cdef uint8_t *p = msg._append(attr_type_of(self), 4)
+        cdef uint8_t *p = msg._append(wire_type(self), 4)
         p[0] = p[1] = p[2] = 0
         p[3] = (0x04 if self.change_ip else 0) | (0x02 if self.change_port else 0)
         return 0
@@ -472,7 +473,7 @@ cdef class ResponsePort(Attribute):
         self.port = port
 
     cdef int _apply(self, Message msg) except -1:
-        cdef uint8_t *p = msg._append(attr_type_of(self), 4)
+        cdef uint8_t *p = msg._append(wire_type(self), 4)
         store16(p, <uint16_t>self.port)
         p[2] = p[3] = 0
         return 0

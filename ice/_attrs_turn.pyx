@@ -21,6 +21,7 @@ from ice._attrs_base cimport (
     install_fast_calls,
     new_instance,
     positional_count,
+    wire_type,
 )
 from ice._codec cimport FAMILY_IPV4, FAMILY_IPV6, Attribute, Message
 
@@ -37,7 +38,7 @@ cdef class ChannelNumber(Attribute):
         _channel_number_init(self, number)
 
     cdef int _apply(self, Message msg) except -1:
-        cdef uint8_t *p = msg._append(attr_type_of(self), 4)
+        cdef uint8_t *p = msg._append(wire_type(self), 4)
         store16(p, <uint16_t>self.number)
         p[2] = p[3] = 0
         return 0
@@ -119,7 +120,7 @@ cdef class EvenPort(Attribute):
         self.reserve = reserve
 
     cdef int _apply(self, Message msg) except -1:
-        cdef uint8_t *p = msg._append(attr_type_of(self), 1)
+        cdef uint8_t *p = msg._append(wire_type(self), 1)
         p[0] = 0x80 if self.reserve else 0
         return 0
 
@@ -159,7 +160,7 @@ cdef class RequestedTransport(Attribute):
         self.protocol = protocol
 
     cdef int _apply(self, Message msg) except -1:
-        cdef uint8_t *p = msg._append(attr_type_of(self), 4)
+        cdef uint8_t *p = msg._append(wire_type(self), 4)
         p[0] = <uint8_t>self.protocol
         p[1] = p[2] = p[3] = 0
         return 0
@@ -242,7 +243,7 @@ cdef class Icmp(Attribute):
         self.error_data = error_data
 
     cdef int _apply(self, Message msg) except -1:
-        cdef uint8_t *p = msg._append(attr_type_of(self), 8)
+        cdef uint8_t *p = msg._append(wire_type(self), 8)
         p[0] = p[1] = 0
         store16(p + 2, <uint16_t>((self.icmp_type << 9) | self.code))
         store32(p + 4, self.error_data)

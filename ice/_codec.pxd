@@ -101,6 +101,9 @@ cdef class Message:
 
 
 cdef class Attribute:
+    # The class's TYPE, looked up on the first _apply (0 until then): kept
+    # instances (see ice_made_* in _fastcall.h) skip the look-up per message.
+    cdef uint16_t _wire_type
     cdef int _apply(self, Message msg) except -1
 
 

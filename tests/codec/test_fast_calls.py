@@ -566,3 +566,26 @@ def test_an_integer_attribute_reads_an_int_enum_or_bool_as_a_plain_int() -> None
     for given in (Level.HIGH, True):
         value = ice.Priority(given).value
         assert type(value) is int and value == int(given)
+
+
+def test_each_attribute_goes_on_the_wire_with_its_own_class_type_every_time() -> None:
+    # The package's classes keep their TYPE on each instance after the first
+    # add; kept instances of two classes of one shape must not mix them up.
+    username, software = ice.Username("u:v"), ice.Software("u:v")
+    for _ in range(2):
+        msg = ice.Message.build(ice.BINDING_REQUEST, username, software)
+        assert [attr_type for attr_type, _ in msg.attributes] == [0x0006, 0x8022]
+
+
+def test_a_program_s_attribute_class_may_change_its_type() -> None:
+    # A heap class's TYPE can be reassigned, unlike the package's: each add
+    # writes what the class says now, even for an instance added before.
+    class Retyped(ice.TextAttribute):
+        TYPE = 0x8078
+
+    attr = Retyped("x")
+    assert ice.Message.build(ice.BINDING_REQUEST, attr).attributes[0][0] == 0x8078
+    Retyped.TYPE = 0x8079
+    assert ice.Message.build(ice.BINDING_REQUEST, attr).attributes[0][0] == 0x8079
+    with pytest.raises(TypeError):
+        ice.Username.TYPE = 0x8079  # type: ignore[misc]
