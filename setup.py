@@ -109,6 +109,7 @@ EXTENSIONS = [
             "ice/_sha.h",
             "ice/_fastcall.h",
             "ice/_refusal.h",
+            "ice/_utf8.h",
             "ice/_crc.pxd",
             "ice/_codec.pxd",
             "ice/_wire.pxd",

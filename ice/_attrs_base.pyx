@@ -7,7 +7,7 @@ cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.object cimport Py_TPFLAGS_HEAPTYPE, Py_TYPE, PyObject, PyTypeObject
 from cpython.ref cimport Py_DECREF
-from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_FromObject, PyUnicode_AsUTF8String, PyUnicode_DecodeUTF8
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_FromObject, PyUnicode_AsUTF8String
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy
 
@@ -18,9 +18,11 @@ from ice._codec cimport (
     FAMILY_IPV6,
     Attribute,
     Message,
+    decode_or_none,
     decode_text,
     format_ip,
     parse_ip,
+    refuse_text,
 )
 
 from types import BuiltinMethodType, ClassMethodDescriptorType
@@ -317,14 +319,15 @@ cdef class TextAttribute(Attribute):
         cdef Py_ssize_t limit = class_int(cls, _MAX_BYTES)
         if n > limit:
             ice_raise(_DecodeError, "%s is at most %zd bytes, not %zd", ice_type_name(cls), limit, n)
-        cdef TextAttribute attr = new_instance(cls)
         # Most text is read as text: decode it now, straight from the message,
         # and make the bytes only if asked (UTF-8 that decodes strictly encodes
         # back to the same bytes). Bytes that do not decode are kept as they came.
-        attr._text = _decode_or_none(p, n)
-        if attr._text is None:
-            if _is_utf8_only(cls):
-                decode_text(p, n, cls)  # raises DecodeError, saying why
+        cdef str text = decode_or_none(p, n)
+        if text is None and _is_utf8_only(cls):
+            refuse_text(p, n, cls)
+        cdef TextAttribute attr = new_instance(cls)
+        attr._text = text
+        if text is None:
             attr._raw = PyBytes_FromStringAndSize(<const char *>p, n)
         ice_read_keep(attr)
         return attr
@@ -365,14 +368,6 @@ cdef int _refuse(object error, str text) noexcept:
     hostile oversized value is refused at the price of one)."""
     PyErr_SetObject(error, text)
     return -1
-
-
-cdef str _decode_or_none(const uint8_t *data, Py_ssize_t length):
-    """The text of strict UTF-8, or None (with no error set) for bytes that are not."""
-    try:
-        return PyUnicode_DecodeUTF8(<const char *>data, length, NULL)
-    except UnicodeDecodeError:
-        return None
 
 
 # The classes the refusing paths set without a look-up (see _refusal.h).
@@ -448,7 +443,7 @@ cdef int _text_init(TextAttribute self, object value) except -1:
     if len(raw) > limit:
         return ice_refuse(_ValueError, "%s is at most %zd bytes, not %zd",
                           ice_class_name(self), limit, len(raw))
-    self._text = _decode_or_none(<const uint8_t *>PyBytes_AS_STRING(raw), len(raw))
+    self._text = decode_or_none(<const uint8_t *>PyBytes_AS_STRING(raw), len(raw))
     if self._text is None and _is_utf8_only(type(self)):
         shown = repr(raw[:24]) + ("..." if len(raw) > 24 else "")
         return _refuse(ValueError, f"{_name(self)} is UTF-8 text only, and {shown} is not UTF-8")
@@ -795,10 +790,13 @@ cdef class ErrorCodeShape(Attribute):
                     and PyBytes_GET_SIZE(attr._reason_raw) == n - 4
                     and memcmp(PyBytes_AS_STRING(attr._reason_raw), p + 4, n - 4) == 0):
                 return attr
+        cdef str reason = decode_or_none(p + 4, n - 4)
+        if reason is None:  # strict: a bad reason is a bad message
+            refuse_text(p + 4, n - 4, cls)
         attr = new_instance(cls)
         attr.code = klass * 100 + p[3]
         attr._reason_raw = PyBytes_FromStringAndSize(<const char *>p + 4, n - 4)
-        attr._reason = decode_text(p + 4, n - 4, cls)  # strict: a bad reason is a bad message
+        attr._reason = reason
         attr._first = p[0] if attr._keeps_first_byte() else 0
         ice_read_keep(attr)
         return attr

@@ -4,6 +4,7 @@
 
 cimport cython
 
+from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
 
@@ -109,4 +110,16 @@ cdef class Attribute:
 
 cdef int parse_ip(object host, uint8_t *out) except 0
 cdef str format_ip(int family, const uint8_t *ip)
+# Strict UTF-8 of attribute text: None for bytes that are not, and no exception
+# made either way (see _utf8.h); inline, as it runs for every text attribute read.
+# refuse_text sets the DecodeError that says why and returns -1; decode_text does both.
+cdef extern from "_utf8.h":
+    int ice_text_escaped(object text) noexcept
+    const char *ice_utf8_error(const uint8_t *data, Py_ssize_t length, Py_ssize_t *at) noexcept
+
+cdef inline str decode_or_none(const uint8_t *data, Py_ssize_t length):
+    cdef str text = PyUnicode_DecodeUTF8(<const char *>data, length, "surrogateescape")
+    return None if ice_text_escaped(text) else text
+
+cdef int refuse_text(const uint8_t *data, Py_ssize_t length, object owner) except -1
 cdef str decode_text(const uint8_t *data, Py_ssize_t length, object owner)

@@ -24,7 +24,6 @@ from cpython.buffer cimport (
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.object cimport Py_TPFLAGS_HEAPTYPE, Py_TYPE, PyObject, PyTypeObject
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
-from cpython.unicode cimport PyUnicode_DecodeUTF8
 
 cdef extern from "_fastcall.h":
     int ice_type_set(object type, object name, object value) except -1
@@ -63,6 +62,7 @@ cdef extern from *:
 cdef extern from "_refusal.h":
     int ice_refuse(object error, const char *fmt, ...) noexcept
     const char *ice_class_name(object obj) noexcept
+    const char *ice_type_name(object type) noexcept
     int ice_refuse_no_memory() noexcept
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy, memmove, memset
@@ -467,13 +467,25 @@ cdef str format_ip(int family, const uint8_t *ip):
     return host
 
 
+cdef int refuse_text(const uint8_t *data, Py_ssize_t length, object owner) except -1:
+    """Set DecodeError saying why data is not UTF-8, naming owner (a class or
+    an instance), and return -1: the caller raises it, and no traceback entry
+    is made here."""
+    cdef Py_ssize_t at = 0
+    cdef const char *why = ice_utf8_error(data, length, &at)
+    cdef object cls = owner if isinstance(owner, type) else type(owner)
+    if why == NULL:  # decode_or_none and ice_utf8_error disagree: a bug here, not input
+        why = b"invalid"
+    return ice_refuse(_DecodeError, "%s is not valid UTF-8: %s at byte %zd of %zd",
+                      ice_type_name(cls), why, at, length)
+
+
 cdef str decode_text(const uint8_t *data, Py_ssize_t length, object owner):
     """UTF-8 text of an attribute; DecodeError names owner (a class or instance) if invalid."""
-    try:
-        return PyUnicode_DecodeUTF8(<const char *>data, length, NULL)
-    except UnicodeDecodeError as exc:
-        name = (owner if isinstance(owner, type) else type(owner)).__name__
-        raise DecodeError(f"{name} is not valid UTF-8: {exc.reason}") from None
+    cdef str text = decode_or_none(data, length)
+    if text is None:
+        refuse_text(data, length, owner)
+    return text
 
 
 # ---------------------------------------------------------------- Message
@@ -964,17 +976,20 @@ cdef class Message:
             return 1
         p = self._buf + self._attrs[i].offset
         length = self._attrs[i].length
+        # Refused by return, not raise: the caller's frame is the only one made.
         if length < 4:
-            raise DecodeError(f"address attribute 0x{attr_type:04x} is {length} bytes")
+            return ice_refuse(_DecodeError, "address attribute 0x%04x is %zd bytes",
+                              <unsigned int>attr_type, length)
         family[0] = p[1]
         if p[1] == FAMILY_IPV4:
             if length != 8:
-                raise DecodeError(f"IPv4 address attribute is 8 bytes, not {length}")
+                return ice_refuse(_DecodeError, "IPv4 address attribute is 8 bytes, not %zd", length)
         elif p[1] == FAMILY_IPV6:
             if length != 20:
-                raise DecodeError(f"IPv6 address attribute is 20 bytes, not {length}")
+                return ice_refuse(_DecodeError, "IPv6 address attribute is 20 bytes, not %zd", length)
         else:
-            raise DecodeError(f"address family 0x{p[1]:02x} is neither IPv4 (1) nor IPv6 (2)")
+            return ice_refuse(_DecodeError, "address family 0x%02x is neither IPv4 (1) nor IPv6 (2)",
+                              <unsigned int>p[1])
         port[0] = load16(p + 2)
         if not xored:
             memcpy(ip, p + 4, length - 4)

@@ -14,9 +14,9 @@
  * ice_refuse builds its message in a stack buffer. The message keeps the
  * detail a person debugging a peer needs (what, where, how long).
  *
- * ice_refuse(type, fmt, ...) understands %zd (Py_ssize_t), %04x (unsigned
- * int, at least 4 hex digits), %s (const char *, UTF-8) and %%: what the
- * refusal messages use. */
+ * ice_refuse(type, fmt, ...) understands %zd (Py_ssize_t), %0Nx (unsigned
+ * int, at least N hex digits, N = 1-8), %s (const char *, UTF-8) and %%:
+ * what the refusal messages use. */
 #ifndef ICE_REFUSAL_H
 #define ICE_REFUSAL_H
 
@@ -75,8 +75,8 @@ static PyObject *ice_refusal_text(const char *fmt, va_list ap)
         if (p[0] == 'z' && p[1] == 'd') {
             out = ice_refusal_signed(out, end, va_arg(ap, Py_ssize_t));
             p += 2;
-        } else if (p[0] == '0' && p[1] == '4' && p[2] == 'x') {
-            out = ice_refusal_unsigned(out, end, va_arg(ap, unsigned int), 16, 4);
+        } else if (p[0] == '0' && p[1] >= '1' && p[1] <= '8' && p[2] == 'x') {
+            out = ice_refusal_unsigned(out, end, va_arg(ap, unsigned int), 16, p[1] - '0');
             p += 3;
         } else if (p[0] == 's') {
             const char *s = va_arg(ap, const char *);

@@ -15,6 +15,8 @@ import traceback
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import ice
 from ice import Message
@@ -391,6 +393,124 @@ def test_a_failed_check_leaves_no_codec_frame_in_the_traceback() -> None:
             "test_a_failed_check_leaves_no_codec_frame_in_the_traceback",
             "<lambda>",
         ]
+
+
+def _refused_by_get_from(cls: type, attr_type: int, value: bytes) -> ice.DecodeError:
+    msg = Message(ice.BINDING_REQUEST)
+    msg.add(attr_type, value)
+    with pytest.raises(ice.DecodeError) as caught:
+        cls.get_from(msg)  # type: ignore[attr-defined]
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    ("cls", "attr_type", "value", "text"),
+    [
+        (
+            ice.Username,
+            AttrType.USERNAME,
+            b"ok \xff\xfe",
+            "Username is not valid UTF-8: invalid start byte at byte 3 of 5",
+        ),
+        (
+            ice.Realm,
+            AttrType.REALM,
+            "r\u00e9alm".encode()[:2],
+            "Realm is not valid UTF-8: unexpected end of data at byte 1 of 2",
+        ),
+        (
+            ice.ErrorCodeAttribute,
+            AttrType.ERROR_CODE,
+            b"\x00\x00\x04\x01Bad \xc3\x28",
+            "ErrorCodeAttribute is not valid UTF-8: invalid continuation byte at byte 4 of 6",
+        ),
+        (
+            ice.XorMappedAddress,
+            AttrType.XOR_MAPPED_ADDRESS,
+            b"\x00\x07\x00\x01\x00\x00\x00\x01",
+            "address family 0x07 is neither IPv4 (1) nor IPv6 (2)",
+        ),
+        (
+            ice.MappedAddress,
+            AttrType.MAPPED_ADDRESS,
+            b"\x00\x01\x00\x01\x00\x00",
+            "IPv4 address attribute is 8 bytes, not 6",
+        ),
+        (
+            ice.XorPeerAddress,
+            AttrType.XOR_PEER_ADDRESS,
+            b"\x00\x02",
+            "address attribute 0x0012 is 2 bytes",
+        ),
+    ],
+)
+def test_a_get_from_refusal_is_raised_once_and_leaves_one_frame(
+    cls: type, attr_type: int, value: bytes, text: str
+) -> None:
+    # A server reads USERNAME, REALM and NONCE from any request that carries
+    # MESSAGE-INTEGRITY. Text that is not UTF-8 used to make two
+    # UnicodeDecodeErrors and three frames on its way out (~7x a plain raise),
+    # and a bad address two frames: now the refusal is set once, below
+    # get_from, and get_from's own frame is the only one.
+    error = _refused_by_get_from(cls, attr_type, value)
+    frames = traceback.extract_tb(error.__traceback__)
+    names = [frame.name for frame in frames]
+    assert len(names) == 2 and names[0] == "_refused_by_get_from", names
+    assert names[1].endswith(".get_from"), names  # e.g. TextAttribute.get_from
+    assert error.__context__ is None and error.__cause__ is None
+    assert str(error) == text
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"\xff",
+        b"ok \xff\xfe",
+        b"\x80abc",
+        b"ab\xc3",  # truncated 2-byte sequence
+        b"\xe3\x83",  # truncated 3-byte sequence
+        b"\xc3\x28",
+        b"\xc0\x80",  # overlong NUL
+        b"\xe0\x80\x80",  # overlong
+        b"\xed\xa0\x80",  # a surrogate, U+D800
+        b"\xed\xb2\x80",  # U+DC80, what surrogateescape would make of 0x80
+        b"\xf0\x80\x80\x80",  # overlong
+        b"\xf4\x90\x80\x80",  # above U+10FFFF
+        b"\xf5\x80\x80\x80",
+        b"caf\xc3\xa9 \xe2\x82",  # valid, then truncated
+    ],
+)
+def test_text_that_is_not_utf8_is_refused_with_cpythons_reason_and_offset(value: bytes) -> None:
+    # Validity is decided without a UnicodeDecodeError; the message still
+    # says what CPython's strict decoder would, and where.
+    with pytest.raises(UnicodeDecodeError) as strict:
+        value.decode("utf-8")
+    error = _refused_by_get_from(ice.Username, AttrType.USERNAME, value)
+    assert str(error) == (
+        f"Username is not valid UTF-8: {strict.value.reason} "
+        f"at byte {strict.value.start} of {len(value)}"
+    )
+
+
+@given(st.binary(max_size=64))
+def test_text_decodes_exactly_when_cpython_decodes_it_strictly(value: bytes) -> None:
+    msg = Message(ice.BINDING_REQUEST)
+    msg.add(AttrType.NONCE, value)  # NONCE keeps any bytes; .value is strict
+    msg.add(AttrType.USERNAME, value)  # USERNAME refuses what is not UTF-8
+    nonce = ice.Nonce.get_from(msg)
+    assert nonce is not None and nonce.raw == value
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError as strict:
+        reason = f"{strict.reason} at byte {strict.start} of {len(value)}"
+        with pytest.raises(ice.DecodeError, match=f"Nonce is not valid UTF-8: {reason}$"):
+            nonce.value  # noqa: B018 - the property raises
+        with pytest.raises(ice.DecodeError, match=f"Username is not valid UTF-8: {reason}$"):
+            ice.Username.get_from(msg)
+    else:
+        assert nonce.value == text
+        username = ice.Username.get_from(msg)
+        assert username is not None and username.value == text
 
 
 @pytest.mark.parametrize(
